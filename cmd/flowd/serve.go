@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/flowd/flowd/internal/app"
+	"github.com/flowd/flowd/internal/config"
+)
+
+const serveUsage = `Usage: flowd serve [flags]
+
+Start the flowd server: the HTTP API, the webhook endpoint, the scheduler and the local executor.
+With no flags it keeps its SQLite database in ./flowd-data and listens on 127.0.0.1:8080. On an
+empty database it creates the user "admin" with the password in FLOWD_ADMIN_PASSWORD, or prints
+a random one once. Every flag can also be set as FLOWD_<FLAG> (e.g. FLOWD_ADDR, FLOWD_DATABASE).
+FLOWD_SECRET_KEY (64 hex characters) sets the key for secrets at rest; without it flowd keeps a
+generated key in <data>/secret.key (mode 0600). SIGINT or SIGTERM stops it cleanly.
+
+Flags:
+`
+
+// cmdServe runs `flowd serve`.
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
+	applyEnv := cfg.Flags(fs, os.Getenv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "flowd serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := applyEnv(); err != nil {
+		fmt.Fprintf(stderr, "flowd serve: %v\n", err)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "flowd serve: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, cfg, logger, stdout); err != nil {
+		logger.Error("flowd stopped", "err", err)
+		return 1
+	}
+	return 0
+}

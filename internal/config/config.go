@@ -1,0 +1,107 @@
+// Package config holds the server's Config: its defaults, how flags and FLOWD_* environment
+// variables fill it, and its validation, all in one place.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is everything `flowd serve` needs to start.
+type Config struct {
+	Addr        string // listen address
+	Data        string // data folder: SQLite database, secret.key, workspaces
+	Database    string // "sqlite:PATH" or "postgres://…"; "" = sqlite in Data
+	ExternalURL string // base URL users reach flowd at, for links; "" = http://Addr
+	Executors   int    // jobs run at once across the server
+	MaxBody     int64  // webhook and API body limit in bytes
+	// AdminPassword sets the first admin's password on an empty database (FLOWD_ADMIN_PASSWORD);
+	// "" = a random one printed once.
+	AdminPassword string
+	// SecretKey is the key for secrets at rest (FLOWD_SECRET_KEY, 64 hex characters);
+	// "" = Data/secret.key, generated on first start.
+	SecretKey string
+	// ShutdownGrace bounds how long a stop may take.
+	ShutdownGrace time.Duration
+}
+
+// Default returns the zero-config settings.
+func Default() Config {
+	return Config{
+		Addr:          "127.0.0.1:8080",
+		Data:          "./flowd-data",
+		Executors:     4,
+		MaxBody:       1 << 20,
+		ShutdownGrace: 10 * time.Second,
+	}
+}
+
+// Flags registers the serve flags on fs, with defaults taken from c, and returns a function that,
+// after fs.Parse, applies FLOWD_<FLAG> environment variables for flags not given on the command
+// line (getenv is os.Getenv in production).
+func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() error {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen `address` (FLOWD_ADDR)")
+	fs.StringVar(&c.Data, "data", c.Data, "data `folder`: SQLite database, secret.key, job workspaces (FLOWD_DATA)")
+	fs.StringVar(&c.Database, "database", c.Database, "database `DSN`: sqlite:PATH or postgres://… (FLOWD_DATABASE); default sqlite in the data folder")
+	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "`URL` users reach flowd at, used in links and webhook URLs (FLOWD_EXTERNAL_URL)")
+	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server (FLOWD_EXECUTORS)")
+	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest request body in `bytes` (FLOWD_MAX_BODY)")
+	return func() error {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		var errs []error
+		fs.VisitAll(func(f *flag.Flag) {
+			if given[f.Name] {
+				return
+			}
+			env := "FLOWD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+			if v := getenv(env); v != "" {
+				if err := f.Value.Set(v); err != nil {
+					errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+				}
+			}
+		})
+		c.AdminPassword = getenv("FLOWD_ADMIN_PASSWORD")
+		c.SecretKey = getenv("FLOWD_SECRET_KEY")
+		return errors.Join(errs...)
+	}
+}
+
+// Validate checks c and fills derived defaults (Database, ExternalURL).
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("--addr must not be empty"))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("--data must not be empty"))
+	} else if abs, err := filepath.Abs(c.Data); err == nil {
+		c.Data = abs
+	}
+	if c.Executors < 1 || c.Executors > 1024 {
+		errs = append(errs, fmt.Errorf("--executors must be between 1 and 1024, got %d", c.Executors))
+	}
+	if c.MaxBody < 1024 {
+		errs = append(errs, fmt.Errorf("--max-body must be at least 1024 bytes, got %d", c.MaxBody))
+	}
+	if c.Database == "" {
+		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")
+	} else if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		errs = append(errs, fmt.Errorf("--database must be sqlite:PATH or a postgres:// URL, got %q", c.Database))
+	}
+	if c.ExternalURL == "" {
+		c.ExternalURL = "http://" + c.Addr
+	} else if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--external-url must be an http(s) URL, got %q", c.ExternalURL))
+	}
+	c.ExternalURL = strings.TrimRight(c.ExternalURL, "/")
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	return errors.Join(errs...)
+}

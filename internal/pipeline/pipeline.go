@@ -1,0 +1,188 @@
+// Package pipeline parses and validates pipeline definitions (YAML) into a Pipeline. It does no I/O.
+//
+// A definition is one YAML document (see DESIGN.md, "Pipeline YAML"). Parse reports every problem
+// it finds at once, each with the 1-based line and column of the offending node, and never
+// panics. Decisions this package makes where DESIGN.md is silent:
+//
+//   - Unknown keys are errors everywhere (typo protection); the message suggests the closest known
+//     key.
+//   - Any scalar is accepted where a string is expected and kept as its source text (`abc: 123`
+//     gives "123", `x: 1.50` gives "1.50"); null counts as absent. Anchors, aliases and merge keys
+//     (`<<: *base`) are followed.
+//   - Job names are unique across the whole pipeline, not only within a stage: runs, logs, the API
+//     and the UI name a job by its name alone.
+//   - A variable with options and no default gets its first option as default.
+//   - source.events defaults to [push, tag] when omitted; source.branches omitted means every
+//     branch, an explicit empty list means none; source.tags omitted means no tag builds.
+//   - Every name in webhook.variables must be declared under variables, so a run's variables are
+//     always the declared set.
+//   - Reserved names (FLOWD_*, PATH, HOME) are matched case-insensitively, because environments
+//     are case-insensitive on Windows agents.
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultJobTimeout is a job's timeout when its definition gives none.
+const DefaultJobTimeout = 60 * time.Minute
+
+// MaxJobTimeout is the longest timeout a job may ask for.
+const MaxJobTimeout = 24 * time.Hour
+
+// Pipeline is a parsed and validated pipeline definition.
+type Pipeline struct {
+	Name        string
+	Description string
+	Variables   []Variable   // declaration order
+	Source      *Source      // nil when absent
+	Webhook     *Webhook     // nil when absent
+	Concurrency *Concurrency // nil when absent
+	Stages      []Stage
+}
+
+// Variable is a declared variable. Values are strings; Default is "" when not given (or the first
+// option when Options is set).
+type Variable struct {
+	Name, Default, Description string
+	Options                    []string // allowed values; empty = any
+	Secret                     bool     // encrypted at rest, masked in logs, never returned by the API
+}
+
+// Source is the optional Git source of a pipeline: which repository, and which of its events start
+// a run.
+type Source struct {
+	URL         string
+	Branches    []string // globs; nil = every branch, empty non-nil = no branch builds
+	Tags        []string // globs; nil = no tag builds
+	Paths       []string // optional path globs: only when a changed file matches
+	Events      []string // "push", "tag", "pull_request"; [push, tag] when omitted
+	Credentials string   // optional: name of a declared secret variable
+}
+
+// Webhook holds the optional rules applied to payloads of other systems.
+type Webhook struct {
+	Filter    string            // CEL expression source, "" = none (not compiled here)
+	Variables []WebhookVariable // declaration order
+}
+
+// WebhookVariable sets the declared variable Name to the result of the CEL expression Expr.
+type WebhookVariable struct{ Name, Expr string }
+
+// Concurrency limits how many runs of the pipeline run at once (YAML keys group,
+// cancel_previous, max_running).
+type Concurrency struct {
+	Group          string // required, non-empty
+	CancelPrevious bool   // cancel older queued or running runs of the group when a new one starts
+	MaxRunning     int    // 0 = no limit
+}
+
+// Stage is a named set of jobs that run in parallel; stages run in order.
+type Stage struct {
+	Name string
+	Jobs []Job
+}
+
+// Job is a named list of steps run in order in one workspace.
+type Job struct {
+	Name    string
+	Timeout time.Duration // DefaultJobTimeout when omitted; at most MaxJobTimeout
+	Env     map[string]string
+	Steps   []Step
+}
+
+// Step is one shell command of a job. Name defaults to the first non-blank line of Run, trimmed and
+// cut to 40 characters.
+type Step struct{ Name, Run string }
+
+// Problem is one thing wrong with a definition, at a 1-based line and column (0,0 when unknown).
+type Problem struct {
+	Line, Column int
+	Message      string
+}
+
+// String returns "line:col: message".
+func (p Problem) String() string {
+	return fmt.Sprintf("%d:%d: %s", p.Line, p.Column, p.Message)
+}
+
+// Error lists every problem of a definition; Error() is one "line:col: message" per line.
+type Error struct {
+	Problems []Problem
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Variable returns the declared variable called name.
+func (p *Pipeline) Variable(name string) (Variable, bool) {
+	for _, v := range p.Variables {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Variable{}, false
+}
+
+// SecretValues returns the non-empty defaults of the secret variables, in declaration order: the
+// strings a log must mask.
+func (p *Pipeline) SecretValues() []string {
+	var out []string
+	for _, v := range p.Variables {
+		if v.Secret && v.Default != "" {
+			out = append(out, v.Default)
+		}
+	}
+	return out
+}
+
+// clone returns a deep copy of p.
+func (p *Pipeline) clone() *Pipeline {
+	c := *p
+	c.Variables = slices.Clone(p.Variables)
+	for i := range c.Variables {
+		c.Variables[i].Options = slices.Clone(c.Variables[i].Options)
+	}
+	if p.Source != nil {
+		s := *p.Source
+		s.Branches = slices.Clone(s.Branches)
+		s.Tags = slices.Clone(s.Tags)
+		s.Paths = slices.Clone(s.Paths)
+		s.Events = slices.Clone(s.Events)
+		c.Source = &s
+	}
+	if p.Webhook != nil {
+		w := *p.Webhook
+		w.Variables = slices.Clone(w.Variables)
+		c.Webhook = &w
+	}
+	if p.Concurrency != nil {
+		cc := *p.Concurrency
+		c.Concurrency = &cc
+	}
+	c.Stages = slices.Clone(p.Stages)
+	for i := range c.Stages {
+		jobs := slices.Clone(c.Stages[i].Jobs)
+		for j := range jobs {
+			if jobs[j].Env != nil {
+				env := make(map[string]string, len(jobs[j].Env))
+				for k, v := range jobs[j].Env {
+					env[k] = v
+				}
+				jobs[j].Env = env
+			}
+			jobs[j].Steps = slices.Clone(jobs[j].Steps)
+		}
+		c.Stages[i].Jobs = jobs
+	}
+	return &c
+}

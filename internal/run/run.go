@@ -1,0 +1,221 @@
+// Package run holds the run, job and step records of flowd, their status constants and the
+// transitions allowed between them. It is pure: no I/O. The store enforces the same transitions
+// in SQL (UPDATE … WHERE status = expected), so a status never moves backwards or twice.
+package run
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is the state of a run, a job or a step.
+type Status string
+
+// The statuses. Who moves each one is written beside it.
+const (
+	// Queued: written when a run is created (by the API, a webhook or a push). Runs and jobs
+	// start here; a job of a later stage stays queued until its stage starts.
+	Queued Status = "queued"
+	// Running: set by the scheduler when it claims a job (job, and its run if still queued),
+	// and by the executor for a step it starts.
+	Running Status = "running"
+	// Success: set by the executor (step), the scheduler (job) and the store's run advance
+	// (run) when everything before it succeeded.
+	Success Status = "success"
+	// Failed: a step exited non-zero, timed out, could not start, or the server stopped while
+	// it ran. A failed job fails its run.
+	Failed Status = "failed"
+	// Canceled: a user canceled the run, or flowd shut down while it ran.
+	Canceled Status = "canceled"
+	// Skipped: jobs and steps only: never started because something before them failed or
+	// the run was canceled.
+	Skipped Status = "skipped"
+)
+
+// Terminal reports whether s is a final status.
+func (s Status) Terminal() bool {
+	switch s {
+	case Success, Failed, Canceled, Skipped:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case Queued, Running, Success, Failed, Canceled, Skipped:
+		return true
+	}
+	return false
+}
+
+// transitions lists, for each status, the statuses it may move to.
+var transitions = map[Status][]Status{
+	Queued:  {Running, Canceled, Skipped, Failed},
+	Running: {Success, Failed, Canceled},
+}
+
+// CanTransition reports whether a record may move from one status to another.
+func CanTransition(from, to Status) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// From lists the statuses that may move to s; the store uses it in guarded updates.
+func From(to Status) []Status {
+	var out []Status
+	for _, from := range []Status{Queued, Running} {
+		if CanTransition(from, to) {
+			out = append(out, from)
+		}
+	}
+	return out
+}
+
+// Trigger says what started a run.
+type Trigger string
+
+// The triggers.
+const (
+	TriggerManual  Trigger = "manual"
+	TriggerWebhook Trigger = "webhook"
+	TriggerPush    Trigger = "push"
+)
+
+// Run is one execution of a pipeline.
+type Run struct {
+	ID          int64             `json:"id"`
+	PipelineID  int64             `json:"-"`
+	Pipeline    string            `json:"pipeline"`
+	Number      int64             `json:"number"`
+	Revision    int64             `json:"revision"`
+	Status      Status            `json:"status"`
+	Trigger     Trigger           `json:"trigger"`
+	TriggeredBy string            `json:"triggered_by"`
+	Variables   map[string]string `json:"variables"` // secret values are never here
+	// SecretVariables holds the encrypted values of the run's secret variables (by name).
+	SecretVariables []byte `json:"-"`
+	// Stage is the index of the stage whose jobs may run now.
+	Stage           int        `json:"-"`
+	CancelRequested bool       `json:"cancel_requested,omitempty"`
+	Message         string     `json:"message,omitempty"` // why it failed or was canceled
+	CreatedAt       time.Time  `json:"created_at"`
+	StartedAt       *time.Time `json:"started_at"`
+	FinishedAt      *time.Time `json:"finished_at"`
+	Jobs            []Job      `json:"-"`
+}
+
+// Job is one job of a run; the jobs of a stage run in parallel.
+type Job struct {
+	ID         int64             `json:"id"`
+	RunID      int64             `json:"-"`
+	Stage      int               `json:"-"`
+	StageName  string            `json:"-"`
+	Index      int               `json:"-"`
+	Name       string            `json:"name"`
+	Status     Status            `json:"status"`
+	Timeout    time.Duration     `json:"-"`
+	Env        map[string]string `json:"-"`
+	StartedAt  *time.Time        `json:"started_at"`
+	FinishedAt *time.Time        `json:"finished_at"`
+	Steps      []Step            `json:"steps"`
+}
+
+// Step is one command of a job.
+type Step struct {
+	ID         int64      `json:"id"`
+	JobID      int64      `json:"-"`
+	Index      int        `json:"-"`
+	Name       string     `json:"name"`
+	Script     string     `json:"-"`
+	Status     Status     `json:"status"`
+	ExitCode   *int       `json:"exit_code"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// LogChunk is a piece of a run's log: whole lines of one job, already masked.
+type LogChunk struct {
+	RunID int64
+	JobID int64 // 0 for lines of the run itself (e.g. "the server stopped")
+	Seq   int64 // 1, 2, 3… per run, in the order written
+	Data  []byte
+	At    time.Time
+}
+
+// StageView is a run's stage with its jobs, as the API shows it.
+type StageView struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Jobs   []Job  `json:"jobs"`
+}
+
+// Stages groups r.Jobs by stage, in order. A stage's status is the worst of its jobs'.
+func (r *Run) Stages() []StageView {
+	var out []StageView
+	for _, j := range r.Jobs {
+		if len(out) == 0 || out[len(out)-1].Name != j.StageName || j.Stage != len(out)-1 {
+			out = append(out, StageView{Name: j.StageName})
+		}
+		st := &out[len(out)-1]
+		st.Jobs = append(st.Jobs, j)
+	}
+	for i := range out {
+		out[i].Status = stageStatus(out[i].Jobs)
+	}
+	return out
+}
+
+func stageStatus(jobs []Job) Status {
+	rank := map[Status]int{Skipped: 0, Success: 1, Queued: 2, Running: 3, Canceled: 4, Failed: 5}
+	best := Skipped
+	allSkipped := true
+	for _, j := range jobs {
+		if j.Status != Skipped {
+			allSkipped = false
+		}
+		if rank[j.Status] > rank[best] {
+			best = j.Status
+		}
+	}
+	if allSkipped {
+		return Skipped
+	}
+	return best
+}
+
+// MarshalJSON shows a run with its stages, as DESIGN.md's GET /api/v1/runs/{id}.
+func (r Run) MarshalJSON() ([]byte, error) {
+	type plain Run
+	vars := r.Variables
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	p := plain(r)
+	p.Variables = vars
+	stages := r.Stages()
+	if stages == nil {
+		stages = []StageView{}
+	}
+	return json.Marshal(struct {
+		plain
+		Stages []StageView `json:"stages"`
+	}{p, stages})
+}
+
+// ErrTransition is returned when a record is not in a status that may move to the wanted one.
+type ErrTransition struct {
+	What     string // "run", "job", "step"
+	ID       int64
+	From, To Status
+}
+
+func (e *ErrTransition) Error() string {
+	return fmt.Sprintf("%s %d: cannot move from %s to %s", e.What, e.ID, e.From, e.To)
+}

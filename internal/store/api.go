@@ -1,0 +1,98 @@
+package store
+
+// This file is the store's contract: its types and the signatures of its methods. The bodies
+// live in the other files of the package, one file per noun.
+
+import (
+	"errors"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// Sentinel errors; wrap them, test with errors.Is.
+var (
+	// ErrNotFound: no such row.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique name is taken, or a row is not in the state the change needs.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the database cannot be reached; nothing was written.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// User is an account.
+type User struct {
+	ID           int64
+	Username     string
+	PasswordHash string
+	Admin        bool
+	Disabled     bool
+	CreatedAt    time.Time
+}
+
+// UserUpdate changes the fields that are not nil.
+type UserUpdate struct {
+	PasswordHash *string
+	Admin        *bool
+	Disabled     *bool
+}
+
+// Token is an API token; only its hash is stored.
+type Token struct {
+	ID         int64
+	UserID     int64
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+}
+
+// Pipeline is a pipeline at one revision.
+type Pipeline struct {
+	ID        int64
+	Name      string
+	Revision  int64
+	Source    string // YAML with secret values masked as ***
+	Secrets   []byte // encrypted JSON object of secret values by variable name; nil when none
+	CreatedBy string
+	CreatedAt time.Time
+	UpdatedAt time.Time // when Revision was written
+}
+
+// PipelineSummary is a pipeline with its newest run (nil when it has none), for lists.
+type PipelineSummary struct {
+	Pipeline
+	LastRun *run.Run // without Jobs
+}
+
+// Member is a user's role on a pipeline: "viewer", "developer" or "admin".
+type Member struct {
+	UserID   int64
+	Username string
+	Role     string
+}
+
+// RunCreate is what a new run is made of. Jobs carry Stage, StageName, Index, Name, Timeout,
+// Env and Steps (Index, Name, Script); every job and step starts queued.
+type RunCreate struct {
+	PipelineID      int64
+	Revision        int64
+	Trigger         run.Trigger
+	TriggeredBy     string
+	Variables       map[string]string
+	SecretVariables []byte
+	Jobs            []run.Job
+}
+
+// RunListParams selects a page of a pipeline's runs, newest first.
+type RunListParams struct {
+	Limit   int         // 1..200; 0 means 50
+	Before  int64       // only runs with a number below this; 0 = from the newest
+	Status  run.Status  // "" = any
+	Trigger run.Trigger // "" = any
+}
+
+// Claim is a job the scheduler took, with its run (Run.Jobs empty).
+type Claim struct {
+	Job run.Job
+	Run run.Run
+}
