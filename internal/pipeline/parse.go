@@ -32,6 +32,11 @@ func Parse(src []byte) (*Pipeline, error) {
 	}
 	ps := &parser{budget: maxNodes}
 	p := ps.pipeline(doc)
+	if ps.exhausted {
+		// Whatever else was found is noise from the walk being cut short.
+		i := slices.IndexFunc(ps.problems, func(p Problem) bool { return strings.HasPrefix(p.Message, "definition is too large") })
+		return nil, newError(ps.problems[i : i+1])
+	}
 	if len(ps.problems) > 0 {
 		return nil, newError(ps.problems)
 	}
@@ -664,6 +669,10 @@ func (ps *parser) stages(f field) []Stage {
 		if n == nil {
 			break
 		}
+		if n.Kind != yaml.MappingNode {
+			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
+			continue
+		}
 		st := Stage{}
 		var nameField, jobsField *field
 		fields := ps.mapping(n, at, stageKeys)
@@ -674,9 +683,6 @@ func (ps *parser) stages(f field) []Stage {
 			case "jobs":
 				jobsField = &fields[k]
 			}
-		}
-		if n.Kind != yaml.MappingNode {
-			continue
 		}
 		st.Name = ps.entityName(n, nameField, at, "stage", stageNames)
 		if jobsField == nil {
@@ -749,6 +755,10 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 		if n == nil {
 			break
 		}
+		if n.Kind != yaml.MappingNode {
+			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
+			continue
+		}
 		job := Job{Timeout: DefaultJobTimeout}
 		var nameField, stepsField *field
 		fields := ps.mapping(n, at, jobKeys)
@@ -781,9 +791,6 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 					job.Env[e.name] = v
 				}
 			}
-		}
-		if n.Kind != yaml.MappingNode {
-			continue
 		}
 		job.Name = ps.entityName(n, nameField, at, "job", seen)
 		if stepsField == nil {
@@ -834,6 +841,10 @@ func (ps *parser) steps(f field) []Step {
 		if n == nil {
 			break
 		}
+		if n.Kind != yaml.MappingNode {
+			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
+			continue
+		}
 		var st Step
 		hasRun := false
 		for _, g := range ps.mapping(n, at, stepKeys) {
@@ -856,9 +867,6 @@ func (ps *parser) steps(f field) []Step {
 				}
 				st.Run = run
 			}
-		}
-		if n.Kind != yaml.MappingNode {
-			continue
 		}
 		if !hasRun {
 			ps.addf(n, join(at, "run"), "is required")

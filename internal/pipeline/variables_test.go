@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestResolveVariables(t *testing.T) {
+	t.Parallel()
+	p, err := Parse([]byte("name: x\nvariables:\n  abc: '123'\n  N: 1\n  B: false\n  TARGET: {default: staging, options: [staging, production]}\n  KEY: {secret: true, default: s}\n" + minimal[8:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := map[string]string{"abc": "123", "N": "1", "B": "false", "TARGET": "staging", "KEY": "s"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range defaults {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name        string
+		body        string
+		wantValues  map[string]string
+		wantIgnored []string
+		wantProbs   []VariableProblem
+	}{
+		{name: "empty object keeps defaults", body: `{}`, wantValues: with()},
+		{name: "string as it is", body: `{"abc": "456 $(rm -rf /) \"q\""}`, wantValues: with("abc", `456 $(rm -rf /) "q"`)},
+		{name: "empty string", body: `{"abc": ""}`, wantValues: with("abc", "")},
+		{name: "numbers as sent", body: `{"abc": 1.50, "N": -2e10}`, wantValues: with("abc", "1.50", "N", "-2e10")},
+		{name: "booleans as text", body: `{"B": true, "abc": false}`, wantValues: with("B", "true", "abc", "false")},
+		{name: "value in options", body: `{"TARGET": "production"}`, wantValues: with("TARGET", "production")},
+		{name: "secret override", body: `{"KEY": "new"}`, wantValues: with("KEY", "new")},
+		{name: "undeclared keys ignored, sorted", body: `{"zeta": 1, "alpha": {}, "Abc": "x", "abc": "y"}`, wantValues: with("abc", "y"), wantIgnored: []string{"Abc", "alpha", "zeta"}},
+		{name: "null", body: `{"abc": null}`, wantProbs: []VariableProblem{{"abc", "must be a string, number or boolean, not null"}}},
+		{name: "object", body: `{"abc": {"a": 1}}`, wantProbs: []VariableProblem{{"abc", "must be a string, number or boolean, not an object"}}},
+		{name: "array", body: `{"abc": [1]}`, wantProbs: []VariableProblem{{"abc", "must be a string, number or boolean, not an array"}}},
+		{name: "outside options", body: `{"TARGET": "dev"}`, wantProbs: []VariableProblem{{"TARGET", `value "dev" is not one of the options (staging, production)`}}},
+		{name: "number outside options", body: `{"TARGET": 1}`, wantProbs: []VariableProblem{{"TARGET", `value "1" is not one of the options (staging, production)`}}},
+		{name: "reserved keys even undeclared", body: `{"FLOWD_X": "1", "flowd_run_id": "2", "PATH": "/tmp", "HOME": "/"}`, wantProbs: []VariableProblem{
+			{"FLOWD_X", "reserved name: FLOWD_*, PATH and HOME are set by flowd"},
+			{"HOME", "reserved name: FLOWD_*, PATH and HOME are set by flowd"},
+			{"PATH", "reserved name: FLOWD_*, PATH and HOME are set by flowd"},
+			{"flowd_run_id", "reserved name: FLOWD_*, PATH and HOME are set by flowd"},
+		}},
+		{name: "every problem at once", body: `{"abc": null, "N": [], "TARGET": "qa", "FLOWD_X": 1, "ok": 2, "B": true}`, wantProbs: []VariableProblem{
+			{"FLOWD_X", "reserved name: FLOWD_*, PATH and HOME are set by flowd"},
+			{"N", "must be a string, number or boolean, not an array"},
+			{"TARGET", `value "qa" is not one of the options (staging, production)`},
+			{"abc", "must be a string, number or boolean, not null"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var overrides map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(tt.body), &overrides); err != nil {
+				t.Fatal(err)
+			}
+			r, err := ResolveVariables(p, overrides)
+			if tt.wantProbs != nil {
+				var verr *VariableError
+				if !errors.As(err, &verr) {
+					t.Fatalf("err = %v, want *VariableError", err)
+				}
+				if r != nil {
+					t.Errorf("Resolved = %#v, want nil with an error", r)
+				}
+				if !reflect.DeepEqual(verr.Problems, tt.wantProbs) {
+					t.Errorf("problems = %q, want %q", verr.Problems, tt.wantProbs)
+				}
+				for _, pr := range tt.wantProbs {
+					if !strings.Contains(err.Error(), pr.Key+": ") {
+						t.Errorf("Error() = %q does not name %q", err.Error(), pr.Key)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ResolveVariables: %v", err)
+			}
+			if !reflect.DeepEqual(r.Values, tt.wantValues) {
+				t.Errorf("Values = %q, want %q", r.Values, tt.wantValues)
+			}
+			if want := tt.wantIgnored; !reflect.DeepEqual(r.Ignored, append([]string{}, want...)) {
+				t.Errorf("Ignored = %q, want %q", r.Ignored, want)
+			}
+		})
+	}
+}
+
+func TestResolveVariablesNil(t *testing.T) {
+	t.Parallel()
+	r, err := ResolveVariables(nil, map[string]json.RawMessage{"a": json.RawMessage(`1`), "b": nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Values) != 0 || !reflect.DeepEqual(r.Ignored, []string{"a", "b"}) {
+		t.Errorf("Resolved = %#v", r)
+	}
+}
+
+func TestVariableErrorMessage(t *testing.T) {
+	t.Parallel()
+	err := &VariableError{Problems: []VariableProblem{{"A", "bad"}, {"B", "worse"}}}
+	if got, want := err.Error(), "invalid variables: A: bad; B: worse"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
