@@ -1,17 +1,170 @@
 // Package app wires flowd together: it builds the store, the services and the HTTP server from a
-// Config, runs them under one errgroup and stops them in order.
+// Config, runs them, and stops them in order: stop accepting requests, cancel running jobs and
+// record their statuses, drain the log writer, close the database.
 package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/flowd/flowd/internal/api"
+	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/config"
+	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/logs"
+	"github.com/flowd/flowd/internal/metrics"
+	"github.com/flowd/flowd/internal/scheduler"
+	"github.com/flowd/flowd/internal/secret"
+	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/trigger"
 )
 
 // Run starts flowd and blocks until ctx is done, then shuts down cleanly. out receives the
-// one-time messages for the person who started it (the generated admin password, the address).
+// messages for the person who started it: the generated admin password and the address.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) error {
-	panic("stub")
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("app: data folder: %w", err)
+	}
+	key, err := secret.LoadKey(cfg.SecretKey, cfg.Data)
+	if err != nil {
+		return err
+	}
+	box, err := secret.New(key)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.Database, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrapAdmin(ctx, st, cfg.AdminPassword, out); err != nil {
+		return err
+	}
+
+	m := metrics.New(st)
+	appender := logs.NewAppender(st, logger.With("component", "logs"))
+	sched := scheduler.New(scheduler.Config{
+		Store:     st,
+		Executor:  executor.NewLocal(logger.With("component", "executor")),
+		Logs:      appender,
+		Box:       box,
+		Slots:     cfg.Executors,
+		Workspace: filepath.Join(cfg.Data, "workspaces"),
+		Metrics:   m,
+		Logger:    logger.With("component", "scheduler"),
+	})
+	if err := sched.Recover(ctx); err != nil {
+		return err
+	}
+	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake}
+	srv := &api.Server{
+		Store:       st,
+		Triggers:    triggers,
+		Box:         box,
+		LogChanged:  appender.Changed,
+		Canceler:    sched,
+		Metrics:     m,
+		ExternalURL: cfg.ExternalURL,
+		MaxBody:     cfg.MaxBody,
+		Logger:      logger.With("component", "api"),
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("app: listen: %w", err)
+	}
+	if cfg.ExternalURL == "http://"+cfg.Addr { // derived from --addr, which may have been port 0
+		srv.ExternalURL = "http://" + ln.Addr().String()
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(out, "flowd is listening on http://%s\n", ln.Addr())
+
+	// The log appender outlives the scheduler: jobs canceled at shutdown still write their
+	// last lines.
+	logsCtx, stopLogs := context.WithCancel(context.WithoutCancel(ctx))
+	logsDone := make(chan error, 1)
+	go func() { logsDone <- appender.Run(logsCtx) }()
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- sched.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- httpSrv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping")
+	case serveErr = <-serveDone:
+		logger.Error("http server stopped", "err", serveErr)
+	}
+	stopRun()
+
+	// Stop accepting; requests in flight (log followers among them) end as their runs end.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- httpSrv.Shutdown(shutdownCtx) }()
+
+	schedErr := <-schedDone // running jobs canceled, their statuses written
+	stopLogs()
+	logsErr := <-logsDone // every log line committed
+	if err := <-shutdownDone; err != nil {
+		logger.Warn("closing open connections", "err", err)
+		_ = httpSrv.Close()
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	logger.Info("stopped")
+	return errors.Join(serveErr, schedErr, logsErr)
+}
+
+// bootstrapAdmin creates the user admin on an empty database.
+func bootstrapAdmin(ctx context.Context, st *store.Store, password string, out io.Writer) error {
+	n, err := st.UserCount(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	generated := password == ""
+	if generated {
+		if password, err = auth.RandomPassword(); err != nil {
+			return err
+		}
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return fmt.Errorf("FLOWD_ADMIN_PASSWORD: %w", err)
+	}
+	if _, err := st.UserCreate(ctx, "admin", hash, true); err != nil {
+		if errors.Is(err, store.ErrConflict) { // another server made it first
+			return nil
+		}
+		return err
+	}
+	if generated {
+		fmt.Fprintf(out, "created the user admin with the password %s\n(it is shown only this once; sign in with `flowd login --user admin` and change it)\n", password)
+	} else {
+		fmt.Fprintln(out, "created the user admin with the password from FLOWD_ADMIN_PASSWORD")
+	}
+	return nil
 }

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flowd/flowd/internal/client"
+)
+
+// defaultServer is the address `flowd serve` listens on by default.
+const defaultServer = "http://127.0.0.1:8080"
+
+// cli holds what every command reads and writes; nothing of it is global, so tests can run
+// several at once with their own environment.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	hc             *http.Client
+
+	lines *bufio.Reader // stdin read line by line, made on first use
+}
+
+// ---- flags and usage ----
+
+// flags is a command's FlagSet with the text of its --help.
+type flags struct {
+	*flag.FlagSet
+	synopsis string // "flowd run PIPELINE [--var K=V …] [--follow]"
+	help     string // what the command does
+	min, max int    // number of positional arguments allowed
+}
+
+// newFlags makes the FlagSet of a command; it prints nothing itself (parse does).
+func newFlags(name, synopsis, help string, min, max int) *flags {
+	fs := flag.NewFlagSet("flowd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flags{FlagSet: fs, synopsis: synopsis, help: help, min: min, max: max}
+}
+
+func (f *flags) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", f.synopsis, strings.TrimSpace(f.help))
+	hasFlags := false
+	f.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		f.SetOutput(w)
+		f.PrintDefaults()
+		f.SetOutput(io.Discard)
+	}
+}
+
+// parse parses args, allowing flags after positional arguments (`flowd run hello --follow`);
+// "--" ends the flags. It returns the positional arguments, or an exit status ≥ 0 when the
+// command should stop: 0 after --help (printed to stdout), 2 after a usage error.
+func (c *cli) parse(f *flags, args []string) ([]string, int) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.usage(c.stdout)
+				return nil, 0
+			}
+			return nil, c.usageError(f, "%v", err)
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < f.min:
+		return nil, c.usageError(f, "missing arguments")
+	case len(pos) > f.max:
+		return nil, c.usageError(f, "unexpected argument %q", pos[f.max])
+	}
+	return pos, -1
+}
+
+// usageError prints a usage problem with the command's synopsis and returns 2.
+func (c *cli) usageError(f *flags, format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\nUsage: %s\nRun '%s --help' for more.\n", f.Name(), fmt.Sprintf(format, a...), f.synopsis, f.Name())
+	return 2
+}
+
+// conn holds the --server and --token flags every client command has.
+type conn struct{ server, token string }
+
+func (f *flags) connFlags() *conn {
+	var cn conn
+	f.StringVar(&cn.server, "server", "", "flowd server `URL` (default: FLOWD_SERVER, the saved login, or "+defaultServer+")")
+	f.StringVar(&cn.token, "token", "", "API `TOKEN` (default: FLOWD_TOKEN or the saved login)")
+	return &cn
+}
+
+// errNotLoggedIn is returned by client when no token is known.
+var errNotLoggedIn = errors.New("not logged in: run `flowd login` (or set FLOWD_TOKEN, or pass --token)")
+
+// client resolves the server and token — flag, then FLOWD_SERVER / FLOWD_TOKEN, then the saved
+// login — and returns an API client. The saved token is only sent to the server it was issued by.
+func (c *cli) client(cn *conn) (*client.Client, error) {
+	server := firstOf(cn.server, c.getenv("FLOWD_SERVER"))
+	token := firstOf(cn.token, c.getenv("FLOWD_TOKEN"))
+	if server == "" || token == "" {
+		saved, err := c.loadConfig()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if saved != nil {
+			if server == "" {
+				server = saved.Server
+			}
+			if token == "" && sameServer(server, saved.Server) {
+				token = saved.Token
+			}
+		}
+	}
+	server = normalizeServer(firstOf(server, defaultServer))
+	if token == "" {
+		if server != defaultServer {
+			return nil, fmt.Errorf("not logged in to %s: run `flowd login --server %s` (or set FLOWD_TOKEN, or pass --token)", server, server)
+		}
+		return nil, errNotLoggedIn
+	}
+	return client.New(server, token, c.hc), nil
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// normalizeServer adds http:// to a bare host:port and drops a trailing slash.
+func normalizeServer(s string) string {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	return strings.TrimRight(s, "/")
+}
+
+func sameServer(a, b string) bool { return normalizeServer(a) == normalizeServer(b) }
+
+// ---- the saved login ----
+
+// savedLogin is the config file written by `flowd login`.
+type savedLogin struct {
+	Server   string `json:"server"`
+	Token    string `json:"token"`
+	Username string `json:"username"`
+}
+
+// configPath is $FLOWD_CONFIG if set, else <user config dir>/flowd/config.json, where the user
+// config dir is $XDG_CONFIG_HOME if set, else os.UserConfigDir (~/.config on Linux).
+func (c *cli) configPath() (string, error) {
+	if p := c.getenv("FLOWD_CONFIG"); p != "" {
+		return p, nil
+	}
+	dir := c.getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		d, err := os.UserConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("find the config folder: %w (set FLOWD_CONFIG to a file path)", err)
+		}
+		dir = d
+	}
+	return filepath.Join(dir, "flowd", "config.json"), nil
+}
+
+// loadConfig reads the saved login; an error wrapping fs.ErrNotExist if there is none.
+func (c *cli) loadConfig() (*savedLogin, error) {
+	path, err := c.configPath()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s savedLogin
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("read %s: %w (delete it or run `flowd login` again)", path, err)
+	}
+	return &s, nil
+}
+
+// saveConfig writes the saved login atomically: the folder 0700, the file 0600.
+func (c *cli) saveConfig(s savedLogin) (string, error) {
+	path, err := c.configPath()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".config-*.json") // created 0600
+	if err != nil {
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("save login: %w", err)
+	}
+	return path, nil
+}
+
+// ---- input ----
+
+// readLine prints prompt on stderr and reads one line of stdin, without its line ending.
+func (c *cli) readLine(prompt string) (string, error) {
+	if c.lines == nil {
+		c.lines = bufio.NewReader(c.stdin)
+	}
+	fmt.Fprint(c.stderr, prompt)
+	line, err := c.lines.ReadString('\n')
+	if err != nil && (!errors.Is(err, io.EOF) || line == "") {
+		if errors.Is(err, io.EOF) {
+			return "", errors.New("no input on stdin")
+		}
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// readAllStdin reads a secret piped to stdin, without a trailing line ending.
+func (c *cli) readAllStdin() (string, error) {
+	r := c.stdin
+	if c.lines != nil {
+		r = c.lines
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", fmt.Errorf("read stdin: %w", err)
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
+}
+
+// password returns a password from stdin (fromStdin), else the environment variable env, else a
+// prompt line read from stdin (echoed: use the other two ways where that matters).
+func (c *cli) password(fromStdin bool, env, prompt string) (string, error) {
+	var pw string
+	var err error
+	switch {
+	case fromStdin:
+		pw, err = c.readAllStdin()
+	case c.getenv(env) != "":
+		pw = c.getenv(env)
+	default:
+		pw, err = c.readLine(prompt)
+	}
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", errors.New("empty password")
+	}
+	return pw, nil
+}
+
+// ---- output ----
+
+// fail prints err as `flowd: <message>` on stderr, with a hint for the errors a person can fix
+// by signing in again, and returns 1.
+func (c *cli) fail(err error) int {
+	msg := err.Error()
+	var ae *client.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		msg += "\n(the token is missing, revoked or expired: run `flowd login` again)"
+	}
+	fmt.Fprintf(c.stderr, "flowd: %s\n", msg)
+	return 1
+}
+
+// warn prints a warning on stderr.
+func (c *cli) warn(format string, a ...any) {
+	fmt.Fprintf(c.stderr, "flowd: warning: "+format+"\n", a...)
+}
+
+// table prints rows under a header, in aligned columns.
+func table(w io.Writer, header []string, rows [][]string) {
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if line != "" {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
+	}
+}
+
+// fmtTime shows a time in local time to the second, "-" for none.
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// fmtDuration shows a duration to the second (or the millisecond under one), "-" for zero.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

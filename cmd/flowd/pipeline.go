@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/flowd/flowd/internal/client"
+)
+
+func pipelineCommands() []command {
+	return []command{
+		{name: "apply", summary: "create a pipeline from a YAML file, or update it", run: (*cli).cmdPipelineApply},
+		{name: "ls", summary: "list the pipelines you can see", run: (*cli).cmdPipelineList},
+		{name: "show", summary: "show a pipeline: variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
+		{name: "rm", summary: "delete a pipeline and its runs", run: (*cli).cmdPipelineRemove},
+	}
+}
+
+func (c *cli) cmdPipelineApply(ctx context.Context, args []string) int {
+	f := newFlags("pipeline apply", "flowd pipeline apply -f FILE", `
+Create the pipeline defined in FILE, or, if a pipeline of that name exists, replace its
+definition (a new revision). -f - reads the definition from stdin. Every problem of an invalid
+definition is printed as FILE:LINE:COLUMN: MESSAGE.`, 0, 0)
+	file := f.String("f", "", "pipeline definition `FILE` (YAML); - for stdin")
+	cn := f.connFlags()
+	if _, code := c.parse(f, args); code >= 0 {
+		return code
+	}
+	if *file == "" {
+		return c.usageError(f, "-f FILE is required")
+	}
+	var data []byte
+	var err error
+	shown := *file
+	if *file == "-" {
+		shown = "<stdin>"
+		data, err = io.ReadAll(c.stdin)
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return c.fail(fmt.Errorf("read pipeline definition: %w", err))
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	pl, created, err := cl.PipelineApply(ctx, data)
+	if err != nil {
+		var ae *client.Error
+		if errors.As(err, &ae) && len(ae.Problems) > 0 {
+			for _, p := range ae.Problems {
+				fmt.Fprintf(c.stderr, "%s:%s\n", shown, p)
+			}
+			fmt.Fprintf(c.stderr, "flowd: %s: %s\n", shown, ae.Message)
+			return 1
+		}
+		return c.fail(err)
+	}
+	verb := "updated"
+	if created {
+		verb = "created"
+	}
+	fmt.Fprintf(c.stdout, "pipeline %s %s (revision %d)\n", pl.Name, verb, pl.Revision)
+	return 0
+}
+
+func (c *cli) cmdPipelineList(ctx context.Context, args []string) int {
+	f := newFlags("pipeline ls", "flowd pipeline ls", "List the pipelines you are a member of (all of them for admins), with your role and the last run.", 0, 0)
+	cn := f.connFlags()
+	if _, code := c.parse(f, args); code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	pls, err := cl.PipelineList(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(pls) == 0 {
+		fmt.Fprintln(c.stderr, "no pipelines yet: create one with 'flowd pipeline apply -f FILE'")
+		return 0
+	}
+	rows := make([][]string, 0, len(pls))
+	for _, p := range pls {
+		last := "-"
+		if p.LastRun != nil {
+			last = fmt.Sprintf("#%d %s", p.LastRun.Number, p.LastRun.Status)
+		}
+		rows = append(rows, []string{p.Name, fmt.Sprint(p.Revision), dash(p.Role), last, fmtTime(p.UpdatedAt), dash(p.Description)})
+	}
+	table(c.stdout, []string{"NAME", "REVISION", "ROLE", "LAST RUN", "UPDATED", "DESCRIPTION"}, rows)
+	return 0
+}
+
+func (c *cli) cmdPipelineShow(ctx context.Context, args []string) int {
+	f := newFlags("pipeline show", "flowd pipeline show NAME [--yaml]", `
+Show a pipeline: its revision, variables, stages, members and YAML definition. Secret defaults
+are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
+	onlyYAML := f.Bool("yaml", false, "print only the YAML definition")
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	pl, err := cl.PipelineGet(ctx, pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	w := c.stdout
+	if *onlyYAML {
+		fmt.Fprint(w, pl.YAML)
+		if !strings.HasSuffix(pl.YAML, "\n") {
+			fmt.Fprintln(w)
+		}
+		return 0
+	}
+	members, err := cl.MemberList(ctx, pl.Name)
+	if err != nil && !client.IsStatus(err, http.StatusForbidden) {
+		return c.fail(err)
+	}
+	fmt.Fprintf(w, "Pipeline:    %s\n", pl.Name)
+	if pl.Description != "" {
+		fmt.Fprintf(w, "Description: %s\n", pl.Description)
+	}
+	fmt.Fprintf(w, "Revision:    %d\n", pl.Revision)
+	fmt.Fprintf(w, "Your role:   %s\n", dash(pl.Role))
+	fmt.Fprintf(w, "Created:     %s by %s\n", fmtTime(pl.CreatedAt), dash(pl.CreatedBy))
+	fmt.Fprintf(w, "Updated:     %s\n", fmtTime(pl.UpdatedAt))
+
+	fmt.Fprintln(w, "\nVariables:")
+	if len(pl.Variables) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	} else {
+		rows := make([][]string, 0, len(pl.Variables))
+		for _, v := range pl.Variables {
+			def := fmt.Sprintf("%q", v.Default)
+			if v.Secret {
+				def = "*** (secret)"
+			}
+			rows = append(rows, []string{"  " + v.Name, def, dash(strings.Join(v.Options, ",")), dash(v.Description)})
+		}
+		table(w, []string{"  NAME", "DEFAULT", "OPTIONS", "DESCRIPTION"}, rows)
+	}
+
+	fmt.Fprintln(w, "\nStages:")
+	for _, st := range pl.Stages {
+		fmt.Fprintf(w, "  %s\n", st.Name)
+		for _, j := range st.Jobs {
+			fmt.Fprintf(w, "    %s: %s\n", j.Name, strings.Join(j.Steps, ", "))
+		}
+	}
+
+	fmt.Fprintln(w, "\nMembers:")
+	for _, m := range members {
+		fmt.Fprintf(w, "  %s (%s)\n", m.Username, m.Role)
+	}
+	if len(members) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+
+	fmt.Fprintln(w, "\nYAML:")
+	for _, line := range strings.Split(strings.TrimRight(pl.YAML, "\n"), "\n") {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
+	return 0
+}
+
+func (c *cli) cmdPipelineRemove(ctx context.Context, args []string) int {
+	f := newFlags("pipeline rm", "flowd pipeline rm NAME", "Delete a pipeline with its runs, logs and triggers (pipeline admins).", 1, 1)
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	if err := cl.PipelineDelete(ctx, pos[0]); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "pipeline %s deleted\n", pos[0])
+	return 0
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/flowd/flowd/internal/client"
+)
+
+func (c *cli) cmdRuns(ctx context.Context, args []string) int {
+	f := newFlags("runs", "flowd runs PIPELINE [--status S] [--trigger T] [--limit N] [--before NUMBER]", `
+List the runs of PIPELINE, newest first. When there are more, the last line tells the
+--before value that shows the next page.`, 1, 1)
+	status := f.String("status", "", "only runs with this `status`: queued, running, success, failed, canceled")
+	trigger := f.String("trigger", "", "only runs started by this `trigger`: manual, webhook, push")
+	limit := f.Int("limit", 0, "show at most `N` runs (default: the server's, 50)")
+	before := f.Int64("before", 0, "only runs numbered below `NUMBER`")
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	if *limit < 0 || *before < 0 {
+		return c.usageError(f, "--limit and --before must not be negative")
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	page, err := cl.RunList(ctx, pos[0], client.RunListParams{Limit: *limit, Before: *before, Status: *status, Trigger: *trigger})
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(page.Runs) == 0 {
+		fmt.Fprintf(c.stderr, "no runs of %s match\n", pos[0])
+		return 0
+	}
+	now := time.Now()
+	rows := make([][]string, 0, len(page.Runs))
+	for _, r := range page.Runs {
+		rows = append(rows, []string{
+			fmt.Sprintf("#%d", r.Number), fmt.Sprint(r.ID), string(r.Status), string(r.Trigger),
+			dash(r.TriggeredBy), fmtTime(r.CreatedAt), fmtDuration(r.Duration(now)),
+		})
+	}
+	table(c.stdout, []string{"NUMBER", "ID", "STATUS", "TRIGGER", "BY", "CREATED", "DURATION"}, rows)
+	if page.NextBefore != nil {
+		fmt.Fprintf(c.stderr, "more: flowd runs %s --before %d\n", pos[0], *page.NextBefore)
+	}
+	return 0
+}

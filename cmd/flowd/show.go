@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowd/flowd/internal/client"
+)
+
+// parseRunID reads a run id argument ("17"; "#17" is taken too).
+func parseRunID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
+	return id, err == nil && id > 0
+}
+
+func (c *cli) cmdShow(ctx context.Context, args []string) int {
+	f := newFlags("show", "flowd show RUN", `
+Show run RUN (its id, as 'flowd run' and 'flowd runs' print it): status, trigger, variables,
+and its stages, jobs and steps with their statuses, exit codes and durations.`, 1, 1)
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	id, ok := parseRunID(pos[0])
+	if !ok {
+		return c.usageError(f, "RUN must be a run id (a number), got %q", pos[0])
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	r, err := cl.RunGet(ctx, id)
+	if err != nil {
+		return c.fail(err)
+	}
+	printRun(c, r, time.Now())
+	return 0
+}
+
+func printRun(c *cli, r *client.Run, now time.Time) {
+	w := c.stdout
+	fmt.Fprintf(w, "Run:       #%d of %s (id %d)\n", r.Number, r.Pipeline, r.ID)
+	fmt.Fprintf(w, "Status:    %s\n", r.Status)
+	if r.Message != "" {
+		fmt.Fprintf(w, "Message:   %s\n", r.Message)
+	}
+	fmt.Fprintf(w, "Trigger:   %s by %s\n", r.Trigger, dash(r.TriggeredBy))
+	fmt.Fprintf(w, "Revision:  %d\n", r.Revision)
+	fmt.Fprintf(w, "Created:   %s\n", fmtTime(r.CreatedAt))
+	fmt.Fprintf(w, "Started:   %s\n", fmtTime(r.StartedAt))
+	fmt.Fprintf(w, "Finished:  %s\n", fmtTime(r.FinishedAt))
+	fmt.Fprintf(w, "Duration:  %s\n", fmtDuration(r.Duration(now)))
+	if r.URL != "" {
+		fmt.Fprintf(w, "URL:       %s\n", r.URL)
+	}
+	if len(r.Variables) > 0 {
+		fmt.Fprintln(w, "Variables:")
+		for _, k := range slices.Sorted(maps.Keys(r.Variables)) {
+			fmt.Fprintf(w, "  %s=%s\n", k, r.Variables[k])
+		}
+	}
+	if len(r.Stages) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	var rows [][]string
+	for _, st := range r.Stages {
+		rows = append(rows, []string{"stage " + st.Name, string(st.Status), "", ""})
+		for _, j := range st.Jobs {
+			rows = append(rows, []string{"  job " + j.Name, string(j.Status), "", fmtDuration(j.Duration(now))})
+			for _, s := range j.Steps {
+				exit := ""
+				if s.ExitCode != nil {
+					exit = "exit " + strconv.Itoa(*s.ExitCode)
+				}
+				rows = append(rows, []string{"    step " + s.Name, string(s.Status), exit, fmtDuration(s.Duration(now))})
+			}
+		}
+	}
+	table(w, []string{"NAME", "STATUS", "EXIT", "DURATION"}, rows)
+}

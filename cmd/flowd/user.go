@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flowd/flowd/internal/client"
+)
+
+func userCommands() []command {
+	return []command{
+		{name: "add", summary: "create a user", run: (*cli).cmdUserAdd},
+		{name: "ls", summary: "list users", run: (*cli).cmdUserList},
+		{name: "disable", summary: "stop a user from signing in (keeps their data)", run: (*cli).cmdUserDisable},
+		{name: "enable", summary: "let a disabled user sign in again", run: (*cli).cmdUserEnable},
+		{name: "passwd", summary: "set a user's password", run: (*cli).cmdUserPasswd},
+		{name: "rm", summary: "delete a user", run: (*cli).cmdUserRemove},
+	}
+}
+
+const newPasswordHelp = `The password (8 characters or more) comes from stdin with --password-stdin, else from
+FLOWD_NEW_PASSWORD, else from a prompt (the typed line is echoed).`
+
+func (c *cli) cmdUserAdd(ctx context.Context, args []string) int {
+	f := newFlags("user add", "flowd user add NAME [--admin] [--password-stdin]", `
+Create the user NAME (global admins only). NAME is lowercase letters, digits, '.', '_' and '-'.
+`+newPasswordHelp, 1, 1)
+	admin := f.Bool("admin", false, "make the user a global admin")
+	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	pw, err := c.password(*fromStdin, "FLOWD_NEW_PASSWORD", "Password for "+pos[0]+": ")
+	if err != nil {
+		return c.fail(fmt.Errorf("read password: %w", err))
+	}
+	u, err := cl.UserCreate(ctx, client.NewUser{Username: pos[0], Password: pw, Admin: *admin})
+	if err != nil {
+		return c.fail(err)
+	}
+	kind := "user"
+	if u.Admin {
+		kind = "admin"
+	}
+	fmt.Fprintf(c.stdout, "%s %s created\n", kind, u.Username)
+	return 0
+}
+
+func (c *cli) cmdUserList(ctx context.Context, args []string) int {
+	f := newFlags("user ls", "flowd user ls", "List every user (global admins only).", 0, 0)
+	cn := f.connFlags()
+	if _, code := c.parse(f, args); code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	users, err := cl.UserList(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	rows := make([][]string, 0, len(users))
+	for _, u := range users {
+		rows = append(rows, []string{u.Username, yesNo(u.Admin), yesNo(u.Disabled), fmtTime(&u.CreatedAt)})
+	}
+	table(c.stdout, []string{"USERNAME", "ADMIN", "DISABLED", "CREATED"}, rows)
+	return 0
+}
+
+func (c *cli) cmdUserDisable(ctx context.Context, args []string) int {
+	return c.userToggle(ctx, args, true)
+}
+
+func (c *cli) cmdUserEnable(ctx context.Context, args []string) int {
+	return c.userToggle(ctx, args, false)
+}
+
+func (c *cli) userToggle(ctx context.Context, args []string, disable bool) int {
+	verb, help := "enable", "Let the disabled user NAME sign in again (global admins only)."
+	if disable {
+		verb, help = "disable", `
+Stop the user NAME from signing in or using their tokens (global admins only). Their pipelines,
+runs and memberships stay; webhook triggers they own stop starting runs until re-enabled.`
+	}
+	f := newFlags("user "+verb, "flowd user "+verb+" NAME", help, 1, 1)
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	if _, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Disabled: &disable}); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "user %s %sd\n", pos[0], verb)
+	return 0
+}
+
+func (c *cli) cmdUserPasswd(ctx context.Context, args []string) int {
+	f := newFlags("user passwd", "flowd user passwd NAME [--password-stdin]", `
+Set the password of the user NAME (global admins only).
+`+newPasswordHelp, 1, 1)
+	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	pw, err := c.password(*fromStdin, "FLOWD_NEW_PASSWORD", "New password for "+pos[0]+": ")
+	if err != nil {
+		return c.fail(fmt.Errorf("read password: %w", err))
+	}
+	if _, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Password: &pw}); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "password of %s changed\n", pos[0])
+	return 0
+}
+
+func (c *cli) cmdUserRemove(ctx context.Context, args []string) int {
+	f := newFlags("user rm", "flowd user rm NAME", "Delete the user NAME (global admins only). 'flowd user disable' keeps their records instead.", 1, 1)
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return code
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return c.fail(err)
+	}
+	if err := cl.UserDelete(ctx, pos[0]); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "user %s deleted\n", pos[0])
+	return 0
+}

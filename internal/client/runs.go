@@ -1,0 +1,107 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// RunCreate starts a manual run of pipeline with vars overriding the declared defaults (nil: the
+// defaults). ignored lists the keys of vars the pipeline does not declare. Bad values are a
+// 422 *Error with Code "invalid_variables" and a Problem per key.
+func (c *Client) RunCreate(ctx context.Context, pipeline string, vars map[string]string) (r *Run, ignored []string, err error) {
+	in := struct {
+		Variables map[string]string `json:"variables,omitempty"`
+	}{vars}
+	var out struct {
+		Run     *Run     `json:"run"`
+		Ignored []string `json:"ignored"`
+	}
+	if err := c.doJSON(ctx, http.MethodPost, p("pipelines", pipeline, "runs"), in, &out); err != nil {
+		return nil, nil, err
+	}
+	if out.Run == nil {
+		return nil, nil, fmt.Errorf("client: start run of %s: the answer holds no run", pipeline)
+	}
+	return out.Run, out.Ignored, nil
+}
+
+// RunList returns a page of a pipeline's runs, newest first (summaries: no stages).
+func (c *Client) RunList(ctx context.Context, pipeline string, params RunListParams) (*RunPage, error) {
+	q := url.Values{}
+	if params.Limit > 0 {
+		q.Set("limit", strconv.Itoa(params.Limit))
+	}
+	if params.Before > 0 {
+		q.Set("before", strconv.FormatInt(params.Before, 10))
+	}
+	if params.Status != "" {
+		q.Set("status", params.Status)
+	}
+	if params.Trigger != "" {
+		q.Set("trigger", params.Trigger)
+	}
+	var out RunPage
+	r := request{method: http.MethodGet, path: p("pipelines", pipeline, "runs"), query: q}
+	if err := c.do(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RunGet returns a run with its stages, jobs and steps.
+func (c *Client) RunGet(ctx context.Context, id int64) (*Run, error) {
+	var out Run
+	if err := c.doJSON(ctx, http.MethodGet, p("runs", strconv.FormatInt(id, 10)), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RunCancel cancels a queued or running run and returns it once it has stopped. A run that
+// already finished is a 409 *Error.
+func (c *Client) RunCancel(ctx context.Context, id int64) (*Run, error) {
+	var out Run
+	if err := c.doJSON(ctx, http.MethodPost, p("runs", strconv.FormatInt(id, 10), "cancel"), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Log copies the log of a run to w as it arrives. With follow it keeps reading until the run
+// ends (or ctx is done); without, it copies what has been written so far.
+func (c *Client) Log(ctx context.Context, runID int64, follow bool, w io.Writer) error {
+	r := request{method: http.MethodGet, path: p("runs", strconv.FormatInt(runID, 10), "log")}
+	if follow {
+		r.query = url.Values{"follow": {"1"}}
+	}
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(flushWriter{w}, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("client: read log of run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// flushWriter flushes w after every write if it can, so a followed log shows up line by line
+// even through a buffered writer.
+type flushWriter struct{ w io.Writer }
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if fl, ok := f.w.(interface{ Flush() error }); ok && err == nil {
+		err = fl.Flush()
+	} else if fl, ok := f.w.(http.Flusher); ok && err == nil {
+		fl.Flush()
+	}
+	return n, err
+}

@@ -1,0 +1,194 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// User is a flowd user account.
+type User struct {
+	Username  string    `json:"username"`
+	Admin     bool      `json:"admin"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// NewUser is the body of UserCreate.
+type NewUser struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Admin    bool   `json:"admin,omitempty"`
+}
+
+// UserChanges is the body of UserUpdate; nil fields are left as they are.
+type UserChanges struct {
+	Admin    *bool   `json:"admin,omitempty"`
+	Disabled *bool   `json:"disabled,omitempty"`
+	Password *string `json:"password,omitempty"`
+}
+
+// Token describes an API token of the caller (the token itself is shown only when created).
+type Token struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// NewToken is the answer of Login: the token itself, shown this once.
+type NewToken struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	Token    string `json:"token"`
+	Username string `json:"username"`
+}
+
+// Pipeline is a pipeline as PipelineGet returns it. PipelineList fills only Name, Description,
+// Revision, Role, UpdatedAt and LastRun.
+type Pipeline struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Revision    int64           `json:"revision"`
+	YAML        string          `json:"yaml,omitempty"` // secret defaults masked as ***
+	Variables   []Variable      `json:"variables,omitempty"`
+	Stages      []PipelineStage `json:"stages,omitempty"`
+	CreatedBy   string          `json:"created_by,omitempty"`
+	CreatedAt   *time.Time      `json:"created_at,omitempty"`
+	UpdatedAt   *time.Time      `json:"updated_at,omitempty"`
+	Role        string          `json:"role"`               // the caller's role on it
+	LastRun     *Run            `json:"last_run,omitempty"` // list only; a run summary
+}
+
+// Variable is a declared pipeline variable. Default is "" for secret variables.
+type Variable struct {
+	Name        string   `json:"name"`
+	Default     string   `json:"default"`
+	Secret      bool     `json:"secret"`
+	Options     []string `json:"options"`
+	Description string   `json:"description"`
+}
+
+// PipelineStage is a stage of a pipeline definition.
+type PipelineStage struct {
+	Name string        `json:"name"`
+	Jobs []PipelineJob `json:"jobs"`
+}
+
+// PipelineJob is a job of a pipeline definition with the names of its steps.
+type PipelineJob struct {
+	Name  string    `json:"name"`
+	Steps StepNames `json:"steps"`
+}
+
+// StepNames are the names of a job's steps. It decodes both ["a","b"] and [{"name":"a"},…].
+type StepNames []string
+
+// UnmarshalJSON accepts a list of strings or of objects with a "name".
+func (s *StepNames) UnmarshalJSON(data []byte) error {
+	var names []string
+	if err := json.Unmarshal(data, &names); err == nil {
+		*s = names
+		return nil
+	}
+	var objs []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(data, &objs); err != nil {
+		return err
+	}
+	*s = make(StepNames, len(objs))
+	for i, o := range objs {
+		(*s)[i] = o.Name
+	}
+	return nil
+}
+
+// Member is a user's role on a pipeline: "viewer", "developer" or "admin".
+type Member struct {
+	Username string `json:"username"`
+	Role     string `json:"role"`
+}
+
+// Run is one execution of a pipeline. Run summaries (RunList, Pipeline.LastRun) have no Stages.
+type Run struct {
+	ID              int64             `json:"id"`
+	Number          int64             `json:"number"`
+	Pipeline        string            `json:"pipeline"`
+	Revision        int64             `json:"revision"`
+	Status          run.Status        `json:"status"`
+	Trigger         run.Trigger       `json:"trigger"`
+	TriggeredBy     string            `json:"triggered_by"`
+	Variables       map[string]string `json:"variables"` // secret values are absent
+	Message         string            `json:"message,omitempty"`
+	CancelRequested bool              `json:"cancel_requested,omitempty"`
+	CreatedAt       *time.Time        `json:"created_at"`
+	StartedAt       *time.Time        `json:"started_at"`
+	FinishedAt      *time.Time        `json:"finished_at"`
+	URL             string            `json:"url,omitempty"`
+	Stages          []Stage           `json:"stages,omitempty"`
+}
+
+// Duration is how long the run has run: until FinishedAt, or until now while it runs; 0 before
+// it started.
+func (r *Run) Duration(now time.Time) time.Duration {
+	return span(r.StartedAt, r.FinishedAt, now)
+}
+
+// Stage is a stage of a run; its status is the worst of its jobs'.
+type Stage struct {
+	Name   string     `json:"name"`
+	Status run.Status `json:"status"`
+	Jobs   []Job      `json:"jobs"`
+}
+
+// Job is a job of a run.
+type Job struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	Status     run.Status `json:"status"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Steps      []Step     `json:"steps"`
+}
+
+// Duration is how long the job has run (see Run.Duration).
+func (j *Job) Duration(now time.Time) time.Duration { return span(j.StartedAt, j.FinishedAt, now) }
+
+// Step is a step of a job. ExitCode is nil until the step's process ended.
+type Step struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	Status     run.Status `json:"status"`
+	ExitCode   *int       `json:"exit_code"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// Duration is how long the step has run (see Run.Duration).
+func (s *Step) Duration(now time.Time) time.Duration { return span(s.StartedAt, s.FinishedAt, now) }
+
+func span(start, end *time.Time, now time.Time) time.Duration {
+	if start == nil {
+		return 0
+	}
+	if end != nil {
+		return end.Sub(*start)
+	}
+	return now.Sub(*start)
+}
+
+// RunListParams filters and pages RunList; zero fields are not sent.
+type RunListParams struct {
+	Limit   int    // at most this many (the server's default is 50)
+	Before  int64  // runs numbered below this (from RunPage.NextBefore)
+	Status  string // e.g. "failed"
+	Trigger string // e.g. "webhook"
+}
+
+// RunPage is one page of a pipeline's runs, newest first.
+type RunPage struct {
+	Runs       []Run  `json:"runs"`
+	NextBefore *int64 `json:"next_before"` // nil on the last page
+}
