@@ -1,0 +1,312 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// readyJobs is the FROM/WHERE of jobs that may be claimed now: queued, of their run's current
+// stage, the run queued or running and not cancel-requested.
+const readyJobs = ` FROM jobs j JOIN runs r ON r.id = j.run_id
+	WHERE j.status = 'queued' AND j.stage = r.stage AND r.status IN ('queued', 'running') AND NOT r.cancel_requested`
+
+// JobQueueDepth counts queued jobs whose stage may run now, for metrics.
+func (s *Store) JobQueueDepth(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.reader().queryRow(ctx, "SELECT COUNT(*)"+readyJobs).Scan(&n); err != nil {
+		return 0, wrap("count queued jobs", err)
+	}
+	return n, nil
+}
+
+// JobClaim takes the oldest ready job (status queued, of its run's current stage, run queued or
+// running and not cancel-requested), moves it to running and its run to running; ErrNotFound
+// when none is ready.
+//
+// On PostgreSQL the job and its run are locked with SKIP LOCKED, so servers claiming at once
+// never wait for each other or take the same job.
+func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
+	// Look on a reader first, so an idle poll costs no write transaction.
+	var ready int
+	err := s.reader().queryRow(ctx, "SELECT 1"+readyJobs+" LIMIT 1").Scan(&ready)
+	if err != nil {
+		return Claim{}, wrap("claim job", err)
+	}
+	var c Claim
+	err = s.write(ctx, func(tx db) error {
+		q := "SELECT j.id, j.run_id" + readyJobs + " ORDER BY j.run_id, j.id LIMIT 1"
+		if tx.pg {
+			q += " FOR NO KEY UPDATE OF j, r SKIP LOCKED"
+		}
+		var jobID, runID int64
+		if err := tx.queryRow(ctx, q).Scan(&jobID, &runID); err != nil {
+			return err
+		}
+		at := now()
+		n, err := tx.execN(ctx, "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), jobID)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return transitionError(ctx, tx, "job", jobID, run.Running)
+		}
+		if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
+			return err
+		}
+		jobs, err := loadJobs(ctx, tx, "j.id = ?", jobID)
+		if err != nil {
+			return err
+		}
+		if len(jobs) != 1 {
+			return sql.ErrNoRows
+		}
+		c.Job = jobs[0]
+		c.Run, err = loadRun(ctx, tx, runID, false)
+		return err
+	})
+	if err != nil {
+		return Claim{}, wrap("claim job", err)
+	}
+	return c, nil
+}
+
+// StepStart moves a step from queued to running.
+func (s *Store) StepStart(ctx context.Context, stepID int64) error {
+	err := s.write(ctx, func(tx db) error {
+		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
+			tx.ts(now()), stepID)
+		if err == nil && n == 0 {
+			return transitionError(ctx, tx, "step", stepID, run.Running)
+		}
+		return err
+	})
+	return wrap("start step", err)
+}
+
+// StepFinish moves a step to a terminal status, recording the exit code when there is one.
+func (s *Store) StepFinish(ctx context.Context, stepID int64, status run.Status, exitCode *int) error {
+	if !status.Terminal() {
+		return fmt.Errorf("store: finish step: %q is not a final status", status)
+	}
+	err := s.write(ctx, func(tx db) error {
+		in, args := statusIn(run.From(status))
+		n, err := tx.execN(ctx, "UPDATE steps SET status = ?, exit_code = ?, finished_at = ? WHERE id = ? AND status IN "+in,
+			append([]any{string(status), nullInt(exitCode), tx.ts(now()), stepID}, args...)...)
+		if err == nil && n == 0 {
+			return transitionError(ctx, tx, "step", stepID, status)
+		}
+		return err
+	})
+	return wrap("finish step", err)
+}
+
+// JobFinish moves a running job to a terminal status (its steps still queued become skipped)
+// and advances its run in the same transaction. It returns the run after.
+//
+// message says why the job failed or was canceled; the run keeps it as its own message when
+// the job ends the run. Steps still running take the job's status. When every job of the run's
+// current stage is final: a failed job fails the run, else a canceled job cancels it (the
+// run's queued jobs become skipped either way); otherwise the next stage opens, or the run
+// succeeds after its last one. A cancel-requested run is canceled, with the message given to
+// RunCancel, as soon as one of its jobs finishes canceled, or when its stage ends.
+func (s *Store) JobFinish(ctx context.Context, jobID int64, status run.Status, message string) (run.Run, error) {
+	if !run.CanTransition(run.Running, status) {
+		return run.Run{}, fmt.Errorf("store: finish job: %q is not a final status of a running job", status)
+	}
+	var out run.Run
+	err := s.write(ctx, func(tx db) error {
+		var runID int64
+		if err := tx.queryRow(ctx, "SELECT run_id FROM jobs WHERE id = ?", jobID).Scan(&runID); err != nil {
+			return err
+		}
+		var (
+			rs        run.Status
+			stage     int
+			requested bool
+			cancelMsg string
+		)
+		// Lock the run first (lock order: run, jobs, steps).
+		if err := tx.queryRow(ctx, "SELECT status, stage, cancel_requested, message FROM runs WHERE id = ?"+tx.forUpdate(),
+			runID).Scan(&rs, &stage, &requested, &cancelMsg); err != nil {
+			return err
+		}
+		at := now()
+		n, err := tx.execN(ctx, "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = 'running'",
+			string(status), message, tx.ts(at), jobID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return transitionError(ctx, tx, "job", jobID, status)
+		}
+		if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE job_id = ? AND status = 'queued'", jobID); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, "UPDATE steps SET status = ?, finished_at = ? WHERE job_id = ? AND status = 'running'",
+			string(status), tx.ts(at), jobID); err != nil {
+			return err
+		}
+		if !rs.Terminal() {
+			if err := advanceRun(ctx, tx, runID, stage, requested, cancelMsg, status, at); err != nil {
+				return err
+			}
+		}
+		out, err = loadRun(ctx, tx, runID, true)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, wrap("finish job", err)
+	}
+	return out, nil
+}
+
+// advanceRun decides what a run does after one of its jobs finished with status; see JobFinish.
+func advanceRun(ctx context.Context, tx db, runID int64, stage int, requested bool, cancelMsg string, status run.Status, at time.Time) error {
+	if requested && status == run.Canceled {
+		return finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
+	}
+	rows, err := tx.query(ctx, "SELECT stage_name, name, status, message FROM jobs WHERE run_id = ? AND stage = ? ORDER BY id", runID, stage)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var (
+		pending              bool
+		failedMsg, cancelled string
+		failed, canceled     bool
+	)
+	for rows.Next() {
+		var (
+			stageName, name, msg string
+			st                   run.Status
+		)
+		if err := rows.Scan(&stageName, &name, &st, &msg); err != nil {
+			return err
+		}
+		switch {
+		case !st.Terminal():
+			pending = true
+		case st == run.Failed && !failed:
+			failed, failedMsg = true, orDefault(msg, fmt.Sprintf("job %s/%s failed", stageName, name))
+		case st == run.Canceled && !canceled:
+			canceled, cancelled = true, orDefault(msg, fmt.Sprintf("job %s/%s was canceled", stageName, name))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	switch {
+	case pending:
+		return nil
+	case requested:
+		return finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
+	case failed:
+		return finishRun(ctx, tx, runID, run.Failed, failedMsg, at)
+	case canceled:
+		return finishRun(ctx, tx, runID, run.Canceled, cancelled, at)
+	}
+	var next sql.NullInt64
+	if err := tx.queryRow(ctx, "SELECT MIN(stage) FROM jobs WHERE run_id = ? AND stage > ?", runID, stage).Scan(&next); err != nil {
+		return err
+	}
+	if !next.Valid {
+		return finishRun(ctx, tx, runID, run.Success, "", at)
+	}
+	n, err := tx.execN(ctx, "UPDATE runs SET stage = ? WHERE id = ? AND status = 'running' AND stage = ?", next.Int64, runID, stage)
+	if err == nil && n == 0 {
+		return transitionError(ctx, tx, "run", runID, run.Running)
+	}
+	return err
+}
+
+// finishRun ends a run: its queued jobs become skipped, then the run takes status.
+func finishRun(ctx context.Context, tx db, runID int64, status run.Status, message string, at time.Time) error {
+	if err := skipQueuedJobs(ctx, tx, runID, run.Skipped, at); err != nil {
+		return err
+	}
+	return endRun(ctx, tx, runID, status, message, at)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// RecoverInterrupted finishes, after a restart, every job left running by a server that stopped:
+// the job and its running steps become failed, and its run failed with message; a line with
+// message is appended to each such run's log. It returns the ids of the runs it failed.
+//
+// Queued steps of those jobs and queued jobs of those runs become skipped. Runs still queued,
+// or running between two stages, are left to run. With several servers on one PostgreSQL
+// database it fails jobs the other servers are running too: call it only when no other server
+// runs jobs.
+func (s *Store) RecoverInterrupted(ctx context.Context, message string) ([]int64, error) {
+	var failed []int64
+	err := s.write(ctx, func(tx db) error {
+		failed = nil
+		rows, err := tx.query(ctx, `SELECT id FROM runs WHERE id IN (SELECT run_id FROM jobs WHERE status = 'running')
+			ORDER BY id`+tx.forUpdate())
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		at := now()
+		line := message
+		if len(line) == 0 || line[len(line)-1] != '\n' {
+			line += "\n"
+		}
+		for _, id := range ids {
+			running := "SELECT id FROM jobs WHERE run_id = ? AND status = 'running'"
+			if _, err := tx.exec(ctx, "UPDATE steps SET status = 'failed', finished_at = ? WHERE status = 'running' AND job_id IN ("+running+")",
+				tx.ts(at), id); err != nil {
+				return err
+			}
+			if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE status = 'queued' AND job_id IN ("+running+")", id); err != nil {
+				return err
+			}
+			if _, err := tx.exec(ctx, "UPDATE jobs SET status = 'failed', message = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
+				message, tx.ts(at), id); err != nil {
+				return err
+			}
+			if err := skipQueuedJobs(ctx, tx, id, run.Skipped, at); err != nil {
+				return err
+			}
+			n, err := tx.execN(ctx, "UPDATE runs SET status = 'failed', message = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
+				message, tx.ts(at), id)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				continue // already ended (canceled while a job still ran): only its jobs were left
+			}
+			if err := appendLogs(ctx, tx, []run.LogChunk{{RunID: id, Data: []byte(line), At: at}}); err != nil {
+				return err
+			}
+			failed = append(failed, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("recover interrupted jobs", err)
+	}
+	return failed, nil
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// logInsertBatch is how many chunks one INSERT carries (5 parameters each).
+const logInsertBatch = 200
+
+// LogAppend stores chunks in one transaction; Seq is assigned per run, in order. After it
+// returns without error, chunks[i].Seq holds the number given (and a zero At the time used).
+func (s *Store) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	out := slices.Clone(chunks)
+	err := s.write(ctx, func(tx db) error { return appendLogs(ctx, tx, out) })
+	if err != nil {
+		return wrap("append log", err)
+	}
+	copy(chunks, out)
+	return nil
+}
+
+// appendLogs numbers chunks after each run's highest seq and inserts them. On PostgreSQL an
+// advisory lock per run (taken in run id order) keeps two servers appending to one run from
+// picking the same numbers; on SQLite the one writer does.
+func appendLogs(ctx context.Context, tx db, chunks []run.LogChunk) error {
+	var runs []int64
+	for _, c := range chunks {
+		if !slices.Contains(runs, c.RunID) {
+			runs = append(runs, c.RunID)
+		}
+	}
+	slices.Sort(runs)
+	next := make(map[int64]int64, len(runs))
+	for _, id := range runs {
+		if tx.pg {
+			if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(?, ?)", advisoryLogs, int32(id)); err != nil {
+				return err
+			}
+		}
+		var last int64
+		if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE run_id = ?", id).Scan(&last); err != nil {
+			return err
+		}
+		next[id] = last
+	}
+	at := now()
+	for i := range chunks {
+		c := &chunks[i]
+		next[c.RunID]++
+		c.Seq = next[c.RunID]
+		if c.At.IsZero() {
+			c.At = at
+		}
+		c.At = c.At.UTC()
+	}
+	for start := 0; start < len(chunks); start += logInsertBatch {
+		batch := chunks[start:min(start+logInsertBatch, len(chunks))]
+		values := make([]string, len(batch))
+		args := make([]any, 0, 5*len(batch))
+		for i, c := range batch {
+			values[i] = "(?, ?, ?, ?, ?)"
+			data := c.Data
+			if data == nil {
+				data = []byte{}
+			}
+			args = append(args, c.RunID, c.Seq, nullID(c.JobID), data, tx.ts(c.At))
+		}
+		if _, err := tx.exec(ctx, "INSERT INTO log_chunks (run_id, seq, job_id, data, at) VALUES "+
+			strings.Join(values, ", "), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LogRead returns up to limit chunks of a run with Seq > afterSeq, in order. A limit of 0 or
+// less means 1000; more than 10000 is read as 10000.
+func (s *Store) LogRead(ctx context.Context, runID, afterSeq int64, limit int) ([]run.LogChunk, error) {
+	switch {
+	case limit <= 0:
+		limit = 1000
+	case limit > 10000:
+		limit = 10000
+	}
+	rows, err := s.reader().query(ctx, `SELECT run_id, seq, COALESCE(job_id, 0), data, at FROM log_chunks
+		WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?`, runID, afterSeq, limit)
+	if err != nil {
+		return nil, wrap("read log", err)
+	}
+	defer rows.Close()
+	var out []run.LogChunk
+	for rows.Next() {
+		var c run.LogChunk
+		if err := rows.Scan(&c.RunID, &c.Seq, &c.JobID, &c.Data, timeScan{&c.At}); err != nil {
+			return nil, wrap("read log", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("read log", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,406 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// runColsNullable are a run's columns (alias r) without its pipeline's name, read by runScan;
+// every one may be NULL when the run comes from a LEFT JOIN.
+const runColsNullable = `r.id, r.pipeline_id, r.number, r.revision, r.status, r.trigger_kind, r.triggered_by,
+	r.variables, r.secret_variables, r.stage, r.cancel_requested, r.message, r.created_at, r.started_at, r.finished_at`
+
+// runSelect reads p.name then runColsNullable.
+const runSelect = "SELECT p.name, " + runColsNullable + " FROM runs r JOIN pipelines p ON p.id = r.pipeline_id"
+
+// runScan receives runColsNullable.
+type runScan struct {
+	id, pipelineID, number, revision, stage sql.NullInt64
+	status, trigger, triggeredBy, message   sql.NullString
+	cancel                                  sql.NullBool
+	variables                               map[string]string
+	secrets                                 []byte
+	created                                 time.Time
+	started, finished                       *time.Time
+}
+
+func (s *runScan) dest() []any {
+	return []any{&s.id, &s.pipelineID, &s.number, &s.revision, &s.status, &s.trigger, &s.triggeredBy,
+		jsonMap{&s.variables}, &s.secrets, &s.stage, &s.cancel, &s.message,
+		timeScan{&s.created}, nullTimeScan{&s.started}, nullTimeScan{&s.finished}}
+}
+
+func (s *runScan) run() run.Run {
+	return run.Run{
+		ID:              s.id.Int64,
+		PipelineID:      s.pipelineID.Int64,
+		Number:          s.number.Int64,
+		Revision:        s.revision.Int64,
+		Status:          run.Status(s.status.String),
+		Trigger:         run.Trigger(s.trigger.String),
+		TriggeredBy:     s.triggeredBy.String,
+		Variables:       s.variables,
+		SecretVariables: s.secrets,
+		Stage:           int(s.stage.Int64),
+		CancelRequested: s.cancel.Bool,
+		Message:         s.message.String,
+		CreatedAt:       s.created,
+		StartedAt:       s.started,
+		FinishedAt:      s.finished,
+	}
+}
+
+// scanRun reads a row of runSelect.
+func scanRun(row interface{ Scan(...any) error }) (run.Run, error) {
+	var (
+		name string
+		rs   runScan
+	)
+	if err := row.Scan(append([]any{&name}, rs.dest()...)...); err != nil {
+		return run.Run{}, err
+	}
+	r := rs.run()
+	r.Pipeline = name
+	return r, nil
+}
+
+// loadRun reads a run, with its jobs and steps when withJobs.
+func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error) {
+	r, err := scanRun(d.queryRow(ctx, runSelect+" WHERE r.id = ?", id))
+	if err != nil || !withJobs {
+		return r, err
+	}
+	r.Jobs, err = loadJobs(ctx, d, "j.run_id = ?", id)
+	return r, err
+}
+
+const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
+	j.started_at, j.finished_at`
+
+// loadJobs reads the jobs that match where (on alias j) with their steps, in stage and index
+// order: two queries however many jobs there are.
+func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, error) {
+	rows, err := d.query(ctx, "SELECT "+jobCols+" FROM jobs j WHERE "+where+" ORDER BY j.stage, j.idx, j.id", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var jobs []run.Job
+	byID := map[int64]int{}
+	for rows.Next() {
+		var (
+			j         run.Job
+			timeoutMS int64
+		)
+		if err := rows.Scan(&j.ID, &j.RunID, &j.Stage, &j.StageName, &j.Index, &j.Name, &j.Status, &timeoutMS,
+			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}); err != nil {
+			return nil, err
+		}
+		j.Timeout = time.Duration(timeoutMS) * time.Millisecond
+		byID[j.ID] = len(jobs)
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	srows, err := d.query(ctx, `SELECT s.id, s.job_id, s.idx, s.name, s.script, s.status, s.exit_code, s.started_at, s.finished_at
+		FROM steps s JOIN jobs j ON j.id = s.job_id WHERE `+where+` ORDER BY s.job_id, s.idx, s.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer srows.Close()
+	for srows.Next() {
+		var (
+			st   run.Step
+			code sql.NullInt64
+		)
+		if err := srows.Scan(&st.ID, &st.JobID, &st.Index, &st.Name, &st.Script, &st.Status, &code,
+			nullTimeScan{&st.StartedAt}, nullTimeScan{&st.FinishedAt}); err != nil {
+			return nil, err
+		}
+		st.ExitCode = intPtr(code)
+		if i, ok := byID[st.JobID]; ok {
+			jobs[i].Steps = append(jobs[i].Steps, st)
+		}
+	}
+	return jobs, srows.Err()
+}
+
+// RunCreate stores a queued run with its jobs and steps in one transaction; its number is the
+// pipeline's previous highest plus one. A Revision of 0 means the pipeline's current one. The
+// run's first stage is the lowest Stage of its jobs; a run without jobs is stored as already
+// succeeded, since nothing would ever claim it.
+func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
+	vars, err := toJSON(p.Variables)
+	if err != nil {
+		return run.Run{}, fmt.Errorf("store: create run: variables: %w", err)
+	}
+	envs := make([]string, len(p.Jobs))
+	for i, j := range p.Jobs {
+		if envs[i], err = toJSON(j.Env); err != nil {
+			return run.Run{}, fmt.Errorf("store: create run: env of job %q: %w", j.Name, err)
+		}
+	}
+	var out run.Run
+	err = s.write(ctx, func(tx db) error {
+		// The pipeline row lock serialises run numbers on PostgreSQL; SQLite has one writer.
+		var current int64
+		if err := tx.queryRow(ctx, "SELECT revision FROM pipelines WHERE id = ?"+tx.forUpdate(), p.PipelineID).Scan(&current); err != nil {
+			return err
+		}
+		rev := p.Revision
+		if rev == 0 {
+			rev = current
+		}
+		var number int64
+		if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE pipeline_id = ?", p.PipelineID).Scan(&number); err != nil {
+			return err
+		}
+		at := now()
+		status, stage := run.Queued, 0
+		var finished any
+		if len(p.Jobs) == 0 {
+			status, finished = run.Success, tx.ts(at)
+		} else {
+			stage = p.Jobs[0].Stage
+			for _, j := range p.Jobs {
+				stage = min(stage, j.Stage)
+			}
+		}
+		var runID int64
+		err := tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
+				variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?) RETURNING id`,
+			p.PipelineID, number, rev, status, p.Trigger, p.TriggeredBy, vars, p.SecretVariables, stage,
+			tx.ts(at), finished, finished).Scan(&runID)
+		if err != nil {
+			return err
+		}
+		for i, j := range p.Jobs {
+			var jobID int64
+			err := tx.queryRow(ctx, `INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env)
+				VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`,
+				runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]).Scan(&jobID)
+			if err != nil {
+				return err
+			}
+			for _, st := range j.Steps {
+				if _, err := tx.exec(ctx, `INSERT INTO steps (job_id, idx, name, script, status) VALUES (?, ?, ?, ?, 'queued')`,
+					jobID, st.Index, st.Name, st.Script); err != nil {
+					return err
+				}
+			}
+		}
+		out, err = loadRun(ctx, tx, runID, true)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, wrap("create run", err)
+	}
+	return out, nil
+}
+
+// RunGet returns a run with its jobs and their steps.
+func (s *Store) RunGet(ctx context.Context, id int64) (run.Run, error) {
+	var out run.Run
+	err := s.read(ctx, func(tx db) error {
+		var err error
+		out, err = loadRun(ctx, tx, id, true)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, wrap("get run", err)
+	}
+	return out, nil
+}
+
+// RunList returns a page of a pipeline's runs, newest first, without jobs.
+func (s *Store) RunList(ctx context.Context, pipelineID int64, p RunListParams) ([]run.Run, error) {
+	limit := p.Limit
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 200:
+		limit = 200
+	}
+	q := runSelect + " WHERE r.pipeline_id = ?"
+	args := []any{pipelineID}
+	if p.Before > 0 {
+		q, args = q+" AND r.number < ?", append(args, p.Before)
+	}
+	if p.Status != "" {
+		q, args = q+" AND r.status = ?", append(args, p.Status)
+	}
+	if p.Trigger != "" {
+		q, args = q+" AND r.trigger_kind = ?", append(args, p.Trigger)
+	}
+	q, args = q+" ORDER BY r.number DESC LIMIT ?", append(args, limit)
+	rows, err := s.reader().query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list runs", err)
+	}
+	defer rows.Close()
+	var out []run.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, wrap("list runs", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list runs", err)
+	}
+	return out, nil
+}
+
+// RunStatus returns a run's status.
+func (s *Store) RunStatus(ctx context.Context, id int64) (run.Status, error) {
+	var st run.Status
+	if err := s.reader().queryRow(ctx, "SELECT status FROM runs WHERE id = ?", id).Scan(&st); err != nil {
+		return "", wrap("get run status", err)
+	}
+	return st, nil
+}
+
+// RunCancel cancels a run: a queued one at once (its jobs canceled, message kept); a running
+// one is marked CancelRequested for the scheduler to stop; a finished one is left as it is.
+// It returns the run after the change.
+//
+// A running run with no job running at that moment (between two stages) has nothing for the
+// scheduler to stop, so it is canceled at once too, its queued jobs skipped. A second cancel of
+// a running run keeps the first message.
+func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Run, error) {
+	var out run.Run
+	err := s.write(ctx, func(tx db) error {
+		var (
+			status    run.Status
+			requested bool
+		)
+		if err := tx.queryRow(ctx, "SELECT status, cancel_requested FROM runs WHERE id = ?"+tx.forUpdate(), id).Scan(&status, &requested); err != nil {
+			return err
+		}
+		at := now()
+		switch status {
+		case run.Queued:
+			if err := skipQueuedJobs(ctx, tx, id, run.Canceled, at); err != nil {
+				return err
+			}
+			if err := endRun(ctx, tx, id, run.Canceled, message, at); err != nil {
+				return err
+			}
+		case run.Running:
+			var running int
+			if err := tx.queryRow(ctx, "SELECT COUNT(*) FROM jobs WHERE run_id = ? AND status = 'running'", id).Scan(&running); err != nil {
+				return err
+			}
+			if running == 0 {
+				if err := skipQueuedJobs(ctx, tx, id, run.Skipped, at); err != nil {
+					return err
+				}
+				if err := endRun(ctx, tx, id, run.Canceled, message, at); err != nil {
+					return err
+				}
+			} else if !requested {
+				if _, err := tx.exec(ctx, `UPDATE runs SET cancel_requested = TRUE, message = ?
+					WHERE id = ? AND status = 'running' AND NOT cancel_requested`, message, id); err != nil {
+					return err
+				}
+			}
+		}
+		var err error
+		out, err = loadRun(ctx, tx, id, true)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, wrap("cancel run", err)
+	}
+	return out, nil
+}
+
+// RunCountsByStatus counts runs by status, for metrics.
+func (s *Store) RunCountsByStatus(ctx context.Context) (map[run.Status]int64, error) {
+	rows, err := s.reader().query(ctx, "SELECT status, COUNT(*) FROM runs GROUP BY status")
+	if err != nil {
+		return nil, wrap("count runs", err)
+	}
+	defer rows.Close()
+	out := map[run.Status]int64{}
+	for rows.Next() {
+		var (
+			st run.Status
+			n  int64
+		)
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, wrap("count runs", err)
+		}
+		out[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("count runs", err)
+	}
+	return out, nil
+}
+
+// skipQueuedJobs moves every queued job of a run to status (skipped or canceled) and their
+// queued steps to skipped.
+func skipQueuedJobs(ctx context.Context, tx db, runID int64, status run.Status, at time.Time) error {
+	if _, err := tx.exec(ctx, `UPDATE steps SET status = 'skipped'
+		WHERE status = 'queued' AND job_id IN (SELECT id FROM jobs WHERE run_id = ? AND status = 'queued')`, runID); err != nil {
+		return err
+	}
+	var finished any
+	if status == run.Canceled {
+		finished = tx.ts(at)
+	}
+	_, err := tx.exec(ctx, "UPDATE jobs SET status = ?, finished_at = ? WHERE run_id = ? AND status = 'queued'",
+		status, finished, runID)
+	return err
+}
+
+// endRun moves a run to a final status, guarded by the statuses that may move there.
+func endRun(ctx context.Context, tx db, runID int64, status run.Status, message string, at time.Time) error {
+	in, args := statusIn(run.From(status))
+	n, err := tx.execN(ctx, "UPDATE runs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status IN "+in,
+		append([]any{status, message, tx.ts(at), runID}, args...)...)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return transitionError(ctx, tx, "run", runID, status)
+	}
+	return nil
+}
+
+// statusIn is "(?, ?…)" and its arguments, for a guarded UPDATE.
+func statusIn(ss []run.Status) (string, []any) {
+	args := make([]any, len(ss))
+	for i, s := range ss {
+		args[i] = string(s)
+	}
+	return "(" + placeholders(len(ss)) + ")", args
+}
+
+// transitionError explains a guarded UPDATE of a run, job or step that touched no row:
+// ErrNotFound when the record is gone, else ErrConflict with a *run.ErrTransition.
+func transitionError(ctx context.Context, tx db, what string, id int64, to run.Status) error {
+	table := map[string]string{"run": "runs", "job": "jobs", "step": "steps"}[what]
+	var from run.Status
+	err := tx.queryRow(ctx, "SELECT status FROM "+table+" WHERE id = ?", id).Scan(&from)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s %d: %w", what, id, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrConflict, &run.ErrTransition{What: what, ID: id, From: from, To: to})
+}
