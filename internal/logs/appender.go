@@ -1,0 +1,313 @@
+package logs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// Sink stores log chunks; the store implements it. LogAppend stores chunks in one transaction
+// and assigns their Seq (per run, in the order given); the chunks' Seq fields are ignored.
+type Sink interface {
+	LogAppend(ctx context.Context, chunks []run.LogChunk) error
+}
+
+// ErrStopped is returned by writes that reach an Appender whose Run has returned.
+var ErrStopped = errors.New("logs: appender stopped")
+
+const (
+	// MaxChunk is the largest chunk the Appender hands to a Sink, in bytes.
+	MaxChunk = 64 << 10
+	// queueLen bounds the chunks waiting for a commit; a Write blocks when it is full, so a
+	// step that prints fast is slowed down rather than filling memory.
+	queueLen = 64
+	// maxBatchItems and maxBatchBytes bound one commit.
+	maxBatchItems = 256
+	maxBatchBytes = 4 << 20
+	// commitTimeout bounds one LogAppend call; commitAttempts is how often a failed one is tried.
+	commitTimeout  = 30 * time.Second
+	commitAttempts = 3
+	// waiterMaxAge is how long a Changed channel may wait for a commit before it is closed
+	// anyway (a spurious wake-up), so channels of runs that never change again are not kept.
+	waiterMaxAge = time.Minute
+)
+
+// item is one entry of the Appender's queue: a chunk, or with barrier a mark that wakes done
+// once everything queued before it is committed.
+type item struct {
+	chunk   run.LogChunk
+	barrier bool
+	done    chan error  // nil, or buffered 1: gets the commit's outcome
+	onErr   func(error) // nil, or called when the commit fails
+}
+
+// Appender is the one writer of log chunks: every Writer (and Line) hands chunks to it, and
+// its Run goroutine commits them in batches, many chunks per transaction, so log writes stay
+// off a step's hot path. After each commit it wakes the readers waiting on Changed.
+type Appender struct {
+	sink   Sink
+	logger *slog.Logger
+	queue  chan item
+
+	// closing guards the queue against sends after the final drain: senders hold it for
+	// reading while they send; Run takes it for writing, then sets closed.
+	closing sync.RWMutex
+	closed  bool
+	stopped chan struct{} // closed once Run has committed everything and returned
+
+	mu      sync.Mutex
+	waiters map[int64]*waiter
+}
+
+type waiter struct {
+	ch    chan struct{}
+	since time.Time
+}
+
+// NewAppender returns an Appender that commits to sink. Call Run to start it.
+func NewAppender(sink Sink, logger *slog.Logger) *Appender {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Appender{
+		sink:    sink,
+		logger:  logger,
+		queue:   make(chan item, queueLen),
+		stopped: make(chan struct{}),
+		waiters: make(map[int64]*waiter),
+	}
+}
+
+// Run commits queued chunks until ctx is done, then commits everything still queued (with a
+// fresh, bounded context) and returns nil. Writes that arrive later fail with ErrStopped. Run
+// must be called once.
+func (a *Appender) Run(ctx context.Context) error {
+	sweep := time.NewTicker(waiterMaxAge / 2)
+	defer sweep.Stop()
+	commitCtx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case it := <-a.queue:
+			a.commit(commitCtx, it)
+		case <-sweep.C:
+			a.sweep(time.Now())
+		case <-ctx.Done():
+			a.shutdown(commitCtx)
+			return nil
+		}
+	}
+}
+
+// shutdown stops new sends, commits everything queued and wakes every reader.
+func (a *Appender) shutdown(ctx context.Context) {
+	locked := make(chan struct{})
+	go func() {
+		a.closing.Lock()
+		a.closed = true
+		a.closing.Unlock()
+		close(locked)
+	}()
+	// Keep receiving so blocked senders can finish and release the read lock.
+	for {
+		select {
+		case it := <-a.queue:
+			a.commit(ctx, it)
+			continue
+		case <-locked:
+		}
+		break
+	}
+	for {
+		select {
+		case it := <-a.queue:
+			a.commit(ctx, it)
+			continue
+		default:
+		}
+		break
+	}
+	close(a.stopped)
+	a.sweep(time.Now().Add(2 * waiterMaxAge))
+}
+
+// commit commits first and whatever else is queued now, up to one batch.
+func (a *Appender) commit(ctx context.Context, first item) {
+	batch := []item{first}
+	size := len(first.chunk.Data)
+gather:
+	for len(batch) < maxBatchItems && size < maxBatchBytes {
+		select {
+		case it := <-a.queue:
+			batch = append(batch, it)
+			size += len(it.chunk.Data)
+		default:
+			break gather
+		}
+	}
+	chunks := make([]run.LogChunk, 0, len(batch))
+	for _, it := range batch {
+		if !it.barrier {
+			chunks = append(chunks, it.chunk)
+		}
+	}
+	var err error
+	if len(chunks) > 0 {
+		err = a.append(ctx, chunks)
+	}
+	for _, it := range batch {
+		if it.done != nil {
+			it.done <- err
+		}
+		if err != nil && it.onErr != nil {
+			it.onErr(err)
+		}
+	}
+	if err == nil {
+		runs := make(map[int64]bool)
+		for _, c := range chunks {
+			if !runs[c.RunID] {
+				runs[c.RunID] = true
+				a.Notify(c.RunID)
+			}
+		}
+	}
+}
+
+// Notify wakes the readers waiting on Changed(runID). The Appender calls it after each commit;
+// the scheduler calls it after it moves a run to a final status, so following readers end at
+// once instead of at their next poll.
+func (a *Appender) Notify(runID int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w, ok := a.waiters[runID]; ok {
+		close(w.ch)
+		delete(a.waiters, runID)
+	}
+}
+
+// append calls the sink, retrying a failed call a few times; it gives up (and the chunks are
+// lost) only when the store stays unavailable.
+func (a *Appender) append(ctx context.Context, chunks []run.LogChunk) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+		err = a.sink.LogAppend(cctx, chunks)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if attempt == commitAttempts {
+			break
+		}
+		a.logger.Warn("append log chunks, retrying", "chunks", len(chunks), "attempt", attempt, "err", err)
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	}
+	a.logger.Error("append log chunks: giving up, log lines lost", "chunks", len(chunks), "err", err)
+	return fmt.Errorf("logs: append: %w", err)
+}
+
+// sweep closes the Changed channels that were made before now-waiterMaxAge.
+func (a *Appender) sweep(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, w := range a.waiters {
+		if now.Sub(w.since) >= waiterMaxAge {
+			close(w.ch)
+			delete(a.waiters, id)
+		}
+	}
+}
+
+// send queues it, blocking while the queue is full. It fails with ErrStopped once Run has
+// stopped, or with ctx's error.
+func (a *Appender) send(ctx context.Context, it item) error {
+	a.closing.RLock()
+	defer a.closing.RUnlock()
+	if a.closed {
+		return ErrStopped
+	}
+	select {
+	case a.queue <- it:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sync waits until everything the caller queued before is committed. It returns the error of
+// the commit that carried the barrier, if that one failed.
+func (a *Appender) sync(ctx context.Context) error {
+	done := make(chan error, 1)
+	if err := a.send(ctx, item{barrier: true, done: done}); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Line appends one line of the server's own to runID's log (jobID 0 for the run itself) and
+// returns once it is committed. A newline is added if text lacks one; text is not masked.
+func (a *Appender) Line(ctx context.Context, runID, jobID int64, text string) error {
+	if len(text) == 0 || text[len(text)-1] != '\n' {
+		text += "\n"
+	}
+	now := time.Now()
+	var done chan error
+	for _, piece := range split([]byte(text)) {
+		done = make(chan error, 1)
+		c := run.LogChunk{RunID: runID, JobID: jobID, Data: piece, At: now}
+		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Changed returns a channel that is closed the next time chunks of runID are committed. It is a
+// broadcast: every caller until then gets the same channel. It may also be closed without new
+// chunks (at least once a minute, and when the Appender stops), so a reader re-checks.
+func (a *Appender) Changed(runID int64) <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w, ok := a.waiters[runID]
+	if !ok {
+		w = &waiter{ch: make(chan struct{}), since: time.Now()}
+		select {
+		case <-a.stopped:
+			close(w.ch) // nobody will close it
+			return w.ch
+		default:
+		}
+		a.waiters[runID] = w
+	}
+	return w.ch
+}
+
+// split cuts data into pieces of at most MaxChunk bytes, after a newline where it can.
+func split(data []byte) [][]byte {
+	var out [][]byte
+	for len(data) > MaxChunk {
+		cut := MaxChunk
+		if i := bytes.LastIndexByte(data[:MaxChunk], '\n'); i >= 0 {
+			cut = i + 1
+		}
+		out = append(out, data[:cut])
+		data = data[cut:]
+	}
+	return append(out, data)
+}

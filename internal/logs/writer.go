@@ -1,0 +1,171 @@
+package logs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+const (
+	// flushDelay is how long complete lines wait in a Writer for more to batch with; with the
+	// commit that follows, output is in the store within about 250 ms of being written.
+	flushDelay = 100 * time.Millisecond
+	// idleFlush is how long a partial line (no newline yet) waits for the rest before it is
+	// handed over on its own, so prompts and progress output show up.
+	idleFlush = 500 * time.Millisecond
+)
+
+// ErrClosed is returned by a Write after Close.
+var ErrClosed = errors.New("logs: writer closed")
+
+// Writer is an io.WriteCloser for one job's output. It cuts the stream into whole lines, masks
+// secret values and hands chunks of at most MaxChunk bytes to its Appender. Complete lines are
+// handed over within about 100 ms; a partial line after about 500 ms without output, or when it
+// reaches MaxChunk. When the end of a partial line could be the start of a secret, those bytes
+// wait for the rest of the line (or Close), so a secret printed in two pieces is still masked.
+// Write blocks while the Appender is behind, so memory stays flat however much a step prints.
+// Writes and Close may come from different goroutines.
+type Writer struct {
+	a            *Appender
+	runID, jobID int64
+	pats         [][]byte
+
+	mu        sync.Mutex
+	buf       []byte // output not handed over yet, at most MaxChunk bytes
+	lastWrite time.Time
+	timer     *time.Timer
+	armed     bool
+	closed    bool
+	err       error // the first failure to hand over a chunk
+
+	commitErr atomic.Pointer[error] // the first failed commit of one of its chunks
+}
+
+// Writer returns a Writer for the output of job jobID of run runID (jobID 0: the run's own
+// lines), masking the values in secrets (see Mask). The caller must Close it.
+func (a *Appender) Writer(runID, jobID int64, secrets []string) *Writer {
+	w := &Writer{a: a, runID: runID, jobID: jobID, pats: patterns(secrets), buf: make([]byte, 0, MaxChunk)}
+	w.timer = time.AfterFunc(time.Hour, w.tick)
+	w.timer.Stop()
+	return w
+}
+
+// Write buffers p and hands over whatever it completes; see Writer. It returns len(p) unless
+// the Writer is closed or the Appender has stopped.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, ErrClosed
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := len(p)
+	w.lastWrite = time.Now()
+	for len(p) > 0 {
+		k := min(MaxChunk-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == MaxChunk {
+			cut := bytes.LastIndexByte(w.buf, '\n') + 1
+			if cut == 0 {
+				cut = len(w.buf) - heldBack(w.buf, w.pats, MaxChunk/2)
+			}
+			if err := w.handOver(cut); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if len(w.buf) > 0 && !w.armed {
+		w.armed = true
+		w.timer.Reset(flushDelay)
+	}
+	return n, nil
+}
+
+// tick runs flushDelay after output arrived: it hands over complete lines, and a partial line
+// that has been idle for idleFlush.
+func (w *Writer) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	if w.closed || w.err != nil {
+		return
+	}
+	if cut := bytes.LastIndexByte(w.buf, '\n') + 1; cut > 0 {
+		if w.handOver(cut) != nil {
+			return
+		}
+	}
+	if len(w.buf) == 0 {
+		return
+	}
+	if time.Since(w.lastWrite) >= idleFlush {
+		// Hand over the partial line, but keep what may be the start of a secret; it waits
+		// for the next Write (which arms the timer again) or Close.
+		if cut := len(w.buf) - heldBack(w.buf, w.pats, MaxChunk/2); cut > 0 {
+			w.handOver(cut)
+		}
+		return
+	}
+	w.armed = true
+	w.timer.Reset(flushDelay)
+}
+
+// handOver masks w.buf[:n], queues it as chunks and keeps the rest in w.buf.
+func (w *Writer) handOver(n int) error {
+	if n == 0 {
+		return nil
+	}
+	masked := maskAppend(make([]byte, 0, n), w.buf[:n], w.pats)
+	now := time.Now()
+	for _, piece := range split(masked) {
+		c := run.LogChunk{RunID: w.runID, JobID: w.jobID, Data: piece, At: now}
+		if err := w.a.send(context.Background(), item{chunk: c, onErr: w.failed}); err != nil {
+			w.err = err
+			return err
+		}
+	}
+	w.buf = w.buf[:copy(w.buf, w.buf[n:])]
+	return nil
+}
+
+// Close hands over everything written and returns once it is committed to the store, or with
+// the error that kept it from being committed. Close again returns nil.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.timer.Stop()
+	err := w.err
+	if err == nil {
+		err = w.handOver(len(w.buf))
+	}
+	w.buf = nil
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// Once the Appender has stopped, everything queued before was committed by its drain.
+	if err := w.a.sync(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
+		return err
+	}
+	if p := w.commitErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failed records that a chunk of w could not be committed.
+func (w *Writer) failed(err error) {
+	w.commitErr.CompareAndSwap(nil, &err)
+}
