@@ -50,7 +50,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 
-	m := metrics.New(st)
+	m := metrics.New()
+	if err := m.WatchStore(st); err != nil {
+		return err
+	}
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	sched := scheduler.New(scheduler.Config{
 		Store:     st,
