@@ -1,0 +1,269 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/store"
+)
+
+// Cancel waits this long at most for a running run to stop, polling its status.
+const (
+	cancelWait = 10 * time.Second
+	cancelPoll = 50 * time.Millisecond
+)
+
+// runSummary is a run without its stages (lists, last_run).
+type runSummary struct {
+	ID              int64             `json:"id"`
+	Number          int64             `json:"number"`
+	Pipeline        string            `json:"pipeline"`
+	Revision        int64             `json:"revision"`
+	Status          run.Status        `json:"status"`
+	Trigger         run.Trigger       `json:"trigger"`
+	TriggeredBy     string            `json:"triggered_by"`
+	Variables       map[string]string `json:"variables"` // never the secret ones
+	CancelRequested bool              `json:"cancel_requested"`
+	Message         string            `json:"message"`
+	CreatedAt       time.Time         `json:"created_at"`
+	StartedAt       *time.Time        `json:"started_at"`
+	FinishedAt      *time.Time        `json:"finished_at"`
+	URL             string            `json:"url"`
+}
+
+// runDetail is a run with its stages, jobs and steps.
+type runDetail struct {
+	runSummary
+	Stages []run.StageView `json:"stages"`
+}
+
+func (s *Server) toRunSummary(r run.Run) runSummary {
+	vars := r.Variables
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	return runSummary{
+		ID: r.ID, Number: r.Number, Pipeline: r.Pipeline, Revision: r.Revision, Status: r.Status,
+		Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Variables: vars,
+		CancelRequested: r.CancelRequested, Message: r.Message,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		URL: s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(r.ID, 10),
+	}
+}
+
+func (s *Server) toRunDetail(r run.Run) runDetail {
+	stages := r.Stages()
+	if stages == nil {
+		stages = []run.StageView{}
+	}
+	for i := range stages {
+		for j := range stages[i].Jobs {
+			if stages[i].Jobs[j].Steps == nil {
+				stages[i].Jobs[j].Steps = []run.Step{}
+			}
+		}
+	}
+	return runDetail{runSummary: s.toRunSummary(r), Stages: stages}
+}
+
+// runCreate: POST /api/v1/pipelines/{name}/runs (developer) {"variables":{…}}? → 201
+// {"run","ignored"}.
+func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
+	p, u, ok := s.pipelineAccess(w, r, r.PathValue("name"), auth.Developer)
+	if !ok {
+		return
+	}
+	var in struct {
+		Variables map[string]json.RawMessage `json:"variables"`
+	}
+	if !decodeJSON(w, r, &in, true) {
+		return
+	}
+	rn, resolved, err := s.Triggers.Start(r.Context(), p, run.TriggerManual, u.Username, in.Variables)
+	if err != nil {
+		var verr *pipeline.VariableError
+		if errors.As(err, &verr) {
+			writeVariableProblems(w, verr)
+			return
+		}
+		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", p.Name), "")
+		return
+	}
+	ignored := resolved.Ignored
+	if ignored == nil {
+		ignored = []string{}
+	}
+	w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(rn.ID, 10))
+	writeJSON(w, http.StatusCreated, map[string]any{"run": s.toRunDetail(rn), "ignored": ignored})
+}
+
+// writeVariableProblems answers 422 invalid_variables naming every bad key.
+func writeVariableProblems(w http.ResponseWriter, verr *pipeline.VariableError) {
+	type problem struct {
+		Key     string `json:"key"`
+		Message string `json:"message"`
+	}
+	probs := make([]problem, len(verr.Problems))
+	keys := ""
+	for i, p := range verr.Problems {
+		probs[i] = problem{Key: p.Key, Message: p.Message}
+		if i > 0 {
+			keys += ", "
+		}
+		keys += p.Key
+	}
+	writeProblems(w, http.StatusUnprocessableEntity, "invalid_variables",
+		"invalid variables: "+keys+"; fix them and start the run again", probs)
+}
+
+// runList: GET /api/v1/pipelines/{name}/runs?limit=&before=&status=&trigger= (viewer) →
+// {"runs":[run-summary…],"next_before":N or null}, newest first.
+func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
+	p, _, ok := s.pipelineAccess(w, r, r.PathValue("name"), auth.Viewer)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	params := store.RunListParams{Limit: 50}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxRunPage {
+			badRequest(w, fmt.Sprintf("limit=%q: use a number from 1 to %d", v, maxRunPage))
+			return
+		}
+		params.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			badRequest(w, fmt.Sprintf("before=%q: use a run number (next_before of the previous page)", v))
+			return
+		}
+		params.Before = n
+	}
+	if v := q.Get("status"); v != "" {
+		st := run.Status(v)
+		if !st.Valid() || st == run.Skipped {
+			badRequest(w, fmt.Sprintf("status=%q: use queued, running, success, failed or canceled", v))
+			return
+		}
+		params.Status = st
+	}
+	if v := q.Get("trigger"); v != "" {
+		switch tr := run.Trigger(v); tr {
+		case run.TriggerManual, run.TriggerWebhook, run.TriggerPush:
+			params.Trigger = tr
+		default:
+			badRequest(w, fmt.Sprintf("trigger=%q: use manual, webhook or push", v))
+			return
+		}
+	}
+	// One run more than asked tells whether there is a next page; the store pages by at most
+	// maxRunPage, so a full page of that size always offers a next one (which may be empty).
+	limit := params.Limit
+	params.Limit = min(limit+1, maxRunPage)
+	runs, err := s.Store.RunList(r.Context(), p.ID, params)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	var next *int64
+	if len(runs) > limit || (len(runs) == maxRunPage && limit == maxRunPage) {
+		runs = runs[:limit]
+		n := runs[limit-1].Number
+		next = &n
+	}
+	out := make([]runSummary, len(runs))
+	for i, rn := range runs {
+		out[i] = s.toRunSummary(rn)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": out, "next_before": next})
+}
+
+// maxRunPage is the largest page of runs.
+const maxRunPage = 200
+
+// runGet: GET /api/v1/runs/{id} (viewer) → run.
+func (s *Server) runGet(w http.ResponseWriter, r *http.Request) {
+	rn, _, ok := s.runAccess(w, r, auth.Viewer)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
+}
+
+// runCancel: POST /api/v1/runs/{id}/cancel (developer) → 200 run once it has stopped; 409 when
+// it had finished already. A running run that has not stopped after cancelWait is answered 202
+// with cancel_requested set.
+func (s *Server) runCancel(w http.ResponseWriter, r *http.Request) {
+	rn, u, ok := s.runAccess(w, r, auth.Developer)
+	if !ok {
+		return
+	}
+	if rn.Status.Terminal() {
+		conflict(w, fmt.Sprintf("run %d has already finished (%s); there is nothing to cancel", rn.ID, rn.Status))
+		return
+	}
+	id := rn.ID
+	msg := fmt.Sprintf("run %d not found", id)
+	rn, err := s.Store.RunCancel(r.Context(), id, "canceled by "+u.Username)
+	if err != nil {
+		s.storeError(w, r, err, msg, fmt.Sprintf("run %d has already finished; there is nothing to cancel", id))
+		return
+	}
+	if rn.Status.Terminal() && rn.Status != run.Canceled {
+		conflict(w, fmt.Sprintf("run %d finished (%s) before it could be canceled", rn.ID, rn.Status))
+		return
+	}
+	if rn.Status == run.Running && s.Canceler != nil {
+		s.Canceler.Cancel(rn.ID)
+	}
+	if !rn.Status.Terminal() {
+		stopped, err := s.waitTerminal(r.Context(), rn.ID)
+		if err != nil {
+			s.storeError(w, r, err, msg, "")
+			return
+		}
+		if rn, err = s.Store.RunGet(r.Context(), rn.ID); err != nil {
+			s.storeError(w, r, err, msg, "")
+			return
+		}
+		if !stopped {
+			writeJSON(w, http.StatusAccepted, s.toRunDetail(rn))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
+}
+
+// waitTerminal polls a run's status until it is terminal (true) or cancelWait passed (false).
+func (s *Server) waitTerminal(ctx context.Context, id int64) (bool, error) {
+	deadline := time.NewTimer(cancelWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(cancelPoll)
+	defer tick.Stop()
+	for {
+		st, err := s.Store.RunStatus(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if st.Terminal() {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-deadline.C:
+			return false, nil
+		case <-tick.C:
+		}
+	}
+}

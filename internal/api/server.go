@@ -1,0 +1,199 @@
+// Package api serves flowd's REST API v1 (docs/api.md is its contract) with the standard
+// library's http.ServeMux: every route is listed in Server.Handler, and every handler is a
+// method of Server, which holds the dependencies.
+//
+// Every endpoint authenticates (Bearer API token; HTTP Basic only to create a token) and checks
+// the caller's role on the pipeline it touches through pipelineAccess or runAccess: 401 for no
+// or a bad token, 404 for a pipeline the caller is no member of, 403 for a role too low.
+// Errors are JSON {"error":{"code","message"}} with a message a person can act on; store
+// failures never leak their internals.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/flowd/flowd/internal/metrics"
+	"github.com/flowd/flowd/internal/secret"
+	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/trigger"
+)
+
+// DefaultMaxBody is the body limit when Server.MaxBody is 0.
+const DefaultMaxBody = 1 << 20
+
+// Canceler stops the processes of a running run; the scheduler implements it.
+type Canceler interface {
+	Cancel(runID int64)
+}
+
+// Server is the API. Its fields are set once before Handler is called and not changed after.
+type Server struct {
+	Store    *store.Store
+	Triggers *trigger.Service
+	Box      *secret.Box // seals pipeline secrets
+	// LogChanged returns a channel closed when the run's log or status changes next; nil makes
+	// followers poll the store every second.
+	LogChanged func(runID int64) <-chan struct{}
+	Canceler   Canceler         // nil: the scheduler notices cancel_requested by itself
+	Metrics    *metrics.Metrics // nil: no /metrics and no request metrics
+	// ExternalURL is the base URL users reach flowd at, without a trailing slash, for links.
+	ExternalURL string
+	MaxBody     int64 // request body limit in bytes; 0 = DefaultMaxBody
+	Logger      *slog.Logger
+	// PasswordCost is the bcrypt cost of passwords set through the API; 0 = auth.BcryptCost.
+	// Tests lower it.
+	PasswordCost int
+}
+
+// Handler returns the API's routes, each with the request metrics, body limit and panic
+// recovery around it.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+
+	mux.HandleFunc("POST /api/v1/tokens", s.tokenCreate)
+	mux.HandleFunc("GET /api/v1/tokens", s.tokenList)
+	mux.HandleFunc("DELETE /api/v1/tokens/{id}", s.tokenDelete)
+
+	mux.HandleFunc("GET /api/v1/user", s.userMe)
+	mux.HandleFunc("GET /api/v1/users", s.userList)
+	mux.HandleFunc("POST /api/v1/users", s.userCreate)
+	mux.HandleFunc("PATCH /api/v1/users/{name}", s.userUpdate)
+	mux.HandleFunc("DELETE /api/v1/users/{name}", s.userDelete)
+
+	mux.HandleFunc("GET /api/v1/pipelines", s.pipelineList)
+	mux.HandleFunc("POST /api/v1/pipelines", s.pipelineCreate)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}", s.pipelineGet)
+	mux.HandleFunc("PUT /api/v1/pipelines/{name}", s.pipelineUpdate)
+	mux.HandleFunc("DELETE /api/v1/pipelines/{name}", s.pipelineDelete)
+
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/members", s.memberList)
+	mux.HandleFunc("PUT /api/v1/pipelines/{name}/members/{user}", s.memberSet)
+	mux.HandleFunc("DELETE /api/v1/pipelines/{name}/members/{user}", s.memberDelete)
+
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/runs", s.runCreate)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/runs", s.runList)
+	mux.HandleFunc("GET /api/v1/runs/{id}", s.runGet)
+	mux.HandleFunc("GET /api/v1/runs/{id}/log", s.runLog)
+	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", s.runCancel)
+
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.Metrics.Handler())
+
+	var h http.Handler = s.unmatched(mux)
+	h = s.limitBody(h)
+	h = s.recoverPanics(h)
+	return s.Metrics.Middleware(h)
+}
+
+// unmatched answers requests no route takes with a JSON 404 or 405 instead of the mux's text.
+func (s *Server) unmatched(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: w.Header()}
+		h.ServeHTTP(probe, r) // sets Allow for a 405
+		if probe.status == http.StatusMethodNotAllowed {
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow")))
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found",
+			fmt.Sprintf("no such endpoint: %s %s (see docs/api.md)", r.Method, r.URL.Path))
+	})
+}
+
+// statusProbe records the status a handler writes and discards its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+
+// limitBody caps every request body at MaxBody; reading past it fails with *http.MaxBytesError,
+// which readBody turns into 413.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	limit := s.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+				fmt.Sprintf("the body is %d bytes, over the limit of %d bytes (--max-body)", r.ContentLength, limit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics logs a handler's panic with its stack and answers 500 if nothing was sent yet.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(p)
+			}
+			s.logger().Error("api: handler panicked", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !tw.wrote {
+				writeError(w, http.StatusInternalServerError, "internal",
+					"the server failed to answer this request; it was logged — try again or tell the administrator")
+			}
+		}()
+		next.ServeHTTP(tw, r)
+	})
+}
+
+// trackingWriter remembers whether anything was sent. Unwrap lets http.ResponseController
+// reach the connection (Flush, deadlines) through it.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *trackingWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *trackingWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *trackingWriter) Flush() {
+	w.wrote = true
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *trackingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/store"
+)
+
+// maxTokenName bounds a token's name, in characters.
+const maxTokenName = 100
+
+type tokenJSON struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// tokenCreate: POST /api/v1/tokens with HTTP Basic, optional {"name"} → 201
+// {"id","name","token","username"}.
+func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
+	username, password, ok := r.BasicAuth()
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		unauthorized(w, "sign in with HTTP Basic (your username and password) to get an API token")
+		return
+	}
+	u, err := s.Store.UserGet(r.Context(), username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		auth.BurnPasswordCheck(password)
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		unauthorized(w, "wrong username or password")
+		return
+	case err != nil:
+		s.storeError(w, r, err, "", "")
+		return
+	case !auth.CheckPassword(u.PasswordHash, password):
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		unauthorized(w, "wrong username or password")
+		return
+	case u.Disabled:
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		unauthorized(w, "the account "+u.Username+" is disabled; ask an administrator to enable it")
+		return
+	}
+
+	var in struct {
+		Name string `json:"name"`
+	}
+	if !decodeJSON(w, r, &in, true) {
+		return
+	}
+	in.Name = strings.TrimSpace(in.Name)
+	if in.Name == "" {
+		in.Name = "token " + time.Now().UTC().Format("2006-01-02 15:04:05")
+	}
+	if utf8.RuneCountInString(in.Name) > maxTokenName {
+		badRequest(w, "the token name is too long: use at most 100 characters")
+		return
+	}
+	token, hash, err := auth.NewToken()
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	t, err := s.Store.TokenCreate(r.Context(), u.ID, in.Name, hash)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"id": t.ID, "name": t.Name, "token": token, "username": u.Username,
+	})
+}
+
+// tokenList: GET /api/v1/tokens → the caller's own tokens.
+func (s *Server) tokenList(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	ts, err := s.Store.TokenList(r.Context(), u.ID)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	out := make([]tokenJSON, len(ts))
+	for i, t := range ts {
+		out[i] = tokenJSON{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+}
+
+// tokenDelete: DELETE /api/v1/tokens/{id} → 204; only the caller's own tokens.
+func (s *Server) tokenDelete(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	msg := "token " + strconv.Quote(r.PathValue("id")) + " not found among your tokens (GET /api/v1/tokens lists them)"
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		notFound(w, msg)
+		return
+	}
+	if err := s.Store.TokenDelete(r.Context(), u.ID, id); err != nil {
+		s.storeError(w, r, err, msg, "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/store"
+)
+
+type userJSON struct {
+	Username  string    `json:"username"`
+	Admin     bool      `json:"admin"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func toUserJSON(u store.User) userJSON {
+	return userJSON{Username: u.Username, Admin: u.Admin, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+}
+
+// hashPassword hashes with s.PasswordCost, answering 400 for a password that is too short or
+// too long.
+func (s *Server) hashPassword(w http.ResponseWriter, r *http.Request, password string) (string, bool) {
+	if len(password) < auth.MinPasswordLength || len(password) > 72 {
+		badRequest(w, fmt.Sprintf("the password must be %d to 72 bytes long", auth.MinPasswordLength))
+		return "", false
+	}
+	cost := s.PasswordCost
+	if cost == 0 {
+		cost = auth.BcryptCost
+	}
+	h, err := auth.HashPasswordCost(password, cost)
+	if err != nil {
+		s.internalError(w, r, err)
+		return "", false
+	}
+	return h, true
+}
+
+// userMe: GET /api/v1/user → the caller.
+func (s *Server) userMe(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, toUserJSON(u))
+}
+
+// userList: GET /api/v1/users (global admin) → every user.
+func (s *Server) userList(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.requireAdmin(w, r); !ok {
+		return
+	}
+	us, err := s.Store.UserList(r.Context())
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	out := make([]userJSON, len(us))
+	for i, u := range us {
+		out[i] = toUserJSON(u)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+// userCreate: POST /api/v1/users (global admin) {"username","password","admin"?} → 201 user.
+func (s *Server) userCreate(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.requireAdmin(w, r); !ok {
+		return
+	}
+	var in struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Admin    bool   `json:"admin"`
+	}
+	if !decodeJSON(w, r, &in, false) {
+		return
+	}
+	if !auth.ValidUsername(in.Username) {
+		badRequest(w, fmt.Sprintf("invalid username %q: use 1 to 63 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", in.Username))
+		return
+	}
+	hash, ok := s.hashPassword(w, r, in.Password)
+	if !ok {
+		return
+	}
+	u, err := s.Store.UserCreate(r.Context(), in.Username, hash, in.Admin)
+	if err != nil {
+		s.storeError(w, r, err, "", fmt.Sprintf("the username %q is taken; choose another", in.Username))
+		return
+	}
+	w.Header().Set("Location", "/api/v1/users/"+u.Username)
+	writeJSON(w, http.StatusCreated, toUserJSON(u))
+}
+
+// userUpdate: PATCH /api/v1/users/{name} (global admin) {"admin"?,"disabled"?,"password"?} →
+// 200 user. An admin cannot take their own admin right or disable themselves, so the server
+// cannot be left without an administrator by mistake.
+func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
+	me, ok := s.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	var in struct {
+		Admin    *bool   `json:"admin"`
+		Disabled *bool   `json:"disabled"`
+		Password *string `json:"password"`
+	}
+	if !decodeJSON(w, r, &in, false) {
+		return
+	}
+	u, err := s.Store.UserGet(r.Context(), name)
+	if err != nil {
+		s.storeError(w, r, err, fmt.Sprintf("user %q not found", name), "")
+		return
+	}
+	if u.ID == me.ID && ((in.Admin != nil && !*in.Admin) || (in.Disabled != nil && *in.Disabled)) {
+		conflict(w, "you cannot remove your own admin right or disable yourself; ask another administrator")
+		return
+	}
+	upd := store.UserUpdate{Admin: in.Admin, Disabled: in.Disabled}
+	if in.Password != nil {
+		hash, ok := s.hashPassword(w, r, *in.Password)
+		if !ok {
+			return
+		}
+		upd.PasswordHash = &hash
+	}
+	u, err = s.Store.UserUpdate(r.Context(), u.ID, upd)
+	if err != nil {
+		s.storeError(w, r, err, fmt.Sprintf("user %q not found", name), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, toUserJSON(u))
+}
+
+// userDelete: DELETE /api/v1/users/{name} (global admin) → 204. An admin cannot delete
+// themselves.
+func (s *Server) userDelete(w http.ResponseWriter, r *http.Request) {
+	me, ok := s.requireAdmin(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	u, err := s.Store.UserGet(r.Context(), name)
+	if err != nil {
+		s.storeError(w, r, err, fmt.Sprintf("user %q not found", name), "")
+		return
+	}
+	if u.ID == me.ID {
+		conflict(w, "you cannot delete yourself; ask another administrator")
+		return
+	}
+	if err := s.Store.UserDelete(r.Context(), u.ID); err != nil {
+		s.storeError(w, r, err, fmt.Sprintf("user %q not found", name), "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,194 @@
+// Package metrics holds flowd's Prometheus metrics in one registry owned by a Metrics value (no
+// global registry, no package state): HTTP requests by route pattern, step durations reported
+// by the scheduler, and, read from the store at scrape time, runs by status and the job queue
+// depth; plus the Go runtime and process collectors.
+//
+// Every method is safe on a nil *Metrics and then does nothing, so metrics may be left out of
+// tests and tools.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// Metrics is flowd's set of metrics and the registry that serves them.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	steps    *prometheus.HistogramVec
+}
+
+// New returns the metrics with the Go and process collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowd_http_requests_total",
+			Help: "HTTP requests answered, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flowd_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern (log follows last as long as the run).",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flowd_step_duration_seconds",
+			Help:    "Run time of finished steps, by final status.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600},
+		}, []string{"status"}),
+	}
+	m.reg.MustRegister(
+		m.requests, m.duration, m.steps,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Unmatched is the route label of requests no route pattern matched.
+const Unmatched = "unmatched"
+
+// Middleware counts and times the requests next answers, labelled by the pattern of the
+// http.ServeMux route that served them. next must be (or end in) the ServeMux, called with the
+// same *http.Request: the mux sets r.Pattern on it while routing, and it is read afterwards.
+// Panics must be recovered inside next (and answered 500) to be counted.
+func (m *Metrics) Middleware(next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			route := r.Pattern
+			if route == "" {
+				route = Unmatched
+			}
+			code := sw.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+			m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// StepDuration records a finished step: its final status and how long it ran. The scheduler or
+// executor calls it when a step ends.
+func (m *Metrics) StepDuration(status run.Status, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.steps.WithLabelValues(string(status)).Observe(seconds)
+}
+
+// Store is what the metrics read from the store at scrape time.
+type Store interface {
+	RunCountsByStatus(ctx context.Context) (map[run.Status]int64, error)
+	JobQueueDepth(ctx context.Context) (int64, error)
+}
+
+// ScrapeTimeout bounds the store queries of one scrape.
+const ScrapeTimeout = 2 * time.Second
+
+// WatchStore adds the store's gauges (runs by status, queued jobs ready to run) to the metrics;
+// they are read at each scrape. Call it once.
+func (m *Metrics) WatchStore(s Store) error {
+	if m == nil {
+		return nil
+	}
+	return m.reg.Register(&storeCollector{store: s, timeout: ScrapeTimeout})
+}
+
+var (
+	runsDesc = prometheus.NewDesc("flowd_runs",
+		"Runs in the database, by status.", []string{"status"}, nil)
+	queueDesc = prometheus.NewDesc("flowd_job_queue_depth",
+		"Queued jobs whose stage may run now (waiting for an executor).", nil, nil)
+	upDesc = prometheus.NewDesc("flowd_store_up",
+		"1 when the last scrape could read the database, else 0.", nil, nil)
+)
+
+// storeCollector reads the store's gauges at scrape time.
+type storeCollector struct {
+	store   Store
+	timeout time.Duration
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- runsDesc
+	ch <- queueDesc
+	ch <- upDesc
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	up := 1.0
+	counts, err := c.store.RunCountsByStatus(ctx)
+	if err != nil {
+		up = 0
+	} else {
+		// Every status is reported, 0 included, so a series does not vanish when it empties.
+		for _, s := range []run.Status{run.Queued, run.Running, run.Success, run.Failed, run.Canceled} {
+			ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
+	}
+	depth, err := c.store.JobQueueDepth(ctx)
+	if err != nil {
+		up = 0
+	} else {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(depth))
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
+}
+
+// statusWriter remembers the status code written. Unwrap lets http.ResponseController reach
+// the underlying writer (Flush, deadlines) through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

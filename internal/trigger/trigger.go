@@ -1,0 +1,149 @@
+// Package trigger turns "start this pipeline" into a queued run: it opens the pipeline's stored
+// secrets, resolves the run's variables (defaults plus overrides), plans the jobs and steps from
+// the stages, and stores the run in one call of the store. Every way of starting a run goes
+// through Service.Start: manual runs from the API now, and webhook deliveries and Git pushes
+// (event + pipeline → filters, variables, owner permission → queued run) will come here too.
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/secret"
+	"github.com/flowd/flowd/internal/store"
+)
+
+// Store is what the trigger needs of the store.
+type Store interface {
+	RunCreate(ctx context.Context, p store.RunCreate) (run.Run, error)
+}
+
+// Service starts runs.
+type Service struct {
+	Store Store
+	Box   *secret.Box // opens the pipeline's secrets and seals the run's secret variables
+	// Wake, when set, is called after a run was stored so the scheduler looks for work at once.
+	Wake func()
+}
+
+// Start stores a queued run of p (at p.Revision) started by trig on behalf of triggeredBy, with
+// the variables' defaults replaced by overrides (JSON values by variable name; nil = defaults).
+//
+// Bad overrides give a *pipeline.VariableError (test with errors.As) and no run. The returned
+// Resolved lists the ignored (undeclared) keys; its Values hold every variable's value,
+// secret ones included, so callers must not show them. The run's Variables hold only the
+// non-secret values; the secret ones are sealed into its SecretVariables.
+func (s *Service) Start(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (run.Run, *pipeline.Resolved, error) {
+	secrets, err := OpenSecrets(s.Box, p.Secrets)
+	if err != nil {
+		return run.Run{}, nil, fmt.Errorf("trigger: pipeline %s: %w", p.Name, err)
+	}
+	def, err := pipeline.Parse([]byte(p.Source))
+	if err != nil {
+		// The store only holds definitions that parsed when they were saved.
+		return run.Run{}, nil, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err)
+	}
+	def = def.WithSecrets(secrets)
+	resolved, err := pipeline.ResolveVariables(def, overrides)
+	if err != nil {
+		var verr *pipeline.VariableError
+		if errors.As(err, &verr) {
+			return run.Run{}, nil, verr
+		}
+		return run.Run{}, nil, fmt.Errorf("trigger: resolve variables: %w", err)
+	}
+
+	vars := map[string]string{}
+	secretVars := map[string]string{}
+	for _, v := range def.Variables {
+		if v.Secret {
+			secretVars[v.Name] = resolved.Values[v.Name]
+		} else {
+			vars[v.Name] = resolved.Values[v.Name]
+		}
+	}
+	sealed, err := SealSecrets(s.Box, secretVars)
+	if err != nil {
+		return run.Run{}, nil, fmt.Errorf("trigger: seal secret variables: %w", err)
+	}
+
+	r, err := s.Store.RunCreate(ctx, store.RunCreate{
+		PipelineID:      p.ID,
+		Revision:        p.Revision,
+		Trigger:         trig,
+		TriggeredBy:     triggeredBy,
+		Variables:       vars,
+		SecretVariables: sealed,
+		Jobs:            Plan(def),
+	})
+	if err != nil {
+		return run.Run{}, nil, fmt.Errorf("trigger: create run: %w", err)
+	}
+	if s.Wake != nil {
+		s.Wake()
+	}
+	return r, resolved, nil
+}
+
+// Plan lists the jobs of a run of p, stage by stage, each with its steps; every job and step is
+// queued.
+func Plan(p *pipeline.Pipeline) []run.Job {
+	var jobs []run.Job
+	for si, st := range p.Stages {
+		for ji, j := range st.Jobs {
+			job := run.Job{
+				Stage:     si,
+				StageName: st.Name,
+				Index:     ji,
+				Name:      j.Name,
+				Status:    run.Queued,
+				Timeout:   j.Timeout,
+				Env:       j.Env,
+			}
+			for k, step := range j.Steps {
+				job.Steps = append(job.Steps, run.Step{Index: k, Name: step.Name, Script: step.Run, Status: run.Queued})
+			}
+			jobs = append(jobs, job)
+		}
+	}
+	return jobs
+}
+
+// OpenSecrets decrypts a pipeline's or a run's sealed secrets (a JSON object of values by
+// variable name); nil or empty sealed gives an empty map.
+func OpenSecrets(box *secret.Box, sealed []byte) (map[string]string, error) {
+	out := map[string]string{}
+	if len(sealed) == 0 {
+		return out, nil
+	}
+	if box == nil {
+		return nil, errors.New("secrets are stored but no secret key is loaded")
+	}
+	plain, err := box.Open(sealed)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(plain, &out); err != nil {
+		return nil, fmt.Errorf("stored secrets are not a JSON object: %w", err)
+	}
+	return out, nil
+}
+
+// SealSecrets encrypts secret values by variable name; an empty map gives nil (no secrets).
+func SealSecrets(box *secret.Box, values map[string]string) ([]byte, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	if box == nil {
+		return nil, errors.New("no secret key is loaded to encrypt secret variables")
+	}
+	plain, err := json.Marshal(values)
+	if err != nil {
+		return nil, fmt.Errorf("encode secrets: %w", err)
+	}
+	return box.Seal(plain)
+}
