@@ -1,0 +1,81 @@
+package store
+
+// The webhook trigger's part of the store contract: triggers, their audit log, deliveries and
+// idempotency keys. Bodies live in webhooks.go, audit.go and deliveries.go.
+
+import (
+	"time"
+
+	"github.com/flowd/flowd/internal/run"
+)
+
+// IdempotencyWindow is how long an Idempotency-Key (or a Git host's delivery id) replays the
+// first answer.
+const IdempotencyWindow = 24 * time.Hour
+
+// WebhookTrigger is a pipeline's webhook trigger. It exists from the first enable on.
+type WebhookTrigger struct {
+	PipelineID   int64
+	Pipeline     string
+	Enabled      bool
+	TokenHash    []byte // SHA-256 of the token: the look-up key
+	TokenSealed  []byte // the token encrypted with the server key, so admins can see the URL again
+	SecretSealed []byte // the signature secret, encrypted; nil = no signature required
+	OwnerID      int64  // the user who last enabled it; 0 once that user is deleted
+	Owner        string // the owner's name, kept after the user is deleted
+	EnabledAt    *time.Time
+	UpdatedAt    time.Time
+}
+
+// WebhookEnable enables a trigger and makes OwnerID its owner.
+type WebhookEnable struct {
+	PipelineID int64
+	OwnerID    int64
+	// TokenHash and TokenSealed are used only when the trigger has no token yet (first enable);
+	// re-enabling keeps the URL.
+	TokenHash   []byte
+	TokenSealed []byte
+	// SetSecret replaces the secret with SecretSealed (nil clears it); otherwise it is kept.
+	SetSecret    bool
+	SecretSealed []byte
+}
+
+// AuditEntry is one change to a pipeline's trigger: who, what, when.
+type AuditEntry struct {
+	ID         int64
+	PipelineID int64
+	At         time.Time
+	Actor      string // user name
+	Action     string // "enable", "disable", "rotate", "secret"
+	Detail     string
+}
+
+// Delivery is one HTTP request received on a webhook URL, with its outcome.
+type Delivery struct {
+	ID             int64
+	PipelineID     int64
+	Pipeline       string
+	ReceivedAt     time.Time
+	RemoteAddr     string
+	Headers        map[string][]string // secret-bearing headers already redacted
+	Body           []byte              // up to the body limit
+	BodyTruncated  bool
+	StatusCode     int
+	ErrorCode      string // "" on success
+	Response       []byte // the JSON answer sent
+	RunID          *int64
+	Trace          []byte // JSON decision trace
+	DryRun         bool
+	RedeliveryOf   *int64 // set on a redelivery from the API
+	ReplayOf       *int64 // set when an idempotency key replayed an earlier delivery's answer
+	IdempotencyKey string
+}
+
+// DeliveryRecord is a delivery to store, and the run it starts (NewRun nil = none).
+type DeliveryRecord struct {
+	Delivery Delivery
+	NewRun   *RunCreate
+	// Answer builds the delivery's status and JSON answer from the run just created, inside the
+	// transaction; it is called only when NewRun is set (otherwise Delivery carries them).
+	Answer func(r run.Run) (status int, response []byte)
+}
