@@ -20,6 +20,14 @@ type Config struct {
 	ExternalURL string // base URL users reach flowd at, for links; "" = http://Addr
 	Executors   int    // jobs run at once across the server
 	MaxBody     int64  // webhook and API body limit in bytes
+	// WebhookRate and WebhookBurst are each webhook trigger's token bucket: requests per second
+	// refilled, and how many may come at once.
+	WebhookRate  float64
+	WebhookBurst int
+	// DeliveryKeep and DeliveryMaxAge bound the delivery log: at most this many per pipeline,
+	// none older than this.
+	DeliveryKeep   int
+	DeliveryMaxAge time.Duration
 	// AdminPassword sets the first admin's password on an empty database (FLOWD_ADMIN_PASSWORD);
 	// "" = a random one printed once.
 	AdminPassword string
@@ -33,11 +41,15 @@ type Config struct {
 // Default returns the zero-config settings.
 func Default() Config {
 	return Config{
-		Addr:          "127.0.0.1:8080",
-		Data:          "./flowd-data",
-		Executors:     4,
-		MaxBody:       1 << 20,
-		ShutdownGrace: 10 * time.Second,
+		Addr:           "127.0.0.1:8080",
+		Data:           "./flowd-data",
+		Executors:      4,
+		MaxBody:        1 << 20,
+		WebhookRate:    20,
+		WebhookBurst:   100,
+		DeliveryKeep:   1000,
+		DeliveryMaxAge: 30 * 24 * time.Hour,
+		ShutdownGrace:  10 * time.Second,
 	}
 }
 
@@ -51,6 +63,10 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "`URL` users reach flowd at, used in links and webhook URLs (FLOWD_EXTERNAL_URL)")
 	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server (FLOWD_EXECUTORS)")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest request body in `bytes` (FLOWD_MAX_BODY)")
+	fs.Float64Var(&c.WebhookRate, "webhook-rate", c.WebhookRate, "webhook `requests` per second each trigger accepts on average (FLOWD_WEBHOOK_RATE)")
+	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
+	fs.IntVar(&c.DeliveryKeep, "delivery-keep", c.DeliveryKeep, "webhook `deliveries` kept per pipeline (FLOWD_DELIVERY_KEEP)")
+	fs.DurationVar(&c.DeliveryMaxAge, "delivery-max-age", c.DeliveryMaxAge, "how long webhook deliveries are kept, e.g. 720h (FLOWD_DELIVERY_MAX_AGE)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -88,6 +104,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("--max-body must be at least 1024 bytes, got %d", c.MaxBody))
+	}
+	if c.WebhookRate <= 0 || c.WebhookBurst < 1 {
+		errs = append(errs, fmt.Errorf("--webhook-rate must be above 0 and --webhook-burst at least 1, got %g and %d", c.WebhookRate, c.WebhookBurst))
+	}
+	if c.DeliveryKeep < 1 || c.DeliveryMaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("--delivery-keep must be at least 1 and --delivery-max-age at least 1m, got %d and %v", c.DeliveryKeep, c.DeliveryMaxAge))
 	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")
