@@ -67,7 +67,13 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	running map[int64]map[int64]context.CancelCauseFunc // run id → job id → cancel
+	// canceled remembers recent Cancel calls, so a job claimed just before its run's cancel
+	// request (and not yet tracked when Cancel came) is stopped as soon as it is tracked.
+	canceled map[int64]time.Time
 }
+
+// cancelMemory is how long Cancel is remembered for jobs not tracked yet.
+const cancelMemory = time.Minute
 
 // New returns a Scheduler.
 func New(cfg Config) *Scheduler {
@@ -81,9 +87,10 @@ func New(cfg Config) *Scheduler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Scheduler{
-		cfg:     cfg,
-		wake:    make(chan struct{}, 1),
-		running: map[int64]map[int64]context.CancelCauseFunc{},
+		cfg:      cfg,
+		wake:     make(chan struct{}, 1),
+		running:  map[int64]map[int64]context.CancelCauseFunc{},
+		canceled: map[int64]time.Time{},
 	}
 }
 
@@ -113,6 +120,13 @@ func (s *Scheduler) Wake() {
 func (s *Scheduler) Cancel(runID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	for id, at := range s.canceled {
+		if now.Sub(at) > cancelMemory {
+			delete(s.canceled, id)
+		}
+	}
+	s.canceled[runID] = now
 	for _, cancel := range s.running[runID] {
 		cancel(errCanceledByUser)
 	}
@@ -174,6 +188,9 @@ func (s *Scheduler) track(runID, jobID int64, cancel context.CancelCauseFunc) {
 		s.running[runID] = map[int64]context.CancelCauseFunc{}
 	}
 	s.running[runID][jobID] = cancel
+	if _, ok := s.canceled[runID]; ok {
+		cancel(errCanceledByUser)
+	}
 }
 
 func (s *Scheduler) untrack(runID, jobID int64) {
