@@ -26,6 +26,10 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	steps    *prometheus.HistogramVec
+	// deliveries counts webhook deliveries by pipeline and outcome code; runLatency times a
+	// delivery from its request to its committed run.
+	deliveries *prometheus.CounterVec
+	runLatency prometheus.Histogram
 }
 
 // New returns the metrics with the Go and process collectors registered.
@@ -46,9 +50,18 @@ func New() *Metrics {
 			Help:    "Run time of finished steps, by final status.",
 			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600},
 		}, []string{"status"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowd_webhook_deliveries_total",
+			Help: "Webhook deliveries answered, by pipeline (empty for unknown tokens) and outcome code (started, dry_run, replayed, or the error code).",
+		}, []string{"pipeline", "code"}),
+		runLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flowd_webhook_run_latency_seconds",
+			Help:    "Time from a webhook request's arrival to its run being committed to the database.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.steps,
+		m.requests, m.duration, m.steps, m.deliveries, m.runLatency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -100,6 +113,23 @@ func (m *Metrics) StepDuration(status run.Status, seconds float64) {
 		return
 	}
 	m.steps.WithLabelValues(string(status)).Observe(seconds)
+}
+
+// WebhookDelivery counts a webhook delivery of pipeline ("" when the token is unknown) by its
+// outcome code: "started", "dry_run", "replayed", or the error code it was refused with.
+func (m *Metrics) WebhookDelivery(pipeline, code string) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(pipeline, code).Inc()
+}
+
+// WebhookRunLatency records how long a delivery took from its request to its committed run.
+func (m *Metrics) WebhookRunLatency(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.runLatency.Observe(d.Seconds())
 }
 
 // Store is what the metrics read from the store at scrape time.

@@ -140,73 +140,80 @@ func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, 
 // run's first stage is the lowest Stage of its jobs; a run without jobs is stored as already
 // succeeded, since nothing would ever claim it.
 func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
-	vars, err := toJSON(p.Variables)
-	if err != nil {
-		return run.Run{}, fmt.Errorf("store: create run: variables: %w", err)
-	}
-	envs := make([]string, len(p.Jobs))
-	for i, j := range p.Jobs {
-		if envs[i], err = toJSON(j.Env); err != nil {
-			return run.Run{}, fmt.Errorf("store: create run: env of job %q: %w", j.Name, err)
-		}
-	}
 	var out run.Run
-	err = s.write(ctx, func(tx db) error {
-		// The pipeline row lock serialises run numbers on PostgreSQL; SQLite has one writer.
-		var current int64
-		if err := tx.queryRow(ctx, "SELECT revision FROM pipelines WHERE id = ?"+tx.forUpdate(), p.PipelineID).Scan(&current); err != nil {
-			return err
-		}
-		rev := p.Revision
-		if rev == 0 {
-			rev = current
-		}
-		var number int64
-		if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE pipeline_id = ?", p.PipelineID).Scan(&number); err != nil {
-			return err
-		}
-		at := now()
-		status, stage := run.Queued, 0
-		var finished any
-		if len(p.Jobs) == 0 {
-			status, finished = run.Success, tx.ts(at)
-		} else {
-			stage = p.Jobs[0].Stage
-			for _, j := range p.Jobs {
-				stage = min(stage, j.Stage)
-			}
-		}
-		var runID int64
-		err := tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
-				variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?) RETURNING id`,
-			p.PipelineID, number, rev, status, p.Trigger, p.TriggeredBy, vars, p.SecretVariables, stage,
-			tx.ts(at), finished, finished).Scan(&runID)
-		if err != nil {
-			return err
-		}
-		for i, j := range p.Jobs {
-			var jobID int64
-			err := tx.queryRow(ctx, `INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env)
-				VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`,
-				runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]).Scan(&jobID)
-			if err != nil {
-				return err
-			}
-			for _, st := range j.Steps {
-				if _, err := tx.exec(ctx, `INSERT INTO steps (job_id, idx, name, script, status) VALUES (?, ?, ?, ?, 'queued')`,
-					jobID, st.Index, st.Name, st.Script); err != nil {
-					return err
-				}
-			}
-		}
-		out, err = loadRun(ctx, tx, runID, true)
+	err := s.write(ctx, func(tx db) error {
+		var err error
+		out, err = createRun(ctx, tx, p)
 		return err
 	})
 	if err != nil {
 		return run.Run{}, wrap("create run", err)
 	}
 	return out, nil
+}
+
+// createRun is RunCreate inside the caller's write transaction: it locks the pipeline row (on
+// PostgreSQL) and returns the stored run with its jobs and steps.
+func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
+	vars, err := toJSON(p.Variables)
+	if err != nil {
+		return run.Run{}, fmt.Errorf("variables: %w", err)
+	}
+	envs := make([]string, len(p.Jobs))
+	for i, j := range p.Jobs {
+		if envs[i], err = toJSON(j.Env); err != nil {
+			return run.Run{}, fmt.Errorf("env of job %q: %w", j.Name, err)
+		}
+	}
+	// The pipeline row lock serialises run numbers on PostgreSQL; SQLite has one writer.
+	var current int64
+	if err := tx.queryRow(ctx, "SELECT revision FROM pipelines WHERE id = ?"+tx.forUpdate(), p.PipelineID).Scan(&current); err != nil {
+		return run.Run{}, err
+	}
+	rev := p.Revision
+	if rev == 0 {
+		rev = current
+	}
+	var number int64
+	if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE pipeline_id = ?", p.PipelineID).Scan(&number); err != nil {
+		return run.Run{}, err
+	}
+	at := now()
+	status, stage := run.Queued, 0
+	var finished any
+	if len(p.Jobs) == 0 {
+		status, finished = run.Success, tx.ts(at)
+	} else {
+		stage = p.Jobs[0].Stage
+		for _, j := range p.Jobs {
+			stage = min(stage, j.Stage)
+		}
+	}
+	var runID int64
+	err = tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
+			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?) RETURNING id`,
+		p.PipelineID, number, rev, status, p.Trigger, p.TriggeredBy, vars, p.SecretVariables, stage,
+		tx.ts(at), finished, finished).Scan(&runID)
+	if err != nil {
+		return run.Run{}, err
+	}
+	for i, j := range p.Jobs {
+		var jobID int64
+		err := tx.queryRow(ctx, `INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env)
+			VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`,
+			runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]).Scan(&jobID)
+		if err != nil {
+			return run.Run{}, err
+		}
+		for _, st := range j.Steps {
+			if _, err := tx.exec(ctx, `INSERT INTO steps (job_id, idx, name, script, status) VALUES (?, ?, ?, ?, 'queued')`,
+				jobID, st.Index, st.Name, st.Script); err != nil {
+				return run.Run{}, err
+			}
+		}
+	}
+	return loadRun(ctx, tx, runID, true)
 }
 
 // RunGet returns a run with its jobs and their steps.

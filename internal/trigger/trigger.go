@@ -1,8 +1,9 @@
 // Package trigger turns "start this pipeline" into a queued run: it opens the pipeline's stored
 // secrets, resolves the run's variables (defaults plus overrides), plans the jobs and steps from
 // the stages, and stores the run in one call of the store. Every way of starting a run goes
-// through Service.Start: manual runs from the API now, and webhook deliveries and Git pushes
-// (event + pipeline → filters, variables, owner permission → queued run) will come here too.
+// through Service.Build: manual runs (Service.Start) and webhook deliveries (Webhooks.Deliver:
+// token, signature, owner permission, payload → variables → a queued run stored with its
+// delivery in one transaction).
 package trigger
 
 import (
@@ -38,55 +39,96 @@ type Service struct {
 // secret ones included, so callers must not show them. The run's Variables hold only the
 // non-secret values; the secret ones are sealed into its SecretVariables.
 func (s *Service) Start(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (run.Run, *pipeline.Resolved, error) {
+	b, err := s.Build(p, trig, triggeredBy, overrides)
+	if err != nil {
+		return run.Run{}, nil, err
+	}
+	r, err := s.Store.RunCreate(ctx, b.Create)
+	if err != nil {
+		return run.Run{}, nil, fmt.Errorf("trigger: create run: %w", err)
+	}
+	s.wake()
+	return r, b.Resolved, nil
+}
+
+// Built is a run ready to be stored: what Build made of a pipeline and its overrides.
+type Built struct {
+	Create   store.RunCreate    // the run to store: variables, sealed secrets, planned jobs
+	Resolved *pipeline.Resolved // every variable's value, secret ones in clear: never show it
+	Secret   map[string]bool    // the names of the secret variables
+}
+
+// Masked returns the resolved variables with the secret ones' values replaced by ***.
+func (b *Built) Masked() map[string]string {
+	out := make(map[string]string, len(b.Resolved.Values))
+	for k, v := range b.Resolved.Values {
+		if b.Secret[k] {
+			v = "***"
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Build makes the run Start would store, without storing it: it opens p's secrets, resolves
+// the variables (a *pipeline.VariableError for bad overrides), seals the secret ones and plans
+// the jobs. Every way of starting a run builds it here, so a manual run and a webhook delivery
+// cannot differ in how variables or jobs come out.
+func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (*Built, error) {
 	secrets, err := OpenSecrets(s.Box, p.Secrets)
 	if err != nil {
-		return run.Run{}, nil, fmt.Errorf("trigger: pipeline %s: %w", p.Name, err)
+		return nil, fmt.Errorf("trigger: pipeline %s: %w", p.Name, err)
 	}
 	def, err := pipeline.Parse([]byte(p.Source))
 	if err != nil {
 		// The store only holds definitions that parsed when they were saved.
-		return run.Run{}, nil, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err)
+		return nil, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err)
 	}
 	def = def.WithSecrets(secrets)
 	resolved, err := pipeline.ResolveVariables(def, overrides)
 	if err != nil {
 		var verr *pipeline.VariableError
 		if errors.As(err, &verr) {
-			return run.Run{}, nil, verr
+			return nil, verr
 		}
-		return run.Run{}, nil, fmt.Errorf("trigger: resolve variables: %w", err)
+		return nil, fmt.Errorf("trigger: resolve variables: %w", err)
 	}
 
 	vars := map[string]string{}
 	secretVars := map[string]string{}
+	isSecret := map[string]bool{}
 	for _, v := range def.Variables {
 		if v.Secret {
 			secretVars[v.Name] = resolved.Values[v.Name]
+			isSecret[v.Name] = true
 		} else {
 			vars[v.Name] = resolved.Values[v.Name]
 		}
 	}
 	sealed, err := SealSecrets(s.Box, secretVars)
 	if err != nil {
-		return run.Run{}, nil, fmt.Errorf("trigger: seal secret variables: %w", err)
+		return nil, fmt.Errorf("trigger: seal secret variables: %w", err)
 	}
+	return &Built{
+		Create: store.RunCreate{
+			PipelineID:      p.ID,
+			Revision:        p.Revision,
+			Trigger:         trig,
+			TriggeredBy:     triggeredBy,
+			Variables:       vars,
+			SecretVariables: sealed,
+			Jobs:            Plan(def),
+		},
+		Resolved: resolved,
+		Secret:   isSecret,
+	}, nil
+}
 
-	r, err := s.Store.RunCreate(ctx, store.RunCreate{
-		PipelineID:      p.ID,
-		Revision:        p.Revision,
-		Trigger:         trig,
-		TriggeredBy:     triggeredBy,
-		Variables:       vars,
-		SecretVariables: sealed,
-		Jobs:            Plan(def),
-	})
-	if err != nil {
-		return run.Run{}, nil, fmt.Errorf("trigger: create run: %w", err)
-	}
+// wake tells the scheduler a run was stored.
+func (s *Service) wake() {
 	if s.Wake != nil {
 		s.Wake()
 	}
-	return r, resolved, nil
 }
 
 // Plan lists the jobs of a run of p, stage by stage, each with its steps; every job and step is
