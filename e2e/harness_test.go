@@ -330,3 +330,12 @@ func killProcesses(marker string) {
 		}
 	}
 }
+
+// runShell runs a command line as a user would paste it into a shell.
+func runShell(t *testing.T, line string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", line)
+	cmd.Env = baseEnv(t)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
