@@ -1,0 +1,172 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestDecodePayload(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		want        map[string]string // raw JSON text by key, when the call succeeds
+		status      int               // the *Error's status, when it fails
+		code        string
+		message     []string // substrings the message must hold
+	}{
+		{name: "empty object", contentType: "application/json", body: `{}`, want: map[string]string{}},
+		{name: "empty body", contentType: "application/json", body: ``, want: map[string]string{}},
+		{name: "whitespace body", contentType: "application/json", body: " \t\r\n ", want: map[string]string{}},
+		{name: "empty body any type", contentType: "text/plain", body: ``, want: map[string]string{}},
+		{name: "no content type", body: `{"abc":"456"}`, want: map[string]string{"abc": `"456"`}},
+		{name: "variables", contentType: "application/json", body: `{"abc":"456"}`, want: map[string]string{"abc": `"456"`}},
+		{name: "charset", contentType: "application/json; charset=utf-8", body: `{"abc":"456"}`, want: map[string]string{"abc": `"456"`}},
+		{name: "upper case type", contentType: "Application/JSON", body: `{"a":1}`, want: map[string]string{"a": `1`}},
+		{name: "plus json", contentType: "application/vnd.api+json", body: `{"a":true}`, want: map[string]string{"a": `true`}},
+		{name: "number kept as text", contentType: "application/json", body: `{"n":1.50,"e":1e3,"b":false}`, want: map[string]string{"n": `1.50`, "e": `1e3`, "b": `false`}},
+		{name: "nested passed through", contentType: "application/json", body: `{"o":{"x":[1, 2]},"a":[null],"z":null}`, want: map[string]string{"o": `{"x":[1, 2]}`, "a": `[null]`, "z": `null`}},
+		{name: "duplicate key last wins", contentType: "application/json", body: `{"a":"1","a":"2"}`, want: map[string]string{"a": `"2"`}},
+		{name: "surrounding whitespace", contentType: "application/json", body: "\n {\"a\":\"b\"} \n", want: map[string]string{"a": `"b"`}},
+		{name: "github form", contentType: "application/x-www-form-urlencoded", body: `payload=%7B%22abc%22%3A%22x%22%7D`, want: map[string]string{"abc": `"x"`}},
+		{name: "github form with other fields", contentType: "application/x-www-form-urlencoded", body: `x=1&payload=%7B%22a%22%3A2%7D`, want: map[string]string{"a": `2`}},
+		{name: "form empty payload", contentType: "application/x-www-form-urlencoded", body: `payload=`, want: map[string]string{}},
+		{name: "curl --data object", contentType: "application/x-www-form-urlencoded", body: `{"abc":"456"}`, want: map[string]string{"abc": `"456"`}},
+		{name: "curl --data empty object", contentType: "application/x-www-form-urlencoded", body: `{}`, want: map[string]string{}},
+
+		{name: "array", contentType: "application/json", body: `[1,2]`, status: 422, code: "invalid_variables",
+			message: []string{`the body must be a JSON object of variable names to values, e.g. {"abc":"456"}`, "an array"}},
+		{name: "string", contentType: "application/json", body: `"abc"`, status: 422, code: "invalid_variables", message: []string{"a string"}},
+		{name: "number", contentType: "application/json", body: `12`, status: 422, code: "invalid_variables", message: []string{"a number"}},
+		{name: "boolean", contentType: "application/json", body: `true`, status: 422, code: "invalid_variables", message: []string{"a boolean"}},
+		{name: "null", contentType: "application/json", body: ` null `, status: 422, code: "invalid_variables", message: []string{"null"}},
+		{name: "form payload array", contentType: "application/x-www-form-urlencoded", body: `payload=%5B%5D`, status: 422, code: "invalid_variables", message: []string{"the payload field is an array"}},
+		{name: "curl --data array", contentType: "application/x-www-form-urlencoded", body: `[1]`, status: 422, code: "invalid_variables"},
+		{name: "curl --data number", contentType: "application/x-www-form-urlencoded", body: `12`, status: 422, code: "invalid_variables"},
+
+		{name: "bad json", contentType: "application/json", body: `{"a":}`, status: 400, code: "invalid_json",
+			message: []string{"not valid JSON", "line 1, column 6 (byte 6)"}},
+		{name: "bad json second line", contentType: "application/json", body: "{\n  \"a\": 1,\n  \"b\" 2\n}", status: 400, code: "invalid_json",
+			message: []string{"line 3, column 7"}},
+		{name: "truncated", contentType: "application/json", body: `{"a":"b"`, status: 400, code: "invalid_json", message: []string{"line 1", "byte 8"}},
+		{name: "trailing data", contentType: "application/json", body: `{} {}`, status: 400, code: "invalid_json", message: []string{"column 4"}},
+		{name: "not json at all", body: `abc=1`, status: 400, code: "invalid_json"},
+		{name: "curl --data bad object", contentType: "application/x-www-form-urlencoded", body: `{abc:1}`, status: 400, code: "invalid_json", message: []string{"column 2"}},
+		{name: "form without payload", contentType: "application/x-www-form-urlencoded", body: `abc=456`, status: 400, code: "invalid_json", message: []string{"no payload field"}},
+		{name: "form bad escape", contentType: "application/x-www-form-urlencoded", body: `payload=%zz`, status: 400, code: "invalid_json", message: []string{"not valid form encoding"}},
+		{name: "form payload bad json", contentType: "application/x-www-form-urlencoded", body: `payload=%7B`, status: 400, code: "invalid_json", message: []string{"the payload field is not valid JSON"}},
+
+		{name: "text plain", contentType: "text/plain", body: `{"a":"b"}`, status: 415, code: "unsupported_media_type",
+			message: []string{"text/plain", "Content-Type: application/json"}},
+		{name: "multipart", contentType: "multipart/form-data; boundary=x", body: `--x--`, status: 415, code: "unsupported_media_type", message: []string{"multipart/form-data"}},
+		{name: "unparseable type", contentType: "/", body: `{}`, status: 415, code: "unsupported_media_type", message: []string{"cannot be read"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := DecodePayload(tt.contentType, []byte(tt.body))
+			if tt.want != nil {
+				if err != nil {
+					t.Fatalf("DecodePayload(%q, %q) = %v, want success", tt.contentType, tt.body, err)
+				}
+				if got == nil {
+					t.Fatal("map is nil")
+				}
+				raw := make(map[string]string, len(got))
+				for k, v := range got {
+					raw[k] = string(v)
+				}
+				if !equalMaps(raw, tt.want) {
+					t.Errorf("DecodePayload(%q, %q) = %v, want %v", tt.contentType, tt.body, raw, tt.want)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("DecodePayload(%q, %q) = %v, %v; want an *Error", tt.contentType, tt.body, got, err)
+			}
+			if got != nil {
+				t.Errorf("map = %v with an error, want nil", got)
+			}
+			if e.Status != tt.status || e.Code != tt.code {
+				t.Errorf("error = %d %s (%s), want %d %s", e.Status, e.Code, e.Message, tt.status, tt.code)
+			}
+			for _, s := range tt.message {
+				if !strings.Contains(e.Message, s) {
+					t.Errorf("message %q does not contain %q", e.Message, s)
+				}
+			}
+			if e.Error() != e.Code+": "+e.Message {
+				t.Errorf("Error() = %q", e.Error())
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzDecodePayload checks that DecodePayload never panics, that success means a non-nil map of
+// valid JSON values, and that failure is an *Error with one of its statuses.
+func FuzzDecodePayload(f *testing.F) {
+	seeds := []struct{ contentType, body string }{
+		{"application/json", `{}`},
+		{"application/json", `{"abc":"456"}`},
+		{"application/json; charset=utf-8", `{"n":1.50,"o":{"x":[1,2,{"y":null}]}}`},
+		{"", `[1,2,3]`},
+		{"", `null`},
+		{"application/json", `{"a":}`},
+		{"application/json", "{\"a\":\"\xff\xfe\"}"},
+		{"application/x-www-form-urlencoded", `payload=%7B%22abc%22%3A%22x%22%7D`},
+		{"application/x-www-form-urlencoded", `payload=%zz&payload=1`},
+		{"application/x-www-form-urlencoded", `{"abc":"456"}`},
+		{"text/plain", `{}`},
+		{"application/vnd.api+json", " \n"},
+		{"application/json;;", `{"a":1}`},
+	}
+	for _, s := range seeds {
+		f.Add(s.contentType, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		got, err := DecodePayload(contentType, body)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v (%T) is not an *Error", err, err)
+			}
+			switch e.Status {
+			case http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+			default:
+				t.Fatalf("status %d (%v)", e.Status, e)
+			}
+			if e.Code == "" || e.Message == "" {
+				t.Fatalf("error without code or message: %#v", e)
+			}
+			if got != nil {
+				t.Fatalf("map %v with error %v", got, err)
+			}
+			return
+		}
+		if got == nil {
+			t.Fatal("nil map with nil error")
+		}
+		for k, v := range got {
+			if !json.Valid(v) {
+				t.Fatalf("value of %q is not valid JSON: %q", k, v)
+			}
+		}
+	})
+}
