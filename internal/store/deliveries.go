@@ -1,0 +1,360 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// deliveryAttempts is how many times DeliveryRecord runs its transaction when it loses a race
+// it can retry (another transaction took the same idempotency key first, or a deadlock).
+const deliveryAttempts = 5
+
+// deliverySelect reads a delivery (alias d) with its pipeline's name, for scanDelivery; without
+// full, headers and body are read as NULL (lists).
+func deliverySelect(full bool) string {
+	headers, body := "d.headers", "d.body"
+	if !full {
+		headers, body = "NULL", "NULL"
+	}
+	return `SELECT d.id, d.pipeline_id, p.name, d.received_at, d.remote_addr, ` + headers + `, ` + body + `,
+			d.body_truncated, d.status_code, d.error_code, d.response, d.run_id, d.trace, d.dry_run,
+			d.redelivery_of, d.replay_of, d.idempotency_key
+		FROM deliveries d JOIN pipelines p ON p.id = d.pipeline_id`
+}
+
+func scanDelivery(row interface{ Scan(...any) error }) (Delivery, error) {
+	var (
+		d                             Delivery
+		runID, redeliveryOf, replayOf sql.NullInt64
+	)
+	err := row.Scan(&d.ID, &d.PipelineID, &d.Pipeline, timeScan{&d.ReceivedAt}, &d.RemoteAddr, headersScan{&d.Headers},
+		&d.Body, &d.BodyTruncated, &d.StatusCode, &d.ErrorCode, &d.Response, &runID, &d.Trace, &d.DryRun,
+		&redeliveryOf, &replayOf, &d.IdempotencyKey)
+	d.RunID, d.RedeliveryOf, d.ReplayOf = idPtr(runID), idPtr(redeliveryOf), idPtr(replayOf)
+	return d, err
+}
+
+// headersScan reads the JSON text of a delivery's headers; NULL (left out) is nil.
+type headersScan struct{ h *map[string][]string }
+
+func (s headersScan) Scan(v any) error {
+	var b []byte
+	switch v := v.(type) {
+	case nil:
+		*s.h = nil
+		return nil
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		return fmt.Errorf("store: cannot read %T as headers", v)
+	}
+	h := map[string][]string{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &h); err != nil {
+			return fmt.Errorf("store: read headers: %w", err)
+		}
+	}
+	*s.h = h
+	return nil
+}
+
+// idPtr reads a nullable id.
+func idPtr(n sql.NullInt64) *int64 {
+	if !n.Valid {
+		return nil
+	}
+	v := n.Int64
+	return &v
+}
+
+// nullIDPtr stores a nil id as NULL.
+func nullIDPtr(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// errKeyTaken says another transaction inserted the same idempotency key first; DeliveryRecord
+// retries, and then replays that one's answer.
+var errKeyTaken = errors.New("idempotency key taken by a concurrent delivery")
+
+// retryable says whether DeliveryRecord may run its transaction again after err.
+func retryable(err error) bool {
+	if errors.Is(err, errKeyTaken) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") // deadlock, serialization
+}
+
+// DeliveryRecord stores a delivery and, when rec.NewRun is set, the queued run it starts, in ONE
+// transaction (a crash after it returns loses neither). With Delivery.IdempotencyKey set: when the
+// same pipeline already recorded that key within IdempotencyWindow, no run is created; the new
+// delivery is stored as a replay (ReplayOf = the first delivery, with the first's StatusCode,
+// ErrorCode, Response and RunID) and replayed is true. Safe when requests with one key race
+// (also across servers on PostgreSQL): exactly one of them starts a run.
+//
+// Dry runs and redeliveries (DryRun, RedeliveryOf set) keep their IdempotencyKey as a record but
+// neither claim nor replay it. A zero ReceivedAt is now; a zero NewRun.PipelineID is the
+// delivery's. When a racing request took the key first the transaction runs again, so Answer
+// may be called more than once; only the last call's run and answer are stored.
+func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Delivery, replayed bool, err error) {
+	in := rec.Delivery
+	if in.PipelineID == 0 {
+		return Delivery{}, false, errors.New("store: record delivery: no pipeline id")
+	}
+	var newRun RunCreate
+	if rec.NewRun != nil {
+		if rec.Answer == nil {
+			return Delivery{}, false, errors.New("store: record delivery: NewRun set without Answer")
+		}
+		newRun = *rec.NewRun
+		if newRun.PipelineID == 0 {
+			newRun.PipelineID = in.PipelineID
+		}
+		if newRun.PipelineID != in.PipelineID {
+			return Delivery{}, false, fmt.Errorf("store: record delivery: run of pipeline %d for a delivery of pipeline %d",
+				newRun.PipelineID, in.PipelineID)
+		}
+	}
+	headers := "{}"
+	if len(in.Headers) > 0 {
+		b, err := json.Marshal(in.Headers)
+		if err != nil {
+			return Delivery{}, false, fmt.Errorf("store: record delivery: headers: %w", err)
+		}
+		headers = string(b)
+	}
+	if in.ReceivedAt.IsZero() {
+		in.ReceivedAt = now()
+	}
+	in.ReceivedAt = in.ReceivedAt.UTC().Truncate(time.Microsecond)
+	useKey := in.IdempotencyKey != "" && !in.DryRun && in.RedeliveryOf == nil
+
+	for attempt := 1; ; attempt++ {
+		err = s.write(ctx, func(tx db) error {
+			row := in
+			row.RunID, row.ReplayOf, replayed = nil, nil, false
+			if useKey {
+				first, err := claimKey(ctx, tx, in.PipelineID, in.IdempotencyKey)
+				if err != nil {
+					return err
+				}
+				if first != nil {
+					replayed = true
+					row.StatusCode, row.ErrorCode, row.Response, row.RunID = first.StatusCode, first.ErrorCode, first.Response, first.RunID
+					row.ReplayOf = &first.ID
+				}
+			}
+			if rec.NewRun != nil && !replayed {
+				r, err := createRun(ctx, tx, newRun)
+				if err != nil {
+					return err
+				}
+				row.StatusCode, row.Response = rec.Answer(r)
+				row.RunID = &r.ID
+			}
+			var id int64
+			err := tx.queryRow(ctx, `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body,
+					body_truncated, status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of,
+					idempotency_key)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				row.PipelineID, tx.ts(row.ReceivedAt), row.RemoteAddr, headers, row.Body, row.BodyTruncated,
+				row.StatusCode, row.ErrorCode, row.Response, nullIDPtr(row.RunID), row.Trace, row.DryRun,
+				nullIDPtr(row.RedeliveryOf), nullIDPtr(row.ReplayOf), row.IdempotencyKey).Scan(&id)
+			if err != nil {
+				return err
+			}
+			if useKey && !replayed {
+				if _, err := tx.exec(ctx, "UPDATE webhook_idempotency SET delivery_id = ? WHERE pipeline_id = ? AND key = ?",
+					id, row.PipelineID, row.IdempotencyKey); err != nil {
+					return err
+				}
+			}
+			d, err = scanDelivery(tx.queryRow(ctx, deliverySelect(true)+" WHERE d.id = ?", id))
+			return err
+		})
+		if err == nil {
+			return d, replayed, nil
+		}
+		if attempt >= deliveryAttempts || !retryable(err) || ctx.Err() != nil {
+			return Delivery{}, false, wrap("record delivery", err)
+		}
+		s.logger.Debug("store: record delivery: retrying", "attempt", attempt, "err", err)
+	}
+}
+
+// claimKey looks an idempotency key up inside DeliveryRecord's transaction. Within the window it
+// returns the first delivery with the key (status, error code, response and run only), to
+// replay. Otherwise it drops an expired key row and inserts a fresh one (delivery_id set by the
+// caller once the delivery is stored) and returns nil. On PostgreSQL a racing transaction's
+// insert of the same key waits for the first and then fails with errKeyTaken.
+func claimKey(ctx context.Context, tx db, pipelineID int64, key string) (*Delivery, error) {
+	at := now()
+	var (
+		firstID sql.NullInt64
+		created time.Time
+	)
+	err := tx.queryRow(ctx, "SELECT delivery_id, created_at FROM webhook_idempotency WHERE pipeline_id = ? AND key = ?",
+		pipelineID, key).Scan(&firstID, timeScan{&created})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, err
+	default:
+		if firstID.Valid && created.After(at.Add(-IdempotencyWindow)) {
+			var (
+				first Delivery
+				runID sql.NullInt64
+			)
+			err := tx.queryRow(ctx, `SELECT id, status_code, error_code, response, run_id FROM deliveries
+				WHERE id = ? AND pipeline_id = ?`, firstID.Int64, pipelineID).Scan(
+				&first.ID, &first.StatusCode, &first.ErrorCode, &first.Response, &runID)
+			if err == nil {
+				first.RunID = idPtr(runID)
+				return &first, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, err
+			}
+			// The first delivery is gone (DeliveryPrune keeps it while its key is live, so only
+			// something outside the store removes it): nothing to replay, start anew.
+		}
+		if _, err := tx.exec(ctx, "DELETE FROM webhook_idempotency WHERE pipeline_id = ? AND key = ?", pipelineID, key); err != nil {
+			return nil, err
+		}
+	}
+	_, err = tx.exec(ctx, "INSERT INTO webhook_idempotency (pipeline_id, key, delivery_id, created_at) VALUES (?, ?, NULL, ?)",
+		pipelineID, key, tx.ts(at))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return nil, fmt.Errorf("%w: %w", errKeyTaken, err)
+	}
+	return nil, err
+}
+
+// DeliveryGet returns one delivery with headers and body.
+func (s *Store) DeliveryGet(ctx context.Context, id int64) (Delivery, error) {
+	d, err := scanDelivery(s.reader().queryRow(ctx, deliverySelect(true)+" WHERE d.id = ?", id))
+	if err != nil {
+		return Delivery{}, wrap("get delivery", err)
+	}
+	return d, nil
+}
+
+// DeliveryList returns a pipeline's deliveries newest first, without Headers and Body (limit
+// 1..200, 0 = 50; beforeID 0 = from the newest).
+func (s *Store) DeliveryList(ctx context.Context, pipelineID int64, limit int, beforeID int64) ([]Delivery, error) {
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 200:
+		limit = 200
+	}
+	q, args := deliverySelect(false)+" WHERE d.pipeline_id = ?", []any{pipelineID}
+	if beforeID > 0 {
+		q, args = q+" AND d.id < ?", append(args, beforeID)
+	}
+	q, args = q+" ORDER BY d.id DESC LIMIT ?", append(args, limit)
+	rows, err := s.reader().query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list deliveries", err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, wrap("list deliveries", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list deliveries", err)
+	}
+	return out, nil
+}
+
+// keyLive keeps DeliveryPrune from removing a delivery that a live idempotency key (one inside
+// the window: older ones are dropped first) still replays.
+const keyLive = " AND NOT EXISTS (SELECT 1 FROM webhook_idempotency k WHERE k.delivery_id = deliveries.id)"
+
+// DeliveryPrune keeps at most keep deliveries per pipeline and none older than maxAge, and
+// drops idempotency keys older than IdempotencyWindow. It returns how many deliveries it removed.
+//
+// The first delivery of a key still inside the window is kept until the key expires, whatever
+// keep and maxAge say, so the key goes on replaying its answer (and starting no second run).
+// keep < 1 or maxAge <= 0 turns that bound off. Each step is its own transaction (one per
+// pipeline for keep), so a large prune does not hold the SQLite writer for long.
+func (s *Store) DeliveryPrune(ctx context.Context, keep int, maxAge time.Duration) (int64, error) {
+	at := now()
+	err := s.write(ctx, func(tx db) error {
+		_, err := tx.exec(ctx, "DELETE FROM webhook_idempotency WHERE created_at < ?", tx.ts(at.Add(-IdempotencyWindow)))
+		return err
+	})
+	if err != nil {
+		return 0, wrap("prune deliveries", err)
+	}
+	var removed int64
+	if maxAge > 0 {
+		err := s.write(ctx, func(tx db) error {
+			n, err := tx.execN(ctx, "DELETE FROM deliveries WHERE received_at < ?"+keyLive, tx.ts(at.Add(-maxAge)))
+			removed += n
+			return err
+		})
+		if err != nil {
+			return removed, wrap("prune deliveries", err)
+		}
+	}
+	if keep < 1 {
+		return removed, nil
+	}
+	var over []int64
+	err = func() error {
+		rows, err := s.reader().query(ctx, "SELECT pipeline_id FROM deliveries GROUP BY pipeline_id HAVING COUNT(*) > ?", keep)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			over = append(over, id)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return removed, wrap("prune deliveries", err)
+	}
+	for _, pid := range over {
+		err := s.write(ctx, func(tx db) error {
+			var oldestKept int64
+			err := tx.queryRow(ctx, "SELECT id FROM deliveries WHERE pipeline_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+				pid, keep-1).Scan(&oldestKept)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			n, err := tx.execN(ctx, "DELETE FROM deliveries WHERE pipeline_id = ? AND id < ?"+keyLive, pid, oldestKept)
+			removed += n
+			return err
+		})
+		if err != nil {
+			return removed, wrap("prune deliveries", err)
+		}
+	}
+	return removed, nil
+}
