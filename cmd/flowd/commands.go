@@ -38,6 +38,11 @@ func commands() []command {
 		{"logs", "Runs", "print or follow the log of a run", (*cli).cmdLogs},
 		{"cancel", "Runs", "cancel a queued or running run", (*cli).cmdCancel},
 
+		{"webhook", "Webhooks", "enable, disable, rotate, show and dry-run the webhook of a pipeline", nounRunner("webhook", webhookCommands)},
+		{"deliveries", "Webhooks", "list the requests received on the webhook of a pipeline", (*cli).cmdDeliveries},
+		{"delivery", "Webhooks", "show a webhook delivery in full, or send it again", (*cli).cmdDelivery},
+		{"redeliver", "Webhooks", "send a stored webhook delivery again", (*cli).cmdRedeliver},
+
 		{"user", "Administration", "add, list, disable, enable and remove users (admins)", nounRunner("user", userCommands)},
 		{"token", "Administration", "list and revoke your API tokens", nounRunner("token", tokenCommands)},
 
