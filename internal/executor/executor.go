@@ -2,6 +2,9 @@
 // scheduler and the agent depend on, the Local executor that runs each step as a process group
 // on this machine, and Fake, an executor for other packages' tests.
 //
+// With Job.Checkout set, the workspace is first made a Git clone at exactly the job's commit:
+// shallow where the host allows it, credentials only ever in git's environment.
+//
 // An executor writes a job's output, with one header line before and one result line after each
 // step, to the io.Writer it is given (a logs.Writer in production), and reports step status
 // changes through a Reporter. It never touches the store itself.
@@ -31,8 +34,12 @@ type Job struct {
 	// Env is the complete environment of every step, as KEY=VALUE. The caller builds it (run
 	// variables, job env, FLOWD_* built-ins, PATH, HOME…); nothing of the server's own
 	// environment is added.
-	Env   []string
-	Steps []Step
+	Env []string
+	// Checkout, when set, makes the workspace a clone of a repository at one commit before the
+	// first step; a checkout that fails fails the job and skips every step. nil leaves the
+	// workspace empty.
+	Checkout *Checkout
+	Steps    []Step
 	// Timeout bounds the whole job; 0 means none.
 	Timeout time.Duration
 }

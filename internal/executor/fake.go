@@ -12,8 +12,9 @@ import (
 	"github.com/flowd/flowd/internal/run"
 )
 
-// Fake is an Executor for other packages' tests. It starts no process; each step follows these
-// rules, by its Script:
+// Fake is an Executor for other packages' tests. It starts no process and touches no disk. When
+// job.Checkout is set it writes "checkout <sha>" as one output line before the first step and
+// the checkout succeeds (nothing is fetched). Each step then follows these rules, by its Script:
 //
 //   - it writes the script text as one output line, then:
 //   - "false": the step fails with exit code 1; later steps are skipped and the job fails;
@@ -50,6 +51,9 @@ func (f *Fake) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) Re
 			return Result{Status: run.Failed, Message: fmt.Sprintf("job timed out after %s", job.Timeout)}
 		}
 		return Result{Status: run.Canceled, Message: "job canceled"}
+	}
+	if job.Checkout != nil {
+		fmt.Fprintf(out, "checkout %s\n", job.Checkout.SHA)
 	}
 	for i, s := range job.Steps {
 		if ctx.Err() != nil {

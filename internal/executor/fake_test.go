@@ -29,6 +29,8 @@ func TestFake(t *testing.T) {
 	}{
 		{"success", Job{Steps: steps("echo a", "sleep 1ms")}, false, run.Success,
 			"echo a\nsleep 1ms\n", []string{"1:running", "1:success:0", "2:running", "2:success:0"}, ""},
+		{"checkout", Job{Checkout: &Checkout{URL: "https://git.example/x.git", SHA: "0123456789abcdef0123456789abcdef01234567"}, Steps: steps("echo a")}, false, run.Success,
+			"checkout 0123456789abcdef0123456789abcdef01234567\necho a\n", []string{"1:running", "1:success:0"}, ""},
 		{"false fails", Job{Steps: steps("false", "echo b")}, false, run.Failed,
 			"false\n", []string{"1:running", "1:failed:1", "2:skipped"}, `step "false" failed: exit code 1`},
 		{"timeout", Job{Steps: steps("sleep 600", "echo b"), Timeout: 10 * time.Millisecond}, false, run.Failed,

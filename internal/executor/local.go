@@ -35,6 +35,8 @@ type Local struct {
 	// KillGrace is how long a canceled step's process group has between SIGTERM and SIGKILL.
 	// Default 1s.
 	KillGrace time.Duration
+	// Git is the git executable a checkout runs. Default: "git" looked up in the job's PATH.
+	Git string
 	// Logger receives errors that do not end the job (a Reporter error, a failed kill).
 	Logger *slog.Logger
 }
@@ -53,6 +55,21 @@ var _ Executor = (*Local)(nil)
 // their order is kept, and it goes to out between the step's header and result lines. When a
 // step ends, whatever is left of its process group is killed. On cancellation or job timeout
 // the running step's process group gets SIGTERM, then SIGKILL after KillGrace.
+//
+// With job.Checkout set, the workspace is first made a clone at job.Checkout.SHA, each git
+// command a process group too, with PATH and HOME (and proxy, CA and ssh-agent variables) of
+// job.Env, never a prompt, and credentials only in git's environment:
+//
+//	git init -q
+//	git remote add origin URL                        (URL without credentials)
+//	git fetch -q --depth=1 --no-tags origin SHA      (hosts that serve any commit: protocol v2)
+//	git fetch -q --depth=50 --no-tags origin REF     (else, when Ref is set, if SHA is in it)
+//	git fetch -q --no-tags [--unshallow] origin REF  (else; every branch and tag when Ref is "")
+//	git checkout -q --detach SHA
+//
+// and HEAD is checked to be SHA. Git's output goes to out with the password masked. A failed
+// checkout writes "✖ checkout failed: …" with what git said, reports every step skipped and
+// returns run.Failed with "checkout failed: …".
 func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) Result {
 	shell, grace, logger := l.Shell, l.KillGrace, l.Logger
 	if len(shell) == 0 {
@@ -79,6 +96,27 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 		r.say("✖ %s\n", msg)
 		r.skip(0)
 		return Result{Status: run.Failed, Message: msg}
+	}
+
+	if job.Checkout != nil {
+		if err := r.checkout(jobCtx, *job.Checkout, l.Git, grace); err != nil {
+			var ce *checkoutError
+			if !errors.As(err, &ce) || jobCtx.Err() != nil {
+				reason := canceledReason
+				if context.Cause(jobCtx) == errJobTimeout {
+					reason = fmt.Sprintf(timeoutReason, job.Timeout)
+				}
+				r.say(checkoutStopFormat, reason)
+				r.skip(0)
+				return r.stopped(jobCtx)
+			}
+			r.say(checkoutFailFormat, ce.msg)
+			if ce.auth {
+				r.say(checkoutAuthHint)
+			}
+			r.skip(0)
+			return Result{Status: run.Failed, Message: "checkout failed: " + ce.msg}
+		}
 	}
 
 	for i, step := range job.Steps {

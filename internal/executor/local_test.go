@@ -23,7 +23,11 @@ const leakVar = "FLOWD_EXECUTOR_TEST_LEAK"
 
 func TestMain(m *testing.M) {
 	os.Setenv(leakVar, "leaked")
-	os.Exit(m.Run())
+	code := m.Run()
+	if repoDir != "" {
+		os.RemoveAll(repoDir) // the repository the checkout tests copy
+	}
+	os.Exit(code)
 }
 
 // event is one Reporter call.
