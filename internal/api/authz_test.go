@@ -73,10 +73,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		f.pipeline() // p1 exists for the list
 		shared := f.pipeline()
 		f.runID = e.startRun(shared, f.users[pipelineAdmin].Token)
+		sharedHook := e.enable(shared, f.users[pipelineAdmin], nil).token()
+		firstDelivery := e.hook(sharedHook, "application/json", `{}`).answer(t).Delivery
+		if firstDelivery == 0 {
+			t.Fatal("the webhook of the shared pipeline stored no delivery")
+		}
 
 		const (
 			ok        = http.StatusOK
 			created   = http.StatusCreated
+			accepted  = http.StatusAccepted
 			noContent = http.StatusNoContent
 			unauth    = http.StatusUnauthorized
 			forbid    = http.StatusForbidden
@@ -165,6 +171,36 @@ func TestAuthorizationMatrix(t *testing.T) {
 				id := f.e.startRun(shared, f.users[pipelineAdmin].Token)
 				return request{method: "POST", path: fmt.Sprintf("/api/v1/runs/%d/cancel", id)}
 			}, [numCallers]int{unauth, forbid, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/triggers/webhook", get("/api/v1/pipelines/" + shared + "/triggers/webhook"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/triggers/webhook/enable", func(f *matrixFixture, c int) request {
+				ct, body := jsonBody(`{"secret":"s"}`)
+				return request{method: "POST", path: "/api/v1/pipelines/" + f.pipeline() + "/triggers/webhook/enable", contentType: ct, body: body}
+			}, [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/triggers/webhook/disable", func(f *matrixFixture, c int) request {
+				name := f.pipeline()
+				f.e.enable(name, f.users[pipelineAdmin], nil)
+				return request{method: "POST", path: "/api/v1/pipelines/" + name + "/triggers/webhook/disable"}
+			}, [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/triggers/webhook/rotate", func(f *matrixFixture, c int) request {
+				name := f.pipeline()
+				f.e.enable(name, f.users[pipelineAdmin], nil)
+				return request{method: "POST", path: "/api/v1/pipelines/" + name + "/triggers/webhook/rotate"}
+			}, [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/triggers/webhook/audit", get("/api/v1/pipelines/" + shared + "/triggers/webhook/audit"), [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/triggers/webhook/dry-run", func(f *matrixFixture, c int) request {
+				ct, body := jsonBody(`{"abc":"x"}`)
+				return request{method: "POST", path: "/api/v1/pipelines/" + shared + "/triggers/webhook/dry-run", contentType: ct, body: body}
+			}, [numCallers]int{unauth, forbid, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/deliveries", get("/api/v1/pipelines/" + shared + "/deliveries"), [numCallers]int{unauth, forbid, ok, ok, ok, notFound}},
+			{"GET /api/v1/deliveries/{id}", get(fmt.Sprintf("/api/v1/deliveries/%d", firstDelivery)), [numCallers]int{unauth, forbid, ok, ok, ok, notFound}},
+			{"POST /api/v1/deliveries/{id}/redeliver", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: fmt.Sprintf("/api/v1/deliveries/%d/redeliver", firstDelivery)}
+			}, [numCallers]int{unauth, forbid, accepted, accepted, accepted, notFound}},
+			// The token is the credential: a Bearer token neither helps nor hurts.
+			{"POST /pipeline/webhook/{token}", func(f *matrixFixture, c int) request {
+				ct, body := jsonBody(`{}`)
+				return request{method: "POST", path: "/pipeline/webhook/" + sharedHook, contentType: ct, body: body}
+			}, [numCallers]int{accepted, accepted, accepted, accepted, accepted, accepted}},
 			{"GET /healthz", get("/healthz"), [numCallers]int{ok, ok, ok, ok, ok, ok}},
 			{"GET /readyz", get("/readyz"), [numCallers]int{ok, ok, ok, ok, ok, ok}},
 			{"GET /metrics", get("/metrics"), [numCallers]int{ok, ok, ok, ok, ok, ok}},

@@ -93,7 +93,7 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, n
 		}
 		conflict(w, conflictMsg)
 	case errors.Is(err, store.ErrUnavailable):
-		s.logger().Warn("api: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logger().Warn("api: database unavailable", "method", r.Method, "path", logPath(r), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable",
 			"the database cannot be reached; nothing was saved — try again")
 	default:
@@ -105,10 +105,10 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, n
 // is only logged at debug level.
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		s.logger().Debug("api: request ended by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logger().Debug("api: request ended by the client", "method", r.Method, "path", logPath(r), "err", err)
 		return
 	}
-	s.logger().Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	s.logger().Error("api: request failed", "method", r.Method, "path", logPath(r), "err", err)
 	writeError(w, http.StatusInternalServerError, "internal",
 		"the server failed to answer this request; it was logged — try again or tell the administrator")
 }

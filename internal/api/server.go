@@ -7,6 +7,10 @@
 // or a bad token, 404 for a pipeline the caller is no member of, 403 for a role too low.
 // Errors are JSON {"error":{"code","message"}} with a message a person can act on; store
 // failures never leak their internals.
+//
+// The one route without sign-in is the webhook, POST /pipeline/webhook/{token}: the token is
+// the credential, and trigger.Webhooks decides the delivery. Its path is never logged with the
+// token in it (logPath).
 package api
 
 import (
@@ -15,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 
 	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/secret"
@@ -47,6 +52,14 @@ type Server struct {
 	// PasswordCost is the bcrypt cost of passwords set through the API; 0 = auth.BcryptCost.
 	// Tests lower it.
 	PasswordCost int
+	// WebhookRate and WebhookBurst are each webhook trigger's token bucket for requests to its
+	// URL: requests per second refilled, and how many may come at once. WebhookRate 0 = no
+	// limit.
+	WebhookRate  float64
+	WebhookBurst int
+
+	webhooksOnce sync.Once
+	webhooksSvc  *trigger.Webhooks // see webhooks()
 }
 
 // Handler returns the API's routes, each with the request metrics, body limit and panic
@@ -79,6 +92,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/runs/{id}", s.runGet)
 	mux.HandleFunc("GET /api/v1/runs/{id}/log", s.runLog)
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", s.runCancel)
+
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/triggers/webhook", s.webhookGet)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/triggers/webhook/enable", s.webhookEnable)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/triggers/webhook/disable", s.webhookDisable)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/triggers/webhook/rotate", s.webhookRotate)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/triggers/webhook/audit", s.webhookAudit)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/triggers/webhook/dry-run", s.webhookDryRun)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/deliveries", s.deliveryList)
+	mux.HandleFunc("GET /api/v1/deliveries/{id}", s.deliveryGet)
+	mux.HandleFunc("POST /api/v1/deliveries/{id}/redeliver", s.deliveryRedeliver)
+	mux.HandleFunc("POST /pipeline/webhook/{token}", s.webhookDeliver)
 
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -125,13 +149,15 @@ func (p *statusProbe) WriteHeader(code int) {
 func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
 
 // limitBody caps every request body at MaxBody; reading past it fails with *http.MaxBytesError,
-// which readBody turns into 413.
+// which readBody turns into 413. The webhook routes read their bodies themselves (ownBodyLimit),
+// since an oversized delivery is recorded, not just refused.
 func (s *Server) limitBody(next http.Handler) http.Handler {
-	limit := s.MaxBody
-	if limit <= 0 {
-		limit = DefaultMaxBody
-	}
+	limit := s.maxBody()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ownBodyLimit(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.ContentLength > limit {
 			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
 				fmt.Sprintf("the body is %d bytes, over the limit of %d bytes (--max-body)", r.ContentLength, limit))
@@ -154,7 +180,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(p)
 			}
-			s.logger().Error("api: handler panicked", "method", r.Method, "path", r.URL.Path,
+			s.logger().Error("api: handler panicked", "method", r.Method, "path", logPath(r),
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			if !tw.wrote {
 				writeError(w, http.StatusInternalServerError, "internal",

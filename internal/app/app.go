@@ -70,15 +70,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake}
 	srv := &api.Server{
-		Store:       st,
-		Triggers:    triggers,
-		Box:         box,
-		LogChanged:  appender.Changed,
-		Canceler:    sched,
-		Metrics:     m,
-		ExternalURL: cfg.ExternalURL,
-		MaxBody:     cfg.MaxBody,
-		Logger:      logger.With("component", "api"),
+		Store:        st,
+		Triggers:     triggers,
+		Box:          box,
+		LogChanged:   appender.Changed,
+		Canceler:     sched,
+		Metrics:      m,
+		ExternalURL:  cfg.ExternalURL,
+		MaxBody:      cfg.MaxBody,
+		WebhookRate:  cfg.WebhookRate,
+		WebhookBurst: cfg.WebhookBurst,
+		Logger:       logger.With("component", "api"),
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -109,6 +111,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	go func() { schedDone <- sched.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.Serve(ln) }()
+	pruneDone := make(chan struct{})
+	go func() {
+		defer close(pruneDone)
+		pruneDeliveries(runCtx, st, cfg, logger)
+	}()
 
 	var serveErr error
 	select {
@@ -126,6 +133,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	go func() { shutdownDone <- httpSrv.Shutdown(shutdownCtx) }()
 
 	schedErr := <-schedDone // running jobs canceled, their statuses written
+	<-pruneDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed
 	if err := <-shutdownDone; err != nil {
@@ -170,4 +178,25 @@ func bootstrapAdmin(ctx context.Context, st *store.Store, password string, out i
 		fmt.Fprintln(out, "created the user admin with the password from FLOWD_ADMIN_PASSWORD")
 	}
 	return nil
+}
+
+// pruneDeliveries bounds the delivery log (count and age per pipeline) once a minute until ctx
+// is done.
+func pruneDeliveries(ctx context.Context, st *store.Store, cfg config.Config, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		n, err := st.DeliveryPrune(ctx, cfg.DeliveryKeep, cfg.DeliveryMaxAge)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("prune deliveries", "err", err)
+		case n > 0:
+			logger.Info("pruned deliveries", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

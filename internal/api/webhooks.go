@@ -1,0 +1,404 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/trigger"
+	"github.com/flowd/flowd/internal/webhook"
+)
+
+// webhookPath is where webhook URLs live: webhookPath + token.
+const webhookPath = "/pipeline/webhook/"
+
+// limiterKeys bounds the rate limiter's memory: one bucket per trigger that was called lately.
+const limiterKeys = 10000
+
+// webhooks returns the delivery service, built once from the Server's fields.
+func (s *Server) webhooks() *trigger.Webhooks {
+	s.webhooksOnce.Do(func() {
+		var lim *webhook.Limiter
+		if s.WebhookRate > 0 {
+			lim = webhook.NewLimiter(s.WebhookRate, max(s.WebhookBurst, 1), limiterKeys)
+		}
+		s.webhooksSvc = &trigger.Webhooks{
+			Store:   s.Store,
+			Runs:    s.Triggers,
+			Box:     s.Box,
+			Limiter: lim,
+			MaxBody: s.maxBody(),
+			RunURL:  func(id int64) string { return s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(id, 10) },
+			Logger:  s.logger(),
+		}
+	})
+	return s.webhooksSvc
+}
+
+func (s *Server) maxBody() int64 {
+	if s.MaxBody <= 0 {
+		return DefaultMaxBody
+	}
+	return s.MaxBody
+}
+
+// ownBodyLimit reports whether the route reads its body itself (one byte over the limit, to
+// tell an oversized body from a full one and record it): the webhook and its dry run.
+func ownBodyLimit(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasPrefix(p, webhookPath) ||
+		(strings.HasPrefix(p, "/api/v1/pipelines/") && strings.HasSuffix(p, "/triggers/webhook/dry-run"))
+}
+
+// logPath is r's path for logs: a webhook URL's token is a secret and never logged.
+func logPath(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, webhookPath) {
+		return webhookPath + "{token}"
+	}
+	return r.URL.Path
+}
+
+// readWebhookBody reads up to the limit and one byte more; truncated says the body was longer.
+func (s *Server) readWebhookBody(r *http.Request) (body []byte, truncated bool, err error) {
+	limit := s.maxBody()
+	body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	return body, int64(len(body)) > limit, nil
+}
+
+// webhookDeliver: POST /pipeline/webhook/{token} (the token is the credential) → the webhook
+// answer of docs/api.md. ?dry_run=1 decides everything and starts nothing.
+func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, truncated, err := s.readWebhookBody(r)
+	if err != nil {
+		// The caller went away or sent a broken body; nothing can be decided.
+		s.logger().Debug("api: webhook body unreadable", "err", err)
+		writeError(w, http.StatusBadRequest, "bad_request", "could not read the request body; send it again")
+		return
+	}
+	dry := false
+	switch strings.ToLower(r.URL.Query().Get("dry_run")) {
+	case "1", "true", "yes":
+		dry = true
+	}
+	out := s.webhooks().Deliver(r.Context(), trigger.Incoming{
+		Token:          r.PathValue("token"),
+		Headers:        r.Header,
+		Body:           body,
+		BodyTruncated:  truncated,
+		RemoteAddr:     remoteHost(r),
+		DryRun:         dry,
+		IdempotencyKey: idempotencyKey(r.Header),
+		ReceivedAt:     start,
+	})
+	s.writeOutcome(w, out, start)
+}
+
+// writeOutcome sends a delivery's answer and counts it.
+func (s *Server) writeOutcome(w http.ResponseWriter, out trigger.Outcome, start time.Time) {
+	s.Metrics.WebhookDelivery(out.Pipeline, out.Code)
+	if out.Code == "started" {
+		s.Metrics.WebhookRunLatency(time.Since(start))
+	}
+	h := w.Header()
+	if out.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((out.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(out.Status)
+	_, _ = w.Write(append(out.Body, '\n'))
+}
+
+// remoteHost is the caller's address without the port.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// deliveryIDHeaders are the Git hosts' delivery id headers, which DESIGN.md treats like an
+// Idempotency-Key (a host's "redeliver" button sends the same id again).
+var deliveryIDHeaders = []string{"X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Gitea-Delivery", "X-Gogs-Delivery"}
+
+// maxKeyLen is the longest idempotency key kept as sent; longer ones are kept as their hash.
+const maxKeyLen = 200
+
+// idempotencyKey is the request's Idempotency-Key, else a Git host's delivery id; "" = none.
+func idempotencyKey(h http.Header) string {
+	key := strings.TrimSpace(h.Get("Idempotency-Key"))
+	if key == "" {
+		for _, name := range deliveryIDHeaders {
+			if v := strings.TrimSpace(h.Get(name)); v != "" {
+				key = strings.ToLower(name) + ":" + v
+				break
+			}
+		}
+	}
+	if len(key) > maxKeyLen {
+		sum := sha256.Sum256([]byte(key))
+		key = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return key
+}
+
+// triggerJSON is a webhook trigger as the API shows it.
+type triggerJSON struct {
+	Enabled      bool       `json:"enabled"`
+	URL          *string    `json:"url"` // pipeline admins only
+	EnabledBy    *string    `json:"enabled_by"`
+	EnabledAt    *time.Time `json:"enabled_at"`
+	HasSecret    bool       `json:"has_secret"`
+	OwnerCanRun  bool       `json:"owner_can_run"`
+	OwnerProblem *string    `json:"owner_problem"`
+}
+
+// writeTrigger answers t (the zero value: never enabled) as seen by a caller with role.
+func (s *Server) writeTrigger(w http.ResponseWriter, r *http.Request, t store.WebhookTrigger, role auth.Role) {
+	out := triggerJSON{Enabled: t.Enabled, EnabledAt: t.EnabledAt, HasSecret: len(t.SecretSealed) > 0}
+	if t.PipelineID == 0 { // never enabled
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	if t.Owner != "" {
+		owner := t.Owner
+		out.EnabledBy = &owner
+	}
+	if role.AtLeast(auth.Admin) && len(t.TokenSealed) > 0 {
+		if s.Box == nil {
+			s.internalError(w, r, errors.New("api: webhook token stored but no secret key is loaded"))
+			return
+		}
+		token, err := s.Box.Open(t.TokenSealed)
+		if err != nil {
+			s.internalError(w, r, fmt.Errorf("api: open the webhook token of %s: %w", t.Pipeline, err))
+			return
+		}
+		u := s.ExternalURL + webhookPath + string(token)
+		out.URL = &u
+	}
+	canRun, problem, err := s.webhooks().OwnerStatus(r.Context(), t)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	out.OwnerCanRun = canRun
+	if problem != "" {
+		out.OwnerProblem = &problem
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pipelineRole authenticates the caller and checks want on the pipeline {name}, returning the
+// caller's effective role too.
+func (s *Server) pipelineRole(w http.ResponseWriter, r *http.Request, want auth.Role) (store.Pipeline, store.User, auth.Role, bool) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return store.Pipeline{}, store.User{}, auth.None, false
+	}
+	name := r.PathValue("name")
+	p, role, ok := s.authorize(w, r, u, name, want, fmt.Sprintf("pipeline %q not found (or you are not one of its members)", name))
+	return p, u, role, ok
+}
+
+// webhookGet: GET /api/v1/pipelines/{name}/triggers/webhook (viewer) → trigger; url for admins.
+func (s *Server) webhookGet(w http.ResponseWriter, r *http.Request) {
+	p, _, role, ok := s.pipelineRole(w, r, auth.Viewer)
+	if !ok {
+		return
+	}
+	t, err := s.Store.WebhookGet(r.Context(), p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.writeTrigger(w, r, store.WebhookTrigger{}, role)
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	s.writeTrigger(w, r, t, role)
+}
+
+// webhookEnable: POST …/triggers/webhook/enable (admin) {"secret"?} → trigger. The first enable
+// makes the URL; later ones keep it. The caller becomes the owner. "secret" absent keeps the
+// signature secret, "" removes it, any other value sets it.
+func (s *Server) webhookEnable(w http.ResponseWriter, r *http.Request) {
+	p, u, role, ok := s.pipelineRole(w, r, auth.Admin)
+	if !ok {
+		return
+	}
+	var in struct {
+		Secret *string `json:"secret"`
+	}
+	if !decodeJSON(w, r, &in, true) {
+		return
+	}
+	if s.Box == nil {
+		s.internalError(w, r, errors.New("api: enable webhook: no secret key is loaded"))
+		return
+	}
+	token, hash, err := trigger.NewWebhookToken()
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	sealed, err := s.Box.Seal([]byte(token))
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("api: seal webhook token: %w", err))
+		return
+	}
+	params := store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: hash, TokenSealed: sealed}
+	if in.Secret != nil {
+		params.SetSecret = true
+		if *in.Secret != "" {
+			if params.SecretSealed, err = s.Box.Seal([]byte(*in.Secret)); err != nil {
+				s.internalError(w, r, fmt.Errorf("api: seal webhook secret: %w", err))
+				return
+			}
+		}
+	}
+	t, err := s.Store.WebhookEnable(r.Context(), params)
+	if err != nil {
+		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", p.Name), "")
+		return
+	}
+	s.writeTrigger(w, r, t, role)
+}
+
+// webhookDisable: POST …/triggers/webhook/disable (admin) → trigger; the URL answers 404 until
+// the trigger is enabled again. A trigger never enabled is answered as it is.
+func (s *Server) webhookDisable(w http.ResponseWriter, r *http.Request) {
+	p, u, role, ok := s.pipelineRole(w, r, auth.Admin)
+	if !ok {
+		return
+	}
+	t, err := s.Store.WebhookDisable(r.Context(), p.ID, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.writeTrigger(w, r, store.WebhookTrigger{}, role)
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	s.writeTrigger(w, r, t, role)
+}
+
+// webhookRotate: POST …/triggers/webhook/rotate (admin) → trigger with a new URL; the old one
+// stops at once. 409 when the trigger was never enabled.
+func (s *Server) webhookRotate(w http.ResponseWriter, r *http.Request) {
+	p, u, role, ok := s.pipelineRole(w, r, auth.Admin)
+	if !ok {
+		return
+	}
+	if s.Box == nil {
+		s.internalError(w, r, errors.New("api: rotate webhook: no secret key is loaded"))
+		return
+	}
+	token, hash, err := trigger.NewWebhookToken()
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	sealed, err := s.Box.Seal([]byte(token))
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("api: seal webhook token: %w", err))
+		return
+	}
+	t, err := s.Store.WebhookRotate(r.Context(), p.ID, u.ID, hash, sealed)
+	if errors.Is(err, store.ErrNotFound) {
+		conflict(w, fmt.Sprintf("the webhook trigger of pipeline %q was never enabled, so it has no URL to rotate: enable it with POST /api/v1/pipelines/%s/triggers/webhook/enable", p.Name, p.Name))
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	s.writeTrigger(w, r, t, role)
+}
+
+// maxAuditPage is the largest page of the audit log.
+const maxAuditPage = 500
+
+// webhookAudit: GET …/triggers/webhook/audit?limit= (admin) → {"audit":[…]} newest first.
+func (s *Server) webhookAudit(w http.ResponseWriter, r *http.Request) {
+	p, _, ok := s.pipelineAccess(w, r, r.PathValue("name"), auth.Admin)
+	if !ok {
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAuditPage {
+			badRequest(w, fmt.Sprintf("limit=%q: use a number from 1 to %d", v, maxAuditPage))
+			return
+		}
+		limit = n
+	}
+	entries, err := s.Store.AuditList(r.Context(), p.ID, limit)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	type entryJSON struct {
+		At     time.Time `json:"at"`
+		Actor  string    `json:"actor"`
+		Action string    `json:"action"`
+		Detail string    `json:"detail"`
+	}
+	out := make([]entryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = entryJSON{At: e.At, Actor: e.Actor, Action: e.Action, Detail: e.Detail}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audit": out})
+}
+
+// webhookDryRun: POST …/triggers/webhook/dry-run (developer), any body as a caller would send
+// it (with its Content-Type and signature header) → the webhook's dry-run answer; nothing
+// starts. The delivery is recorded as a dry run.
+func (s *Server) webhookDryRun(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	p, u, ok := s.pipelineAccess(w, r, r.PathValue("name"), auth.Developer)
+	if !ok {
+		return
+	}
+	body, truncated, err := s.readWebhookBody(r)
+	if err != nil {
+		badRequest(w, "could not read the request body: "+err.Error())
+		return
+	}
+	out := s.webhooks().Deliver(r.Context(), trigger.Incoming{
+		PipelineID:    p.ID,
+		Headers:       callerHeaders(r.Header),
+		Body:          body,
+		BodyTruncated: truncated,
+		RemoteAddr:    remoteHost(r),
+		DryRun:        true,
+		Actor:         u.Username,
+		ReceivedAt:    start,
+	})
+	s.writeOutcome(w, out, start)
+}
+
+// callerHeaders are the headers of an API request without the caller's own credentials.
+func callerHeaders(h http.Header) http.Header {
+	c := h.Clone()
+	c.Del("Authorization")
+	c.Del("Cookie")
+	return c
+}

@@ -1,0 +1,544 @@
+package trigger
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/secret"
+	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/webhook"
+)
+
+// WebhookStore is what webhook deliveries need of the store.
+type WebhookStore interface {
+	WebhookGet(ctx context.Context, pipelineID int64) (store.WebhookTrigger, error)
+	WebhookByTokenHash(ctx context.Context, hash []byte) (store.WebhookTrigger, error)
+	PipelineGet(ctx context.Context, name string) (store.Pipeline, error)
+	UserGetByID(ctx context.Context, id int64) (store.User, error)
+	MemberRole(ctx context.Context, pipelineID, userID int64) (string, error)
+	DeliveryRecord(ctx context.Context, rec store.DeliveryRecord) (store.Delivery, bool, error)
+}
+
+// DefaultMaxBody is the webhook body limit when Webhooks.MaxBody is 0.
+const DefaultMaxBody = 1 << 20
+
+// recordTimeout bounds the write of a delivery. The write does not end with the request: a
+// caller that hangs up does not make a half-decided delivery vanish from the log.
+const recordTimeout = 30 * time.Second
+
+// Webhooks decides webhook deliveries: token → enabled → rate → size → signature → permission
+// → payload → variables → run, each step written to the delivery's trace, and stores every
+// delivery that reaches a known trigger together with the run it starts (one transaction).
+// Its fields are set once before the first Deliver.
+type Webhooks struct {
+	Store   WebhookStore
+	Runs    *Service         // builds runs exactly as manual starts do, and wakes the scheduler
+	Box     *secret.Box      // opens triggers' signature secrets
+	Limiter *webhook.Limiter // per-trigger rate of requests to the URL; nil = unlimited
+	MaxBody int64            // body limit in bytes; 0 = DefaultMaxBody
+	// RunURL is the link to a run in answers; nil gives "".
+	RunURL func(id int64) string
+	Logger *slog.Logger
+}
+
+// Incoming is one request to deliver.
+type Incoming struct {
+	// Token is the secret of the webhook URL. API-driven deliveries (dry run, redeliver) leave
+	// it empty and name the pipeline by PipelineID instead; they are not rate limited.
+	Token      string
+	PipelineID int64
+	Headers    http.Header // as received (secret headers are redacted before they are stored)
+	// Body is the request body as read: up to MaxBody+1 bytes. A longer one (or BodyTruncated)
+	// is refused 413 and stored cut at MaxBody.
+	Body          []byte
+	BodyTruncated bool
+	RemoteAddr    string
+	ContentType   string // "" = Headers' Content-Type
+	DryRun        bool   // decide everything, start nothing
+	RedeliveryOf  int64  // the delivery this one repeats; 0 = none
+	SkipSignature bool   // the caller is signed in (redelivery)
+	Actor         string // the signed-in user of an API-driven delivery, for the trace
+	// IdempotencyKey makes a repeat within store.IdempotencyWindow answer the first answer.
+	// Only deliveries that start a run remember it, so a refused request may be retried with
+	// the same key once it is fixed, and no unsigned request can claim a key.
+	IdempotencyKey string
+	ReceivedAt     time.Time // zero = now
+}
+
+// Outcome is the answer to a delivery.
+type Outcome struct {
+	Status     int
+	Body       []byte        // the JSON answer
+	RetryAfter time.Duration // for 429 and 503: when to try again; 0 = no Retry-After
+	DeliveryID int64         // the stored delivery; 0 when nothing was stored
+	RunID      int64         // the run started (or replayed); 0 = none
+	Pipeline   string        // "" when the token is unknown
+	// Code is the outcome for metrics: "started", "dry_run", "replayed", or the error code.
+	Code string
+	// Replayed is set when an idempotency key answered an earlier delivery's answer.
+	Replayed bool
+}
+
+// NewWebhookToken returns a new webhook token (256 random bits, URL-safe) and its look-up hash.
+func NewWebhookToken() (token string, hash []byte, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("trigger: new webhook token: %w", err)
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, HashWebhookToken(token), nil
+}
+
+// HashWebhookToken is the look-up key of a webhook token: its SHA-256.
+//
+// Finding a trigger by this hash instead of comparing tokens is safe against timing attacks:
+// the database compares hashes, and whatever an attacker learns from timing is a prefix of
+// the SHA-256 of their own guess, which says nothing about the hash of a token they do not
+// know (a preimage). A token carries 256 random bits, so a fast unsalted hash is enough.
+func HashWebhookToken(token string) []byte { return auth.HashToken(token) }
+
+// notFoundMessage is the one answer to an unknown token and to a disabled trigger, so a caller
+// cannot tell them apart.
+const notFoundMessage = "no enabled webhook trigger has this URL: check the URL, or ask a pipeline admin to enable the trigger (or to give you its new URL if it was rotated)"
+
+// errorAnswer is the JSON of a refused delivery; Delivery is added once it is stored.
+type errorAnswer struct {
+	Error struct {
+		Code     string `json:"code"`
+		Message  string `json:"message"`
+		Problems any    `json:"problems,omitempty"`
+	} `json:"error"`
+	Trace webhook.Trace `json:"trace"`
+}
+
+// runAnswer is the JSON of a delivery that started a run.
+type runAnswer struct {
+	Run struct {
+		ID     int64      `json:"id"`
+		Number int64      `json:"number"`
+		URL    string     `json:"url"`
+		Status run.Status `json:"status"`
+	} `json:"run"`
+	Ignored []string      `json:"ignored"`
+	Skipped *string       `json:"skipped"`
+	Trace   webhook.Trace `json:"trace"`
+}
+
+// dryRunAnswer is the JSON of a dry run that passed every step.
+type dryRunAnswer struct {
+	DryRun     bool              `json:"dry_run"`
+	Run        *struct{}         `json:"run"` // always null
+	WouldStart bool              `json:"would_start"`
+	Variables  map[string]string `json:"variables"` // secret ones as ***
+	Ignored    []string          `json:"ignored"`
+	Trace      webhook.Trace     `json:"trace"`
+}
+
+// delivery is a delivery being decided.
+type delivery struct {
+	in    Incoming
+	trace webhook.Trace
+	trig  store.WebhookTrigger
+	rec   store.Delivery // what will be stored
+}
+
+// Deliver decides one delivery and stores it; see Webhooks. It never returns an error: a
+// failure of the store is a 503 (or 500) answer, with nothing stored.
+func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
+	if in.ReceivedAt.IsZero() {
+		in.ReceivedAt = time.Now()
+	}
+	if in.ContentType == "" {
+		in.ContentType = in.Headers.Get("Content-Type")
+	}
+	d := &delivery{in: in}
+
+	// token
+	var err error
+	if in.Token != "" {
+		d.trig, err = w.Store.WebhookByTokenHash(ctx, HashWebhookToken(in.Token))
+		if errors.Is(err, store.ErrNotFound) {
+			return w.notFound(d)
+		}
+		if err != nil {
+			return w.failure(d, err)
+		}
+		d.trace.Add("token", true, "the URL belongs to the webhook trigger of pipeline %s", d.trig.Pipeline)
+	} else {
+		d.trig, err = w.Store.WebhookGet(ctx, in.PipelineID)
+		if errors.Is(err, store.ErrNotFound) {
+			d.trace.Add("token", false, "the pipeline's webhook trigger was never enabled")
+			return w.answerError(d, http.StatusNotFound, "not_found",
+				"this pipeline's webhook trigger was never enabled: a pipeline admin can enable it with POST /api/v1/pipelines/{name}/triggers/webhook/enable", nil)
+		}
+		if err != nil {
+			return w.failure(d, err)
+		}
+		what := "a dry run"
+		if in.RedeliveryOf != 0 {
+			what = fmt.Sprintf("a redelivery of delivery %d", in.RedeliveryOf)
+		}
+		d.trace.Add("token", true, "%s of pipeline %s sent through the API by %s; no token needed", what, d.trig.Pipeline, in.Actor)
+	}
+	d.rec = w.baseRecord(d)
+
+	// enabled
+	if !d.trig.Enabled {
+		d.trace.Add("enabled", false, "the trigger is disabled")
+		if in.Token != "" {
+			// Stored with the truth in its trace, answered exactly like an unknown token.
+			out := w.notFound(d)
+			out.Pipeline = d.trig.Pipeline // for metrics only
+			d.rec.StatusCode, d.rec.ErrorCode, d.rec.Response = out.Status, "not_found", out.Body
+			stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+			if err != nil {
+				return w.failure(d, err)
+			}
+			out.DeliveryID = stored.ID
+			return out
+		}
+		return w.refuse(ctx, d, http.StatusNotFound, "not_found",
+			fmt.Sprintf("the webhook trigger of pipeline %s is disabled: a pipeline admin can enable it again with POST /api/v1/pipelines/%s/triggers/webhook/enable (the URL stays the same)", d.trig.Pipeline, d.trig.Pipeline), nil)
+	}
+	d.trace.Add("enabled", true, "enabled by %s", d.trig.Owner)
+
+	// rate
+	switch {
+	case in.Token == "":
+		d.trace.Add("rate", true, "not limited: sent through the API by a signed-in user")
+	case w.Limiter == nil:
+		d.trace.Add("rate", true, "no rate limit is set")
+	default:
+		ok, wait := w.Limiter.Allow(strconv.FormatInt(d.trig.PipelineID, 10), time.Now())
+		if !ok {
+			secs := max(1, int64(math.Ceil(wait.Seconds())))
+			d.trace.Add("rate", false, "over the trigger's rate limit; retry in %d s", secs)
+			out := w.answerError(d, http.StatusTooManyRequests, "rate_limited",
+				fmt.Sprintf("too many requests to this webhook: send again after %d seconds (Retry-After), or send less often", secs), nil)
+			out.RetryAfter = time.Duration(secs) * time.Second
+			return out
+		}
+		d.trace.Add("rate", true, "within the trigger's rate limit")
+	}
+
+	// size
+	limit := w.maxBody()
+	if in.BodyTruncated || int64(len(in.Body)) > limit {
+		d.trace.Add("size", false, "the body is over the limit of %d bytes", limit)
+		return w.refuse(ctx, d, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the body is over the limit of %d bytes (--max-body): send less, e.g. only the variables as a JSON object", limit), nil)
+	}
+	d.trace.Add("size", true, "%d bytes", len(in.Body))
+
+	// signature
+	switch {
+	case in.SkipSignature:
+		d.trace.Add("signature", true, "skipped: a redelivery by a signed-in user")
+	case len(d.trig.SecretSealed) == 0:
+		d.trace.Add("signature", true, "the trigger has no secret; no signature needed")
+	default:
+		sec, err := w.openSecret(d.trig)
+		if err != nil {
+			return w.failure(d, err)
+		}
+		if err := webhook.VerifySignature(in.Headers, in.Body, sec); err != nil {
+			var werr *webhook.Error
+			if !errors.As(err, &werr) {
+				werr = &webhook.Error{Status: http.StatusUnauthorized, Code: "invalid_signature", Message: err.Error()}
+			}
+			d.trace.Add("signature", false, "%s", werr.Message)
+			return w.refuse(ctx, d, werr.Status, werr.Code, werr.Message, nil)
+		}
+		d.trace.Add("signature", true, "the signature matches the trigger's secret")
+	}
+
+	// permission
+	owner, err := w.checkOwner(ctx, d.trig)
+	if err != nil {
+		return w.failure(d, err)
+	}
+	if owner.Problem != "" {
+		d.trace.Add("permission", false, "%s", owner.Problem)
+		return w.refuse(ctx, d, http.StatusForbidden, "insufficient_permissions", owner.Problem+", then resend", nil)
+	}
+	if owner.User.Admin {
+		d.trace.Add("permission", true, "the owner %s is a global admin", owner.User.Username)
+	} else {
+		d.trace.Add("permission", true, "the owner %s is a %s of pipeline %s", owner.User.Username, owner.Role, d.trig.Pipeline)
+	}
+
+	// payload
+	overrides, err := webhook.DecodePayload(in.ContentType, in.Body)
+	if err != nil {
+		var werr *webhook.Error
+		if !errors.As(err, &werr) {
+			werr = &webhook.Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: err.Error()}
+		}
+		d.trace.Add("payload", false, "%s", werr.Message)
+		return w.refuse(ctx, d, werr.Status, werr.Code, werr.Message, nil)
+	}
+	d.trace.Add("payload", true, "a JSON object with %d keys", len(overrides))
+
+	// variables
+	p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
+	if errors.Is(err, store.ErrNotFound) { // deleted since the token was looked up
+		return w.notFound(d)
+	}
+	if err != nil {
+		return w.failure(d, err)
+	}
+	built, err := w.Runs.Build(p, run.TriggerWebhook, owner.User.Username, overrides)
+	if err != nil {
+		var verr *pipeline.VariableError
+		if !errors.As(err, &verr) {
+			return w.failure(d, err)
+		}
+		type problem struct {
+			Key     string `json:"key"`
+			Message string `json:"message"`
+		}
+		probs := make([]problem, len(verr.Problems))
+		for i, pr := range verr.Problems {
+			probs[i] = problem{Key: pr.Key, Message: pr.Message}
+		}
+		d.trace.Add("variables", false, "%s", verr.Error())
+		return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
+			verr.Error()+"; fix them and send again", probs)
+	}
+	ignored := built.Resolved.Ignored
+	if ignored == nil {
+		ignored = []string{}
+	}
+	if len(ignored) > 0 {
+		d.trace.Add("variables", true, "%d variables; undeclared keys ignored: %v", len(built.Resolved.Values), ignored)
+	} else {
+		d.trace.Add("variables", true, "%d variables", len(built.Resolved.Values))
+	}
+
+	// run
+	if in.DryRun {
+		d.trace.Add("run", true, "dry run: a run of %s as %s would start; nothing was started", p.Name, owner.User.Username)
+		body := mustJSON(dryRunAnswer{DryRun: true, WouldStart: true, Variables: built.Masked(), Ignored: ignored, Trace: d.trace})
+		d.rec.StatusCode, d.rec.Response = http.StatusOK, body
+		stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+		if err != nil {
+			return w.failure(d, err)
+		}
+		return Outcome{Status: http.StatusOK, Body: withFields(body, "delivery", stored.ID),
+			DeliveryID: stored.ID, Pipeline: d.trig.Pipeline, Code: "dry_run"}
+	}
+	if in.IdempotencyKey != "" {
+		d.trace.Add("run", true, "a run of %s as %s is queued, unless its Idempotency-Key was seen within 24 h (then the first answer is replayed)", p.Name, owner.User.Username)
+	} else {
+		d.trace.Add("run", true, "a run of %s as %s is queued", p.Name, owner.User.Username)
+	}
+	d.rec.IdempotencyKey = in.IdempotencyKey
+	var answer []byte
+	create := built.Create
+	stored, replayed, err := w.record(ctx, store.DeliveryRecord{
+		Delivery: d.withTrace(),
+		NewRun:   &create,
+		Answer: func(r run.Run) (int, []byte) {
+			var a runAnswer
+			a.Run.ID, a.Run.Number, a.Run.Status = r.ID, r.Number, r.Status
+			if w.RunURL != nil {
+				a.Run.URL = w.RunURL(r.ID)
+			}
+			a.Ignored, a.Trace = ignored, d.trace
+			answer = mustJSON(a)
+			return http.StatusAccepted, answer
+		},
+	})
+	if err != nil {
+		return w.failure(d, err)
+	}
+	out := Outcome{DeliveryID: stored.ID, Pipeline: d.trig.Pipeline}
+	if stored.RunID != nil {
+		out.RunID = *stored.RunID
+	}
+	if replayed {
+		first := stored.ID
+		if stored.ReplayOf != nil {
+			first = *stored.ReplayOf
+		}
+		out.Status, out.Code, out.Replayed = stored.StatusCode, "replayed", true
+		out.Body = withFields(stored.Response, "delivery", first, "replayed", true)
+		return out
+	}
+	if len(stored.Response) > 0 {
+		answer = stored.Response
+	}
+	w.Runs.wake()
+	out.Status, out.Code = http.StatusAccepted, "started"
+	out.Body = withFields(answer, "delivery", stored.ID)
+	return out
+}
+
+// baseRecord is the delivery to store as far as the request tells.
+func (w *Webhooks) baseRecord(d *delivery) store.Delivery {
+	body, truncated := d.in.Body, d.in.BodyTruncated
+	if limit := w.maxBody(); int64(len(body)) > limit {
+		body, truncated = body[:limit], true
+	}
+	rec := store.Delivery{
+		PipelineID:    d.trig.PipelineID,
+		Pipeline:      d.trig.Pipeline,
+		ReceivedAt:    d.in.ReceivedAt,
+		RemoteAddr:    d.in.RemoteAddr,
+		Headers:       webhook.RedactHeaders(d.in.Headers),
+		Body:          bytes.Clone(body),
+		BodyTruncated: truncated,
+		DryRun:        d.in.DryRun,
+	}
+	if d.in.RedeliveryOf != 0 {
+		id := d.in.RedeliveryOf
+		rec.RedeliveryOf = &id
+	}
+	return rec
+}
+
+// withTrace returns the record with the trace so far.
+func (d *delivery) withTrace() store.Delivery {
+	rec := d.rec
+	rec.Trace = mustJSON(d.trace)
+	return rec
+}
+
+// refuse stores a refused delivery and answers {"error","delivery","trace"} with status.
+func (w *Webhooks) refuse(ctx context.Context, d *delivery, status int, code, message string, problems any) Outcome {
+	out := w.answerError(d, status, code, message, problems)
+	d.rec.StatusCode, d.rec.ErrorCode, d.rec.Response = status, code, out.Body
+	stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+	if err != nil {
+		return w.failure(d, err)
+	}
+	out.DeliveryID = stored.ID
+	out.Body = withFields(out.Body, "delivery", stored.ID)
+	return out
+}
+
+// answerError builds an error answer that is not stored (yet).
+func (w *Webhooks) answerError(d *delivery, status int, code, message string, problems any) Outcome {
+	var a errorAnswer
+	a.Error.Code, a.Error.Message, a.Error.Problems = code, message, problems
+	a.Trace = d.trace
+	if a.Trace == nil {
+		a.Trace = webhook.Trace{}
+	}
+	return Outcome{Status: status, Body: mustJSON(a), Pipeline: d.trig.Pipeline, Code: code}
+}
+
+// notFound is the answer to an unknown token, and to a disabled trigger's URL: the same bytes.
+func (w *Webhooks) notFound(d *delivery) Outcome {
+	var a errorAnswer
+	a.Error.Code, a.Error.Message = "not_found", notFoundMessage
+	a.Trace = webhook.Trace{{Step: "token", OK: false, Detail: "no enabled webhook trigger has this URL"}}
+	out := Outcome{Status: http.StatusNotFound, Body: mustJSON(a), Code: "not_found"}
+	if d.in.Token == "" {
+		out.Pipeline = d.trig.Pipeline
+	}
+	return out
+}
+
+// failure answers a store (or key) failure: 503 when the database is unreachable, else 500.
+// Nothing was stored.
+func (w *Webhooks) failure(d *delivery, err error) Outcome {
+	d.trace.Add("store", false, "the server could not decide or store the delivery")
+	if errors.Is(err, store.ErrUnavailable) {
+		w.logger().Warn("trigger: webhook delivery: database unavailable", "pipeline", d.trig.Pipeline, "err", err)
+		out := w.answerError(d, http.StatusServiceUnavailable, "unavailable",
+			"the database cannot be reached; nothing was accepted — send again later", nil)
+		out.RetryAfter = 5 * time.Second
+		return out
+	}
+	w.logger().Error("trigger: webhook delivery failed", "pipeline", d.trig.Pipeline, "err", err)
+	return w.answerError(d, http.StatusInternalServerError, "internal",
+		"the server failed to handle this delivery; it was logged — send again or tell the administrator", nil)
+}
+
+// record stores a delivery under a context that outlives the request (bounded).
+func (w *Webhooks) record(ctx context.Context, rec store.DeliveryRecord) (store.Delivery, bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return w.Store.DeliveryRecord(ctx, rec)
+}
+
+// openSecret decrypts a trigger's signature secret.
+func (w *Webhooks) openSecret(t store.WebhookTrigger) ([]byte, error) {
+	if w.Box == nil {
+		return nil, errors.New("trigger: the webhook has a secret but no secret key is loaded")
+	}
+	sec, err := w.Box.Open(t.SecretSealed)
+	if err != nil {
+		return nil, fmt.Errorf("trigger: open the webhook secret of %s: %w", t.Pipeline, err)
+	}
+	return sec, nil
+}
+
+func (w *Webhooks) maxBody() int64 {
+	if w.MaxBody <= 0 {
+		return DefaultMaxBody
+	}
+	return w.MaxBody
+}
+
+func (w *Webhooks) logger() *slog.Logger {
+	if w.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return w.Logger
+}
+
+// mustJSON encodes a value of this file's answer types, which always encode.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("trigger: encode answer: %v", err))
+	}
+	return b
+}
+
+// withFields adds key/value pairs to the JSON object obj (keys it already has are replaced).
+// The keys of obj keep their order; the new ones come last.
+func withFields(obj []byte, kv ...any) []byte {
+	trimmed := bytes.TrimSpace(obj)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &m); err != nil || m == nil {
+		m = map[string]json.RawMessage{}
+		trimmed = []byte("{}")
+	}
+	var extra bytes.Buffer
+	for i := 0; i+1 < len(kv); i += 2 {
+		key := kv[i].(string)
+		if _, dup := m[key]; dup {
+			// Rare (a stored answer that has the field): rebuild from the map.
+			for j := 0; j+1 < len(kv); j += 2 {
+				m[kv[j].(string)] = mustJSON(kv[j+1])
+			}
+			return mustJSON(m)
+		}
+		extra.WriteByte(',')
+		extra.Write(mustJSON(key))
+		extra.WriteByte(':')
+		extra.Write(mustJSON(kv[i+1]))
+	}
+	out := bytes.Clone(trimmed[:len(trimmed)-1])
+	if len(m) == 0 && extra.Len() > 0 {
+		extra.Next(1) // no comma after "{"
+	}
+	out = append(out, extra.Bytes()...)
+	return append(out, '}')
+}
