@@ -199,9 +199,16 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if !d.trig.Enabled {
 		d.trace.Add("enabled", false, "the trigger is disabled")
 		if in.Token != "" {
-			// Stored with the truth in its trace, answered exactly like an unknown token.
+			// Stored with the truth in its trace, answered exactly like an unknown token. A
+			// flood at a disabled URL is answered the same way but not stored beyond the
+			// trigger's rate, so it cannot fill the delivery log.
 			out := w.notFound(d)
 			out.Pipeline = d.trig.Pipeline // for metrics only
+			if w.Limiter != nil {
+				if ok, _ := w.Limiter.Allow(strconv.FormatInt(d.trig.PipelineID, 10), time.Now()); !ok {
+					return out
+				}
+			}
 			d.rec.StatusCode, d.rec.ErrorCode, d.rec.Response = out.Status, "not_found", out.Body
 			stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
 			if err != nil {
