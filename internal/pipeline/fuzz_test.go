@@ -1,6 +1,10 @@
 package pipeline
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/flowd/flowd/internal/rules"
+)
 
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
@@ -13,6 +17,8 @@ func FuzzParse(f *testing.F) {
 		"a: 1\n---\nb: 2\n",
 		"name: x\nstages:\n  - &s {name: s, jobs: [{name: j, steps: [{run: a}]}]}\n  - <<: *s\n    name: t\n",
 		"variables: {FLOWD_X: 1, T: {options: [a], default: b}}\nconcurrency: {group: g, max_running: -1}\n",
+		"variables: {S: x}\nwebhook:\n  filter: 'body.a == \"b\" && bodyy'\n  variables:\n    S: \"headers[\\\"x\\\"] + \\u00e9\"\n" + minimal,
+		"variables: {S: x}\nwebhook:\n  filter: |\n    body.a &&\n      has(event.b\n  variables:\n    S: >\n      size(\n" + minimal,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -37,6 +43,21 @@ func FuzzParse(f *testing.F) {
 			for _, j := range st.Jobs {
 				if len(j.Steps) == 0 {
 					t.Fatalf("job %q without steps", j.Name)
+				}
+			}
+		}
+		if w := p.Webhook; w != nil {
+			env, err := rules.NewEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exprs := []string{w.Filter}
+			for _, v := range w.Variables {
+				exprs = append(exprs, v.Expr)
+			}
+			for _, e := range exprs {
+				if _, err := env.Compile(e); e != "" && err != nil {
+					t.Errorf("webhook expression %q passed Parse but does not compile: %v", e, err)
 				}
 			}
 		}

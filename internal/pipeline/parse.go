@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flowd/flowd/internal/rules"
 )
 
 // maxNodes bounds the nodes Parse visits, so that aliases cannot blow a small document up into a
@@ -30,7 +32,7 @@ func Parse(src []byte) (*Pipeline, error) {
 	if len(probs) > 0 {
 		return nil, newError(probs)
 	}
-	ps := &parser{budget: maxNodes}
+	ps := &parser{budget: maxNodes, src: src}
 	p := ps.pipeline(doc)
 	if ps.exhausted {
 		// Whatever else was found is noise from the walk being cut short.
@@ -110,6 +112,9 @@ type parser struct {
 	problems  []Problem
 	budget    int
 	exhausted bool
+	src       []byte     // the definition, to place problems inside expressions
+	lines     []string   // src split into lines, once needed
+	rules     *rules.Env // once needed
 }
 
 // addf records a problem at n (which may be nil: position unknown). The message is "path: ...".
@@ -584,7 +589,11 @@ func (ps *parser) webhook(f field, p *Pipeline) *Webhook {
 	for _, g := range ps.mapping(val, f.path, webhookKeys) {
 		switch g.name {
 		case "filter":
-			w.Filter, _ = ps.str(g.val, g.path)
+			filter, ok := ps.str(g.val, g.path)
+			if ok && filter != "" {
+				ps.checkExpr(ps.node(g.val), g.path, filter, (*rules.Env).CheckFilter)
+			}
+			w.Filter = filter
 		case "variables":
 			for _, h := range ps.mapping(g.val, g.path, nil) {
 				expr, ok := ps.str(h.val, h.path)
@@ -596,6 +605,8 @@ func (ps *parser) webhook(f field, p *Pipeline) *Webhook {
 				}
 				if strings.TrimSpace(expr) == "" {
 					ps.addf(h.key, h.path, "expression is required")
+				} else {
+					ps.checkExpr(ps.node(h.val), h.path, expr, (*rules.Env).CheckValue)
 				}
 				w.Variables = append(w.Variables, WebhookVariable{Name: h.name, Expr: expr})
 			}

@@ -16,6 +16,13 @@
 //     branch, an explicit empty list means none; source.tags omitted means no tag builds.
 //   - Every name in webhook.variables must be declared under variables, so a run's variables are
 //     always the declared set.
+//   - webhook.filter and every webhook.variables expression are compiled and type-checked as CEL
+//     (package rules) when the definition is parsed. A problem inside an expression is reported
+//     at its own character when the expression is a plain or quoted scalar on one line, or a
+//     literal block (|); otherwise (a folded block, a scalar spread over several lines) at the
+//     expression, with the position inside the expression in the message. A filter whose type is
+//     known not to be bool, or a variable rule known to give a list, map or null, is a problem
+//     too; rules typed only at run time (say, `body.status`) are checked when they run.
 //   - Reserved names (FLOWD_*, PATH, HOME) are matched case-insensitively, because environments
 //     are case-insensitive on Windows agents.
 package pipeline
@@ -65,7 +72,7 @@ type Source struct {
 
 // Webhook holds the optional rules applied to payloads of other systems.
 type Webhook struct {
-	Filter    string            // CEL expression source, "" = none (not compiled here)
+	Filter    string            // CEL expression source, "" = none (checked at parse time; compile with package rules)
 	Variables []WebhookVariable // declaration order
 }
 

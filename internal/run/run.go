@@ -108,7 +108,29 @@ type Run struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	StartedAt       *time.Time `json:"started_at"`
 	FinishedAt      *time.Time `json:"finished_at"`
-	Jobs            []Job      `json:"-"`
+	// Git is the commit the run builds; nil for pipelines without a source.
+	Git *Git `json:"git"`
+	// ConcurrencyGroup is the run's group under the pipeline's concurrency option ("" = none);
+	// MaxRunning bounds the running runs of the group (0 = no bound).
+	ConcurrencyGroup string `json:"concurrency_group,omitempty"`
+	MaxRunning       int    `json:"-"`
+	Jobs             []Job  `json:"-"`
+}
+
+// Git is the commit a run of a pipeline with a source checks out, and where it came from.
+type Git struct {
+	RepoURL  string `json:"repo_url"` // without credentials
+	SHA      string `json:"commit_sha"`
+	Ref      string `json:"ref"` // refs/heads/main, refs/tags/v1
+	Branch   string `json:"branch,omitempty"`
+	Tag      string `json:"tag,omitempty"`
+	Event    string `json:"event"`              // push, tag, pull_request, manual
+	Provider string `json:"provider,omitempty"` // github, gitlab, … ("" for manual runs)
+	Message  string `json:"commit_message,omitempty"`
+	Author   string `json:"commit_author,omitempty"`
+	// CredentialsVar names the secret variable whose value is the token or password for HTTP
+	// clones (the pipeline's source.credentials); "" = none.
+	CredentialsVar string `json:"-"`
 }
 
 // Job is one job of a run; the jobs of a stage run in parallel.
