@@ -13,10 +13,17 @@ import (
 	"github.com/flowd/flowd/internal/store"
 )
 
-// authenticate finds the caller from "Authorization: Bearer <token>". It answers 401 itself
-// (no, unknown or revoked token, disabled user) and returns false then.
+// authenticate finds the caller from "Authorization: Bearer <token>", or, for a request with
+// no Authorization header, from the web UI's session cookie (see authenticateSession: unsafe
+// methods then need the X-CSRF-Token header). It answers 401 itself (no, unknown or revoked
+// token or session, disabled user) or 403 csrf, and returns false then.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (store.User, bool) {
 	h := r.Header.Get("Authorization")
+	if h == "" {
+		if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+			return s.authenticateSession(w, r, c.Value)
+		}
+	}
 	scheme, token, _ := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if h == "" || !strings.EqualFold(scheme, "Bearer") || token == "" {

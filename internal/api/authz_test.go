@@ -137,6 +137,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return request{method: "POST", path: "/api/v1/pipelines", contentType: "application/yaml",
 					body: strings.NewReader(testDefinition("new" + f.next()))}
 			}, [numCallers]int{unauth, created, created, created, created, created}},
+			{"POST /api/v1/pipelines/validate", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: "/api/v1/pipelines/validate", contentType: "application/yaml",
+					body: strings.NewReader(testDefinition("checked"))}
+			}, [numCallers]int{unauth, ok, ok, ok, ok, ok}},
 			{"GET /api/v1/pipelines/{name}", get("/api/v1/pipelines/" + shared), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"PUT /api/v1/pipelines/{name}", func(f *matrixFixture, c int) request {
 				name := f.pipeline()

@@ -79,6 +79,7 @@ func (s *Server) Handler() http.Handler {
 
 	mux.HandleFunc("GET /api/v1/pipelines", s.pipelineList)
 	mux.HandleFunc("POST /api/v1/pipelines", s.pipelineCreate)
+	mux.HandleFunc("POST /api/v1/pipelines/validate", s.pipelineValidate)
 	mux.HandleFunc("GET /api/v1/pipelines/{name}", s.pipelineGet)
 	mux.HandleFunc("PUT /api/v1/pipelines/{name}", s.pipelineUpdate)
 	mux.HandleFunc("DELETE /api/v1/pipelines/{name}", s.pipelineDelete)
