@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -21,12 +23,13 @@ import (
 	"github.com/flowd/flowd/internal/store/storetest"
 )
 
-// counting wraps the fake executor and records how many jobs ran at once.
+// counting wraps the fake executor and records how many jobs ran at once, and each job.
 type counting struct {
 	executor.Fake
 	mu       sync.Mutex
 	now, max int
 	ran      []int64
+	jobs     []executor.Job
 }
 
 func (c *counting) Run(ctx context.Context, job executor.Job, out io.Writer, rep executor.Reporter) executor.Result {
@@ -34,6 +37,7 @@ func (c *counting) Run(ctx context.Context, job executor.Job, out io.Writer, rep
 	c.now++
 	c.max = max(c.max, c.now)
 	c.ran = append(c.ran, job.JobID)
+	c.jobs = append(c.jobs, job)
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -114,6 +118,12 @@ func job(stage int, name string, scripts ...string) run.Job {
 
 func (f *fixture) create(t *testing.T, secrets map[string]string, jobs ...run.Job) run.Run {
 	t.Helper()
+	return f.createWith(t, secrets, nil, jobs...)
+}
+
+// createWith is create with edit applied to the RunCreate before it is stored.
+func (f *fixture) createWith(t *testing.T, secrets map[string]string, edit func(*store.RunCreate), jobs ...run.Job) run.Run {
+	t.Helper()
 	for i := range jobs {
 		jobs[i].Index = i
 	}
@@ -126,6 +136,9 @@ func (f *fixture) create(t *testing.T, secrets map[string]string, jobs ...run.Jo
 			t.Fatal(err)
 		}
 		rc.SecretVariables = sealed
+	}
+	if edit != nil {
+		edit(&rc)
 	}
 	r, err := f.st.RunCreate(context.Background(), rc)
 	if err != nil {
@@ -327,26 +340,200 @@ func TestRecoverFailsInterruptedRuns(t *testing.T) {
 
 func TestEnvironmentIsExact(t *testing.T) {
 	t.Setenv("FLOWD_SECRET_KEY_TEST_LEAK", "x") // must not reach a step
-	r := run.Run{ID: 7, Number: 3, Pipeline: "hello", Trigger: run.TriggerWebhook, TriggeredBy: "alice",
-		Variables: map[string]string{"abc": "456", "GREETING": "from-run"}}
-	j := run.Job{Name: "say", StageName: "build", Env: map[string]string{"GREETING": "hi", "ONLY_JOB": "1"}}
-	env := Environment(r, j, map[string]string{"API_KEY": "k"}, "/ws")
-	got := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		got[k] = v
-	}
-	want := map[string]string{"abc": "456", "GREETING": "from-run", "ONLY_JOB": "1", "API_KEY": "k",
+	base := map[string]string{"abc": "456", "GREETING": "from-run", "ONLY_JOB": "1", "API_KEY": "k",
 		"FLOWD_RUN_ID": "7", "FLOWD_RUN_NUMBER": "3", "FLOWD_PIPELINE": "hello", "FLOWD_TRIGGER": "webhook",
 		"FLOWD_TRIGGERED_BY": "alice", "FLOWD_WORKSPACE": "/ws", "FLOWD_JOB": "say", "FLOWD_STAGE": "build"}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %q, want %q", k, got[k], v)
+	with := func(extra map[string]string) map[string]string {
+		out := maps.Clone(base)
+		maps.Copy(out, extra)
+		return out
+	}
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	cases := []struct {
+		name string
+		git  *run.Git
+		want map[string]string
+	}{
+		{"no git", nil, base},
+		{"branch push", &run.Git{RepoURL: "https://git.example.com/acme/app.git", SHA: sha, Ref: "refs/heads/main",
+			Branch: "main", Event: "push", Provider: "github", Message: "fix it\n\nbody", Author: "Ada <ada@example.com>",
+			CredentialsVar: "API_KEY"},
+			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/acme/app.git", "FLOWD_COMMIT_SHA": sha,
+				"FLOWD_BRANCH": "main", "FLOWD_EVENT": "push", "FLOWD_COMMIT_MESSAGE": "fix it\n\nbody",
+				"FLOWD_COMMIT_AUTHOR": "Ada <ada@example.com>"})},
+		{"tag, credentials in the URL", &run.Git{RepoURL: "https://bot:hunter2@git.example.com/app.git", SHA: sha,
+			Ref: "refs/tags/v1", Tag: "v1", Event: "tag"},
+			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/app.git", "FLOWD_COMMIT_SHA": sha,
+				"FLOWD_TAG": "v1", "FLOWD_EVENT": "tag", "FLOWD_COMMIT_MESSAGE": "", "FLOWD_COMMIT_AUTHOR": ""})},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := run.Run{ID: 7, Number: 3, Pipeline: "hello", Trigger: run.TriggerWebhook, TriggeredBy: "alice",
+				Variables: map[string]string{"abc": "456", "GREETING": "from-run"}, Git: c.git}
+			j := run.Job{Name: "say", StageName: "build", Env: map[string]string{"GREETING": "hi", "ONLY_JOB": "1"}}
+			env := Environment(r, j, map[string]string{"API_KEY": "k"}, "/ws")
+			got := map[string]string{}
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				if _, dup := got[k]; dup {
+					t.Errorf("%s set twice", k)
+				}
+				got[k] = v
+			}
+			for k, v := range c.want {
+				if gv, ok := got[k]; !ok || gv != v {
+					t.Errorf("%s = %q (set: %v), want %q", k, gv, ok, v)
+				}
+			}
+			for k := range got {
+				if _, ok := c.want[k]; !ok && k != "PATH" && k != "HOME" {
+					t.Errorf("unexpected variable %s in a step's environment", k)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckout(t *testing.T) {
+	t.Parallel()
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	secrets := map[string]string{"TOKEN": "tok", "EMPTY": ""}
+	git := func(provider, credVar string) *run.Git {
+		return &run.Git{RepoURL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Provider: provider, CredentialsVar: credVar}
+	}
+	cases := []struct {
+		name       string
+		git        *run.Git
+		user, pass string
+	}{
+		{"github", git("github", "TOKEN"), "x-access-token", "tok"},
+		{"gitlab", git("gitlab", "TOKEN"), "oauth2", "tok"},
+		{"codeup", git("codeup", "TOKEN"), "oauth2", "tok"},
+		{"bitbucket", git("bitbucket", "TOKEN"), "x-token-auth", "tok"},
+		{"gitea", git("gitea", "TOKEN"), "flowd", "tok"},
+		{"manual run", git("", "TOKEN"), "flowd", "tok"},
+		{"no credentials", git("github", ""), "", ""},
+		{"empty token", git("github", "EMPTY"), "", ""},
+	}
+	for _, c := range cases {
+		co, err := Checkout(c.git, secrets)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := executor.Checkout{URL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Username: c.user, Password: c.pass}
+		if co == nil || *co != want {
+			t.Errorf("%s: Checkout = %+v, want %+v", c.name, co, want)
 		}
 	}
-	for k := range got {
-		if _, ok := want[k]; !ok && k != "PATH" && k != "HOME" {
-			t.Errorf("unexpected variable %s in a step's environment", k)
-		}
+	if co, err := Checkout(nil, secrets); co != nil || err != nil {
+		t.Errorf("Checkout(nil) = %+v, %v; want no checkout", co, err)
 	}
+	if _, err := Checkout(git("github", "MISSING"), secrets); err == nil || !strings.Contains(err.Error(), `"MISSING"`) {
+		t.Errorf("Checkout(missing variable) error = %v, want one naming MISSING", err)
+	}
+}
+
+func TestGitRunChecksOut(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, 4)
+		const sha = "89abcdef0123456789abcdef0123456789abcdef"
+		git := &run.Git{RepoURL: "https://git.example.com/acme/app.git", SHA: sha, Ref: "refs/heads/main",
+			Branch: "main", Event: "push", Provider: "gitlab", Message: "add it", Author: "Ada", CredentialsVar: "GIT_TOKEN"}
+		r := f.createWith(t, map[string]string{"GIT_TOKEN": "glpat-s3cr3t-value"}, func(rc *store.RunCreate) {
+			rc.Trigger, rc.Git = run.TriggerPush, git
+		}, job(0, "build", "echo built", "echo glpat-s3cr3t-value"))
+		r = f.wait(t, r.ID, terminal)
+		if r.Status != run.Success {
+			t.Fatalf("run %s %q", r.Status, r.Message)
+		}
+		log := f.log(t, r.ID)
+		if !strings.Contains(log, "checkout "+sha+"\n") || strings.Index(log, "checkout "+sha) > strings.Index(log, "echo built") {
+			t.Errorf("log has no checkout line before the steps:\n%s", log)
+		}
+		if strings.Contains(log, "s3cr3t") {
+			t.Errorf("the clone token reached the log:\n%s", log)
+		}
+		f.exec.mu.Lock()
+		defer f.exec.mu.Unlock()
+		if len(f.exec.jobs) != 1 {
+			t.Fatalf("executor ran %d jobs, want 1", len(f.exec.jobs))
+		}
+		j := f.exec.jobs[0]
+		want := executor.Checkout{URL: git.RepoURL, SHA: sha, Ref: "refs/heads/main", Username: "oauth2", Password: "glpat-s3cr3t-value"}
+		if j.Checkout == nil || *j.Checkout != want {
+			t.Errorf("Checkout = %+v, want %+v", j.Checkout, want)
+		}
+		for _, kv := range []string{"FLOWD_COMMIT_SHA=" + sha, "FLOWD_BRANCH=main", "FLOWD_EVENT=push",
+			"FLOWD_REPO_URL=" + git.RepoURL, "FLOWD_TRIGGER=push"} {
+			if !slices.Contains(j.Env, kv) {
+				t.Errorf("environment lacks %s: %v", kv, j.Env)
+			}
+		}
+	})
+}
+
+func TestGitRunMissingCredentialsFails(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, 4)
+		r := f.createWith(t, nil, func(rc *store.RunCreate) {
+			rc.Git = &run.Git{RepoURL: "https://h/a.git", SHA: "0123456789abcdef0123456789abcdef01234567", CredentialsVar: "GIT_TOKEN"}
+		}, job(0, "build", "echo never"))
+		r = f.wait(t, r.ID, terminal)
+		if r.Status != run.Failed || !strings.Contains(r.Message, "GIT_TOKEN") {
+			t.Fatalf("run %s %q, want failed naming GIT_TOKEN", r.Status, r.Message)
+		}
+		f.exec.mu.Lock()
+		defer f.exec.mu.Unlock()
+		if len(f.exec.ran) != 0 {
+			t.Error("the job ran without its credentials")
+		}
+	})
+}
+
+// A superseded running run is stopped by Scheduler.Cancel like a canceled one, and ends with
+// the message naming the run that superseded it.
+func TestCancelStopsSupersededRun(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, 4)
+		group := func(rc *store.RunCreate) { rc.ConcurrencyGroup = "deploy" }
+		old := f.createWith(t, nil, group, job(0, "wait", "sleep 10m"))
+		f.wait(t, old.ID, func(r run.Run) bool { return r.Jobs[0].Steps[0].Status == run.Running })
+		newer := f.createWith(t, nil, group, job(0, "quick", "echo hi"))
+		ids, err := f.st.RunSupersede(context.Background(), newer.ID)
+		if err != nil || len(ids) != 1 || ids[0] != old.ID {
+			t.Fatalf("RunSupersede = %v, %v", ids, err)
+		}
+		for _, id := range ids {
+			f.sched.Cancel(id)
+		}
+		o := f.wait(t, old.ID, terminal)
+		if want := fmt.Sprintf("superseded by run #%d", newer.Number); o.Status != run.Canceled || o.Message != want {
+			t.Fatalf("old run %s %q, want canceled %q", o.Status, o.Message, want)
+		}
+		if n := f.wait(t, newer.ID, terminal); n.Status != run.Success {
+			t.Fatalf("newer run %s", n.Status)
+		}
+	})
+}
+
+// With max_running 1, a second run of the group waits for the first to end.
+func TestMaxRunningWaits(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, 4)
+		group := func(rc *store.RunCreate) { rc.ConcurrencyGroup, rc.MaxRunning = "deploy", 1 }
+		first := f.createWith(t, nil, group, job(0, "a", "sleep 200ms"))
+		second := f.createWith(t, nil, group, job(0, "b", "echo b"))
+		a := f.wait(t, first.ID, terminal)
+		b := f.wait(t, second.ID, terminal)
+		if a.Status != run.Success || b.Status != run.Success {
+			t.Fatalf("runs %s, %s", a.Status, b.Status)
+		}
+		if b.StartedAt.Before(*a.FinishedAt) {
+			t.Errorf("second run started at %v, before the first ended at %v", b.StartedAt, a.FinishedAt)
+		}
+	})
 }

@@ -80,7 +80,16 @@ type RunCreate struct {
 	TriggeredBy     string
 	Variables       map[string]string
 	SecretVariables []byte
-	Jobs            []run.Job
+	// Git is the commit the run builds; nil for a run without a Git source. Its CredentialsVar
+	// (a variable name, not a secret) is stored with it.
+	Git *run.Git
+	// ConcurrencyGroup is the run's group under the pipeline's concurrency option, already
+	// expanded; "" = none. MaxRunning (0 = no bound, never negative) bounds how many runs of
+	// the pipeline's group run at once: JobClaim starts a queued run of the group only while
+	// fewer run, oldest first. RunSupersede applies cancel_previous.
+	ConcurrencyGroup string
+	MaxRunning       int
+	Jobs             []run.Job
 }
 
 // RunListParams selects a page of a pipeline's runs, newest first.

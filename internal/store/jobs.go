@@ -4,17 +4,31 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
 )
 
 // readyJobs is the FROM/WHERE of jobs that may be claimed now: queued, of their run's current
-// stage, the run queued or running and not cancel-requested.
+// stage, the run queued or running and not cancel-requested, and the run within its
+// concurrency group's bound (groupSlotFree).
 const readyJobs = ` FROM jobs j JOIN runs r ON r.id = j.run_id
-	WHERE j.status = 'queued' AND j.stage = r.stage AND r.status IN ('queued', 'running') AND NOT r.cancel_requested`
+	WHERE j.status = 'queued' AND j.stage = r.stage AND r.status IN ('queued', 'running') AND NOT r.cancel_requested
+	AND ` + groupSlotFree
 
-// JobQueueDepth counts queued jobs whose stage may run now, for metrics.
+// groupSlotFree says whether run r may start under its concurrency group (alias r). A run that
+// is already running holds its slot; a run with no group or no bound (max_running 0) is free;
+// a queued run of a bounded group may start while the group's running runs plus its older
+// queued runs are fewer than max_running. Counting the older queued runs makes the group
+// start its runs first in, first out: a newer run never takes a slot an older one waits for.
+// The count covers runs of the same pipeline only, through the runs_concurrency index.
+const groupSlotFree = `(r.status = 'running' OR r.concurrency_group = '' OR r.max_running <= 0 OR
+	(SELECT COUNT(*) FROM runs g WHERE g.pipeline_id = r.pipeline_id AND g.concurrency_group = r.concurrency_group
+		AND (g.status = 'running' OR (g.status = 'queued' AND g.number < r.number))) < r.max_running)`
+
+// JobQueueDepth counts queued jobs whose stage may run now, for metrics. Jobs of runs waiting
+// for a slot of their concurrency group are not counted: they may not run now.
 func (s *Store) JobQueueDepth(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.reader().queryRow(ctx, "SELECT COUNT(*)"+readyJobs).Scan(&n); err != nil {
@@ -23,12 +37,31 @@ func (s *Store) JobQueueDepth(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// advisoryGroup is the first key of the two-key advisory lock (PostgreSQL) JobClaim takes on a
+// concurrency group; the second is a 32-bit hash of the pipeline id and the group's name. Two
+// groups sharing a hash only pass each other over now and then. It differs from the keys in
+// store.go.
+const advisoryGroup int32 = 0x666c6f63 // "floc"
+
+// claimSkipLimit bounds how many runs of busy concurrency groups one JobClaim passes over on
+// PostgreSQL before it gives up (ErrNotFound); the scheduler's next poll tries again.
+const claimSkipLimit = 16
+
 // JobClaim takes the oldest ready job (status queued, of its run's current stage, run queued or
-// running and not cancel-requested), moves it to running and its run to running; ErrNotFound
-// when none is ready.
+// running and not cancel-requested, run within its concurrency group's bound), moves it to
+// running and its run to running; ErrNotFound when none is ready.
+//
+// A queued run whose group has a bound (RunCreate.MaxRunning) starts only while fewer than
+// MaxRunning runs of its pipeline and group are running, and only after the group's older
+// queued runs: the group queues first in, first out. Runs already running are not limited:
+// they hold their slot until they end, a cancel-requested one included.
 //
 // On PostgreSQL the job and its run are locked with SKIP LOCKED, so servers claiming at once
-// never wait for each other or take the same job.
+// never wait for each other or take the same job. Starting a run of a bounded group also takes
+// a transaction-scoped advisory lock of the group with pg_try_advisory_xact_lock (never
+// waiting) and counts the group again under it, so two servers cannot both fill its last
+// slot; a group locked by another claim is passed over for this claim. SQLite's single writer
+// serialises claims already.
 func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
 	// Look on a reader first, so an idle poll costs no write transaction.
 	var ready int
@@ -38,12 +71,8 @@ func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
 	}
 	var c Claim
 	err = s.write(ctx, func(tx db) error {
-		q := "SELECT j.id, j.run_id" + readyJobs + " ORDER BY j.run_id, j.id LIMIT 1"
-		if tx.pg {
-			q += " FOR NO KEY UPDATE OF j, r SKIP LOCKED"
-		}
-		var jobID, runID int64
-		if err := tx.queryRow(ctx, q).Scan(&jobID, &runID); err != nil {
+		jobID, runID, err := pickJob(ctx, tx)
+		if err != nil {
 			return err
 		}
 		at := now()
@@ -72,6 +101,64 @@ func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
 		return Claim{}, wrap("claim job", err)
 	}
 	return c, nil
+}
+
+// pickJob finds and, on PostgreSQL, locks the job JobClaim takes: see JobClaim. It returns
+// sql.ErrNoRows when none is ready.
+func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
+	var skipped []any
+	for {
+		q := "SELECT j.id, j.run_id, r.status, r.pipeline_id, r.number, r.concurrency_group, r.max_running" + readyJobs
+		if len(skipped) > 0 {
+			q += " AND r.id NOT IN (" + placeholders(len(skipped)) + ")"
+		}
+		q += " ORDER BY j.run_id, j.id LIMIT 1"
+		if tx.pg {
+			q += " FOR NO KEY UPDATE OF j, r SKIP LOCKED"
+		}
+		var (
+			status             run.Status
+			pipelineID, number int64
+			group              string
+			maxRunning         int
+		)
+		if err := tx.queryRow(ctx, q, skipped...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning); err != nil {
+			return 0, 0, err
+		}
+		if !tx.pg || status != run.Queued || group == "" || maxRunning <= 0 {
+			return jobID, runID, nil
+		}
+		free, err := groupSlotLocked(ctx, tx, pipelineID, group, number, maxRunning)
+		if err != nil {
+			return 0, 0, err
+		}
+		if free {
+			return jobID, runID, nil
+		}
+		if skipped = append(skipped, runID); len(skipped) >= claimSkipLimit {
+			return 0, 0, sql.ErrNoRows
+		}
+	}
+}
+
+// groupSlotLocked takes, on PostgreSQL, the advisory lock of a pipeline's concurrency group
+// without waiting, and under it checks groupSlotFree again for the queued run number: in a
+// statement of its own, so that it sees every claim of the group committed before the lock was
+// free. It reports false when the lock is held by another claim or the group has no free slot.
+func groupSlotLocked(ctx context.Context, tx db, pipelineID int64, group string, number int64, maxRunning int) (bool, error) {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%d\x00%s", pipelineID, group)
+	var locked bool
+	if err := tx.queryRow(ctx, "SELECT pg_try_advisory_xact_lock(?::int4, ?::int4)", advisoryGroup, int32(h.Sum32())).Scan(&locked); err != nil {
+		return false, err
+	}
+	if !locked {
+		return false, nil
+	}
+	var n int
+	err := tx.queryRow(ctx, `SELECT COUNT(*) FROM runs g WHERE g.pipeline_id = ? AND g.concurrency_group = ?
+		AND (g.status = 'running' OR (g.status = 'queued' AND g.number < ?))`, pipelineID, group, number).Scan(&n)
+	return n < maxRunning, err
 }
 
 // StepStart moves a step from queued to running.

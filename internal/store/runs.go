@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,46 +14,105 @@ import (
 // runColsNullable are a run's columns (alias r) without its pipeline's name, read by runScan;
 // every one may be NULL when the run comes from a LEFT JOIN.
 const runColsNullable = `r.id, r.pipeline_id, r.number, r.revision, r.status, r.trigger_kind, r.triggered_by,
-	r.variables, r.secret_variables, r.stage, r.cancel_requested, r.message, r.created_at, r.started_at, r.finished_at`
+	r.variables, r.secret_variables, r.stage, r.cancel_requested, r.message, r.created_at, r.started_at, r.finished_at,
+	r.git, r.concurrency_group, r.max_running`
 
 // runSelect reads p.name then runColsNullable.
 const runSelect = "SELECT p.name, " + runColsNullable + " FROM runs r JOIN pipelines p ON p.id = r.pipeline_id"
 
 // runScan receives runColsNullable.
 type runScan struct {
-	id, pipelineID, number, revision, stage sql.NullInt64
-	status, trigger, triggeredBy, message   sql.NullString
-	cancel                                  sql.NullBool
-	variables                               map[string]string
-	secrets                                 []byte
-	created                                 time.Time
-	started, finished                       *time.Time
+	id, pipelineID, number, revision, stage, maxRunning sql.NullInt64
+	status, trigger, triggeredBy, message, group        sql.NullString
+	cancel                                              sql.NullBool
+	variables                                           map[string]string
+	secrets                                             []byte
+	created                                             time.Time
+	started, finished                                   *time.Time
+	git                                                 *run.Git
 }
 
 func (s *runScan) dest() []any {
 	return []any{&s.id, &s.pipelineID, &s.number, &s.revision, &s.status, &s.trigger, &s.triggeredBy,
 		jsonMap{&s.variables}, &s.secrets, &s.stage, &s.cancel, &s.message,
-		timeScan{&s.created}, nullTimeScan{&s.started}, nullTimeScan{&s.finished}}
+		timeScan{&s.created}, nullTimeScan{&s.started}, nullTimeScan{&s.finished},
+		gitScan{&s.git}, &s.group, &s.maxRunning}
 }
 
 func (s *runScan) run() run.Run {
 	return run.Run{
-		ID:              s.id.Int64,
-		PipelineID:      s.pipelineID.Int64,
-		Number:          s.number.Int64,
-		Revision:        s.revision.Int64,
-		Status:          run.Status(s.status.String),
-		Trigger:         run.Trigger(s.trigger.String),
-		TriggeredBy:     s.triggeredBy.String,
-		Variables:       s.variables,
-		SecretVariables: s.secrets,
-		Stage:           int(s.stage.Int64),
-		CancelRequested: s.cancel.Bool,
-		Message:         s.message.String,
-		CreatedAt:       s.created,
-		StartedAt:       s.started,
-		FinishedAt:      s.finished,
+		ID:               s.id.Int64,
+		PipelineID:       s.pipelineID.Int64,
+		Number:           s.number.Int64,
+		Revision:         s.revision.Int64,
+		Status:           run.Status(s.status.String),
+		Trigger:          run.Trigger(s.trigger.String),
+		TriggeredBy:      s.triggeredBy.String,
+		Variables:        s.variables,
+		SecretVariables:  s.secrets,
+		Stage:            int(s.stage.Int64),
+		CancelRequested:  s.cancel.Bool,
+		Message:          s.message.String,
+		CreatedAt:        s.created,
+		StartedAt:        s.started,
+		FinishedAt:       s.finished,
+		Git:              s.git,
+		ConcurrencyGroup: s.group.String,
+		MaxRunning:       int(s.maxRunning.Int64),
 	}
+}
+
+// gitRecord is how a run's run.Git is stored: a JSON object in runs.git. It has JSON names of
+// its own, so that the stored form does not change with the API's, and it keeps
+// CredentialsVar, which the API never shows (a variable name, not a secret).
+type gitRecord struct {
+	RepoURL        string `json:"repo_url"`
+	SHA            string `json:"sha"`
+	Ref            string `json:"ref,omitempty"`
+	Branch         string `json:"branch,omitempty"`
+	Tag            string `json:"tag,omitempty"`
+	Event          string `json:"event,omitempty"`
+	Provider       string `json:"provider,omitempty"`
+	Message        string `json:"message,omitempty"`
+	Author         string `json:"author,omitempty"`
+	CredentialsVar string `json:"credentials_var,omitempty"`
+}
+
+// gitJSON is the value runs.git holds for g: NULL when g is nil, else gitRecord's JSON text.
+func gitJSON(g *run.Git) (any, error) {
+	if g == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(gitRecord(*g))
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// gitScan reads runs.git into **g: nil for NULL (a run without Git).
+type gitScan struct{ g **run.Git }
+
+func (s gitScan) Scan(v any) error {
+	var b []byte
+	switch v := v.(type) {
+	case nil:
+		*s.g = nil
+		return nil
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		return fmt.Errorf("store: cannot read %T as a run's git", v)
+	}
+	var rec gitRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return fmt.Errorf("store: read a run's git: %w", err)
+	}
+	g := run.Git(rec)
+	*s.g = &g
+	return nil
 }
 
 // scanRun reads a row of runSelect.
@@ -159,6 +219,13 @@ func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 	if err != nil {
 		return run.Run{}, fmt.Errorf("variables: %w", err)
 	}
+	git, err := gitJSON(p.Git)
+	if err != nil {
+		return run.Run{}, fmt.Errorf("git: %w", err)
+	}
+	if p.MaxRunning < 0 {
+		return run.Run{}, fmt.Errorf("max running %d: want 0 (no bound) or more", p.MaxRunning)
+	}
 	envs := make([]string, len(p.Jobs))
 	for i, j := range p.Jobs {
 		if envs[i], err = toJSON(j.Env); err != nil {
@@ -191,10 +258,11 @@ func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 	}
 	var runID int64
 	err = tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
-			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?) RETURNING id`,
+			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at,
+			git, concurrency_group, max_running)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?) RETURNING id`,
 		p.PipelineID, number, rev, status, p.Trigger, p.TriggeredBy, vars, p.SecretVariables, stage,
-		tx.ts(at), finished, finished).Scan(&runID)
+		tx.ts(at), finished, finished, git, p.ConcurrencyGroup, p.MaxRunning).Scan(&runID)
 	if err != nil {
 		return run.Run{}, err
 	}
@@ -296,33 +364,8 @@ func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Ru
 		if err := tx.queryRow(ctx, "SELECT status, cancel_requested FROM runs WHERE id = ?"+tx.forUpdate(), id).Scan(&status, &requested); err != nil {
 			return err
 		}
-		at := now()
-		switch status {
-		case run.Queued:
-			if err := skipQueuedJobs(ctx, tx, id, run.Canceled, at); err != nil {
-				return err
-			}
-			if err := endRun(ctx, tx, id, run.Canceled, message, at); err != nil {
-				return err
-			}
-		case run.Running:
-			var running int
-			if err := tx.queryRow(ctx, "SELECT COUNT(*) FROM jobs WHERE run_id = ? AND status = 'running'", id).Scan(&running); err != nil {
-				return err
-			}
-			if running == 0 {
-				if err := skipQueuedJobs(ctx, tx, id, run.Skipped, at); err != nil {
-					return err
-				}
-				if err := endRun(ctx, tx, id, run.Canceled, message, at); err != nil {
-					return err
-				}
-			} else if !requested {
-				if _, err := tx.exec(ctx, `UPDATE runs SET cancel_requested = TRUE, message = ?
-					WHERE id = ? AND status = 'running' AND NOT cancel_requested`, message, id); err != nil {
-					return err
-				}
-			}
+		if err := cancelRun(ctx, tx, id, status, requested, message, now()); err != nil {
+			return err
 		}
 		var err error
 		out, err = loadRun(ctx, tx, id, true)
@@ -332,6 +375,106 @@ func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Ru
 		return run.Run{}, wrap("cancel run", err)
 	}
 	return out, nil
+}
+
+// cancelRun is RunCancel's change to a run the caller has locked and read (status and
+// cancel_requested): see RunCancel.
+func cancelRun(ctx context.Context, tx db, id int64, status run.Status, requested bool, message string, at time.Time) error {
+	switch status {
+	case run.Queued:
+		if err := skipQueuedJobs(ctx, tx, id, run.Canceled, at); err != nil {
+			return err
+		}
+		return endRun(ctx, tx, id, run.Canceled, message, at)
+	case run.Running:
+		var running int
+		if err := tx.queryRow(ctx, "SELECT COUNT(*) FROM jobs WHERE run_id = ? AND status = 'running'", id).Scan(&running); err != nil {
+			return err
+		}
+		if running == 0 {
+			if err := skipQueuedJobs(ctx, tx, id, run.Skipped, at); err != nil {
+				return err
+			}
+			return endRun(ctx, tx, id, run.Canceled, message, at)
+		}
+		if !requested {
+			_, err := tx.exec(ctx, `UPDATE runs SET cancel_requested = TRUE, message = ?
+				WHERE id = ? AND status = 'running' AND NOT cancel_requested`, message, id)
+			return err
+		}
+	}
+	return nil
+}
+
+// SupersededMessage is the message RunSupersede gives the runs it cancels; %d is the number of
+// the run that superseded them.
+const SupersededMessage = "superseded by run #%d"
+
+// RunSupersede applies a concurrency group's cancel_previous for the run runID: every older
+// run (smaller number) of the same pipeline and group that is still queued or running is
+// canceled as RunCancel cancels it, with the message "superseded by run #N" (N = runID's
+// number). A queued one is canceled at once, its jobs canceled; a running one is marked
+// CancelRequested (or canceled at once when no job of it is running), keeping an earlier
+// cancel's message. Runs of other groups, newer runs and finished runs are left alone; a run
+// with no group ("") supersedes nothing.
+//
+// It returns the ids of the older runs that were running, oldest first, so the caller can
+// stop their processes (Scheduler.Cancel); ErrNotFound when runID does not exist.
+func (s *Store) RunSupersede(ctx context.Context, runID int64) (running []int64, err error) {
+	err = s.write(ctx, func(tx db) error {
+		running = nil
+		var (
+			pipelineID, number int64
+			group              string
+		)
+		if err := tx.queryRow(ctx, "SELECT pipeline_id, number, concurrency_group FROM runs WHERE id = ?", runID).
+			Scan(&pipelineID, &number, &group); err != nil {
+			return err
+		}
+		if group == "" {
+			return nil
+		}
+		// Lock order: runs in id order, as every other multi-run lock does.
+		rows, err := tx.query(ctx, `SELECT id, status, cancel_requested FROM runs
+			WHERE pipeline_id = ? AND concurrency_group = ? AND number < ? AND status IN ('queued', 'running')
+			ORDER BY id`+tx.forUpdate(), pipelineID, group, number)
+		if err != nil {
+			return err
+		}
+		type older struct {
+			id        int64
+			status    run.Status
+			requested bool
+		}
+		var olders []older
+		for rows.Next() {
+			var o older
+			if err := rows.Scan(&o.id, &o.status, &o.requested); err != nil {
+				rows.Close()
+				return err
+			}
+			olders = append(olders, o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		message := fmt.Sprintf(SupersededMessage, number)
+		at := now()
+		for _, o := range olders {
+			if err := cancelRun(ctx, tx, o.id, o.status, o.requested, message, at); err != nil {
+				return err
+			}
+			if o.status == run.Running {
+				running = append(running, o.id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("supersede runs", err)
+	}
+	return running, nil
 }
 
 // RunCountsByStatus counts runs by status, for metrics.
