@@ -40,12 +40,21 @@ func (v varsFlag) Set(s string) error {
 }
 
 func (c *cli) cmdRun(ctx context.Context, args []string) int {
-	f := newFlags("run", "flowd run PIPELINE [--var KEY=VALUE …] [--follow]", `
+	f := newFlags("run", "flowd run PIPELINE [--var KEY=VALUE …] [--branch B | --tag T] [--commit SHA] [--follow]", `
 Start a run of PIPELINE. Each --var overrides the default of a declared variable; keys the
 pipeline does not declare are ignored (and named in a warning). With --follow, print the log as
-it is written, then the run's final status; the exit status is then 0 only if the run succeeded.`, 1, 1)
+it is written, then the run's final status; the exit status is then 0 only if the run succeeded.
+
+For a pipeline with a Git source, --branch or --tag chooses what to build: the server looks up
+its head commit (git ls-remote); --commit builds that exact commit (40 hex digits), alone or
+with the branch or tag it belongs to. Without them the run builds the head of the pipeline's
+default branch (the first plain name in source.branches, else main).`, 1, 1)
 	vars := varsFlag{}
 	f.Var(vars, "var", "set variable `KEY=VALUE` (repeatable)")
+	var opts client.RunOptions
+	f.StringVar(&opts.Branch, "branch", "", "build the head of `BRANCH` (pipelines with a source)")
+	f.StringVar(&opts.Tag, "tag", "", "build `TAG` (pipelines with a source)")
+	f.StringVar(&opts.Commit, "commit", "", "build exactly commit `SHA` (pipelines with a source)")
 	var follow bool
 	f.BoolVar(&follow, "follow", false, "follow the log until the run ends")
 	f.BoolVar(&follow, "f", false, "short for --follow")
@@ -54,15 +63,17 @@ it is written, then the run's final status; the exit status is then 0 only if th
 	if code >= 0 {
 		return code
 	}
+	if opts.Branch != "" && opts.Tag != "" {
+		return c.usageError(f, "give --branch or --tag, not both")
+	}
 	cl, err := c.client(cn)
 	if err != nil {
 		return c.fail(err)
 	}
-	var send map[string]string
 	if len(vars) > 0 {
-		send = vars
+		opts.Variables = vars
 	}
-	r, ignored, err := cl.RunCreate(ctx, pos[0], send)
+	r, ignored, err := cl.RunStart(ctx, pos[0], opts)
 	if err != nil {
 		return c.fail(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/trigger"
 )
 
 // Cancel waits this long at most for a running run to stop, polling its status.
@@ -37,6 +38,10 @@ type runSummary struct {
 	StartedAt       *time.Time        `json:"started_at"`
 	FinishedAt      *time.Time        `json:"finished_at"`
 	URL             string            `json:"url"`
+	// Git is the commit the run builds (pipelines with a source), else null.
+	Git *run.Git `json:"git"`
+	// ConcurrencyGroup is the run's group under the pipeline's concurrency option ("" = none).
+	ConcurrencyGroup string `json:"concurrency_group"`
 }
 
 // runDetail is a run with its stages, jobs and steps.
@@ -56,6 +61,7 @@ func (s *Server) toRunSummary(r run.Run) runSummary {
 		CancelRequested: r.CancelRequested, Message: r.Message,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		URL: s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(r.ID, 10),
+		Git: r.Git, ConcurrencyGroup: r.ConcurrencyGroup,
 	}
 }
 
@@ -74,8 +80,10 @@ func (s *Server) toRunDetail(r run.Run) runDetail {
 	return runDetail{runSummary: s.toRunSummary(r), Stages: stages}
 }
 
-// runCreate: POST /api/v1/pipelines/{name}/runs (developer) {"variables":{…}}? → 201
-// {"run","ignored"}.
+// runCreate: POST /api/v1/pipelines/{name}/runs (developer) {"variables":{…}, "branch"|"tag",
+// "commit"}? → 201 {"run","ignored"}. branch, tag and commit are for pipelines with a source: a
+// branch or tag without a commit builds its head (git ls-remote), a commit alone is built as
+// it is, nothing at all builds the head of the default branch.
 func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 	p, u, ok := s.pipelineAccess(w, r, r.PathValue("name"), auth.Developer)
 	if !ok {
@@ -83,15 +91,24 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	var in struct {
 		Variables map[string]json.RawMessage `json:"variables"`
+		Branch    string                     `json:"branch"`
+		Tag       string                     `json:"tag"`
+		Commit    string                     `json:"commit"`
 	}
 	if !decodeJSON(w, r, &in, true) {
 		return
 	}
-	rn, resolved, err := s.Triggers.Start(r.Context(), p, run.TriggerManual, u.Username, in.Variables)
+	ref := trigger.GitRef{Branch: in.Branch, Tag: in.Tag, Commit: in.Commit}
+	rn, resolved, err := s.Triggers.StartAt(r.Context(), p, run.TriggerManual, u.Username, in.Variables, ref)
 	if err != nil {
 		var verr *pipeline.VariableError
 		if errors.As(err, &verr) {
 			writeVariableProblems(w, verr)
+			return
+		}
+		var gerr *trigger.GitError
+		if errors.As(err, &gerr) {
+			writeError(w, gerr.Status, gerr.Code, gerr.Message)
 			return
 		}
 		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", p.Name), "")

@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	if err := sched.Recover(ctx); err != nil {
 		return err
 	}
-	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake}
+	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel}
 	srv := &api.Server{
 		Store:        st,
 		Triggers:     triggers,

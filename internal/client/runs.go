@@ -13,9 +13,27 @@ import (
 // defaults). ignored lists the keys of vars the pipeline does not declare. Bad values are a
 // 422 *Error with Code "invalid_variables" and a Problem per key.
 func (c *Client) RunCreate(ctx context.Context, pipeline string, vars map[string]string) (r *Run, ignored []string, err error) {
+	return c.RunStart(ctx, pipeline, RunOptions{Variables: vars})
+}
+
+// RunOptions is what a manual run is started with.
+type RunOptions struct {
+	Variables map[string]string // overrides of the declared defaults; nil = the defaults
+	// Branch or Tag (at most one) and Commit choose what a pipeline with a source builds: a
+	// branch or tag without a commit builds its head, a commit alone is built as it is; none
+	// builds the head of the pipeline's default branch.
+	Branch, Tag, Commit string
+}
+
+// RunStart starts a manual run of pipeline with opts. A branch or tag the repository lacks is a
+// 422 *Error with Code "no_commit"; a repository the server cannot read a 502 "git_error".
+func (c *Client) RunStart(ctx context.Context, pipeline string, opts RunOptions) (r *Run, ignored []string, err error) {
 	in := struct {
 		Variables map[string]string `json:"variables,omitempty"`
-	}{vars}
+		Branch    string            `json:"branch,omitempty"`
+		Tag       string            `json:"tag,omitempty"`
+		Commit    string            `json:"commit,omitempty"`
+	}{opts.Variables, opts.Branch, opts.Tag, opts.Commit}
 	var out struct {
 		Run     *Run     `json:"run"`
 		Ignored []string `json:"ignored"`

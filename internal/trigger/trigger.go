@@ -1,9 +1,13 @@
 // Package trigger turns "start this pipeline" into a queued run: it opens the pipeline's stored
 // secrets, resolves the run's variables (defaults plus overrides), plans the jobs and steps from
 // the stages, and stores the run in one call of the store. Every way of starting a run goes
-// through Service.Build: manual runs (Service.Start) and webhook deliveries (Webhooks.Deliver:
-// token, signature, owner permission, payload → variables → a queued run stored with its
-// delivery in one transaction).
+// through Service.Build: manual runs (Service.Start, StartAt) and webhook deliveries
+// (Webhooks.Deliver: token, signature, owner permission, payload → Git host event matched
+// against the pipeline's source → CEL rules → variables → a queued run stored with its
+// delivery in one transaction). A run of a pipeline with a source builds one commit
+// (run.Git): the pushed one, or the head of a branch or tag resolved with git ls-remote.
+// Runs get their concurrency group here, and supersede the older runs of their group when the
+// pipeline says cancel_previous.
 package trigger
 
 import (
@@ -11,8 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/rules"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/secret"
 	"github.com/flowd/flowd/internal/store"
@@ -21,32 +27,73 @@ import (
 // Store is what the trigger needs of the store.
 type Store interface {
 	RunCreate(ctx context.Context, p store.RunCreate) (run.Run, error)
+	RunList(ctx context.Context, pipelineID int64, p store.RunListParams) ([]run.Run, error)
+	RunSupersede(ctx context.Context, runID int64) (running []int64, err error)
 }
 
-// Service starts runs.
+// Service starts runs. Its fields are set once before the first start.
 type Service struct {
 	Store Store
 	Box   *secret.Box // opens the pipeline's secrets and seals the run's secret variables
 	// Wake, when set, is called after a run was stored so the scheduler looks for work at once.
 	Wake func()
+	// Cancel, when set, stops the processes of a running run (the scheduler's Cancel). It is
+	// called for the older running runs a new run supersedes (concurrency.cancel_previous).
+	Cancel func(runID int64)
+	Logger *slog.Logger // nil = discard
+
+	programs programs // compiled CEL of concurrency groups
 }
 
 // Start stores a queued run of p (at p.Revision) started by trig on behalf of triggeredBy, with
 // the variables' defaults replaced by overrides (JSON values by variable name; nil = defaults).
+// A run of a pipeline with a source builds the head of its default branch (see StartAt).
 //
 // Bad overrides give a *pipeline.VariableError (test with errors.As) and no run. The returned
 // Resolved lists the ignored (undeclared) keys; its Values hold every variable's value,
 // secret ones included, so callers must not show them. The run's Variables hold only the
 // non-secret values; the secret ones are sealed into its SecretVariables.
 func (s *Service) Start(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (run.Run, *pipeline.Resolved, error) {
+	return s.StartAt(ctx, p, trig, triggeredBy, overrides, GitRef{})
+}
+
+// StartAt is Start for a run that builds ref of the pipeline's source: a branch or a tag, and/or
+// a commit. A branch or tag without a commit is resolved to its head with git ls-remote; the
+// zero GitRef is the default branch (DefaultBranch). A pipeline without a source takes only the
+// zero GitRef. Git problems are a *GitError; bad overrides, or a concurrency.group expression
+// that fails, a *pipeline.VariableError.
+//
+// With concurrency.cancel_previous, the older queued or running runs of the new run's group
+// are canceled once it is stored (the running ones through Cancel).
+func (s *Service) StartAt(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage, ref GitRef) (run.Run, *pipeline.Resolved, error) {
 	b, err := s.Build(p, trig, triggeredBy, overrides)
 	if err != nil {
+		return run.Run{}, nil, err
+	}
+	if b.Def.Source != nil || ref != (GitRef{}) {
+		g, err := resolveGit(ctx, b.Def.Source, ref, b.secretValues(), string(trig))
+		if err != nil {
+			return run.Run{}, nil, err
+		}
+		b.Create.Git = g
+	}
+	// A concurrency.group expression sees the run's variables as its body: what a webhook
+	// would have sent to set them.
+	body := map[string]any{}
+	for k, v := range overrides {
+		var x any
+		if json.Unmarshal(v, &x) == nil {
+			body[k] = x
+		}
+	}
+	if _, err := s.applyConcurrency(ctx, b, rules.Input{Body: body, Event: gitMap(b.Create.Git)}); err != nil {
 		return run.Run{}, nil, err
 	}
 	r, err := s.Store.RunCreate(ctx, b.Create)
 	if err != nil {
 		return run.Run{}, nil, fmt.Errorf("trigger: create run: %w", err)
 	}
+	s.supersede(ctx, r, b.Def.Concurrency != nil && b.Def.Concurrency.CancelPrevious)
 	s.wake()
 	return r, b.Resolved, nil
 }
@@ -56,6 +103,16 @@ type Built struct {
 	Create   store.RunCreate    // the run to store: variables, sealed secrets, planned jobs
 	Resolved *pipeline.Resolved // every variable's value, secret ones in clear: never show it
 	Secret   map[string]bool    // the names of the secret variables
+	Def      *pipeline.Pipeline // the parsed definition, its secrets' defaults filled in
+}
+
+// secretValues returns the resolved values of the secret variables (for source.credentials).
+func (b *Built) secretValues() map[string]string {
+	out := map[string]string{}
+	for k := range b.Secret {
+		out[k] = b.Resolved.Values[k]
+	}
+	return out
 }
 
 // Masked returns the resolved variables with the secret ones' values replaced by ***.
@@ -121,7 +178,15 @@ func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, 
 		},
 		Resolved: resolved,
 		Secret:   isSecret,
+		Def:      def,
 	}, nil
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
 }
 
 // wake tells the scheduler a run was stored.

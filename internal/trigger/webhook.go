@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +14,17 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/rules"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/secret"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/webhook"
+	"github.com/flowd/flowd/internal/webhook/githost"
 )
 
 // WebhookStore is what webhook deliveries need of the store.
@@ -40,9 +45,19 @@ const DefaultMaxBody = 1 << 20
 const recordTimeout = 30 * time.Second
 
 // Webhooks decides webhook deliveries: token → enabled → rate → size → signature → permission
-// → payload → variables → run, each step written to the delivery's trace, and stores every
-// delivery that reaches a known trigger together with the run it starts (one transaction).
-// Its fields are set once before the first Deliver.
+// → payload → source → rules → variables → git → concurrency → run, each step written to the
+// delivery's trace, and stores every delivery that reaches a known trigger together with the
+// run it starts (one transaction). Its fields are set once before the first Deliver.
+//
+// A request whose headers name a Git host (githost.Detect) is a Git host event: its secret is
+// checked the host's way (githost.Verify), its body parsed (githost.Parse) and matched against
+// the pipeline's source (githost.Match); a ping or an event the source does not build is
+// answered 200 {"run":null,"skipped":reason}, a matching one starts a push run at the event's
+// commit. Its body names no variables. Any other request is the general webhook: its JSON
+// object's keys override declared variables, and a pipeline with a source builds the head of
+// its default branch (git ls-remote). The pipeline's CEL rules (webhook.filter,
+// webhook.variables) apply to every delivery; a variable with a rule takes the rule's value
+// over a body key of the same name.
 type Webhooks struct {
 	Store   WebhookStore
 	Runs    *Service         // builds runs exactly as manual starts do, and wakes the scheduler
@@ -144,7 +159,11 @@ type dryRunAnswer struct {
 	WouldStart bool              `json:"would_start"`
 	Variables  map[string]string `json:"variables"` // secret ones as ***
 	Ignored    []string          `json:"ignored"`
-	Trace      webhook.Trace     `json:"trace"`
+	// Git is the commit the run would build (pipelines with a source); ConcurrencyGroup its
+	// concurrency group.
+	Git              *run.Git      `json:"git,omitempty"`
+	ConcurrencyGroup string        `json:"concurrency_group,omitempty"`
+	Trace            webhook.Trace `json:"trace"`
 }
 
 // delivery is a delivery being decided.
@@ -251,11 +270,22 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	d.trace.Add("size", true, "%d bytes", len(in.Body))
 
 	// signature
+	provider, fromHost := githost.Detect(in.Headers)
 	switch {
 	case in.SkipSignature:
 		d.trace.Add("signature", true, "skipped: a redelivery by a signed-in user")
 	case len(d.trig.SecretSealed) == 0:
 		d.trace.Add("signature", true, "the trigger has no secret; no signature needed")
+	case fromHost:
+		sec, err := w.openSecret(d.trig)
+		if err != nil {
+			return w.failure(d, err)
+		}
+		if err := githost.Verify(provider, in.Headers, in.Body, sec); err != nil {
+			d.trace.Add("signature", false, "%s", err.Error())
+			return w.refuse(ctx, d, http.StatusUnauthorized, "invalid_signature", err.Error(), nil)
+		}
+		d.trace.Add("signature", true, "%s", hostSignatureOK(provider))
 	default:
 		sec, err := w.openSecret(d.trig)
 		if err != nil {
@@ -287,19 +317,7 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 		d.trace.Add("permission", true, "the owner %s is a %s of pipeline %s", owner.User.Username, owner.Role, d.trig.Pipeline)
 	}
 
-	// payload
-	overrides, err := webhook.DecodePayload(in.ContentType, in.Body)
-	if err != nil {
-		var werr *webhook.Error
-		if !errors.As(err, &werr) {
-			werr = &webhook.Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: err.Error()}
-		}
-		d.trace.Add("payload", false, "%s", werr.Message)
-		return w.refuse(ctx, d, werr.Status, werr.Code, werr.Message, nil)
-	}
-	d.trace.Add("payload", true, "a JSON object with %d keys", len(overrides))
-
-	// variables
+	// The pipeline as it is now: its source and rules decide what the payload means.
 	p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
 	if errors.Is(err, store.ErrNotFound) { // deleted since the token was looked up
 		return w.notFound(d)
@@ -307,23 +325,125 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if err != nil {
 		return w.failure(d, err)
 	}
-	built, err := w.Runs.Build(p, run.TriggerWebhook, owner.User.Username, overrides)
+	def, err := pipeline.Parse([]byte(p.Source))
+	if err != nil { // the store only holds definitions that parsed when they were saved
+		return w.failure(d, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err))
+	}
+	withRules := hasRules(def)
+
+	// payload
+	var (
+		overrides map[string]json.RawMessage
+		event     *githost.Event
+	)
+	if fromHost {
+		event, err = githost.Parse(provider, in.Headers, in.Body)
+		if err != nil {
+			msg := strings.TrimPrefix(err.Error(), "githost: ")
+			if errors.Is(err, githost.ErrInvalidPayload) {
+				msg += ": send the JSON body the host sends, with Content-Type application/json"
+			}
+			d.trace.Add("payload", false, "%s", msg)
+			return w.refuse(ctx, d, http.StatusBadRequest, "invalid_json", msg, nil)
+		}
+		overrides = map[string]json.RawMessage{} // a host's payload names no variables
+		d.trace.Add("payload", true, "%s", describeEvent(event))
+	} else {
+		overrides, err = webhook.DecodePayload(in.ContentType, in.Body)
+		if err != nil {
+			var werr *webhook.Error
+			if !errors.As(err, &werr) {
+				werr = &webhook.Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: err.Error()}
+			}
+			if !withRules || werr.Code != "invalid_variables" {
+				d.trace.Add("payload", false, "%s", werr.Message)
+				return w.refuse(ctx, d, werr.Status, werr.Code, werr.Message, nil)
+			}
+			// Valid JSON that is not an object: the pipeline's rules read it as body.
+			overrides = map[string]json.RawMessage{}
+			d.trace.Add("payload", true, "a JSON value that is not an object: no variables from the body; the webhook rules read it")
+		} else {
+			d.trace.Add("payload", true, "a JSON object with %d keys", len(overrides))
+		}
+	}
+	var body any // the body as CEL sees it; read when a rule may need it
+	if withRules || def.Concurrency != nil {
+		if body, err = ruleBody(in.ContentType, in.Body); err != nil {
+			if withRules {
+				msg := "the body is not JSON the webhook rules can read: " + err.Error()
+				d.trace.Add("payload", false, "%s", msg)
+				return w.refuse(ctx, d, http.StatusBadRequest, "invalid_json", msg, nil)
+			}
+			body = nil
+		}
+	}
+
+	// source
+	var git *run.Git
+	switch {
+	case event != nil:
+		if event.Kind == githost.KindPing {
+			return w.skip(ctx, d, "source", fmt.Sprintf("ping event from %s: the webhook reaches flowd; push events will start runs", provider))
+		}
+		ok, reason := githost.Match(def.Source, event)
+		if !ok {
+			return w.skip(ctx, d, "source", reason)
+		}
+		git = eventGit(def.Source, event)
+		if !validSHA(git.SHA) {
+			msg := fmt.Sprintf("the %s %s event names no full commit SHA (got %q), so there is no commit to build", provider, event.Kind, git.SHA)
+			d.trace.Add("source", false, "%s", msg)
+			return w.refuse(ctx, d, http.StatusBadRequest, "invalid_json", msg+": send the host's payload as it is", nil)
+		}
+		detail := describeMatch(git)
+		if reason != "" {
+			detail += "; note: " + reason
+		}
+		d.trace.Add("source", true, "%s", detail)
+	case def.Source != nil:
+		d.trace.Add("source", true, "not a Git host event: the run builds the head of the default branch of %s", def.Source.URL)
+	}
+
+	// rules
+	input := rules.Input{Body: body, Headers: ruleHeaders(in.Headers), Event: eventMap(event)}
+	if withRules {
+		res, err := w.Runs.programs.evalRules(ctx, def, input, secretNames(def))
+		if err != nil {
+			var verr *pipeline.VariableError
+			if !errors.As(err, &verr) {
+				return w.stopped(d, err)
+			}
+			d.trace.Add("rules", false, "%s", verr.Error())
+			return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
+				verr.Error()+"; fix the pipeline's rules or the payload and send again", problemsOf(verr))
+		}
+		for i, line := range res.Trace {
+			d.trace.Add("rules", res.Pass || i < len(res.Trace)-1, "%s", line)
+		}
+		if !res.Pass {
+			return w.skip(ctx, d, "", "webhook.filter is false")
+		}
+		var shadowed []string
+		overrides, shadowed = mergeRuleValues(overrides, res.Values)
+		if len(shadowed) > 0 {
+			d.trace.Add("rules", true, "body keys %s ignored: webhook.variables sets them", strings.Join(shadowed, ", "))
+		}
+	}
+
+	// variables
+	trig := run.TriggerWebhook
+	if event != nil {
+		trig = run.TriggerPush
+	}
+	built, err := w.Runs.Build(p, trig, owner.User.Username, overrides)
 	if err != nil {
 		var verr *pipeline.VariableError
 		if !errors.As(err, &verr) {
 			return w.failure(d, err)
 		}
-		type problem struct {
-			Key     string `json:"key"`
-			Message string `json:"message"`
-		}
-		probs := make([]problem, len(verr.Problems))
-		for i, pr := range verr.Problems {
-			probs[i] = problem{Key: pr.Key, Message: pr.Message}
-		}
 		d.trace.Add("variables", false, "%s", verr.Error())
 		return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
-			verr.Error()+"; fix them and send again", probs)
+			verr.Error()+"; fix them and send again", problemsOf(verr))
 	}
 	ignored := built.Resolved.Ignored
 	if ignored == nil {
@@ -335,10 +455,56 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 		d.trace.Add("variables", true, "%d variables", len(built.Resolved.Values))
 	}
 
+	// git: a payload that is not a Git host event builds the head of the default branch
+	if git == nil && def.Source != nil {
+		branch, plain := DefaultBranch(def.Source)
+		if !plain {
+			msg := fmt.Sprintf("this payload is not a Git host event, so it names no commit, and source.branches %v holds no plain branch name whose head could be built: put a plain branch name (such as main) first in source.branches, send the Git host's push event, or start the run with POST /api/v1/pipelines/%s/runs and a branch or commit", def.Source.Branches, p.Name)
+			d.trace.Add("git", false, "%s", msg)
+			return w.refuse(ctx, d, http.StatusUnprocessableEntity, codeNoCommit, msg, nil)
+		}
+		git, err = resolveGit(ctx, def.Source, GitRef{Branch: branch}, built.secretValues(), string(run.TriggerWebhook))
+		if err != nil {
+			var gerr *GitError
+			if !errors.As(err, &gerr) {
+				return w.stopped(d, err)
+			}
+			d.trace.Add("git", false, "%s", gerr.Message)
+			return w.refuse(ctx, d, gerr.Status, gerr.Code, gerr.Message, nil)
+		}
+		d.trace.Add("git", true, "branch %s of %s is at %s (git ls-remote)", git.Branch, git.RepoURL, git.SHA)
+		input.Event = gitMap(git)
+	}
+	built.Create.Git = git
+
+	// concurrency
+	if def.Concurrency != nil {
+		line, err := w.Runs.applyConcurrency(ctx, built, input)
+		if err != nil {
+			var verr *pipeline.VariableError
+			if !errors.As(err, &verr) {
+				if ctx.Err() != nil {
+					return w.stopped(d, err)
+				}
+				return w.failure(d, err)
+			}
+			d.trace.Add("concurrency", false, "%s", verr.Error())
+			return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
+				verr.Error()+"; fix concurrency.group or the payload and send again", problemsOf(verr))
+		}
+		d.trace.Add("concurrency", true, "%s", line)
+	}
+	cancelPrevious := def.Concurrency != nil && def.Concurrency.CancelPrevious
+
 	// run
+	what := fmt.Sprintf("a run of %s as %s", p.Name, owner.User.Username)
+	if git != nil {
+		what += " at " + shortSHA(git.SHA)
+	}
 	if in.DryRun {
-		d.trace.Add("run", true, "dry run: a run of %s as %s would start; nothing was started", p.Name, owner.User.Username)
-		body := mustJSON(dryRunAnswer{DryRun: true, WouldStart: true, Variables: built.Masked(), Ignored: ignored, Trace: d.trace})
+		d.trace.Add("run", true, "dry run: %s would start; nothing was started", what)
+		body := mustJSON(dryRunAnswer{DryRun: true, WouldStart: true, Variables: built.Masked(), Ignored: ignored,
+			Git: git, ConcurrencyGroup: built.Create.ConcurrencyGroup, Trace: d.trace})
 		d.rec.StatusCode, d.rec.Response = http.StatusOK, body
 		stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
 		if err != nil {
@@ -347,18 +513,26 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 		return Outcome{Status: http.StatusOK, Body: withFields(body, "delivery", stored.ID),
 			DeliveryID: stored.ID, Pipeline: d.trig.Pipeline, Code: "dry_run"}
 	}
-	if in.IdempotencyKey != "" {
-		d.trace.Add("run", true, "a run of %s as %s is queued, unless its Idempotency-Key was seen within 24 h (then the first answer is replayed)", p.Name, owner.User.Username)
-	} else {
-		d.trace.Add("run", true, "a run of %s as %s is queued", p.Name, owner.User.Username)
+	key := in.IdempotencyKey
+	if key == "" && event != nil {
+		key = eventKey(event)
 	}
-	d.rec.IdempotencyKey = in.IdempotencyKey
-	var answer []byte
+	if key != "" {
+		d.trace.Add("run", true, "%s is queued, unless its idempotency key %s was seen within 24 h (then the first answer is replayed)", what, key)
+	} else {
+		d.trace.Add("run", true, "%s is queued", what)
+	}
+	d.rec.IdempotencyKey = key
+	var (
+		answer  []byte
+		created run.Run
+	)
 	create := built.Create
 	stored, replayed, err := w.record(ctx, store.DeliveryRecord{
 		Delivery: d.withTrace(),
 		NewRun:   &create,
 		Answer: func(r run.Run) (int, []byte) {
+			created = r
 			var a runAnswer
 			a.Run.ID, a.Run.Number, a.Run.Status = r.ID, r.Number, r.Status
 			if w.RunURL != nil {
@@ -388,10 +562,148 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if len(stored.Response) > 0 {
 		answer = stored.Response
 	}
+	w.Runs.supersede(ctx, created, cancelPrevious)
 	w.Runs.wake()
 	out.Status, out.Code = http.StatusAccepted, "started"
 	out.Body = withFields(answer, "delivery", stored.ID)
 	return out
+}
+
+// skipAnswer is the JSON of a delivery that starts nothing on purpose: a ping, an event the
+// pipeline's source does not build, a webhook.filter that is false.
+type skipAnswer struct {
+	DryRun     bool          `json:"dry_run,omitempty"`
+	Run        *struct{}     `json:"run"` // always null
+	WouldStart *bool         `json:"would_start,omitempty"`
+	Ignored    []string      `json:"ignored"`
+	Skipped    string        `json:"skipped"`
+	Trace      webhook.Trace `json:"trace"`
+}
+
+// skip stores a delivery that starts no run and answers 200 {"run":null,"skipped":reason}; step,
+// when set, is the trace step that decided it.
+func (w *Webhooks) skip(ctx context.Context, d *delivery, step, reason string) Outcome {
+	if step != "" {
+		d.trace.Add(step, false, "%s", reason)
+	}
+	a := skipAnswer{Ignored: []string{}, Skipped: reason, Trace: d.trace}
+	if d.in.DryRun {
+		no := false
+		a.DryRun, a.WouldStart = true, &no
+	}
+	body := mustJSON(a)
+	d.rec.StatusCode, d.rec.Response = http.StatusOK, body
+	stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+	if err != nil {
+		return w.failure(d, err)
+	}
+	return Outcome{Status: http.StatusOK, Body: withFields(body, "delivery", stored.ID),
+		DeliveryID: stored.ID, Pipeline: d.trig.Pipeline, Code: "skipped"}
+}
+
+// stopped answers a delivery whose request ended (or whose git look-up was interrupted) before
+// it was decided: 503, nothing stored.
+func (w *Webhooks) stopped(d *delivery, err error) Outcome {
+	w.logger().Warn("trigger: webhook delivery interrupted", "pipeline", d.trig.Pipeline, "err", err)
+	d.trace.Add("run", false, "the request ended before the delivery was decided")
+	out := w.answerError(d, http.StatusServiceUnavailable, "unavailable",
+		"the delivery could not be decided in time; nothing was accepted — send again", nil)
+	out.RetryAfter = 5 * time.Second
+	return out
+}
+
+// problemsOf is the "problems" of a 422 invalid_variables answer.
+func problemsOf(verr *pipeline.VariableError) any {
+	type problem struct {
+		Key     string `json:"key"`
+		Message string `json:"message"`
+	}
+	probs := make([]problem, len(verr.Problems))
+	for i, pr := range verr.Problems {
+		probs[i] = problem{Key: pr.Key, Message: pr.Message}
+	}
+	return probs
+}
+
+// secretNames are the names of def's secret variables.
+func secretNames(def *pipeline.Pipeline) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range def.Variables {
+		if v.Secret {
+			out[v.Name] = true
+		}
+	}
+	return out
+}
+
+// eventKey is the idempotency key of a Git host event sent without Idempotency-Key: the host's
+// delivery id, so the host's "redeliver" starts nothing new; a host that sends none (Codeup)
+// gives provider:ref:after, so the same push delivered twice builds once.
+func eventKey(e *githost.Event) string {
+	if e.DeliveryID != "" {
+		key := string(e.Provider) + "-delivery:" + e.DeliveryID
+		if len(key) > 200 {
+			sum := sha256.Sum256([]byte(key))
+			key = "sha256:" + hex.EncodeToString(sum[:])
+		}
+		return key
+	}
+	return string(e.Provider) + ":" + e.Ref + ":" + e.After
+}
+
+// hostSignatureOK is the trace line of a Git host request whose secret checked out.
+func hostSignatureOK(p githost.Provider) string {
+	switch p {
+	case githost.GitLab:
+		return "gitlab: X-Gitlab-Token matches the trigger's secret"
+	case githost.Codeup:
+		return "codeup: X-Codeup-Token matches the trigger's secret"
+	case githost.GitHub:
+		return "github: X-Hub-Signature-256 matches the body and the trigger's secret"
+	case githost.Gitea:
+		return "gitea: X-Gitea-Signature (or X-Forgejo-Signature) matches the body and the trigger's secret"
+	case githost.Gogs:
+		return "gogs: X-Gogs-Signature matches the body and the trigger's secret"
+	}
+	return string(p) + ": X-Hub-Signature matches the body and the trigger's secret"
+}
+
+// describeEvent is the payload step's line for a Git host event.
+func describeEvent(e *githost.Event) string {
+	s := fmt.Sprintf("a %s %q event", e.Provider, e.RawEvent)
+	switch e.Kind {
+	case githost.KindPush, githost.KindTag:
+		s += fmt.Sprintf(" (%s): %s %s → %s", e.Kind, e.Ref, shortSHA(e.Before), shortSHA(e.After))
+	case githost.KindPullRequest:
+		if pr := e.PullRequest; pr != nil {
+			s += fmt.Sprintf(" (pull request #%d %s: %s → %s at %s)", pr.Number, pr.Action, pr.SourceBranch, pr.TargetBranch, shortSHA(e.After))
+		}
+	default:
+		s += fmt.Sprintf(" (%s)", e.Kind)
+	}
+	if e.RepoName != "" {
+		s += " of " + e.RepoName
+	}
+	return s
+}
+
+// describeMatch is the source step's line for an event that starts a run.
+func describeMatch(g *run.Git) string {
+	switch {
+	case g.Event == string(githost.KindPullRequest):
+		return fmt.Sprintf("pull request from branch %s matches the pipeline's source; the run builds %s", g.Branch, g.SHA)
+	case g.Tag != "":
+		return fmt.Sprintf("tag %s matches source.tags; the run builds %s", g.Tag, g.SHA)
+	}
+	return fmt.Sprintf("push to branch %s matches the pipeline's source; the run builds %s", g.Branch, g.SHA)
+}
+
+// shortSHA is the first 12 characters of a SHA.
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
 }
 
 // baseRecord is the delivery to store as far as the request tells.
