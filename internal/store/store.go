@@ -10,8 +10,10 @@
 //
 // On SQLite the store keeps two pools: one writer connection (BEGIN IMMEDIATE, so writers never
 // deadlock on lock upgrades) and several read-only connections; WAL lets readers run beside the
-// writer. Every write goes through Store.write, the one place a later change can batch several
-// callers' writes into one commit.
+// writer. Every write goes through Store.write. On SQLite one goroutine runs them (group
+// commit, see groupWriter): the writes that queued while the previous commit was syncing go
+// into one transaction, each in its own SAVEPOINT, and share one fsync (synchronous=FULL), so
+// a returned write is durable and many concurrent writes cost about one disk flush.
 //
 // Status changes are guarded UPDATEs (… WHERE id = ? AND status IN (allowed)) that check the
 // rows they touched; a change that finds a record in the wrong state fails with ErrConflict
@@ -37,6 +39,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -55,8 +59,10 @@ var migrationFiles embed.FS
 // Store is flowd's one store over SQLite or PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pg     bool
-	w      *sql.DB // writes and read-write transactions: one connection on SQLite
-	r      *sql.DB // reads that write nothing: a read-only pool on SQLite, w on PostgreSQL
+	w      *sql.DB      // writes and read-write transactions: one connection on SQLite
+	r      *sql.DB      // reads that write nothing: a read-only pool on SQLite, w on PostgreSQL
+	g      *groupWriter // SQLite: the one goroutine that runs writes, several per commit; nil on PostgreSQL
+	rc     *stmtCache   // SQLite: prepared statements of the reader pool; nil on PostgreSQL
 	logger *slog.Logger
 }
 
@@ -102,7 +108,9 @@ func openSQLite(ctx context.Context, p string) (*Store, error) {
 	}
 	const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	w, err := sql.Open("sqlite", p+"?"+common+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"+
+		// Group commit runs each write in a SAVEPOINT; keep their sub-journals in memory.
+		"&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
@@ -123,7 +131,7 @@ func openSQLite(ctx context.Context, p string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &Store{w: w, r: r}, nil
+	return &Store{w: w, r: r, g: startGroupWriter(w), rc: newStmtCache(r)}, nil
 }
 
 // openPostgres opens one pool used for reads and writes alike.
@@ -144,6 +152,9 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.g != nil {
+		s.g.stop() // commits what is queued; later writes fail with ErrUnavailable
+	}
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -253,7 +264,12 @@ func now() time.Time {
 }
 
 // reader is the pool for statements that only read.
-func (s *Store) reader() db { return db{q: s.r, pg: s.pg} }
+func (s *Store) reader() db {
+	if s.rc != nil {
+		return db{q: cachedPool{s.rc}}
+	}
+	return db{q: s.r, pg: s.pg}
+}
 
 // read runs fn in one read-only transaction on the reader pool, so several queries see one
 // snapshot.
@@ -267,17 +283,33 @@ func (s *Store) read(ctx context.Context, fn func(tx db) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	if err := fn(db{q: tx, pg: s.pg}); err != nil {
+	q := querier(tx)
+	if s.rc != nil {
+		q = cachedTx{tx: tx, c: s.rc}
+	}
+	if err := fn(db{q: q, pg: s.pg}); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-// write runs fn in one transaction on the writer and commits it. Every change the store makes
-// goes through here: on SQLite there is exactly one writer connection, so writes queue here in
-// order, and a later change may gather the fns of several callers into one commit (group
-// commit) without touching the callers. fn must not call write or read again.
+// write runs fn in one transaction on the writer and commits it; after it returns nil, fn's
+// changes are durable. Every change the store makes goes through here. fn must not call write
+// or read again.
+//
+// On PostgreSQL each call is its own transaction (DeliveryRecord relies on that to retry a
+// unique violation). On SQLite the calls go to the group writer (see groupWriter): concurrent
+// calls share one transaction and one fsync, each fn inside its own SAVEPOINT, so a fn's error
+// undoes only its own work and is returned only to its caller.
 func (s *Store) write(ctx context.Context, fn func(tx db) error) error {
+	if s.g == nil {
+		return s.writeTx(ctx, fn)
+	}
+	return s.g.do(ctx, fn)
+}
+
+// writeTx runs fn in a transaction of its own.
+func (s *Store) writeTx(ctx context.Context, fn func(tx db) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -374,3 +406,443 @@ const (
 	advisoryMigrate int64 = 0x666c6f7764000001 // "flowd" + 1
 	advisoryLogs    int32 = 0x666c6f77         // "flow"
 )
+
+// Group commit on SQLite.
+//
+// The writer connection fsyncs once per COMMIT (synchronous=FULL), and that flush, not the SQL,
+// is what a write costs. groupWriter is the one goroutine that owns the connection: it takes
+// every write queued at that moment (at most maxGroup; it never waits for more, so a lone write
+// costs what it did before), runs them in one transaction, each fn inside its own SAVEPOINT,
+// and commits once. Each caller gets its own fn's error (its savepoint rolled back, the others
+// kept) or the COMMIT's. A caller whose ctx ends before its turn is skipped and gets ctx's
+// error; once its fn has started it runs to the end with ctx's values but not its cancellation,
+// since an interrupted statement could make SQLite roll back the whole group.
+
+// maxGroup bounds how many writes share one transaction.
+const maxGroup = 128
+
+// States of a writeReq: the writer moves queued → taken; a caller that gives up moves
+// queued → abandoned. Whoever moves it first decides.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// errClosed is what writes get once Close has begun.
+var errClosed = fmt.Errorf("%w: sql: database is closed", ErrUnavailable)
+
+// writeReq is one caller's write waiting for the group writer.
+type writeReq struct {
+	ctx      context.Context
+	fn       func(tx db) error
+	state    atomic.Int32
+	done     chan struct{} // closed once err and panicked are set
+	err      error
+	panicked any // a panic of fn, raised again in the caller's goroutine
+}
+
+func (r *writeReq) finish(err error) {
+	r.err = err
+	close(r.done)
+}
+
+type groupWriter struct {
+	w        *sql.DB
+	reqs     chan *writeReq
+	quit     chan struct{} // closed by stop: no new writes
+	stopped  chan struct{} // closed when the loop has returned
+	stopOnce sync.Once
+	commits  atomic.Int64 // transactions committed or tried, for tests
+	stmts    *stmtCache   // the writer's prepared statements
+	// savepoint, release and rollbackTo are prepared once: every grouped write runs two.
+	savepoint, release, rollbackTo *sql.Stmt
+}
+
+func startGroupWriter(w *sql.DB) *groupWriter {
+	g := &groupWriter{
+		w:       w,
+		stmts:   newStmtCache(w),
+		reqs:    make(chan *writeReq, 4*maxGroup),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	// Prepared while the connection is free; if one fails, the text runs unprepared.
+	g.savepoint, _ = w.Prepare(sqlSavepoint)
+	g.release, _ = w.Prepare(sqlRelease)
+	g.rollbackTo, _ = w.Prepare(sqlRollbackTo)
+	go g.loop()
+	return g
+}
+
+const (
+	sqlSavepoint  = "SAVEPOINT flowd_write"
+	sqlRelease    = "RELEASE flowd_write"
+	sqlRollbackTo = "ROLLBACK TO flowd_write"
+)
+
+// execPrepared runs st (the prepared form of query) in tx, or query when st is nil.
+func execPrepared(ctx context.Context, tx *sql.Tx, st *sql.Stmt, query string) error {
+	var err error
+	if st != nil {
+		_, err = tx.StmtContext(ctx, st).ExecContext(ctx)
+	} else {
+		_, err = tx.ExecContext(ctx, query)
+	}
+	return err
+}
+
+// stop lets the loop commit what is queued and waits for it to return.
+func (g *groupWriter) stop() {
+	g.stopOnce.Do(func() { close(g.quit) })
+	<-g.stopped
+}
+
+// do queues fn and waits for its outcome.
+func (g *groupWriter) do(ctx context.Context, fn func(tx db) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
+	select {
+	case g.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.quit:
+		return errClosed
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return ctx.Err()
+		}
+		<-r.done // fn has started: its outcome is known soon
+	case <-g.stopped:
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return errClosed // queued after the loop's last look
+		}
+		<-r.done
+	}
+	if r.panicked != nil {
+		panic(r.panicked)
+	}
+	return r.err
+}
+
+func (g *groupWriter) loop() {
+	defer close(g.stopped)
+	batch := make([]*writeReq, 0, maxGroup)
+	for {
+		select {
+		case r := <-g.reqs:
+			batch = append(batch, r)
+		case <-g.quit:
+			// Commit what is queued, then stop; later callers see stopped.
+			for {
+				batch = g.drain(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				g.commit(batch)
+			}
+		}
+		batch = g.drain(batch)
+		g.commit(batch)
+		clear(batch)
+		batch = batch[:0]
+		g.stmts.preparePending() // the connection is free now
+	}
+}
+
+// drain adds to batch what is queued now, up to maxGroup, without waiting.
+func (g *groupWriter) drain(batch []*writeReq) []*writeReq {
+	for len(batch) < maxGroup {
+		select {
+		case r := <-g.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit runs the writes of batch whose callers still wait.
+func (g *groupWriter) commit(batch []*writeReq) {
+	live := make([]*writeReq, 0, len(batch))
+	for _, r := range batch {
+		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			continue // the caller gave up and has returned
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.finish(err)
+			continue
+		}
+		live = append(live, r)
+	}
+	switch len(live) {
+	case 0:
+	case 1:
+		g.one(live[0])
+	default:
+		g.group(live)
+	}
+}
+
+// one runs a lone write in a transaction of its own, under its caller's ctx, as write did
+// before there were groups.
+func (g *groupWriter) one(r *writeReq) {
+	var err error
+	r.panicked = catch(func() {
+		tx, berr := g.w.BeginTx(r.ctx, nil)
+		if berr != nil {
+			err = berr
+			return
+		}
+		defer tx.Rollback()
+		if err = r.fn(db{q: cachedTx{tx: tx, c: g.stmts, writer: true}}); err != nil {
+			return
+		}
+		g.commits.Add(1)
+		err = tx.Commit()
+	})
+	r.finish(err)
+}
+
+// group runs several writes in one transaction, each in a savepoint, and commits once.
+func (g *groupWriter) group(reqs []*writeReq) {
+	tx, err := g.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, r := range reqs {
+			r.finish(err)
+		}
+		return
+	}
+	defer tx.Rollback()
+	q := cachedTx{tx: tx, c: g.stmts, writer: true, detach: true}
+	ok := make([]*writeReq, 0, len(reqs))
+	// broken ends the group early when SQLite rolled back the whole transaction (an I/O
+	// error, a full disk): the writes already run lost their work with it; the rest get a
+	// transaction of their own.
+	broken := func(i int, cause error) {
+		err := fmt.Errorf("group commit: the transaction was rolled back: %w", cause)
+		for _, r := range ok {
+			r.finish(err)
+		}
+		tx.Rollback()
+		if rest := reqs[i+1:]; len(rest) > 0 {
+			if len(rest) == 1 {
+				g.one(rest[0])
+			} else {
+				g.group(rest)
+			}
+		}
+	}
+	for i, r := range reqs {
+		ctx := context.WithoutCancel(r.ctx)
+		if err := execPrepared(ctx, tx, g.savepoint, sqlSavepoint); err != nil {
+			r.finish(err)
+			broken(i, err)
+			return
+		}
+		var ferr error
+		r.panicked = catch(func() { ferr = r.fn(db{q: q}) })
+		if ferr == nil && r.panicked == nil {
+			if err := execPrepared(ctx, tx, g.release, sqlRelease); err != nil {
+				r.finish(err)
+				broken(i, err)
+				return
+			}
+			ok = append(ok, r)
+			continue
+		}
+		if ferr == nil {
+			ferr = errors.New("store: write panicked")
+		}
+		r.finish(ferr) // its work is undone below and never committed
+		if err := execPrepared(ctx, tx, g.rollbackTo, sqlRollbackTo); err != nil {
+			broken(i, err)
+			return
+		}
+		if err := execPrepared(ctx, tx, g.release, sqlRelease); err != nil {
+			broken(i, err)
+			return
+		}
+	}
+	g.commits.Add(1)
+	err = tx.Commit()
+	for _, r := range ok {
+		r.finish(err)
+	}
+}
+
+// catch calls fn and returns what it panicked with, or nil.
+func catch(fn func()) (panicked any) {
+	defer func() { panicked = recover() }()
+	fn()
+	return nil
+}
+
+// Prepared statements on SQLite.
+//
+// modernc's driver prepares (parses and plans) every statement on every call, and for the short
+// statements of a webhook delivery that is most of the work. stmtCache keeps one *sql.Stmt per
+// query text that has arguments (so never a multi-statement migration), at most maxCachedStmts
+// of them. The writer's cache cannot prepare while its only connection is inside a
+// transaction, so a miss there runs the statement unprepared and queues the text; the group
+// writer prepares the queued texts between transactions. Readers prepare on a miss.
+
+// maxCachedStmts bounds a cache; queries past it run unprepared.
+const maxCachedStmts = 512
+
+type stmtCache struct {
+	db      *sql.DB
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+}
+
+func newStmtCache(d *sql.DB) *stmtCache {
+	return &stmtCache{db: d, m: map[string]*sql.Stmt{}, pending: map[string]bool{}}
+}
+
+// lookup returns the prepared statement of query, or nil.
+func (c *stmtCache) lookup(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[query]
+}
+
+// want queues query to be prepared by preparePending.
+func (c *stmtCache) want(query string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m)+len(c.pending) < maxCachedStmts {
+		c.pending[query] = true
+	}
+}
+
+// preparePending prepares the queued queries; a query that fails to prepare is dropped (its
+// callers see the error when it runs unprepared).
+func (c *stmtCache) preparePending() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q := range c.pending {
+		delete(c.pending, q)
+		if st, err := c.db.PrepareContext(context.Background(), q); err == nil {
+			c.m[q] = st
+		}
+	}
+}
+
+// prepare returns query's statement, preparing it now if there is room; nil if not.
+func (c *stmtCache) prepare(ctx context.Context, query string) *sql.Stmt {
+	if st := c.lookup(query); st != nil {
+		return st
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.m[query]; old != nil {
+		st.Close()
+		return old
+	}
+	if len(c.m) >= maxCachedStmts {
+		st.Close()
+		return nil
+	}
+	c.m[query] = st
+	return st
+}
+
+// cachedPool runs reads on the reader pool through prepared statements.
+type cachedPool struct{ c *stmtCache }
+
+func (p cachedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := p.stmt(ctx, query, args); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return p.c.db.ExecContext(ctx, query, args...)
+}
+
+func (p cachedPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := p.stmt(ctx, query, args); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return p.c.db.QueryContext(ctx, query, args...)
+}
+
+func (p cachedPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := p.stmt(ctx, query, args); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return p.c.db.QueryRowContext(ctx, query, args...)
+}
+
+func (p cachedPool) stmt(ctx context.Context, query string, args []any) *sql.Stmt {
+	if len(args) == 0 {
+		return nil
+	}
+	return p.c.prepare(ctx, query)
+}
+
+// cachedTx runs a transaction's statements through the cache's prepared statements. With
+// writer, a miss is queued for the group writer to prepare. With detach, statements run with
+// their ctx's values but not its cancellation: modernc's driver interrupts a statement whose
+// ctx ends, and an interrupted write inside a transaction may roll back the whole transaction,
+// other callers' grouped work too.
+type cachedTx struct {
+	tx     *sql.Tx
+	c      *stmtCache
+	writer bool
+	detach bool
+}
+
+func (t cachedTx) ctx(ctx context.Context) context.Context {
+	if t.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
+func (t cachedTx) stmt(ctx context.Context, query string, args []any) *sql.Stmt {
+	if len(args) == 0 {
+		return nil
+	}
+	st := t.c.lookup(query)
+	if st == nil {
+		if t.writer {
+			t.c.want(query)
+		}
+		return nil
+	}
+	return t.tx.StmtContext(ctx, st)
+}
+
+func (t cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = t.ctx(ctx)
+	if st := t.stmt(ctx, query, args); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = t.ctx(ctx)
+	if st := t.stmt(ctx, query, args); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = t.ctx(ctx)
+	if st := t.stmt(ctx, query, args); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}

@@ -1,0 +1,14 @@
+# make test: the test suite (PostgreSQL too when FLOWD_TEST_DATABASE_URL is set).
+# make bench: flowd-bench against the built binary; results in bench-results.json (BENCHMARKS.md).
+
+BENCH_FLAGS ?=
+BENCH_BIN ?= $(or $(TMPDIR),/tmp)/flowd-bench/flowd
+
+.PHONY: test bench
+test:
+	go test -race ./...
+
+bench:
+	mkdir -p $(dir $(BENCH_BIN))
+	go build -o $(BENCH_BIN) ./cmd/flowd
+	go run ./cmd/flowd-bench --flowd $(BENCH_BIN) --out bench-results.json $(BENCH_FLAGS)
