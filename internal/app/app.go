@@ -25,6 +25,7 @@ import (
 	"github.com/flowd/flowd/internal/secret"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/trigger"
+	"github.com/flowd/flowd/internal/web"
 )
 
 // Run starts flowd and blocks until ctx is done, then shuts down cleanly. out receives the
@@ -91,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		srv.ExternalURL = "http://" + ln.Addr().String()
 	}
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           web.Combine(srv.Handler(), web.New(web.Config{Store: st, ExternalURL: srv.ExternalURL, Logger: logger.With("component", "web")})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

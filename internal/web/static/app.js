@@ -1,0 +1,883 @@
+// flowd UI: progressive enhancement over server-rendered pages. Every read and change goes
+// through the JSON API (docs/api.md) with the session cookie and, for changes, X-CSRF-Token.
+'use strict';
+(function () {
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const CSRF = csrfMeta ? csrfMeta.content : '';
+  const TERMINAL = { success: 1, failed: 1, canceled: 1, skipped: 1 };
+  const ICON = { success: '✓', failed: '✗', running: '▶', queued: '…', canceled: '⊘', skipped: '↷' };
+
+  // ---- small helpers ----------------------------------------------------------------------
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (v === true) el.setAttribute(k, '');
+      else el.setAttribute(k, v);
+    }
+    for (const kid of kids.flat()) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : String(kid));
+    }
+    return el;
+  }
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  async function api(method, path, body, opts) {
+    opts = opts || {};
+    const headers = Object.assign({ Accept: 'application/json' }, opts.headers || {});
+    if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = CSRF;
+    let payload;
+    if (body !== undefined && body !== null) {
+      if (typeof body === 'string') {
+        payload = body;
+        if (!headers['Content-Type']) headers['Content-Type'] = 'application/yaml';
+      } else {
+        payload = JSON.stringify(body);
+        headers['Content-Type'] = 'application/json';
+      }
+    }
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
+    } catch (e) {
+      return { status: 0, data: { error: { code: 'network', message: 'flowd cannot be reached; check your connection and try again' } } };
+    }
+    if (res.status === 401 && !opts.noRedirect) {
+      location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
+    }
+    let data = null;
+    const text = await res.text();
+    if (text) { try { data = JSON.parse(text); } catch (e) { data = { text }; } }
+    return { status: res.status, data, ok: res.ok };
+  }
+  function errText(r) {
+    if (r.data && r.data.error) return r.data.error.message || r.data.error.code;
+    return 'the server answered ' + r.status;
+  }
+  let toastTimer;
+  function toast(msg, bad) {
+    const t = $('#toast');
+    if (!t) return;
+    t.textContent = msg;
+    t.className = 'show' + (bad ? ' error' : '');
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.className = ''; }, bad ? 6000 : 2500);
+  }
+  function badge(status) {
+    status = status || 'none';
+    return h('span', { class: 'badge s-' + status }, h('span', { 'aria-hidden': 'true' }, ICON[status] || '•'), ' ' + (status === 'none' ? 'never run' : status));
+  }
+  function icon(status) {
+    return h('span', { class: 'icon i-' + status, title: status, 'aria-label': status, role: 'img' }, ICON[status] || '•');
+  }
+  function setFavicon(status) {
+    const link = $('#favicon');
+    if (link) link.href = '/favicon.svg' + (status ? '?status=' + encodeURIComponent(status) : '');
+  }
+  function ago(iso) {
+    if (!iso) return '';
+    const s = (Date.now() - new Date(iso).getTime()) / 1000;
+    if (s < 45) return 'just now';
+    if (s < 90) return 'a minute ago';
+    if (s < 3600) return Math.round(s / 60) + ' min ago';
+    if (s < 86400) return Math.round(s / 3600) + ' h ago';
+    if (s < 86400 * 30) return Math.round(s / 86400) + ' d ago';
+    return new Date(iso).toLocaleDateString();
+  }
+  function when(iso) {
+    if (!iso) return h('span', { class: 'muted' }, '—');
+    return h('time', { datetime: iso, title: new Date(iso).toLocaleString() }, ago(iso));
+  }
+  function duration(start, end) {
+    if (!start) return '';
+    const ms = (end ? new Date(end) : new Date()) - new Date(start);
+    let s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + 's';
+    const m = Math.floor(s / 60); s %= 60;
+    if (m < 60) return m + 'm ' + s + 's';
+    return Math.floor(m / 60) + 'h ' + (m % 60) + 'm';
+  }
+  async function copy(text, what) {
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (e) {
+      const ta = h('textarea', { class: 'sr' });
+      ta.value = text; document.body.append(ta); ta.select();
+      try { document.execCommand('copy'); } catch (e2) { /* nothing more to try */ }
+      ta.remove();
+    }
+    toast((what || 'Text') + ' copied');
+  }
+  function copyButton(get, what) {
+    return h('button', { type: 'button', class: 'btn small', onclick: () => copy(typeof get === 'function' ? get() : get, what) }, 'Copy');
+  }
+  function empty(el) { while (el.firstChild) el.firstChild.remove(); return el; }
+  function triggerText(r) {
+    const how = { manual: 'started by hand', webhook: 'webhook', push: 'Git push', cron: 'schedule' }[r.trigger] || r.trigger;
+    return how + (r.triggered_by ? ' · ' + r.triggered_by : '');
+  }
+  function busy(btn, on) { if (btn) btn.disabled = on; }
+
+  // ---- the YAML editor ---------------------------------------------------------------------
+  // A textarea with line numbers; problems (line:column) come from the API's validator as you
+  // type, and from the save itself.
+  function editor(root, opts) {
+    const mode = root.dataset.mode;
+    const ta = h('textarea', { spellcheck: 'false', autocapitalize: 'off', 'aria-label': 'Pipeline definition (YAML)', id: 'yaml' });
+    const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
+    const state = h('span', { class: 'muted', id: 'yaml-state', 'aria-live': 'polite' });
+    const problems = h('ul', { class: 'problems', id: 'yaml-problems' });
+    const save = mode === 'view' ? null : h('button', { type: 'button', class: 'btn primary', id: 'yaml-save' }, mode === 'create' ? 'Create pipeline' : 'Save');
+    if (mode === 'view') ta.readOnly = true;
+    root.append(h('div', { class: 'edwrap' }, gutter, ta), h('div', { class: 'edbar' }, state, save), problems);
+    let bad = new Set();
+    function lines() {
+      const n = ta.value.split('\n').length;
+      let s = '';
+      empty(gutter);
+      for (let i = 1; i <= n; i++) {
+        gutter.append(bad.has(i) ? h('span', { class: 'bad' }, String(i)) : String(i), i < n ? '\n' : '');
+      }
+      gutter.scrollTop = ta.scrollTop;
+      return s;
+    }
+    ta.addEventListener('scroll', () => { gutter.scrollTop = ta.scrollTop; });
+    ta.addEventListener('keydown', (e) => {
+      if (e.key === 'Tab' && !e.shiftKey && !e.ctrlKey && !e.altKey && !ta.readOnly && ta.dataset.tabs === 'on') {
+        e.preventDefault(); ta.setRangeText('  ', ta.selectionStart, ta.selectionEnd, 'end');
+      }
+      if ((e.ctrlKey || e.metaKey) && e.key === 's' && save) { e.preventDefault(); save.click(); }
+    });
+    function goTo(line, col) {
+      const ls = ta.value.split('\n');
+      let pos = 0;
+      for (let i = 0; i < line - 1 && i < ls.length; i++) pos += ls[i].length + 1;
+      pos += Math.max(0, (col || 1) - 1);
+      ta.focus(); ta.setSelectionRange(pos, pos);
+      const lh = parseFloat(getComputedStyle(ta).lineHeight) || 20;
+      ta.scrollTop = Math.max(0, (line - 4) * lh);
+    }
+    function show(list, message) {
+      empty(problems);
+      bad = new Set();
+      for (const p of list || []) {
+        if (p.line) bad.add(p.line);
+        const pos = p.line ? p.line + ':' + (p.column || 1) : '';
+        problems.append(h('li', {}, h('button', { type: 'button', onclick: () => goTo(p.line, p.column), title: pos ? 'Go to line ' + p.line + ', column ' + (p.column || 1) : '' },
+          pos ? h('span', { class: 'pos' }, pos) : null, pos ? ' ' : '', p.message || p.key || '')));
+      }
+      if (message && !(list && list.length)) problems.append(h('li', {}, h('button', { type: 'button' }, message)));
+      lines();
+    }
+    let timer, seq = 0, validateMissing = false;
+    async function validate() {
+      if (validateMissing || !ta.value.trim()) { show([]); state.textContent = ''; return; }
+      const my = ++seq;
+      state.textContent = 'Checking…'; state.className = 'muted';
+      const check = '/api/v1/pipelines/validate' + (mode === 'edit' ? '?pipeline=' + encodeURIComponent(root.dataset.name) : '');
+      const r = await api('POST', check, ta.value, { noRedirect: true });
+      if (my !== seq) return;
+      if (r.status === 404 || r.status === 405) { validateMissing = true; state.textContent = ''; return; }
+      if (r.ok) { show([]); state.textContent = '✓ Valid'; state.className = 'valid'; return; }
+      const probs = (r.data && r.data.error && r.data.error.problems) || [];
+      show(probs, errText(r));
+      state.textContent = '✗ ' + (probs.length === 1 ? '1 problem' : probs.length + ' problems'); state.className = 'pos';
+    }
+    ta.addEventListener('input', () => { lines(); clearTimeout(timer); timer = setTimeout(validate, 350); });
+    if (save) save.addEventListener('click', async () => {
+      busy(save, true);
+      const r = mode === 'create'
+        ? await api('POST', '/api/v1/pipelines', ta.value)
+        : await api('PUT', '/api/v1/pipelines/' + encodeURIComponent(root.dataset.name), ta.value);
+      busy(save, false);
+      if (r.ok) {
+        show([]);
+        if (mode === 'create') { location.href = '/pipelines/' + encodeURIComponent(r.data.name); return; }
+        toast('Saved revision ' + r.data.revision);
+        if (opts && opts.saved) opts.saved(r.data);
+        return;
+      }
+      const probs = (r.data && r.data.error && r.data.error.problems) || [];
+      show(probs, errText(r));
+      state.textContent = '✗ Not saved: ' + errText(r); state.className = 'pos';
+    });
+    return {
+      set(text) { ta.value = text; show([]); lines(); },
+      get() { return ta.value; },
+      validate,
+    };
+  }
+
+  // ---- pages -------------------------------------------------------------------------------
+  const pages = {};
+
+  pages.pipelines = async function () {
+    const tbody = $('#pipelines tbody');
+    const search = $('#search');
+    const toggle = $('#new-toggle');
+    const panel = $('#new-pipeline');
+    let ed;
+    toggle.addEventListener('click', () => {
+      panel.hidden = !panel.hidden;
+      toggle.setAttribute('aria-expanded', String(!panel.hidden));
+      if (!panel.hidden) {
+        if (!ed) {
+          ed = editor($('.editor', panel));
+          ed.set('name: my-pipeline\ndescription: What it does\nvariables:\n  GREETING: "hello"\nstages:\n  - name: build\n    jobs:\n      - name: say\n        steps:\n          - name: echo\n            run: echo "$GREETING from flowd"\n');
+          ed.validate();
+        }
+        $('#yaml').focus();
+      }
+    });
+    const r = await api('GET', '/api/v1/pipelines');
+    if (!r.ok) { empty(tbody).append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, errText(r)))); return; }
+    const list = r.data.pipelines || [];
+    let newest = null;
+    for (const p of list) {
+      if (p.last_run && (!newest || p.last_run.created_at > newest.created_at)) newest = p.last_run;
+    }
+    if (newest) setFavicon(newest.status);
+    function draw() {
+      const q = search.value.trim().toLowerCase();
+      empty(tbody);
+      const shown = list.filter(p => !q || p.name.includes(q) || (p.description || '').toLowerCase().includes(q));
+      if (!list.length) {
+        tbody.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No pipelines yet. Create one with “New pipeline” or `flowd pipeline apply -f`.')));
+      } else if (!shown.length) {
+        tbody.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No pipeline matches “' + search.value + '”.')));
+      }
+      for (const p of shown) {
+        const lr = p.last_run;
+        tbody.append(h('tr', { 'data-name': p.name },
+          h('td', {}, badge(lr ? lr.status : 'none')),
+          h('td', {}, h('a', { href: '/pipelines/' + encodeURIComponent(p.name) }, h('strong', {}, p.name)), p.description ? h('span', { class: 'sub' }, p.description) : null),
+          h('td', {}, lr ? h('a', { href: '/runs/' + lr.id }, '#' + lr.number) : h('span', { class: 'muted' }, '—')),
+          h('td', { class: 'hide-sm' }, lr ? triggerText(lr) : ''),
+          h('td', {}, lr ? when(lr.created_at) : '')));
+      }
+    }
+    search.addEventListener('input', draw);
+    draw();
+  };
+
+  pages.pipeline = async function () {
+    const root = $('#pipeline');
+    const name = root.dataset.name;
+    const canRun = root.dataset.canRun === 'true';
+    const canAdmin = root.dataset.canAdmin === 'true';
+    const base = '/api/v1/pipelines/' + encodeURIComponent(name);
+    let def;
+    const ed = editor($('#definition .editor'), { saved: (p) => { def = p; drawDef(); } });
+
+    function drawDef() {
+      $('#description').textContent = def.description || '';
+      $('#revision').textContent = 'revision ' + def.revision + ' · updated ' + ago(def.updated_at);
+      ed.set(def.yaml);
+      const vt = empty($('#var-list tbody'));
+      if (!def.variables.length) vt.append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No variables.')));
+      for (const v of def.variables) {
+        vt.append(h('tr', {},
+          h('td', {}, h('code', {}, v.name)),
+          h('td', {}, v.secret ? h('span', { class: 'muted', title: 'secret: never shown' }, '•••• secret') : h('code', {}, v.default === '' ? '""' : v.default)),
+          h('td', { class: 'muted' }, [v.description, v.options.length ? 'one of: ' + v.options.join(', ') : ''].filter(Boolean).join(' · '))));
+      }
+      if (canRun) drawRunForm();
+    }
+    function drawRunForm() {
+      const box = empty($('#run-vars'));
+      if (!def.variables.length) box.append(h('p', { class: 'muted' }, 'This pipeline has no variables.'));
+      for (const v of def.variables) {
+        const id = 'var-' + v.name;
+        let input;
+        if (v.options.length) {
+          input = h('select', { id, name: v.name }, v.options.map(o => h('option', { value: o, selected: o === v.default }, o)));
+        } else if (v.secret) {
+          input = h('input', { id, name: v.name, type: 'password', autocomplete: 'off', placeholder: 'secret — empty keeps the stored default', 'data-secret': 'true' });
+        } else {
+          input = h('input', { id, name: v.name, value: v.default || '', 'data-default': v.default || '' });
+        }
+        box.append(h('label', { for: id }, h('code', {}, v.name), input, v.description ? h('span', { class: 'varhelp' }, v.description) : null));
+      }
+    }
+    if (canRun) $('#run-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const vars = {};
+      for (const el of $$('#run-vars [name]')) {
+        if (el.dataset.secret && !el.value) continue;
+        vars[el.name] = el.value;
+      }
+      const btn = $('#run-form button[type=submit]');
+      busy(btn, true);
+      const r = await api('POST', base + '/runs', { variables: vars });
+      busy(btn, false);
+      if (r.ok) { location.href = '/runs/' + r.data.run.id; return; }
+      toast('Not started: ' + errText(r) + (r.data && r.data.error && r.data.error.problems ? ' — ' + r.data.error.problems.map(p => p.key + ': ' + p.message).join('; ') : ''), true);
+    });
+
+    // run history
+    const filters = $('#run-filters');
+    let pages_ = [0], pageIdx = 0, nextBefore = null;
+    async function loadRuns() {
+      const q = new URLSearchParams({ limit: '20' });
+      if (pages_[pageIdx]) q.set('before', pages_[pageIdx]);
+      if (filters.status.value) q.set('status', filters.status.value);
+      if (filters.trigger.value) q.set('trigger', filters.trigger.value);
+      const r = await api('GET', base + '/runs?' + q);
+      const tb = empty($('#run-list tbody'));
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 5 }, errText(r)))); return; }
+      nextBefore = r.data.next_before;
+      $('#runs-older').disabled = !nextBefore;
+      $('#runs-newer').disabled = pageIdx === 0;
+      if (!r.data.runs.length) tb.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, filters.status.value || filters.trigger.value ? 'No runs match these filters.' : 'No runs yet.')));
+      if (pageIdx === 0 && !filters.status.value && !filters.trigger.value && r.data.runs.length) setFavicon(r.data.runs[0].status);
+      for (const run of r.data.runs) {
+        tb.append(h('tr', {},
+          h('td', {}, badge(run.status)),
+          h('td', {}, h('a', { href: '/runs/' + run.id }, '#' + run.number)),
+          h('td', {}, triggerText(run)),
+          h('td', { class: 'hide-sm' }, when(run.started_at || run.created_at)),
+          h('td', { class: 'dur' }, run.started_at ? duration(run.started_at, run.finished_at) : '')));
+      }
+    }
+    filters.addEventListener('change', () => { pages_ = [0]; pageIdx = 0; loadRuns(); });
+    $('#runs-older').addEventListener('click', () => { pages_[pageIdx + 1] = nextBefore; pageIdx++; loadRuns(); });
+    $('#runs-newer').addEventListener('click', () => { if (pageIdx > 0) { pageIdx--; loadRuns(); } });
+
+    // members
+    async function loadMembers() {
+      const r = await api('GET', base + '/members');
+      const tb = empty($('#member-list tbody'));
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 3 }, errText(r)))); return; }
+      for (const m of r.data.members) {
+        const row = h('tr', {}, h('td', {}, m.username));
+        if (canAdmin) {
+          const sel = h('select', { 'aria-label': 'Role of ' + m.username }, ['viewer', 'developer', 'admin'].map(x => h('option', { selected: x === m.role }, x)));
+          sel.addEventListener('change', async () => {
+            const rr = await api('PUT', base + '/members/' + encodeURIComponent(m.username), { role: sel.value });
+            if (!rr.ok) toast(errText(rr), true); else toast(m.username + ' is now ' + sel.value);
+            loadMembers();
+          });
+          row.append(h('td', {}, sel), h('td', {}, h('button', { type: 'button', class: 'btn small danger', onclick: async () => {
+            if (!confirm('Remove ' + m.username + ' from ' + name + '?')) return;
+            const rr = await api('DELETE', base + '/members/' + encodeURIComponent(m.username));
+            if (!rr.ok) toast(errText(rr), true);
+            loadMembers();
+          } }, 'Remove')));
+        } else {
+          row.append(h('td', {}, m.role));
+        }
+        tb.append(row);
+      }
+    }
+    if (canAdmin) $('#member-add').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      const r = await api('PUT', base + '/members/' + encodeURIComponent(f.user.value.trim()), { role: f.role.value });
+      if (!r.ok) { toast(errText(r), true); return; }
+      f.reset(); loadMembers(); toast('Member saved');
+    });
+
+    const r = await api('GET', base);
+    if (!r.ok) { toast(errText(r), true); return; }
+    def = r.data;
+    drawDef();
+    loadRuns();
+    loadMembers();
+    webhookPanel(name, def, canAdmin, canRun);
+  };
+
+  // The webhook trigger panel of a pipeline page.
+  async function webhookPanel(name, def, canAdmin) {
+    const base = '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook';
+    const box = $('#hook');
+    const sw = $('#hook-enabled');
+    async function load() {
+      const r = await api('GET', base);
+      if (!r.ok) { empty(box).append(h('p', { class: 'alert error' }, errText(r))); return; }
+      draw(r.data);
+    }
+    async function act(path, body, btn) {
+      busy(btn, true);
+      const r = await api('POST', base + '/' + path, body);
+      busy(btn, false);
+      if (!r.ok) { toast(errText(r), true); load(); return null; }
+      draw(r.data);
+      return r.data;
+    }
+    if (sw) sw.addEventListener('change', async () => {
+      const on = sw.checked;
+      const t = await act(on ? 'enable' : 'disable', null, sw);
+      if (t) toast(on ? 'Webhook enabled; you are its owner' : 'Webhook disabled; its URL answers 404');
+    });
+    function draw(t) {
+      empty(box);
+      if (sw) { sw.checked = !!t.enabled; }
+      const facts = h('dl', { class: 'facts' },
+        h('dt', {}, 'State'), h('dd', { id: 'hook-state' }, t.enabled ? h('strong', { class: 'i-success' }, '● on') : h('strong', { class: 'muted' }, '○ off'),
+          t.enabled ? ' — requests to the URL start runs' : (t.enabled_by ? ' — the URL answers 404 until enabled again' : ' — never enabled')),
+        t.enabled_by ? [h('dt', {}, 'Owner'), h('dd', {}, t.enabled_by, t.enabled_at ? [' · since ', when(t.enabled_at)] : '')] : null,
+        h('dt', {}, 'Signature'), h('dd', {}, t.has_secret ? 'required: X-Hub-Signature-256 (HMAC-SHA256 of the body)' : 'none: the URL alone is the credential'));
+      box.append(facts);
+      if (t.enabled_by && t.owner_can_run === false) {
+        box.append(h('p', { class: 'alert warn', role: 'alert', id: 'hook-owner-warning' }, '⚠ ', t.owner_problem || ('The owner ' + t.enabled_by + ' can no longer run this pipeline; deliveries are refused. Disable and enable the trigger again as a user who may run it.')));
+      }
+      if (!canAdmin) {
+        box.append(h('p', { class: 'muted' }, 'Only pipeline admins see the URL and change the trigger.'));
+        return;
+      }
+      if (!t.url) {
+        box.append(h('p', { class: 'muted' }, 'Switch the trigger on to get a URL that starts this pipeline with one HTTP request.'));
+        return;
+      }
+      const url = t.url;
+      const sample = {};
+      for (const v of def.variables) if (!v.secret) sample[v.name] = v.default || '';
+      const varBody = JSON.stringify(Object.keys(sample).length ? sample : { abc: '456' });
+      const sign = (body) => t.has_secret
+        ? "body='" + body + "'\nsig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac \"$WEBHOOK_SECRET\" | sed 's/^.* //')\ncurl -X POST -H 'Content-Type: application/json' -H \"X-Hub-Signature-256: sha256=$sig\" --data \"$body\" '" + url + "'"
+        : "curl -X POST -H 'Content-Type: application/json' --data '" + body + "' '" + url + "'";
+      const general = sign('{}');
+      const withVars = sign(varBody);
+      const urlInput = h('input', { id: 'hook-url', readonly: true, value: url, 'aria-label': 'Webhook URL', class: 'mono' });
+      urlInput.addEventListener('focus', () => urlInput.select());
+      box.append(
+        h('label', { for: 'hook-url' }, 'URL — keep it secret: anyone with it can start runs'),
+        h('div', { class: 'copyrow' }, urlInput, copyButton(url, 'URL')),
+        h('h3', {}, 'Start a run with the default variables'),
+        h('div', { class: 'copyrow' }, h('pre', { class: 'cmd', id: 'hook-curl' }, general), copyButton(general, 'Command')),
+        h('h3', {}, 'Start a run with other variable values'),
+        h('div', { class: 'copyrow' }, h('pre', { class: 'cmd', id: 'hook-curl-vars' }, withVars), copyButton(withVars, 'Command')),
+        h('p', { class: 'hint' }, 'Keys that name declared variables override their defaults; other keys are ignored and listed in the answer. An Idempotency-Key header makes retries safe.'));
+      const secretIn = h('input', { type: 'password', name: 'secret', autocomplete: 'off', placeholder: t.has_secret ? 'new secret' : 'a long random string', 'aria-label': 'Signature secret' });
+      const rotate = h('button', { type: 'button', class: 'btn danger', id: 'hook-rotate' }, 'Rotate URL…');
+      rotate.addEventListener('click', async () => {
+        if (!confirm('Rotate the webhook URL of ' + name + '?\n\nThe current URL stops working at once; every system that calls it needs the new one.')) return;
+        if (await act('rotate', null, rotate)) toast('New URL made; the old one answers 404');
+      });
+      const setSecret = h('button', { type: 'button', class: 'btn' }, t.has_secret ? 'Change secret' : 'Require a secret');
+      setSecret.addEventListener('click', async () => {
+        if (!secretIn.value) { secretIn.focus(); toast('Type the secret first', true); return; }
+        if (await act('enable', { secret: secretIn.value }, setSecret)) toast('Secret saved; requests must be signed');
+      });
+      const removeSecret = t.has_secret ? h('button', { type: 'button', class: 'btn small ghost' }, 'Remove secret') : null;
+      if (removeSecret) removeSecret.addEventListener('click', async () => {
+        if (!confirm('Remove the signature secret? The URL alone will start runs.')) return;
+        if (await act('enable', { secret: '' }, removeSecret)) toast('Secret removed');
+      });
+      box.append(
+        h('h3', {}, 'Signature secret (optional)'),
+        h('p', { class: 'hint' }, 'With a secret, requests must carry X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>, as GitHub, Gitea and Gogs send it. Saving it makes you the owner.'),
+        h('div', { class: 'inline' }, secretIn, setSecret, removeSecret),
+        h('h3', {}, 'Git hosts'),
+        hostHelp(url, t.has_secret),
+        h('div', { class: 'actions' }, rotate, h('a', { class: 'btn ghost', href: '/pipelines/' + encodeURIComponent(name) + '/deliveries' }, 'Deliveries →')));
+    }
+    load();
+  }
+
+  function hostHelp(url, hasSecret) {
+    const sec = hasSecret ? 'the same secret' : '(empty, or set a secret above first)';
+    const hosts = [
+      ['GitHub', ['Repository → Settings → Webhooks → Add webhook.', 'Payload URL: the URL above; Content type: application/json.', 'Secret: ' + sec + '. Events: “Just the push event”.']],
+      ['GitLab', ['Project → Settings → Webhooks → Add new webhook.', 'URL: the URL above; Trigger: Push events (and Tag push events).', 'Secret token: ' + sec + ' (sent as X-Gitlab-Token).']],
+      ['Gitea / Forgejo', ['Repository → Settings → Webhooks → Add webhook → Gitea.', 'Target URL: the URL above; POST content type: application/json.', 'Secret: ' + sec + '. Trigger on: Push events.']],
+      ['Gogs', ['Repository → Settings → Webhooks → Add webhook → Gogs.', 'Payload URL: the URL above; Content type: application/json.', 'Secret: ' + sec + '. When: Just the push event.']],
+      ['Bitbucket', ['Repository settings → Webhooks → Add webhook.', 'URL: the URL above; Triggers: Repository push.', 'Secret: ' + sec + ' (Bitbucket Cloud signs with X-Hub-Signature).']],
+      ['Codeup (Alibaba Cloud)', ['Repository → Settings → Webhooks → New webhook.', 'URL: the URL above; Trigger: Push events (and Tag push events).', 'Secret token: ' + sec + '.']],
+    ];
+    return h('div', {}, hosts.map(([host, steps]) => h('details', { class: 'host' }, h('summary', {}, host), h('ol', {}, steps.map(s => h('li', {}, s))))),
+      h('p', { class: 'hint' }, 'Add a source: block with the repository URL to the definition to filter branches, tags and paths.'));
+  }
+
+  // ---- run page ----------------------------------------------------------------------------
+  // parseANSI turns one line with SGR escape sequences into spans; other escapes are dropped.
+  function ansiLine(text, st) {
+    const out = [];
+    const re = /\x1b\[([0-9;]*)([A-Za-z])/g;
+    let last = 0, m;
+    function push(s) {
+      if (!s) return;
+      const cls = [];
+      if (st.b) cls.push('a-b'); if (st.d) cls.push('a-d'); if (st.i) cls.push('a-i'); if (st.u) cls.push('a-u');
+      if (typeof st.fg === 'number') cls.push('f' + st.fg);
+      if (typeof st.bg === 'number') cls.push('b' + st.bg);
+      if (!cls.length && !st.fgc && !st.bgc) { out.push(s); return; }
+      const span = h('span', { class: cls.join(' ') || null }, s);
+      if (st.fgc) span.style.color = st.fgc;
+      if (st.bgc) span.style.backgroundColor = st.bgc;
+      out.push(span);
+    }
+    while ((m = re.exec(text))) {
+      push(text.slice(last, m.index));
+      last = re.lastIndex;
+      if (m[2] !== 'm') continue;
+      const codes = m[1] === '' ? [0] : m[1].split(';').map(Number);
+      for (let i = 0; i < codes.length; i++) {
+        const c = codes[i];
+        if (c === 0) { for (const k of Object.keys(st)) delete st[k]; }
+        else if (c === 1) st.b = 1; else if (c === 2) st.d = 1; else if (c === 3) st.i = 1; else if (c === 4) st.u = 1;
+        else if (c === 22) { delete st.b; delete st.d; } else if (c === 23) delete st.i; else if (c === 24) delete st.u;
+        else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) { st.fg = c; delete st.fgc; }
+        else if (c === 39) { delete st.fg; delete st.fgc; }
+        else if ((c >= 40 && c <= 47)) { st.bg = c; delete st.bgc; }
+        else if (c >= 100 && c <= 107) { st.bg = c - 60; delete st.bgc; }
+        else if (c === 49) { delete st.bg; delete st.bgc; }
+        else if (c === 38 || c === 48) {
+          let color = null;
+          if (codes[i + 1] === 5) { color = xterm(codes[i + 2]); i += 2; }
+          else if (codes[i + 1] === 2) { color = 'rgb(' + codes[i + 2] + ',' + codes[i + 3] + ',' + codes[i + 4] + ')'; i += 4; }
+          if (color) { if (c === 38) { st.fgc = color; delete st.fg; } else { st.bgc = color; delete st.bg; } }
+        }
+      }
+    }
+    push(text.slice(last).replace(/\x1b[^a-zA-Z]*[a-zA-Z]?/g, ''));
+    return out;
+  }
+  function xterm(n) {
+    const base = ['#000', '#cd3131', '#0dbc79', '#e5e510', '#2472c8', '#bc3fbc', '#11a8cd', '#e5e5e5',
+      '#666', '#f14c4c', '#23d18b', '#f5f543', '#3b8eea', '#d670d6', '#29b8db', '#fff'];
+    if (n < 16) return base[n];
+    if (n < 232) { n -= 16; const v = x => (x ? x * 40 + 55 : 0); return 'rgb(' + v(Math.floor(n / 36)) + ',' + v(Math.floor(n / 6) % 6) + ',' + v(n % 6) + ')'; }
+    const g = (n - 232) * 10 + 8; return 'rgb(' + g + ',' + g + ',' + g + ')';
+  }
+
+  pages.run = async function () {
+    const root = $('#run');
+    const id = root.dataset.id;
+    const pipeline = root.dataset.pipeline;
+    const canRun = root.dataset.canRun === 'true';
+    let run = null, pollTimer = null;
+
+    function drawRun() {
+      const st = $('#run-status');
+      st.className = 'badge s-' + run.status;
+      empty(st).append(h('span', { 'aria-hidden': 'true' }, ICON[run.status] || '•'), ' ' + run.status);
+      document.title = (ICON[run.status] || '') + ' ' + pipeline + ' #' + run.number + ' · flowd';
+      setFavicon(run.status);
+      const trig = empty($('#run-trigger'));
+      trig.append(triggerText(run), ' · ', when(run.created_at));
+      if (run.started_at) trig.append(' · ', h('span', { class: 'dur', id: 'run-duration' }, duration(run.started_at, run.finished_at)));
+      const commit = run.variables && (run.variables.FLOWD_COMMIT_SHA || run.variables.COMMIT_SHA);
+      if (commit) trig.append(' · commit ', h('code', {}, commit.slice(0, 12)));
+      trig.append(' · revision ' + run.revision);
+      const msg = $('#run-message');
+      msg.hidden = !run.message;
+      msg.textContent = run.message || '';
+      msg.className = 'alert' + (run.status === 'failed' ? ' error' : run.status === 'canceled' ? ' warn' : '');
+      const cancel = $('#run-cancel');
+      if (cancel) {
+        cancel.hidden = !!TERMINAL[run.status];
+        if (run.cancel_requested) { cancel.disabled = true; cancel.textContent = 'Canceling…'; }
+      }
+      const ol = empty($('#stages'));
+      for (const sg of run.stages) {
+        const jobs = sg.jobs.map((j) => {
+          const steps = j.steps.map((s) => {
+            const exit = s.exit_code !== null && s.exit_code !== undefined ? ' · exit ' + s.exit_code : '';
+            return h('li', { class: 'step', title: s.status + exit },
+              h('span', { class: 'name' }, icon(s.status), ' ', s.name),
+              h('span', { class: 'dur' }, s.status === 'failed' && s.exit_code ? 'exit ' + s.exit_code + ' · ' : '', duration(s.started_at, s.finished_at)));
+          });
+          return h('li', { class: 'job' },
+            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+            h('ol', {}, steps));
+        });
+        ol.append(h('li', {},
+          h('div', { class: 'stage-name' }, h('span', {}, icon(sg.status), ' ', sg.name), h('span', { class: 'sr' }, sg.status)),
+          h('ol', {}, jobs)));
+      }
+      const vt = empty($('#run-vars tbody'));
+      const keys = Object.keys(run.variables || {}).sort();
+      if (!keys.length) vt.append(h('tr', {}, h('td', { class: 'muted' }, 'No variables.')));
+      for (const k of keys) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', {}, h('code', {}, run.variables[k]))));
+      if (secretNames.length) for (const k of secretNames) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', { class: 'muted', title: 'secret values are never shown' }, '•••• secret')));
+    }
+    let secretNames = [];
+    async function refresh() {
+      const r = await api('GET', '/api/v1/runs/' + id);
+      if (r.ok) { run = r.data; drawRun(); }
+      clearTimeout(pollTimer);
+      if (!run || !TERMINAL[run.status]) pollTimer = setTimeout(refresh, 1500);
+    }
+    api('GET', '/api/v1/pipelines/' + encodeURIComponent(pipeline)).then(r => {
+      if (r.ok) { secretNames = r.data.variables.filter(v => v.secret).map(v => v.name); if (run) drawRun(); }
+    });
+
+    if (canRun) {
+      $('#run-cancel').addEventListener('click', async (e) => {
+        const b = e.currentTarget;
+        if (!confirm('Cancel run #' + run.number + ' of ' + pipeline + '? Its running steps are stopped.')) return;
+        b.disabled = true; b.textContent = 'Canceling…';
+        const r = await api('POST', '/api/v1/runs/' + id + '/cancel');
+        if (!r.ok) { toast(errText(r), true); b.disabled = false; b.textContent = 'Cancel run'; }
+        else toast('Run canceled');
+        refresh();
+      });
+      $('#run-rerun').addEventListener('click', async (e) => {
+        const b = e.currentTarget;
+        if (!run) return;
+        busy(b, true);
+        const r = await api('POST', '/api/v1/pipelines/' + encodeURIComponent(pipeline) + '/runs', { variables: run.variables || {} });
+        busy(b, false);
+        if (r.ok) location.href = '/runs/' + r.data.run.id; else toast('Not started: ' + errText(r), true);
+      });
+    }
+
+    // the live log
+    const log = $('#log');
+    const state = $('#log-state');
+    const followBtn = $('#log-follow');
+    let follow = !/^#L\d+$/.test(location.hash), n = 0, ansi = {}, pending = [], frame = 0;
+    log.addEventListener('scroll', () => {
+      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+      if (atBottom !== follow) { follow = atBottom; followBtn.hidden = follow; }
+    });
+    followBtn.addEventListener('click', () => { follow = true; followBtn.hidden = true; log.scrollTop = log.scrollHeight; });
+    function flush() {
+      frame = 0;
+      if (!pending.length) return;
+      const frag = document.createDocumentFragment();
+      for (const text of pending) {
+        n++;
+        const cr = text.lastIndexOf('\r');
+        const t = cr >= 0 ? text.slice(cr + 1) : text;
+        frag.append(h('div', { class: 'line', id: 'L' + n }, h('a', { class: 'ln', href: '#L' + n, 'aria-label': 'line ' + n }, String(n)), h('span', { class: 'tx' }, ansiLine(t, ansi))));
+      }
+      pending = [];
+      const ph = $('.empty', log); if (ph) ph.remove();
+      log.append(frag);
+      if (follow) log.scrollTop = log.scrollHeight;
+      highlight(false);
+    }
+    function addLine(text) { pending.push(text); if (!frame) frame = requestAnimationFrame(flush); }
+    let jumped = false;
+    function highlight(force) {
+      const m = /^#L(\d+)$/.exec(location.hash);
+      if (!m || (jumped && !force)) return;
+      const el = document.getElementById('L' + m[1]);
+      if (!el) return;
+      $$('.line.hl', log).forEach(x => x.classList.remove('hl'));
+      el.classList.add('hl');
+      log.scrollTop = el.offsetTop - log.clientHeight / 3;
+      jumped = true;
+    }
+    window.addEventListener('hashchange', () => { follow = false; followBtn.hidden = false; highlight(true); });
+    async function stream() {
+      state.textContent = 'connecting…';
+      let res;
+      try {
+        res = await fetch('/api/v1/runs/' + id + '/log?follow=1', { credentials: 'same-origin' });
+      } catch (e) { state.textContent = 'disconnected; retrying…'; setTimeout(restart, 3000); return; }
+      if (!res.ok) { state.textContent = 'the log cannot be read (' + res.status + ')'; return; }
+      state.textContent = '● live';
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) { addLine(buf.slice(0, i)); buf = buf.slice(i + 1); }
+        }
+      } catch (e) { state.textContent = 'disconnected; retrying…'; setTimeout(restart, 3000); return; }
+      if (buf) addLine(buf);
+      flush();
+      if (!n) log.append(h('div', { class: 'empty' }, 'This run wrote no log.'));
+      state.textContent = 'finished';
+      refresh();
+    }
+    function restart() { n = 0; ansi = {}; pending = []; empty(log); stream(); }
+    log.append(h('div', { class: 'empty' }, 'Waiting for the first line…'));
+    await refresh();
+    stream();
+  };
+
+  pages.deliveries = async function () {
+    const root = $('#deliveries');
+    const name = root.dataset.name;
+    const tb = $('#dl-list tbody');
+    const detail = $('#dl-detail');
+    let before = null, selected = null;
+    async function load(more) {
+      const q = new URLSearchParams({ limit: '30' });
+      if (more && before) q.set('before', before);
+      const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(name) + '/deliveries?' + q);
+      if (!more) empty(tb);
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 4 }, errText(r)))); return; }
+      before = r.data.next_before;
+      $('#dl-older').disabled = !before;
+      if (!more && !r.data.deliveries.length) tb.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No deliveries yet. Requests to the webhook URL show here.')));
+      for (const d of r.data.deliveries) {
+        const okish = d.status_code < 300;
+        const row = h('tr', { 'data-id': d.id, class: d.id === selected ? 'selected' : null },
+          h('td', {}, when(d.received_at), h('span', { class: 'sub' }, '#' + d.id + (d.remote_addr ? ' · ' + d.remote_addr : ''))),
+          h('td', {}, h('span', { class: 'badge ' + (okish ? 's-success' : d.status_code === 429 ? 's-queued' : 's-failed') }, h('span', { 'aria-hidden': 'true' }, okish ? '✓' : '✗'), ' ' + d.status_code),
+            d.error_code ? h('span', { class: 'sub' }, d.error_code) : null,
+            d.dry_run ? h('span', { class: 'sub' }, 'dry run') : null,
+            d.redelivery_of ? h('span', { class: 'sub' }, 'redelivery of #' + d.redelivery_of) : null,
+            d.replay_of ? h('span', { class: 'sub' }, 'replay of #' + d.replay_of) : null),
+          h('td', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : h('span', { class: 'muted' }, '—')),
+          h('td', {}, h('button', { type: 'button', class: 'btn small', onclick: () => show(d.id) }, 'Details')));
+        tb.append(row);
+      }
+    }
+    async function show(id) {
+      selected = id;
+      $$('#dl-list tr').forEach(tr => tr.classList.toggle('selected', tr.dataset.id === String(id)));
+      const r = await api('GET', '/api/v1/deliveries/' + id);
+      empty(detail);
+      if (!r.ok) { detail.append(h('p', { class: 'alert error' }, errText(r))); return; }
+      const d = r.data;
+      const redeliver = h('button', { type: 'button', class: 'btn', id: 'dl-redeliver' }, '↻ Redeliver');
+      const dry = h('button', { type: 'button', class: 'btn ghost', id: 'dl-dryrun' }, 'Dry run');
+      const result = h('div', { id: 'dl-result', 'aria-live': 'polite' });
+      redeliver.addEventListener('click', async () => {
+        if (!confirm('Deliver #' + d.id + ' again? It runs through today\'s trigger and may start a run.')) return;
+        busy(redeliver, true);
+        const rr = await api('POST', '/api/v1/deliveries/' + d.id + '/redeliver');
+        busy(redeliver, false);
+        outcome(result, rr, 'Redelivered');
+        await load(false);
+      });
+      dry.addEventListener('click', async () => {
+        busy(dry, true);
+        const ct = headerValue(d.headers, 'Content-Type') || 'application/json';
+        const rr = await api('POST', '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook/dry-run', d.body, { headers: { 'Content-Type': ct } });
+        busy(dry, false);
+        outcome(result, rr, 'Dry run');
+        await load(false);
+      });
+      const trace = Array.isArray(d.trace) ? d.trace : [];
+      detail.append(
+        h('div', { class: 'cardhead' }, h('h2', {}, 'Delivery #' + d.id), h('div', { class: 'actions' }, redeliver, dry)),
+        result,
+        h('dl', { class: 'facts' },
+          h('dt', {}, 'Received'), h('dd', {}, new Date(d.received_at).toLocaleString(), d.remote_addr ? ' from ' + d.remote_addr : ''),
+          h('dt', {}, 'Answer'), h('dd', {}, String(d.status_code), d.error_code ? ' ' + d.error_code : ''),
+          h('dt', {}, 'Run'), h('dd', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : '—')),
+        h('h3', {}, 'Decision trace'),
+        traceList(trace),
+        h('h3', {}, 'Answer'),
+        h('pre', { class: 'box' }, JSON.stringify(d.response, null, 2)),
+        h('h3', {}, 'Headers'),
+        h('pre', { class: 'box' }, Object.entries(d.headers || {}).map(([k, v]) => k + ': ' + [].concat(v).join(', ')).join('\n')),
+        h('h3', {}, 'Body' + (d.body_truncated ? ' (cut at the size limit)' : '')),
+        h('pre', { class: 'box', id: 'dl-body' }, pretty(d.body)));
+    }
+    function headerValue(hs, name) {
+      for (const [k, v] of Object.entries(hs || {})) if (k.toLowerCase() === name.toLowerCase()) return [].concat(v)[0];
+      return '';
+    }
+    function pretty(body) {
+      try { return JSON.stringify(JSON.parse(body), null, 2); } catch (e) { return body || ''; }
+    }
+    function traceList(trace) {
+      if (!trace.length) return h('p', { class: 'muted' }, 'No trace was kept.');
+      return h('ol', { class: 'trace' }, trace.map(s => h('li', {}, icon(s.ok ? 'success' : 'failed'), h('span', { class: 'step-name' }, s.step), h('span', {}, s.detail || ''))));
+    }
+    function outcome(box, rr, what) {
+      empty(box);
+      const d = rr.data || {};
+      const ok = rr.status >= 200 && rr.status < 300;
+      box.append(h('div', { class: 'alert ' + (ok ? 'ok' : 'error') },
+        h('strong', {}, what + ': ' + rr.status), ' ',
+        d.run ? ['started ', h('a', { href: '/runs/' + d.run.id }, 'run #' + d.run.number)] : '',
+        d.dry_run ? (d.would_start ? 'would start a run' : 'would start nothing') : '',
+        d.error ? d.error.message : '',
+        d.trace ? traceList(d.trace) : null));
+    }
+    $('#dl-refresh').addEventListener('click', () => load(false));
+    $('#dl-older').addEventListener('click', () => load(true));
+    await load(false);
+    const first = $('#dl-list tr[data-id]');
+    if (first && matchMedia('(min-width: 861px)').matches) show(Number(first.dataset.id));
+  };
+
+  pages.users = async function () {
+    const tb = $('#user-list tbody');
+    let me = null;
+    async function load() {
+      const [r, m] = await Promise.all([api('GET', '/api/v1/users'), me ? null : api('GET', '/api/v1/user')]);
+      if (m && m.ok) me = m.data.username;
+      empty(tb);
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 5 }, errText(r)))); return; }
+      for (const u of r.data.users) {
+        const self = u.username === me;
+        const patch = async (body, msg, btn) => {
+          busy(btn, true);
+          const rr = await api('PATCH', '/api/v1/users/' + encodeURIComponent(u.username), body);
+          busy(btn, false);
+          if (!rr.ok) toast(errText(rr), true); else toast(msg);
+          load();
+        };
+        const adminBtn = h('button', { type: 'button', class: 'btn small', disabled: self }, u.admin ? 'Remove admin' : 'Make admin');
+        adminBtn.addEventListener('click', () => patch({ admin: !u.admin }, u.username + (u.admin ? ' is no longer an admin' : ' is now an admin'), adminBtn));
+        const disBtn = h('button', { type: 'button', class: 'btn small' + (u.disabled ? '' : ' danger'), disabled: self }, u.disabled ? 'Enable' : 'Disable');
+        disBtn.addEventListener('click', () => {
+          if (!u.disabled && !confirm('Disable ' + u.username + '? Their sessions and tokens stop working.')) return;
+          patch({ disabled: !u.disabled }, u.username + (u.disabled ? ' enabled' : ' disabled'), disBtn);
+        });
+        tb.append(h('tr', { 'data-user': u.username },
+          h('td', {}, h('strong', {}, u.username), self ? h('span', { class: 'sub' }, 'you') : null),
+          h('td', {}, u.admin ? h('span', { class: 'tag' }, 'admin') : 'user'),
+          h('td', {}, u.disabled ? h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' disabled') : h('span', { class: 'badge s-success' }, h('span', { 'aria-hidden': 'true' }, '✓'), ' active')),
+          h('td', { class: 'hide-sm' }, when(u.created_at)),
+          h('td', {}, h('div', { class: 'actions' }, adminBtn, disBtn))));
+      }
+    }
+    $('#user-add').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      const r = await api('POST', '/api/v1/users', { username: f.username.value.trim(), password: f.password.value, admin: f.admin.checked });
+      if (!r.ok) { toast(errText(r), true); return; }
+      toast('Added ' + r.data.username); f.reset(); load();
+    });
+    load();
+  };
+
+  pages.tokens = async function () {
+    const tb = $('#token-list tbody');
+    async function load() {
+      const r = await api('GET', '/api/v1/tokens');
+      empty(tb);
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 4 }, errText(r)))); return; }
+      if (!r.data.tokens.length) tb.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'You have no API tokens.')));
+      for (const t of r.data.tokens) {
+        const revoke = h('button', { type: 'button', class: 'btn small danger' }, 'Revoke');
+        revoke.addEventListener('click', async () => {
+          if (!confirm('Revoke “' + t.name + '”? Scripts using it stop working at once.')) return;
+          const rr = await api('DELETE', '/api/v1/tokens/' + t.id);
+          if (!rr.ok) toast(errText(rr), true); else toast('Token revoked');
+          load();
+        });
+        tb.append(h('tr', {}, h('td', {}, t.name), h('td', {}, when(t.created_at)), h('td', {}, t.last_used_at ? when(t.last_used_at) : h('span', { class: 'muted' }, 'never')), h('td', {}, revoke)));
+      }
+    }
+    $('#token-add').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      const me = await api('GET', '/api/v1/user');
+      if (!me.ok) { toast(errText(me), true); return; }
+      // Creating a token takes the password again (HTTP Basic), as the API asks.
+      const basic = 'Basic ' + btoa(unescape(encodeURIComponent(me.data.username + ':' + f.password.value)));
+      const r = await api('POST', '/api/v1/tokens', f.name.value.trim() ? { name: f.name.value.trim() } : null, { headers: { Authorization: basic }, noRedirect: true });
+      if (!r.ok) { toast(r.status === 401 ? 'Wrong password' : errText(r), true); return; }
+      f.reset();
+      const out = $('#token-new');
+      out.hidden = false;
+      empty(out).append(h('p', { class: 'alert ok' }, 'Copy the token now; it is not shown again.'),
+        h('div', { class: 'copyrow' }, h('input', { readonly: true, value: r.data.token, class: 'mono', id: 'token-value', 'aria-label': 'New token' }), copyButton(r.data.token, 'Token')));
+      load();
+    });
+    load();
+  };
+
+  const page = document.body.dataset.page;
+  if (pages[page]) pages[page]().catch(e => { console.error(e); toast('Something went wrong on this page: ' + e.message, true); });
+})();
