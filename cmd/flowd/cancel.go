@@ -9,18 +9,9 @@ func (c *cli) cmdCancel(ctx context.Context, args []string) int {
 	f := newFlags("cancel", "flowd cancel RUN", `
 Cancel run RUN (its id) if it is queued or running (developers of its pipeline). It returns once
 the run has stopped: at once for a queued run, when its processes are gone for a running one.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, id, code := c.connectID(f, args, "RUN", "run")
 	if code >= 0 {
 		return code
-	}
-	id, ok := parseRunID(pos[0])
-	if !ok {
-		return c.usageError(f, "RUN must be a run id (a number), got %q", pos[0])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	r, err := cl.RunCancel(ctx, id)
 	if err != nil {

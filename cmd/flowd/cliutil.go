@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -109,6 +110,84 @@ func (f *flags) connFlags() *conn {
 	f.StringVar(&cn.server, "server", "", "flowd server `URL` (default: FLOWD_SERVER, the saved login, or "+defaultServer+")")
 	f.StringVar(&cn.token, "token", "", "API `TOKEN` (default: FLOWD_TOKEN or the saved login)")
 	return &cn
+}
+
+// followFlags adds --follow and its short form -f.
+func (f *flags) followFlags() *bool {
+	var follow bool
+	f.BoolVar(&follow, "follow", false, "follow the log until the run ends")
+	f.BoolVar(&follow, "f", false, "short for --follow")
+	return &follow
+}
+
+// paging holds the --limit and --before flags of a command that lists one page of things.
+type paging struct {
+	limit  int
+	before int64
+}
+
+// pagingFlags adds --limit (at most N of what) and --before, described by beforeUsage.
+func (f *flags) pagingFlags(what, beforeUsage string) *paging {
+	var pg paging
+	f.IntVar(&pg.limit, "limit", 0, "show at most `N` "+what+" (default: the server's, 50)")
+	f.Int64Var(&pg.before, "before", 0, beforeUsage)
+	return &pg
+}
+
+// check is a connectWith check: neither flag may be negative.
+func (pg *paging) check([]string) error {
+	if pg.limit < 0 || pg.before < 0 {
+		return errors.New("--limit and --before must not be negative")
+	}
+	return nil
+}
+
+// connect is the start of every command that talks to the server: it adds --server and
+// --token to f, parses args (see parse) and resolves the API client (see client). It returns
+// the client and the positional arguments, or an exit status ≥ 0 when the command should stop.
+func (c *cli) connect(f *flags, args []string) (*client.Client, []string, int) {
+	return c.connectWith(f, args, nil)
+}
+
+// connectWith is connect with check, if not nil, run on the positional arguments before the
+// client is resolved; an error of check is a usage error (exit status 2).
+func (c *cli) connectWith(f *flags, args []string, check func(pos []string) error) (*client.Client, []string, int) {
+	cn := f.connFlags()
+	pos, code := c.parse(f, args)
+	if code >= 0 {
+		return nil, nil, code
+	}
+	if check != nil {
+		if err := check(pos); err != nil {
+			return nil, nil, c.usageError(f, "%v", err)
+		}
+	}
+	cl, err := c.client(cn)
+	if err != nil {
+		return nil, nil, c.fail(err)
+	}
+	return cl, pos, -1
+}
+
+// connectID is connect for a command whose one argument is a run or delivery id (see parseID):
+// arg is its name in the synopsis and kind what it identifies, for the usage error
+// "RUN must be a run id (a number), got …".
+func (c *cli) connectID(f *flags, args []string, arg, kind string) (*client.Client, int64, int) {
+	var id int64
+	cl, _, code := c.connectWith(f, args, func(pos []string) error {
+		var ok bool
+		if id, ok = parseID(pos[0]); !ok {
+			return fmt.Errorf("%s must be a %s id (a number), got %q", arg, kind, pos[0])
+		}
+		return nil
+	})
+	return cl, id, code
+}
+
+// parseID reads a run or delivery id argument ("17"; "#17" is taken too).
+func parseID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
+	return id, err == nil && id > 0
 }
 
 // errNotLoggedIn is returned by client when no token is known.
@@ -306,6 +385,16 @@ func (c *cli) fail(err error) int {
 	}
 	fmt.Fprintf(c.stderr, "flowd: %s\n", msg)
 	return 1
+}
+
+// done ends a command whose last call returned err: it fails with err, or prints the line
+// format on stdout and returns 0.
+func (c *cli) done(err error, format string, a ...any) int {
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, format+"\n", a...)
+	return 0
 }
 
 // warn prints a warning on stderr.

@@ -21,21 +21,12 @@ List the requests received on the webhook of PIPELINE, newest first (pipeline de
 their answer status and error, the run they started, and whether they were a dry run, a
 redelivery or an Idempotency-Key replay. 'flowd delivery ID' shows one in full. When there are
 more, the last line tells the --before value that shows the next page.`, 1, 1)
-	limit := f.Int("limit", 0, "show at most `N` deliveries (default: the server's, 50)")
-	before := f.Int64("before", 0, "only deliveries with an id below `ID`")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	pg := f.pagingFlags("deliveries", "only deliveries with an id below `ID`")
+	cl, pos, code := c.connectWith(f, args, pg.check)
 	if code >= 0 {
 		return code
 	}
-	if *limit < 0 || *before < 0 {
-		return c.usageError(f, "--limit and --before must not be negative")
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	page, err := cl.DeliveryList(ctx, pos[0], *limit, *before)
+	page, err := cl.DeliveryList(ctx, pos[0], pg.limit, pg.before)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -84,18 +75,9 @@ where it came, its headers (secrets redacted) and body, the answer it got, and t
 step by step. With --redeliver, send its body through the webhook again as it is configured
 today instead (see 'flowd redeliver').`, 1, 1)
 	redeliver := f.Bool("redeliver", false, "send the delivery again (as 'flowd redeliver ID')")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, id, code := c.connectID(f, args, "ID", "delivery")
 	if code >= 0 {
 		return code
-	}
-	id, ok := parseRunID(pos[0])
-	if !ok {
-		return c.usageError(f, "ID must be a delivery id (a number), got %q", pos[0])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	if *redeliver {
 		return c.redeliver(ctx, cl, id)
@@ -150,18 +132,9 @@ Send the body of webhook delivery ID through its pipeline's webhook again, as th
 configured today (pipeline developers); the signature is not checked. Prints the answer of the
 new delivery: its status, the run it started, and the decision step by step. Exit status: 0
 if the webhook accepted it (2xx), 1 if it refused.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, id, code := c.connectID(f, args, "ID", "delivery")
 	if code >= 0 {
 		return code
-	}
-	id, ok := parseRunID(pos[0])
-	if !ok {
-		return c.usageError(f, "ID must be a delivery id (a number), got %q", pos[0])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	return c.redeliver(ctx, cl, id)
 }

@@ -82,13 +82,9 @@ on the server until you revoke it with 'flowd token rm ID' (see 'flowd token ls'
 
 func (c *cli) cmdWhoami(ctx context.Context, args []string) int {
 	f := newFlags("whoami", "flowd whoami", "Show the user the token belongs to, and the server.", 0, 0)
-	cn := f.connFlags()
-	if _, code := c.parse(f, args); code >= 0 {
+	cl, _, code := c.connect(f, args)
+	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	u, err := cl.Me(ctx)
 	if err != nil {

@@ -251,6 +251,16 @@ func TestHelpAndUsage(t *testing.T) {
 		{args: []string{"run", "hello", "--nope"}, code: 2, stderr: "flag provided but not defined: -nope"},
 		{args: []string{"show", "abc"}, code: 2, stderr: `RUN must be a run id (a number), got "abc"`},
 		{args: []string{"token", "rm", "x"}, code: 2, stderr: "ID must be a token id"},
+		// Checks of the arguments come before the client: these fail as usage errors (2)
+		// although nobody is logged in.
+		{args: []string{"token", "rm", "#3"}, code: 2, stderr: `ID must be a token id (a number), got "#3"`},
+		{args: []string{"cancel", "0"}, code: 2, stderr: `flowd cancel: RUN must be a run id (a number), got "0"`},
+		{args: []string{"logs", "x", "-f"}, code: 2, stderr: `flowd logs: RUN must be a run id (a number), got "x"`},
+		{args: []string{"redeliver", "--", "-1"}, code: 2, stderr: `flowd redeliver: ID must be a delivery id (a number), got "-1"`},
+		{args: []string{"runs", "hello", "--limit", "-1"}, code: 2, stderr: "flowd runs: --limit and --before must not be negative\nUsage: flowd runs PIPELINE"},
+		{args: []string{"deliveries", "hello", "--before", "-1"}, code: 2, stderr: "flowd deliveries: --limit and --before must not be negative"},
+		{args: []string{"run", "hello", "--branch", "a", "--tag", "b"}, code: 2, stderr: "flowd run: give --branch or --tag, not both"},
+		{args: []string{"whoami", "extra"}, code: 2, stderr: `flowd whoami: unexpected argument "extra"`},
 		{args: []string{"member", "set", "p", "u", "boss"}, code: 2, stderr: "ROLE must be viewer, developer or admin"},
 		{args: []string{"pipeline", "apply"}, code: 2, stderr: "-f FILE is required"},
 		{args: []string{"runs", "hello", "--limit", "x"}, code: 2, stderr: `invalid value "x" for flag -limit`},

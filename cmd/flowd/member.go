@@ -17,19 +17,15 @@ func (c *cli) cmdMemberSet(ctx context.Context, args []string) int {
 	f := newFlags("member set", "flowd member set PIPELINE USER ROLE", `
 Give USER the ROLE on PIPELINE (pipeline admins). ROLE is viewer (reads runs and logs),
 developer (also starts and cancels runs) or admin (also edits the pipeline, members, triggers).`, 3, 3)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connectWith(f, args, func(pos []string) error {
+		switch pos[2] {
+		case "viewer", "developer", "admin":
+			return nil
+		}
+		return fmt.Errorf("ROLE must be viewer, developer or admin, got %q", pos[2])
+	})
 	if code >= 0 {
 		return code
-	}
-	switch pos[2] {
-	case "viewer", "developer", "admin":
-	default:
-		return c.usageError(f, "ROLE must be viewer, developer or admin, got %q", pos[2])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	m, err := cl.MemberSet(ctx, pos[0], pos[1], pos[2])
 	if err != nil {
@@ -41,14 +37,9 @@ developer (also starts and cancels runs) or admin (also edits the pipeline, memb
 
 func (c *cli) cmdMemberList(ctx context.Context, args []string) int {
 	f := newFlags("member ls", "flowd member ls PIPELINE", "List the members of PIPELINE with their roles.", 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	ms, err := cl.MemberList(ctx, pos[0])
 	if err != nil {
@@ -64,18 +55,9 @@ func (c *cli) cmdMemberList(ctx context.Context, args []string) int {
 
 func (c *cli) cmdMemberRemove(ctx context.Context, args []string) int {
 	f := newFlags("member rm", "flowd member rm PIPELINE USER", "Remove USER from the members of PIPELINE (pipeline admins).", 2, 2)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if err := cl.MemberDelete(ctx, pos[0], pos[1]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "%s removed from %s\n", pos[1], pos[0])
-	return 0
+	return c.done(cl.MemberDelete(ctx, pos[0], pos[1]), "%s removed from %s", pos[1], pos[0])
 }

@@ -72,13 +72,9 @@ definition is printed as FILE:LINE:COLUMN: MESSAGE.`, 0, 0)
 
 func (c *cli) cmdPipelineList(ctx context.Context, args []string) int {
 	f := newFlags("pipeline ls", "flowd pipeline ls", "List the pipelines you are a member of (all of them for admins), with your role and the last run.", 0, 0)
-	cn := f.connFlags()
-	if _, code := c.parse(f, args); code >= 0 {
+	cl, _, code := c.connect(f, args)
+	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	pls, err := cl.PipelineList(ctx)
 	if err != nil {
@@ -105,14 +101,9 @@ func (c *cli) cmdPipelineShow(ctx context.Context, args []string) int {
 Show a pipeline: its revision, variables, stages, members and YAML definition. Secret defaults
 are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
 	onlyYAML := f.Bool("yaml", false, "print only the YAML definition")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	pl, err := cl.PipelineGet(ctx, pos[0])
 	if err != nil {
@@ -179,18 +170,9 @@ are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
 
 func (c *cli) cmdPipelineRemove(ctx context.Context, args []string) int {
 	f := newFlags("pipeline rm", "flowd pipeline rm NAME", "Delete a pipeline with its runs, logs and triggers (pipeline admins).", 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if err := cl.PipelineDelete(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "pipeline %s deleted\n", pos[0])
-	return 0
+	return c.done(cl.PipelineDelete(ctx, pos[0]), "pipeline %s deleted", pos[0])
 }

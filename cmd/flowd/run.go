@@ -55,20 +55,15 @@ default branch (the first plain name in source.branches, else main).`, 1, 1)
 	f.StringVar(&opts.Branch, "branch", "", "build the head of `BRANCH` (pipelines with a source)")
 	f.StringVar(&opts.Tag, "tag", "", "build `TAG` (pipelines with a source)")
 	f.StringVar(&opts.Commit, "commit", "", "build exactly commit `SHA` (pipelines with a source)")
-	var follow bool
-	f.BoolVar(&follow, "follow", false, "follow the log until the run ends")
-	f.BoolVar(&follow, "f", false, "short for --follow")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	follow := f.followFlags()
+	cl, pos, code := c.connectWith(f, args, func([]string) error {
+		if opts.Branch != "" && opts.Tag != "" {
+			return errors.New("give --branch or --tag, not both")
+		}
+		return nil
+	})
 	if code >= 0 {
 		return code
-	}
-	if opts.Branch != "" && opts.Tag != "" {
-		return c.usageError(f, "give --branch or --tag, not both")
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	if len(vars) > 0 {
 		opts.Variables = vars
@@ -81,7 +76,7 @@ default branch (the first plain name in source.branches, else main).`, 1, 1)
 	if len(ignored) > 0 {
 		c.warn("ignored variables that %s does not declare: %s", pos[0], strings.Join(ignored, ", "))
 	}
-	if !follow {
+	if !*follow {
 		return 0
 	}
 	return c.follow(ctx, cl, r.ID)

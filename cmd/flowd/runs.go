@@ -14,21 +14,12 @@ List the runs of PIPELINE, newest first. When there are more, the last line tell
 --before value that shows the next page.`, 1, 1)
 	status := f.String("status", "", "only runs with this `status`: queued, running, success, failed, canceled")
 	trigger := f.String("trigger", "", "only runs started by this `trigger`: manual, webhook, push")
-	limit := f.Int("limit", 0, "show at most `N` runs (default: the server's, 50)")
-	before := f.Int64("before", 0, "only runs numbered below `NUMBER`")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	pg := f.pagingFlags("runs", "only runs numbered below `NUMBER`")
+	cl, pos, code := c.connectWith(f, args, pg.check)
 	if code >= 0 {
 		return code
 	}
-	if *limit < 0 || *before < 0 {
-		return c.usageError(f, "--limit and --before must not be negative")
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	page, err := cl.RunList(ctx, pos[0], client.RunListParams{Limit: *limit, Before: *before, Status: *status, Trigger: *trigger})
+	page, err := cl.RunList(ctx, pos[0], client.RunListParams{Limit: pg.limit, Before: pg.before, Status: *status, Trigger: *trigger})
 	if err != nil {
 		return c.fail(err)
 	}

@@ -6,34 +6,18 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/client"
 )
 
-// parseRunID reads a run id argument ("17"; "#17" is taken too).
-func parseRunID(s string) (int64, bool) {
-	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
-	return id, err == nil && id > 0
-}
-
 func (c *cli) cmdShow(ctx context.Context, args []string) int {
 	f := newFlags("show", "flowd show RUN", `
 Show run RUN (its id, as 'flowd run' and 'flowd runs' print it): status, trigger, variables,
 and its stages, jobs and steps with their statuses, exit codes and durations.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, id, code := c.connectID(f, args, "RUN", "run")
 	if code >= 0 {
 		return code
-	}
-	id, ok := parseRunID(pos[0])
-	if !ok {
-		return c.usageError(f, "RUN must be a run id (a number), got %q", pos[0])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	r, err := cl.RunGet(ctx, id)
 	if err != nil {

@@ -15,13 +15,9 @@ func tokenCommands() []command {
 
 func (c *cli) cmdTokenList(ctx context.Context, args []string) int {
 	f := newFlags("token ls", "flowd token ls", "List your own API tokens ('flowd login' makes one each time).", 0, 0)
-	cn := f.connFlags()
-	if _, code := c.parse(f, args); code >= 0 {
+	cl, _, code := c.connect(f, args)
+	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	toks, err := cl.TokenList(ctx)
 	if err != nil {
@@ -37,22 +33,16 @@ func (c *cli) cmdTokenList(ctx context.Context, args []string) int {
 
 func (c *cli) cmdTokenRemove(ctx context.Context, args []string) int {
 	f := newFlags("token rm", "flowd token rm ID", "Revoke your API token ID (see 'flowd token ls'); it stops working at once.", 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	var id int64
+	cl, _, code := c.connectWith(f, args, func(pos []string) error {
+		var err error
+		if id, err = strconv.ParseInt(pos[0], 10, 64); err != nil || id <= 0 {
+			return fmt.Errorf("ID must be a token id (a number), got %q", pos[0])
+		}
+		return nil
+	})
 	if code >= 0 {
 		return code
 	}
-	id, err := strconv.ParseInt(pos[0], 10, 64)
-	if err != nil || id <= 0 {
-		return c.usageError(f, "ID must be a token id (a number), got %q", pos[0])
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if err := cl.TokenDelete(ctx, id); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "token %d revoked\n", id)
-	return 0
+	return c.done(cl.TokenDelete(ctx, id), "token %d revoked", id)
 }

@@ -27,14 +27,9 @@ Create the user NAME (global admins only). NAME is lowercase letters, digits, '.
 `+newPasswordHelp, 1, 1)
 	admin := f.Bool("admin", false, "make the user a global admin")
 	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	pw, err := c.password(*fromStdin, "FLOWD_NEW_PASSWORD", "Password for "+pos[0]+": ")
 	if err != nil {
@@ -54,13 +49,9 @@ Create the user NAME (global admins only). NAME is lowercase letters, digits, '.
 
 func (c *cli) cmdUserList(ctx context.Context, args []string) int {
 	f := newFlags("user ls", "flowd user ls", "List every user (global admins only).", 0, 0)
-	cn := f.connFlags()
-	if _, code := c.parse(f, args); code >= 0 {
+	cl, _, code := c.connect(f, args)
+	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	users, err := cl.UserList(ctx)
 	if err != nil {
@@ -90,20 +81,12 @@ Stop the user NAME from signing in or using their tokens (global admins only). T
 runs and memberships stay; webhook triggers they own stop starting runs until re-enabled.`
 	}
 	f := newFlags("user "+verb, "flowd user "+verb+" NAME", help, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if _, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Disabled: &disable}); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "user %s %sd\n", pos[0], verb)
-	return 0
+	_, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Disabled: &disable})
+	return c.done(err, "user %s %sd", pos[0], verb)
 }
 
 func (c *cli) cmdUserPasswd(ctx context.Context, args []string) int {
@@ -111,40 +94,23 @@ func (c *cli) cmdUserPasswd(ctx context.Context, args []string) int {
 Set the password of the user NAME (global admins only).
 `+newPasswordHelp, 1, 1)
 	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	pw, err := c.password(*fromStdin, "FLOWD_NEW_PASSWORD", "New password for "+pos[0]+": ")
 	if err != nil {
 		return c.fail(fmt.Errorf("read password: %w", err))
 	}
-	if _, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Password: &pw}); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "password of %s changed\n", pos[0])
-	return 0
+	_, err = cl.UserUpdate(ctx, pos[0], client.UserChanges{Password: &pw})
+	return c.done(err, "password of %s changed", pos[0])
 }
 
 func (c *cli) cmdUserRemove(ctx context.Context, args []string) int {
 	f := newFlags("user rm", "flowd user rm NAME", "Delete the user NAME (global admins only). 'flowd user disable' keeps their records instead.", 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if err := cl.UserDelete(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "user %s deleted\n", pos[0])
-	return 0
+	return c.done(cl.UserDelete(ctx, pos[0]), "user %s deleted", pos[0])
 }

@@ -195,34 +195,21 @@ func (c *cli) cmdWebhookDisable(ctx context.Context, args []string) int {
 	f := newFlags("webhook disable", "flowd webhook disable PIPELINE", `
 Disable the webhook trigger of PIPELINE (pipeline admins). Its URL answers 404 until the
 trigger is enabled again, which keeps the same URL.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
-	}
-	if _, err := cl.WebhookDisable(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "webhook of %s disabled; its URL answers 404 until 'flowd webhook enable %s' (same URL)\n", pos[0], pos[0])
-	return 0
+	_, err := cl.WebhookDisable(ctx, pos[0])
+	return c.done(err, "webhook of %s disabled; its URL answers 404 until 'flowd webhook enable %s' (same URL)", pos[0], pos[0])
 }
 
 func (c *cli) cmdWebhookRotate(ctx context.Context, args []string) int {
 	f := newFlags("webhook rotate", "flowd webhook rotate PIPELINE", `
 Give the webhook trigger of PIPELINE a new URL (pipeline admins), e.g. after the old one
 leaked. The old URL stops working at once: update every system that calls it.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	tr, err := cl.WebhookRotate(ctx, pos[0])
 	if err != nil {
@@ -255,14 +242,9 @@ func (c *cli) cmdWebhookShow(ctx context.Context, args []string) int {
 Show the webhook trigger of PIPELINE: whether it is enabled, its URL (pipeline admins only),
 its owner (webhook runs run as this user), since when, and whether requests must be signed.
 Warns when the owner may no longer run the pipeline: then every request is refused.`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	tr, err := cl.WebhookGet(ctx, pos[0])
 	if err != nil {
@@ -294,14 +276,9 @@ func (c *cli) cmdWebhookAudit(ctx context.Context, args []string) int {
 	f := newFlags("webhook audit", "flowd webhook audit PIPELINE", `
 List the changes to the webhook trigger of PIPELINE, newest first: who enabled, disabled or
 rotated it, or changed its secret (pipeline admins).`, 1, 1)
-	cn := f.connFlags()
-	pos, code := c.parse(f, args)
+	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
-	}
-	cl, err := c.client(cn)
-	if err != nil {
-		return c.fail(err)
 	}
 	entries, err := cl.WebhookAudit(ctx, pos[0])
 	if err != nil {

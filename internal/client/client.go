@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -94,17 +95,18 @@ func IsStatus(err error, status int) bool {
 // request is one API call.
 type request struct {
 	method      string
-	path        string     // already escaped, starting with /
-	query       url.Values // optional
-	body        io.Reader  // optional
-	contentType string     // for body
-	basicUser   string     // set: HTTP Basic instead of the bearer token
+	path        string      // already escaped, starting with /
+	query       url.Values  // optional
+	header      http.Header // optional; Accept, User-Agent and Authorization stay the client's
+	body        io.Reader   // optional
+	contentType string      // for body; "" leaves Content-Type to header
+	basicUser   string      // set: HTTP Basic instead of the bearer token
 	basicPass   string
 }
 
-// send performs r and returns the response if its status is 2xx; otherwise it reads the body
-// into an *Error and closes it. The caller closes a returned response's body.
-func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+// newRequest builds the HTTP request of r: its URL, the caller's headers, then the client's
+// own Content-Type, Accept, User-Agent and credentials.
+func (c *Client) newRequest(ctx context.Context, r request) (*http.Request, error) {
 	u := c.base + r.path
 	if len(r.query) > 0 {
 		u += "?" + r.query.Encode()
@@ -113,7 +115,12 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %s %s: %w", r.method, r.path, err)
 	}
-	if r.body != nil {
+	for k, vs := range r.header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
 	}
 	req.Header.Set("Accept", "application/json")
@@ -124,9 +131,28 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	return req, nil
+}
+
+// sendAny performs r and returns the response whatever its status; the caller closes its body.
+func (c *Client) sendAny(ctx context.Context, r request) (*http.Response, error) {
+	req, err := c.newRequest(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the flowd server at %s: %w", c.base, err)
+	}
+	return resp, nil
+}
+
+// send performs r and returns the response if its status is 2xx; otherwise it reads the body
+// into an *Error and closes it. The caller closes a returned response's body.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	resp, err := c.sendAny(ctx, r)
+	if err != nil {
+		return nil, err
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, nil
@@ -189,6 +215,28 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 		r.contentType = "application/json"
 	}
 	return c.do(ctx, r, out)
+}
+
+// call is doJSON for an answer that is one object: it returns the answer as a new T.
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (*T, error) {
+	var out T
+	if err := c.doJSON(ctx, method, path, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// pageQuery is the query of one page of a list: at most limit items (0: the server's default)
+// before the cursor before (0: from the newest).
+func pageQuery(limit int, before int64) url.Values {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if before > 0 {
+		q.Set("before", strconv.FormatInt(before, 10))
+	}
+	return q
 }
 
 // p builds an API path from literal segments and escaped values: p("pipelines", name, "runs").

@@ -426,3 +426,50 @@ func TestLogCanceled(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestEveryRequestHeaders: the one request builder gives API calls (send) and webhook answers
+// (sendAny) the same Accept, User-Agent and credentials, and a Content-Type only with a body.
+func TestEveryRequestHeaders(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []http.Header
+	c, _ := fake(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/redeliver") {
+			reply(w, 422, `{"error":{"code":"invalid_variables","message":"bad"},"trace":[{"step":"variables","ok":false}]}`)
+			return
+		}
+		reply(w, 200, `{"username":"alice"}`)
+	})
+	ctx := context.Background()
+	if _, err := c.Me(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UserCreate(ctx, NewUser{Username: "bob", Password: "password1"}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, err := c.DeliveryRedeliver(ctx, 7); err != nil || status != 422 {
+		t.Fatalf("redeliver = %d, %v", status, err)
+	}
+	if _, err := c.Login(ctx, "alice", "pw", "cli"); err != nil {
+		t.Fatal(err)
+	}
+	wantType := []string{"", "application/json", "", "application/json"}
+	if len(got) != len(wantType) {
+		t.Fatalf("%d requests, want %d", len(got), len(wantType))
+	}
+	for i, h := range got {
+		if h.Get("Accept") != "application/json" || h.Get("User-Agent") != "flowd-client" || h.Get("Content-Type") != wantType[i] {
+			t.Errorf("request %d: headers = %v", i, h)
+		}
+		wantAuth := "Bearer tok123"
+		if i == 3 {
+			wantAuth = "Basic YWxpY2U6cHc=" // alice:pw
+		}
+		if h.Get("Authorization") != wantAuth {
+			t.Errorf("request %d: Authorization = %q, want %q", i, h.Get("Authorization"), wantAuth)
+		}
+	}
+}

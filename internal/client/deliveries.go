@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 )
@@ -68,15 +67,8 @@ type DeliveryPage struct {
 // DeliveryList returns a page of a pipeline's webhook deliveries, newest first: at most limit
 // (0: the server's default, 50), with ids below before (0: from the newest).
 func (c *Client) DeliveryList(ctx context.Context, pipeline string, limit int, before int64) (*DeliveryPage, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if before > 0 {
-		q.Set("before", strconv.FormatInt(before, 10))
-	}
 	var out DeliveryPage
-	r := request{method: http.MethodGet, path: p("pipelines", pipeline, "deliveries"), query: q}
+	r := request{method: http.MethodGet, path: p("pipelines", pipeline, "deliveries"), query: pageQuery(limit, before)}
 	if err := c.do(ctx, r, &out); err != nil {
 		return nil, err
 	}
@@ -85,11 +77,7 @@ func (c *Client) DeliveryList(ctx context.Context, pipeline string, limit int, b
 
 // DeliveryGet returns one delivery with its headers, body, answer and trace.
 func (c *Client) DeliveryGet(ctx context.Context, id int64) (*Delivery, error) {
-	var out Delivery
-	if err := c.doJSON(ctx, http.MethodGet, p("deliveries", strconv.FormatInt(id, 10)), nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Delivery](ctx, c, http.MethodGet, p("deliveries", strconv.FormatInt(id, 10)), nil)
 }
 
 // DeliveryRedeliver sends a stored delivery's body through the pipeline's webhook as it is
@@ -97,5 +85,5 @@ func (c *Client) DeliveryGet(ctx context.Context, id int64) (*Delivery, error) {
 // delivery. A refusal of the webhook (e.g. 422, or 403 when the owner may no longer run the
 // pipeline) is an answer with Error and Trace, not an error.
 func (c *Client) DeliveryRedeliver(ctx context.Context, id int64) (int, *WebhookAnswer, error) {
-	return c.webhookAnswer(ctx, request{method: http.MethodPost, path: p("deliveries", strconv.FormatInt(id, 10), "redeliver")}, nil)
+	return c.webhookAnswer(ctx, request{method: http.MethodPost, path: p("deliveries", strconv.FormatInt(id, 10), "redeliver")})
 }

@@ -18,12 +18,8 @@ func (c *Client) MemberList(ctx context.Context, pipeline string) ([]Member, err
 
 // MemberSet gives user the role ("viewer", "developer" or "admin") on a pipeline.
 func (c *Client) MemberSet(ctx context.Context, pipeline, user, role string) (*Member, error) {
-	var out Member
 	in := map[string]string{"role": role}
-	if err := c.doJSON(ctx, http.MethodPut, p("pipelines", pipeline, "members", user), in, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Member](ctx, c, http.MethodPut, p("pipelines", pipeline, "members", user), in)
 }
 
 // MemberDelete removes user from a pipeline's members.

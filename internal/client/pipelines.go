@@ -25,11 +25,7 @@ func (c *Client) PipelineList(ctx context.Context) ([]Pipeline, error) {
 
 // PipelineGet returns a pipeline with its YAML (secret defaults masked), variables and stages.
 func (c *Client) PipelineGet(ctx context.Context, name string) (*Pipeline, error) {
-	var out Pipeline
-	if err := c.doJSON(ctx, http.MethodGet, p("pipelines", name), nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Pipeline](ctx, c, http.MethodGet, p("pipelines", name), nil)
 }
 
 // PipelineCreate creates a pipeline from its YAML definition. A taken name is a 409 *Error; an

@@ -49,13 +49,7 @@ func (c *Client) RunStart(ctx context.Context, pipeline string, opts RunOptions)
 
 // RunList returns a page of a pipeline's runs, newest first (summaries: no stages).
 func (c *Client) RunList(ctx context.Context, pipeline string, params RunListParams) (*RunPage, error) {
-	q := url.Values{}
-	if params.Limit > 0 {
-		q.Set("limit", strconv.Itoa(params.Limit))
-	}
-	if params.Before > 0 {
-		q.Set("before", strconv.FormatInt(params.Before, 10))
-	}
+	q := pageQuery(params.Limit, params.Before)
 	if params.Status != "" {
 		q.Set("status", params.Status)
 	}
@@ -72,21 +66,13 @@ func (c *Client) RunList(ctx context.Context, pipeline string, params RunListPar
 
 // RunGet returns a run with its stages, jobs and steps.
 func (c *Client) RunGet(ctx context.Context, id int64) (*Run, error) {
-	var out Run
-	if err := c.doJSON(ctx, http.MethodGet, p("runs", strconv.FormatInt(id, 10)), nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Run](ctx, c, http.MethodGet, p("runs", strconv.FormatInt(id, 10)), nil)
 }
 
 // RunCancel cancels a queued or running run and returns it once it has stopped. A run that
 // already finished is a 409 *Error.
 func (c *Client) RunCancel(ctx context.Context, id int64) (*Run, error) {
-	var out Run
-	if err := c.doJSON(ctx, http.MethodPost, p("runs", strconv.FormatInt(id, 10), "cancel"), nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Run](ctx, c, http.MethodPost, p("runs", strconv.FormatInt(id, 10), "cancel"), nil)
 }
 
 // Log copies the log of a run to w as it arrives. With follow it keeps reading until the run

@@ -7,11 +7,7 @@ import (
 
 // Me returns the signed-in user.
 func (c *Client) Me(ctx context.Context) (*User, error) {
-	var out User
-	if err := c.doJSON(ctx, http.MethodGet, p("user"), nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[User](ctx, c, http.MethodGet, p("user"), nil)
 }
 
 // UserList lists every user (global admins only).
@@ -27,20 +23,12 @@ func (c *Client) UserList(ctx context.Context) ([]User, error) {
 
 // UserCreate creates a user (global admins only); a taken name is a 409 *Error.
 func (c *Client) UserCreate(ctx context.Context, u NewUser) (*User, error) {
-	var out User
-	if err := c.doJSON(ctx, http.MethodPost, p("users"), u, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[User](ctx, c, http.MethodPost, p("users"), u)
 }
 
 // UserUpdate changes the set fields of a user (global admins only).
 func (c *Client) UserUpdate(ctx context.Context, name string, ch UserChanges) (*User, error) {
-	var out User
-	if err := c.doJSON(ctx, http.MethodPatch, p("users", name), ch, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[User](ctx, c, http.MethodPatch, p("users", name), ch)
 }
 
 // UserDelete deletes a user (global admins only).

@@ -102,11 +102,7 @@ func (c *Client) webhookDo(ctx context.Context, method, action, pipeline string,
 	if action != "" {
 		path = p("pipelines", pipeline, "triggers", "webhook", action)
 	}
-	var out WebhookTrigger
-	if err := c.doJSON(ctx, method, path, in, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[WebhookTrigger](ctx, c, method, path, in)
 }
 
 // WebhookAudit returns the changes to a pipeline's webhook trigger, newest first.
@@ -137,15 +133,15 @@ func (c *Client) WebhookDryRun(ctx context.Context, pipeline, contentType string
 // WebhookDryRunHeaders is WebhookDryRun with the caller's headers, e.g. Content-Type,
 // X-Hub-Signature-256 or a Git host's event header. Authorization is the client's own.
 func (c *Client) WebhookDryRunHeaders(ctx context.Context, pipeline string, header http.Header, body []byte) (int, *WebhookAnswer, error) {
-	r := request{method: http.MethodPost, path: p("pipelines", pipeline, "triggers", "webhook", "dry-run"), body: bytes.NewReader(body)}
-	return c.webhookAnswer(ctx, r, header)
+	r := request{method: http.MethodPost, path: p("pipelines", pipeline, "triggers", "webhook", "dry-run"), header: header, body: bytes.NewReader(body)}
+	return c.webhookAnswer(ctx, r)
 }
 
 // webhookAnswer sends r and decodes a webhook answer of any status. A non-2xx answer without a
 // "trace" did not come from the webhook's decision (the API's own 401/403/404, a proxy…) and is
 // returned as *Error.
-func (c *Client) webhookAnswer(ctx context.Context, r request, header http.Header) (int, *WebhookAnswer, error) {
-	resp, err := c.sendRaw(ctx, r, header)
+func (c *Client) webhookAnswer(ctx context.Context, r request) (int, *WebhookAnswer, error) {
+	resp, err := c.sendAny(ctx, r)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -167,28 +163,4 @@ func (c *Client) webhookAnswer(ctx context.Context, r request, header http.Heade
 		return 0, nil, fmt.Errorf("client: %s %s: decode answer: %w", r.method, r.path, err)
 	}
 	return resp.StatusCode, &out, nil
-}
-
-// sendRaw performs r like send, with header added, but returns the response whatever its
-// status; the caller closes its body. (send turns every non-2xx answer into *Error.)
-func (c *Client) sendRaw(ctx context.Context, r request, header http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, r.method, c.base+r.path, r.body)
-	if err != nil {
-		return nil, fmt.Errorf("client: %s %s: %w", r.method, r.path, err)
-	}
-	for k, vs := range header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "flowd-client")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the flowd server at %s: %w", c.base, err)
-	}
-	return resp, nil
 }
