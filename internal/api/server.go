@@ -57,9 +57,15 @@ type Server struct {
 	// limit.
 	WebhookRate  float64
 	WebhookBurst int
+	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks); as many
+	// more may wait up to a second for a slot. Others are answered 503 with Retry-After: 1
+	// before anything is read or stored.
+	MaxWebhooks int
 
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()
+	admission    *admission        // webhook slots, built with webhooksSvc
+	admitted     func()            // tests: called once a webhook has its slot
 }
 
 // Handler returns the API's routes, each with the request metrics, body limit and panic

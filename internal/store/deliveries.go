@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/flowd/flowd/internal/run"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -155,13 +158,15 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 					row.ReplayOf = &first.ID
 				}
 			}
+			var r *run.Run // the run created, if any
 			if rec.NewRun != nil && !replayed {
-				r, err := createRun(ctx, tx, newRun)
+				created, err := createRun(ctx, tx, newRun)
 				if err != nil {
 					return err
 				}
-				row.StatusCode, row.Response = rec.Answer(r)
-				row.RunID = &r.ID
+				r = &created
+				row.StatusCode, row.Response = rec.Answer(created)
+				row.RunID = &created.ID
 			}
 			var id int64
 			err := tx.queryRow(ctx, `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body,
@@ -180,8 +185,14 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 					return err
 				}
 			}
-			d, err = scanDelivery(tx.queryRow(ctx, deliverySelect(true)+" WHERE d.id = ?", id))
-			return err
+			var name string
+			if r != nil {
+				name = r.Pipeline
+			} else if err := tx.queryRow(ctx, "SELECT name FROM pipelines WHERE id = ?", row.PipelineID).Scan(&name); err != nil {
+				return err
+			}
+			d = storedDelivery(row, id, name)
+			return nil
 		})
 		if err == nil {
 			return d, replayed, nil
@@ -191,6 +202,29 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 		}
 		s.logger.Debug("store: record delivery: retrying", "attempt", attempt, "err", err)
 	}
+}
+
+// storedDelivery is row as DeliveryGet reads it back once it is stored with id: built from the
+// values written instead of read again. Only the pipeline's name comes from the database.
+func storedDelivery(row Delivery, id int64, pipeline string) Delivery {
+	d := row
+	d.ID, d.Pipeline = id, pipeline
+	d.Headers = make(map[string][]string, len(row.Headers))
+	for k, v := range row.Headers {
+		d.Headers[k] = slices.Clone(v)
+	}
+	d.Body, d.Response, d.Trace = bytes.Clone(row.Body), bytes.Clone(row.Response), bytes.Clone(row.Trace)
+	d.RunID, d.RedeliveryOf, d.ReplayOf = clonePtr(row.RunID), clonePtr(row.RedeliveryOf), clonePtr(row.ReplayOf)
+	return d
+}
+
+// clonePtr is a copy of *p, or nil.
+func clonePtr(p *int64) *int64 {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // claimKey looks an idempotency key up inside DeliveryRecord's transaction. Within the window it

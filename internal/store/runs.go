@@ -1,11 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -196,7 +201,7 @@ func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, 
 }
 
 // RunCreate stores a queued run with its jobs and steps in one transaction; its number is the
-// pipeline's previous highest plus one. A Revision of 0 means the pipeline's current one. The
+// pipeline's next (see createRun: unique, above every earlier run's). A Revision of 0 means the pipeline's current one. The
 // run's first stage is the lowest Stage of its jobs; a run without jobs is stored as already
 // succeeded, since nothing would ever claim it.
 func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
@@ -212,8 +217,16 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 	return out, nil
 }
 
-// createRun is RunCreate inside the caller's write transaction: it locks the pipeline row (on
-// PostgreSQL) and returns the stored run with its jobs and steps.
+// createRun is RunCreate inside the caller's write transaction. It numbers the run from the
+// pipeline's counter (pipelines.last_run_number) and returns the stored run with its jobs and
+// steps, built from the values it inserted and the ids the inserts returned: nothing is read
+// back.
+//
+// On PostgreSQL the counter's UPDATE locks the pipeline row until COMMIT, so it runs as late as
+// it can: in the same statement as the run's INSERT, after everything that can be computed
+// before. The counter never goes below the pipeline's highest run number, so runs stored by
+// other means (a restore, a seeded database) cannot make two runs share a number; numbers may
+// have gaps (runs deleted with their pipeline's history), never repeats.
 func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 	vars, err := toJSON(p.Variables)
 	if err != nil {
@@ -232,56 +245,199 @@ func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 			return run.Run{}, fmt.Errorf("env of job %q: %w", j.Name, err)
 		}
 	}
-	// The pipeline row lock serialises run numbers on PostgreSQL; SQLite has one writer.
-	var current int64
-	if err := tx.queryRow(ctx, "SELECT revision FROM pipelines WHERE id = ?"+tx.forUpdate(), p.PipelineID).Scan(&current); err != nil {
-		return run.Run{}, err
-	}
-	rev := p.Revision
-	if rev == 0 {
-		rev = current
-	}
-	var number int64
-	if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE pipeline_id = ?", p.PipelineID).Scan(&number); err != nil {
-		return run.Run{}, err
-	}
 	at := now()
-	status, stage := run.Queued, 0
+	r := run.Run{
+		PipelineID:       p.PipelineID,
+		Revision:         p.Revision,
+		Status:           run.Queued,
+		Trigger:          p.Trigger,
+		TriggeredBy:      p.TriggeredBy,
+		Variables:        copyMap(p.Variables),
+		SecretVariables:  bytes.Clone(p.SecretVariables),
+		CreatedAt:        at,
+		Git:              copyGit(p.Git),
+		ConcurrencyGroup: p.ConcurrencyGroup,
+		MaxRunning:       p.MaxRunning,
+	}
 	var finished any
 	if len(p.Jobs) == 0 {
-		status, finished = run.Success, tx.ts(at)
+		r.Status, finished = run.Success, tx.ts(at)
+		r.StartedAt, r.FinishedAt = &at, &at
 	} else {
-		stage = p.Jobs[0].Stage
+		r.Stage = p.Jobs[0].Stage
 		for _, j := range p.Jobs {
-			stage = min(stage, j.Stage)
+			r.Stage = min(r.Stage, j.Stage)
 		}
 	}
-	var runID int64
-	err = tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
-			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at,
-			git, concurrency_group, max_running)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?) RETURNING id`,
-		p.PipelineID, number, rev, status, p.Trigger, p.TriggeredBy, vars, p.SecretVariables, stage,
-		tx.ts(at), finished, finished, git, p.ConcurrencyGroup, p.MaxRunning).Scan(&runID)
-	if err != nil {
+	if err := insertRun(ctx, tx, &r, vars, finished, git); err != nil {
 		return run.Run{}, err
 	}
-	for i, j := range p.Jobs {
-		var jobID int64
-		err := tx.queryRow(ctx, `INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env)
-			VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`,
-			runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]).Scan(&jobID)
-		if err != nil {
-			return run.Run{}, err
+	if len(p.Jobs) == 0 {
+		return r, nil
+	}
+	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, envs); err != nil {
+		return run.Run{}, err
+	}
+	return r, nil
+}
+
+// nextRunNumber is the SET of the counter's UPDATE: one more than the larger of the counter and
+// the pipeline's highest run number (an index look-up), so the counter heals itself.
+const nextRunNumber = `last_run_number = %s(last_run_number, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0)) + 1`
+
+// insertRun numbers r, stores it and sets r.ID, r.Number, r.Revision (when 0) and r.Pipeline.
+func insertRun(ctx context.Context, tx db, r *run.Run, vars string, finished, git any) error {
+	const cols = `pipeline_id, number, revision, status, trigger_kind, triggered_by, variables, secret_variables,
+		stage, cancel_requested, message, created_at, started_at, finished_at, git, concurrency_group, max_running`
+	if tx.pg {
+		// One statement: the row lock is taken here and held only for what follows.
+		return tx.queryRow(ctx, `WITH n AS (
+				UPDATE pipelines SET `+fmt.Sprintf(nextRunNumber, "GREATEST")+` WHERE id = ?
+				RETURNING last_run_number, revision, name)
+			INSERT INTO runs (`+cols+`)
+			SELECT ?, n.last_run_number, CASE WHEN ?::BIGINT = 0 THEN n.revision ELSE ?::BIGINT END, ?, ?, ?, ?, ?,
+				?, FALSE, '', ?, ?, ?, ?, ?, ? FROM n
+			RETURNING id, number, revision, (SELECT name FROM n)`,
+			r.PipelineID, r.PipelineID,
+			r.PipelineID, r.Revision, r.Revision, r.Status, r.Trigger, r.TriggeredBy, vars, r.SecretVariables,
+			r.Stage, tx.ts(r.CreatedAt), finished, finished, git, r.ConcurrencyGroup, r.MaxRunning,
+		).Scan(&r.ID, &r.Number, &r.Revision, &r.Pipeline)
+	}
+	// SQLite has one writer: the order of the two statements does not matter.
+	var current int64
+	if err := tx.queryRow(ctx, `UPDATE pipelines SET `+fmt.Sprintf(nextRunNumber, "MAX")+` WHERE id = ?
+		RETURNING last_run_number, revision, name`, r.PipelineID, r.PipelineID).Scan(&r.Number, &current, &r.Pipeline); err != nil {
+		return err
+	}
+	if r.Revision == 0 {
+		r.Revision = current
+	}
+	return tx.queryRow(ctx, `INSERT INTO runs (`+cols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?) RETURNING id`,
+		r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, vars, r.SecretVariables, r.Stage,
+		tx.ts(r.CreatedAt), finished, finished, git, r.ConcurrencyGroup, r.MaxRunning).Scan(&r.ID)
+}
+
+// insertRows bounds the rows of one multi-row INSERT (and so the kinds of statement text the
+// prepared-statement cache sees).
+const insertRows = 32
+
+// insertJobs stores a run's jobs and their steps, a few multi-row INSERTs in all, and returns
+// them as RunGet reads them: in stage and index order, steps in index order, every one queued.
+func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string) ([]run.Job, error) {
+	jobs := make([]run.Job, len(in))
+	for i, j := range in {
+		jobs[i] = run.Job{RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
+			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
+			Env: copyMap(j.Env)}
+	}
+	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env) VALUES ",
+		"(?, ?, ?, ?, ?, 'queued', ?, ?)", len(jobs),
+		func(i int) []any {
+			j := jobs[i]
+			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]}
+		},
+		func(i int, id int64) { jobs[i].ID = id })
+	if err != nil {
+		return nil, err
+	}
+	type ref struct{ job, step int }
+	var steps []ref
+	for i, j := range in {
+		if len(j.Steps) > 0 {
+			jobs[i].Steps = make([]run.Step, len(j.Steps))
 		}
-		for _, st := range j.Steps {
-			if _, err := tx.exec(ctx, `INSERT INTO steps (job_id, idx, name, script, status) VALUES (?, ?, ?, ?, 'queued')`,
-				jobID, st.Index, st.Name, st.Script); err != nil {
-				return run.Run{}, err
-			}
+		for k, st := range j.Steps {
+			jobs[i].Steps[k] = run.Step{JobID: jobs[i].ID, Index: st.Index, Name: st.Name, Script: st.Script, Status: run.Queued}
+			steps = append(steps, ref{i, k})
 		}
 	}
-	return loadRun(ctx, tx, runID, true)
+	err = insertMany(ctx, tx, "INSERT INTO steps (job_id, idx, name, script, status) VALUES ", "(?, ?, ?, ?, 'queued')", len(steps),
+		func(i int) []any {
+			st := jobs[steps[i].job].Steps[steps[i].step]
+			return []any{st.JobID, st.Index, st.Name, st.Script}
+		},
+		func(i int, id int64) { jobs[steps[i].job].Steps[steps[i].step].ID = id })
+	if err != nil {
+		return nil, err
+	}
+	// RunGet's order: jobs by stage, index, id; steps by index, id (ids grow in insert order).
+	sort.SliceStable(jobs, func(a, b int) bool {
+		if jobs[a].Stage != jobs[b].Stage {
+			return jobs[a].Stage < jobs[b].Stage
+		}
+		return jobs[a].Index < jobs[b].Index
+	})
+	for _, j := range jobs {
+		sort.SliceStable(j.Steps, func(a, b int) bool { return j.Steps[a].Index < j.Steps[b].Index })
+	}
+	return jobs, nil
+}
+
+// insertMany inserts n rows, insertRows at a time, each row's arguments from args, and hands
+// each row's new id to setID. Ids are given out in the order of the VALUES rows on both
+// databases, so the returned ids, sorted, are the rows' ids in order.
+func insertMany(ctx context.Context, tx db, head, row string, n int, args func(i int) []any, setID func(i int, id int64)) error {
+	for start := 0; start < n; start += insertRows {
+		end := min(n, start+insertRows)
+		var q strings.Builder
+		q.WriteString(head)
+		var all []any
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(", ")
+			}
+			q.WriteString(row)
+			all = append(all, args(i)...)
+		}
+		q.WriteString(" RETURNING id")
+		ids, err := queryIDs(ctx, tx, q.String(), all...)
+		if err != nil {
+			return err
+		}
+		if len(ids) != end-start {
+			return fmt.Errorf("insert: %d rows returned %d ids", end-start, len(ids))
+		}
+		slices.Sort(ids)
+		for i, id := range ids {
+			setID(start+i, id)
+		}
+	}
+	return nil
+}
+
+// queryIDs runs a query that returns one id per row.
+func queryIDs(ctx context.Context, tx db, q string, args ...any) ([]int64, error) {
+	rows, err := tx.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// copyMap is m as it reads back from a JSON column: a copy, never nil.
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	maps.Copy(out, m)
+	return out
+}
+
+// copyGit is g as it reads back from runs.git.
+func copyGit(g *run.Git) *run.Git {
+	if g == nil {
+		return nil
+	}
+	c := *g
+	return &c
 }
 
 // RunGet returns a run with its jobs and their steps.

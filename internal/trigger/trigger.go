@@ -42,7 +42,8 @@ type Service struct {
 	Cancel func(runID int64)
 	Logger *slog.Logger // nil = discard
 
-	programs programs // compiled CEL of concurrency groups
+	programs programs  // compiled CEL of concurrency groups
+	plans    planCache // parsed and planned pipeline revisions
 }
 
 // Start stores a queued run of p (at p.Revision) started by trig on behalf of triggeredBy, with
@@ -130,18 +131,15 @@ func (b *Built) Masked() map[string]string {
 // Build makes the run Start would store, without storing it: it opens p's secrets, resolves
 // the variables (a *pipeline.VariableError for bad overrides), seals the secret ones and plans
 // the jobs. Every way of starting a run builds it here, so a manual run and a webhook delivery
-// cannot differ in how variables or jobs come out.
+// cannot differ in how variables or jobs come out. The parsed definition and the planned jobs of
+// a pipeline revision are worked out once and cached (see planCache); Def is shared and must
+// not be changed.
 func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (*Built, error) {
-	secrets, err := OpenSecrets(s.Box, p.Secrets)
+	pl, err := s.planned(p)
 	if err != nil {
-		return nil, fmt.Errorf("trigger: pipeline %s: %w", p.Name, err)
+		return nil, err
 	}
-	def, err := pipeline.Parse([]byte(p.Source))
-	if err != nil {
-		// The store only holds definitions that parsed when they were saved.
-		return nil, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err)
-	}
-	def = def.WithSecrets(secrets)
+	def := pl.withSecret
 	resolved, err := pipeline.ResolveVariables(def, overrides)
 	if err != nil {
 		var verr *pipeline.VariableError
@@ -153,11 +151,9 @@ func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, 
 
 	vars := map[string]string{}
 	secretVars := map[string]string{}
-	isSecret := map[string]bool{}
 	for _, v := range def.Variables {
 		if v.Secret {
 			secretVars[v.Name] = resolved.Values[v.Name]
-			isSecret[v.Name] = true
 		} else {
 			vars[v.Name] = resolved.Values[v.Name]
 		}
@@ -174,10 +170,10 @@ func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, 
 			TriggeredBy:     triggeredBy,
 			Variables:       vars,
 			SecretVariables: sealed,
-			Jobs:            Plan(def),
+			Jobs:            copyJobs(pl.jobs),
 		},
 		Resolved: resolved,
-		Secret:   isSecret,
+		Secret:   copySet(pl.isSecret),
 		Def:      def,
 	}, nil
 }

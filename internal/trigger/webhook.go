@@ -325,9 +325,9 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if err != nil {
 		return w.failure(d, err)
 	}
-	def, err := pipeline.Parse([]byte(p.Source))
+	def, err := w.Runs.parsed(p)
 	if err != nil { // the store only holds definitions that parsed when they were saved
-		return w.failure(d, fmt.Errorf("trigger: pipeline %s revision %d does not parse: %w", p.Name, p.Revision, err))
+		return w.failure(d, err)
 	}
 	withRules := hasRules(def)
 

@@ -1,0 +1,5 @@
+package api
+
+// SetAdmittedHookForTest makes fn run in every webhook request once it has its slot, before it
+// reads the body: a test blocks in it to keep slots taken.
+func (s *Server) SetAdmittedHookForTest(fn func()) { s.admitted = fn }
