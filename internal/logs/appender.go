@@ -43,8 +43,8 @@ const (
 type item struct {
 	chunk   run.LogChunk
 	barrier bool
-	done    chan error  // nil, or buffered 1: gets the commit's outcome
-	onErr   func(error) // nil, or called when the commit fails
+	done    chan error // nil, or buffered 1: gets the commit's outcome
+	w       *Writer    // nil, or the Writer that handed the chunk over: told of the commit
 }
 
 // Appender is the one writer of log chunks: every Writer (and Line) hands chunks to it, and
@@ -164,8 +164,8 @@ gather:
 		if it.done != nil {
 			it.done <- err
 		}
-		if err != nil && it.onErr != nil {
-			it.onErr(err)
+		if it.w != nil {
+			it.w.committed(err)
 		}
 	}
 	if err == nil {
@@ -266,6 +266,28 @@ func (a *Appender) Line(ctx context.Context, runID, jobID int64, text string) er
 	for _, piece := range split([]byte(text)) {
 		done = make(chan error, 1)
 		c := run.LogChunk{RunID: runID, JobID: jobID, Data: piece, At: now}
+		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Append queues chunks (already masked, each at most MaxChunk bytes) and returns once they are
+// committed, in order. The scheduler uses it for a job's last chunks (Writer.Detach) when it
+// could not commit them with the job's end.
+func (a *Appender) Append(ctx context.Context, chunks []run.LogChunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	var done chan error
+	for _, c := range chunks {
+		done = make(chan error, 1)
 		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ type Writer struct {
 	err       error // the first failure to hand over a chunk
 
 	commitErr atomic.Pointer[error] // the first failed commit of one of its chunks
+	inFlight  atomic.Int64          // chunks handed over whose commit has not ended yet
 }
 
 // Writer returns a Writer for the output of job jobID of run runID (jobID 0: the run's own
@@ -123,17 +124,28 @@ func (w *Writer) handOver(n int) error {
 	if n == 0 {
 		return nil
 	}
-	masked := maskAppend(make([]byte, 0, n), w.buf[:n], w.pats)
-	now := time.Now()
-	for _, piece := range split(masked) {
-		c := run.LogChunk{RunID: w.runID, JobID: w.jobID, Data: piece, At: now}
-		if err := w.a.send(context.Background(), item{chunk: c, onErr: w.failed}); err != nil {
+	for _, c := range w.chunks(n) {
+		w.inFlight.Add(1)
+		if err := w.a.send(context.Background(), item{chunk: c, w: w}); err != nil {
+			w.inFlight.Add(-1)
 			w.err = err
 			return err
 		}
 	}
 	w.buf = w.buf[:copy(w.buf, w.buf[n:])]
 	return nil
+}
+
+// chunks masks w.buf[:n] and cuts it into chunks.
+func (w *Writer) chunks(n int) []run.LogChunk {
+	masked := maskAppend(make([]byte, 0, n), w.buf[:n], w.pats)
+	now := time.Now()
+	pieces := split(masked)
+	out := make([]run.LogChunk, len(pieces))
+	for i, piece := range pieces {
+		out[i] = run.LogChunk{RunID: w.runID, JobID: w.jobID, Data: piece, At: now}
+	}
+	return out
 }
 
 // Close hands over everything written and returns once it is committed to the store, or with
@@ -165,7 +177,47 @@ func (w *Writer) Close() error {
 	return nil
 }
 
-// failed records that a chunk of w could not be committed.
-func (w *Writer) failed(err error) {
-	w.commitErr.CompareAndSwap(nil, &err)
+// Detach ends the Writer like Close, except that the output not handed over yet is returned,
+// masked and cut into chunks of at most MaxChunk bytes, instead of being committed: the caller
+// commits it (the scheduler, in the transaction that finishes the job: store.JobEnd.Logs), so a
+// job's last lines cost no commit of their own. It returns once every chunk handed over before
+// is committed (at once when there is none, as for a job whose whole output came within the
+// flush delay), or with the error that kept one from being committed (the chunks returned are
+// still the rest of the output). After Detach, Close returns nil and Write fails.
+func (w *Writer) Detach() ([]run.LogChunk, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, nil
+	}
+	w.closed = true
+	w.timer.Stop()
+	var rest []run.LogChunk
+	if len(w.buf) > 0 {
+		rest = w.chunks(len(w.buf))
+	}
+	err := w.err
+	w.buf = nil
+	w.mu.Unlock()
+	if err != nil {
+		return rest, err
+	}
+	if w.inFlight.Load() > 0 {
+		// Once the Appender has stopped, everything queued before was committed by its drain.
+		if err := w.a.sync(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
+			return rest, err
+		}
+	}
+	if p := w.commitErr.Load(); p != nil {
+		return rest, *p
+	}
+	return rest, nil
+}
+
+// committed records the end of one chunk's commit, and a failure.
+func (w *Writer) committed(err error) {
+	if err != nil {
+		w.commitErr.CompareAndSwap(nil, &err)
+	}
+	w.inFlight.Add(-1)
 }

@@ -32,9 +32,9 @@ import (
 
 // Store is what the scheduler needs of the store.
 type Store interface {
-	JobClaim(ctx context.Context) (store.Claim, error)
-	StepStart(ctx context.Context, stepID int64) error
-	StepFinish(ctx context.Context, stepID int64, status run.Status, exitCode *int) error
+	JobsClaim(ctx context.Context, p store.JobsClaim) ([]store.Claim, error)
+	StepAdvance(ctx context.Context, finished []store.StepResult, startID int64) error
+	JobComplete(ctx context.Context, e store.JobEnd) (run.Status, error)
 	JobFinish(ctx context.Context, jobID int64, status run.Status, message string) (run.Run, error)
 	RecoverInterrupted(ctx context.Context, message string) ([]int64, error)
 }
@@ -77,6 +77,9 @@ type Scheduler struct {
 	// canceled remembers recent Cancel calls, so a job claimed just before its run's cancel
 	// request (and not yet tracked when Cancel came) is stopped as soon as it is tracked.
 	canceled map[int64]time.Time
+	// claimEnd is closed when the claim loop's current JobsClaim call returns (nil: nobody
+	// waits); see awaitClaim.
+	claimEnd chan struct{}
 }
 
 // cancelMemory is how long Cancel is remembered for jobs not tracked yet.
@@ -141,6 +144,11 @@ func (s *Scheduler) Cancel(runID int64) {
 
 // Run claims and runs jobs until ctx is done; then it cancels the running jobs, waits for their
 // statuses to be written, and returns.
+//
+// Slots bounds the jobs whose steps run. A job gives its slot back as soon as its executor
+// returns, and the loop claims the next job at once, before the job's end is written (see
+// runJob); at most Slots more jobs may be recording their end meanwhile. When several slots are
+// free, one JobsClaim takes a job for each.
 func (s *Scheduler) Run(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -148,7 +156,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		stopJobs(errShutdown)
 		wg.Wait()
 	}()
+	defer s.claimEnded()
 	slots := make(chan struct{}, s.cfg.Slots)
+	ending := make(chan struct{}, s.cfg.Slots) // jobs past their executor, not yet recorded
 	ticker := time.NewTicker(s.cfg.Poll)
 	defer ticker.Stop()
 	for {
@@ -157,9 +167,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		claim, err := s.cfg.Store.JobClaim(ctx)
-		if err != nil {
+		free := 1
+	more:
+		for free < s.cfg.Slots {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				break more
+			}
+		}
+		claims, err := s.cfg.Store.JobsClaim(ctx, store.JobsClaim{Max: free, StartFirstStep: true})
+		s.claimEnded()
+		for range free - len(claims) {
 			<-slots
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -174,19 +197,55 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		jobCtx, cancel := context.WithCancelCause(jobsCtx)
-		s.track(claim.Run.ID, claim.Job.ID, cancel)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			defer s.untrack(claim.Run.ID, claim.Job.ID)
-			defer cancel(nil)
-			s.runJob(jobCtx, claim)
-			s.Wake() // the next stage, or a job waiting for a slot, may be ready
-		}()
+		for _, claim := range claims {
+			jobCtx, cancel := context.WithCancelCause(jobsCtx)
+			s.track(claim.Run.ID, claim.Job.ID, cancel)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer s.untrack(claim.Run.ID, claim.Job.ID)
+				defer cancel(nil)
+				var once sync.Once
+				release := func() {
+					once.Do(func() {
+						ending <- struct{}{}
+						<-slots
+						s.Wake()
+					})
+				}
+				s.runJob(jobCtx, claim, release)
+				release()
+				<-ending
+				s.Wake() // the next stage, or a job waiting for a slot, may be ready
+			}()
+		}
 	}
 }
+
+// awaitClaim returns a channel that is closed when the claim loop's JobsClaim call in progress,
+// or its next one, returns.
+func (s *Scheduler) awaitClaim() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claimEnd == nil {
+		s.claimEnd = make(chan struct{})
+	}
+	return s.claimEnd
+}
+
+// claimEnded wakes the jobs waiting in awaitClaim.
+func (s *Scheduler) claimEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claimEnd != nil {
+		close(s.claimEnd)
+		s.claimEnd = nil
+	}
+}
+
+// claimWait bounds how long a finished job waits for the claim of its successor before it
+// records its own end.
+const claimWait = 5 * time.Millisecond
 
 func (s *Scheduler) track(runID, jobID int64, cancel context.CancelCauseFunc) {
 	s.mu.Lock()
@@ -215,23 +274,53 @@ func finalCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 15*time.Second)
 }
 
-// runJob runs one claimed job to its end and records it.
-func (s *Scheduler) runJob(ctx context.Context, c store.Claim) {
+// runJob runs one claimed job to its end and records it. release gives the job's executor
+// slot back; runJob calls it as soon as the executor returns.
+//
+// The job's end is one store write (JobComplete): the results of steps not recorded yet, the
+// log output not committed yet and the job's status, so that a follower never sees the job
+// final without its last lines. It is written after the claim loop has claimed the job that
+// takes the slot (bounded by claimWait), so that claim, which a step waits for, is not queued
+// behind this write; then the workspace is removed.
+func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 	log := s.cfg.Logger.With("run", c.Run.ID, "job", c.Job.ID)
-	status, message := run.Failed, ""
+	end := store.JobEnd{JobID: c.Job.ID, Status: run.Failed}
+	rep := newReporter(s.cfg.Store, s.cfg.Metrics, log, c.Job)
+	var (
+		w   *logs.Writer
+		job executor.Job
+	)
 	defer func() {
-		fctx, cancel := finalCtx()
-		defer cancel()
-		if _, err := s.cfg.Store.JobFinish(fctx, c.Job.ID, status, message); err != nil {
-			log.Error("record job end", "err", err)
+		claimed := s.awaitClaim()
+		release()
+		end.Steps = rep.finish() // every earlier step report is committed
+		if w != nil {
+			var err error
+			if end.Logs, err = w.Detach(); err != nil {
+				log.Error("write job log", "err", err)
+			}
 		}
+		t := time.NewTimer(claimWait)
+		select {
+		case <-claimed:
+		case <-t.C:
+		}
+		t.Stop()
+		s.complete(log, end)
 		s.cfg.Logs.Notify(c.Run.ID) // followers see the end without waiting for their poll
+		if job.Workspace != "" {
+			cctx, cancel := finalCtx()
+			defer cancel()
+			if err := s.cfg.Executor.Cleanup(cctx, job); err != nil {
+				log.Warn("clean up workspace", "err", err)
+			}
+		}
 	}()
 
 	secrets, err := s.secretVariables(c.Run)
 	if err != nil {
-		message = "cannot decrypt the run's secret variables: " + err.Error()
-		s.line(c, message)
+		end.Message = "cannot decrypt the run's secret variables: " + err.Error()
+		s.line(c, end.Message)
 		return
 	}
 	var secretValues []string
@@ -242,14 +331,14 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim) {
 	}
 	checkout, err := Checkout(c.Run.Git, secrets)
 	if err != nil {
-		message = err.Error()
-		s.line(c, message)
+		end.Message = err.Error()
+		s.line(c, end.Message)
 		return
 	}
 	if checkout != nil && checkout.Password != "" {
 		secretValues = append(secretValues, checkout.Password) // a secret variable already; kept explicit
 	}
-	job := executor.Job{
+	job = executor.Job{
 		RunID:     c.Run.ID,
 		JobID:     c.Job.ID,
 		Workspace: filepath.Join(s.cfg.Workspace, strconv.FormatInt(c.Run.ID, 10), strconv.FormatInt(c.Job.ID, 10)),
@@ -261,25 +350,36 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim) {
 		job.Steps = append(job.Steps, executor.Step{ID: st.ID, Name: st.Name, Script: st.Script})
 	}
 
-	w := s.cfg.Logs.Writer(c.Run.ID, c.Job.ID, secretValues)
+	w = s.cfg.Logs.Writer(c.Run.ID, c.Job.ID, secretValues)
 	fmt.Fprintf(w, "── %s / %s ──\n", c.Job.StageName, c.Job.Name)
-	rep := &reporter{store: s.cfg.Store, metrics: s.cfg.Metrics, started: map[int64]time.Time{}}
 	res := s.cfg.Executor.Run(ctx, job, w, rep)
-	status, message = res.Status, res.Message
-	if status == run.Canceled {
-		message = "canceled by request"
+	release()
+	end.Status, end.Message = res.Status, res.Message
+	if end.Status == run.Canceled {
+		end.Message = "canceled by request"
 		if errors.Is(context.Cause(ctx), errShutdown) {
-			message = "canceled: flowd shut down while the job ran"
+			end.Message = "canceled: flowd shut down while the job ran"
 		}
-		fmt.Fprintf(w, "%s\n", message)
+		fmt.Fprintf(w, "%s\n", end.Message)
 	}
-	if err := w.Close(); err != nil {
+}
+
+// complete writes a job's end with JobComplete. Should that fail (a step report the store
+// refuses, say), the last log chunks are committed on their own and the job is finished with
+// JobFinish, which settles its steps, so the run still ends.
+func (s *Scheduler) complete(log *slog.Logger, end store.JobEnd) {
+	ctx, cancel := finalCtx()
+	defer cancel()
+	_, err := s.cfg.Store.JobComplete(ctx, end)
+	if err == nil {
+		return
+	}
+	log.Error("record job end", "err", err)
+	if err := s.cfg.Logs.Append(ctx, end.Logs); err != nil {
 		log.Error("write job log", "err", err)
 	}
-	cctx, cancel := finalCtx()
-	defer cancel()
-	if err := s.cfg.Executor.Cleanup(cctx, job); err != nil {
-		log.Warn("clean up workspace", "err", err)
+	if _, err := s.cfg.Store.JobFinish(ctx, end.JobID, end.Status, end.Message); err != nil {
+		log.Error("record job end", "err", err)
 	}
 }
 
@@ -435,27 +535,98 @@ func withoutCredentials(raw string) string {
 	return u.String()
 }
 
-// reporter writes step statuses to the store as the executor reports them.
+// reporter writes step statuses to the store as the executor reports them, without making the
+// executor wait for a commit. A finished step's result waits for the next step's start and is
+// written with it in one StepAdvance, by a goroutine of the reporter, in order; the results
+// left at the job's end go into its JobComplete (finish). The first step, which JobsClaim
+// started already when the job has no checkout, costs no write at all.
 type reporter struct {
 	store   Store
 	metrics StepObserver
+	log     *slog.Logger
+	queued  int // capacity of queue: one batch per step at most
+
 	mu      sync.Mutex
+	begun   int64 // the step JobsClaim started (0: none)
 	started map[int64]time.Time
+	pending []store.StepResult // finished, not handed to the goroutine yet
+	queue   chan stepBatch     // to the goroutine; nil until the first batch
+	done    chan struct{}      // closed when the goroutine has written every batch
+}
+
+// stepBatch is one StepAdvance: the steps that finished, then the one that starts.
+type stepBatch struct {
+	finished []store.StepResult
+	start    int64
+}
+
+func newReporter(st Store, metrics StepObserver, log *slog.Logger, j run.Job) *reporter {
+	r := &reporter{store: st, metrics: metrics, log: log, queued: len(j.Steps) + 1, started: map[int64]time.Time{}}
+	if len(j.Steps) > 0 && j.Steps[0].Status == run.Running {
+		r.begun = j.Steps[0].ID
+	}
+	return r
 }
 
 func (r *reporter) StepStarted(ctx context.Context, stepID int64) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.started[stepID] = time.Now()
-	r.mu.Unlock()
-	return r.store.StepStart(ctx, stepID)
+	if stepID == r.begun && len(r.pending) == 0 {
+		return nil // JobsClaim started it
+	}
+	if r.queue == nil {
+		r.queue = make(chan stepBatch, r.queued)
+		r.done = make(chan struct{})
+		go r.write(r.queue, r.done)
+	}
+	select {
+	case r.queue <- stepBatch{finished: r.pending, start: stepID}:
+	default: // more starts than steps: not from an executor that keeps the contract
+		return fmt.Errorf("scheduler: step %d reported started twice", stepID)
+	}
+	r.pending = nil
+	return nil
 }
 
 func (r *reporter) StepFinished(ctx context.Context, stepID int64, status run.Status, exitCode *int) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	start, ok := r.started[stepID]
-	r.mu.Unlock()
 	if ok && r.metrics != nil {
 		r.metrics.StepDuration(status, time.Since(start).Seconds())
 	}
-	return r.store.StepFinish(ctx, stepID, status, exitCode)
+	if stepID == r.begun && !ok && status == run.Skipped {
+		// Started by the claim but never run (the job stopped before its first step): left
+		// running, so the job's end gives it the job's status.
+		return nil
+	}
+	r.pending = append(r.pending, store.StepResult{StepID: stepID, Status: status, ExitCode: exitCode})
+	return nil
+}
+
+// write is the reporter's goroutine: one StepAdvance per batch, in order.
+func (r *reporter) write(queue <-chan stepBatch, done chan<- struct{}) {
+	defer close(done)
+	for b := range queue {
+		ctx, cancel := finalCtx()
+		if err := r.store.StepAdvance(ctx, b.finished, b.start); err != nil {
+			r.log.Error("record step status", "step", b.start, "err", err)
+		}
+		cancel()
+	}
+}
+
+// finish waits until every batch is written and returns the results not written yet, for the
+// job's JobComplete. The executor must have returned.
+func (r *reporter) finish() []store.StepResult {
+	r.mu.Lock()
+	queue, done, pending := r.queue, r.done, r.pending
+	r.queue, r.pending = nil, nil
+	r.mu.Unlock()
+	if queue != nil {
+		close(queue)
+		<-done
+	}
+	return pending
 }

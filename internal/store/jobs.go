@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -63,44 +65,92 @@ const claimSkipLimit = 16
 // slot; a group locked by another claim is passed over for this claim. SQLite's single writer
 // serialises claims already.
 func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
-	// Look on a reader first, so an idle poll costs no write transaction.
-	var ready int
-	err := s.reader().queryRow(ctx, "SELECT 1"+readyJobs+" LIMIT 1").Scan(&ready)
+	cs, err := s.JobsClaim(ctx, JobsClaim{Max: 1})
 	if err != nil {
-		return Claim{}, wrap("claim job", err)
+		return Claim{}, err
 	}
-	var c Claim
+	return cs[0], nil
+}
+
+// JobsClaim says how JobsClaim claims.
+type JobsClaim struct {
+	// Max is how many jobs one call may take (at least 1): the scheduler's free slots.
+	Max int
+	// StartFirstStep also moves the first step of each claimed job to running, in the same
+	// transaction, when the job's run has no Git (a run with Git checks out first, so its first
+	// step starts later). The claim's Job.Steps[0] then shows it running; the caller must not
+	// StepStart it again.
+	StartFirstStep bool
+}
+
+// JobsClaim takes up to p.Max ready jobs in one transaction, oldest first, each as JobClaim
+// takes one (the job and its run move to running; see JobClaim for concurrency groups and
+// locking), and returns them in claim order; ErrNotFound when none is ready.
+func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
+	// Look on a reader first, so an idle poll costs no write transaction.
+	// LIMIT takes an argument so that the statement is prepared once (see stmtCache).
+	var ready int
+	err := s.reader().queryRow(ctx, "SELECT 1"+readyJobs+" LIMIT ?", 1).Scan(&ready)
+	if err != nil {
+		return nil, wrap("claim job", err)
+	}
+	var out []Claim
 	err = s.write(ctx, func(tx db) error {
-		jobID, runID, err := pickJob(ctx, tx)
-		if err != nil {
-			return err
+		out = out[:0]
+		for len(out) < max(p.Max, 1) {
+			c, err := claimOne(ctx, tx, p.StartFirstStep)
+			if errors.Is(err, sql.ErrNoRows) && len(out) > 0 {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
 		}
-		at := now()
-		n, err := tx.execN(ctx, "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), jobID)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return transitionError(ctx, tx, "job", jobID, run.Running)
-		}
-		if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
-			return err
-		}
-		jobs, err := loadJobs(ctx, tx, "j.id = ?", jobID)
-		if err != nil {
-			return err
-		}
-		if len(jobs) != 1 {
-			return sql.ErrNoRows
-		}
-		c.Job = jobs[0]
-		c.Run, err = loadRun(ctx, tx, runID, false)
-		return err
+		return nil
 	})
 	if err != nil {
-		return Claim{}, wrap("claim job", err)
+		return nil, wrap("claim job", err)
 	}
-	return c, nil
+	return out, nil
+}
+
+// claimOne picks and claims one ready job in tx; sql.ErrNoRows when none is ready.
+func claimOne(ctx context.Context, tx db, startFirst bool) (Claim, error) {
+	jobID, runID, err := pickJob(ctx, tx)
+	if err != nil {
+		return Claim{}, err
+	}
+	at := now()
+	n, err := tx.execN(ctx, "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), jobID)
+	if err != nil {
+		return Claim{}, err
+	}
+	if n != 1 {
+		return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
+	}
+	if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
+		return Claim{}, err
+	}
+	if startFirst {
+		// The step of the lowest index, only for a run without Git and only while queued.
+		if _, err := tx.exec(ctx, `UPDATE steps SET status = 'running', started_at = ?
+			WHERE id = (SELECT s.id FROM steps s WHERE s.job_id = ? ORDER BY s.idx, s.id LIMIT 1)
+			AND status = 'queued' AND (SELECT git FROM runs WHERE id = ?) IS NULL`, tx.ts(at), jobID, runID); err != nil {
+			return Claim{}, err
+		}
+	}
+	var c Claim
+	jobs, err := loadJobs(ctx, tx, "j.id = ?", jobID)
+	if err != nil {
+		return Claim{}, err
+	}
+	if len(jobs) != 1 {
+		return Claim{}, fmt.Errorf("claimed job %d not found", jobID)
+	}
+	c.Job = jobs[0]
+	c.Run, err = loadRun(ctx, tx, runID, false)
+	return c, err
 }
 
 // pickJob finds and, on PostgreSQL, locks the job JobClaim takes: see JobClaim. It returns
@@ -112,7 +162,7 @@ func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
 		if len(skipped) > 0 {
 			q += " AND r.id NOT IN (" + placeholders(len(skipped)) + ")"
 		}
-		q += " ORDER BY j.run_id, j.id LIMIT 1"
+		q += " ORDER BY j.run_id, j.id LIMIT ?" // an argument, so the statement is prepared once
 		if tx.pg {
 			q += " FOR NO KEY UPDATE OF j, r SKIP LOCKED"
 		}
@@ -122,7 +172,7 @@ func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
 			group              string
 			maxRunning         int
 		)
-		if err := tx.queryRow(ctx, q, skipped...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning); err != nil {
+		if err := tx.queryRow(ctx, q, append(skipped, 1)...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning); err != nil {
 			return 0, 0, err
 		}
 		if !tx.pg || status != run.Queued || group == "" || maxRunning <= 0 {
@@ -206,41 +256,9 @@ func (s *Store) JobFinish(ctx context.Context, jobID int64, status run.Status, m
 	}
 	var out run.Run
 	err := s.write(ctx, func(tx db) error {
-		var runID int64
-		if err := tx.queryRow(ctx, "SELECT run_id FROM jobs WHERE id = ?", jobID).Scan(&runID); err != nil {
-			return err
-		}
-		var (
-			rs        run.Status
-			stage     int
-			requested bool
-			cancelMsg string
-		)
-		// Lock the run first (lock order: run, jobs, steps).
-		if err := tx.queryRow(ctx, "SELECT status, stage, cancel_requested, message FROM runs WHERE id = ?"+tx.forUpdate(),
-			runID).Scan(&rs, &stage, &requested, &cancelMsg); err != nil {
-			return err
-		}
-		at := now()
-		n, err := tx.execN(ctx, "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = 'running'",
-			string(status), message, tx.ts(at), jobID)
+		runID, err := finishJob(ctx, tx, jobID, status, message, nil)
 		if err != nil {
 			return err
-		}
-		if n == 0 {
-			return transitionError(ctx, tx, "job", jobID, status)
-		}
-		if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE job_id = ? AND status = 'queued'", jobID); err != nil {
-			return err
-		}
-		if _, err := tx.exec(ctx, "UPDATE steps SET status = ?, finished_at = ? WHERE job_id = ? AND status = 'running'",
-			string(status), tx.ts(at), jobID); err != nil {
-			return err
-		}
-		if !rs.Terminal() {
-			if err := advanceRun(ctx, tx, runID, stage, requested, cancelMsg, status, at); err != nil {
-				return err
-			}
 		}
 		out, err = loadRun(ctx, tx, runID, true)
 		return err
@@ -249,6 +267,183 @@ func (s *Store) JobFinish(ctx context.Context, jobID int64, status run.Status, m
 		return run.Run{}, wrap("finish job", err)
 	}
 	return out, nil
+}
+
+// StepResult is how one step ended, for StepAdvance and JobComplete.
+type StepResult struct {
+	StepID   int64
+	Status   run.Status // a final status: success, failed, canceled, or skipped for a step never started
+	ExitCode *int       // set when the step's process exited on its own
+}
+
+// StepAdvance records, in one transaction, the ends of finished steps (each as StepFinish
+// would, in order) and then, unless startID is 0, the start of step startID (as StepStart). The
+// scheduler calls it when a job moves from one step to the next. A step in the wrong state
+// fails the whole call with ErrConflict; nothing is written then.
+func (s *Store) StepAdvance(ctx context.Context, finished []StepResult, startID int64) error {
+	for _, r := range finished {
+		if !r.Status.Terminal() {
+			return fmt.Errorf("store: advance steps: %q is not a final status", r.Status)
+		}
+	}
+	err := s.write(ctx, func(tx db) error {
+		at := now()
+		if err := finishSteps(ctx, tx, 0, finished, at); err != nil {
+			return err
+		}
+		if startID == 0 {
+			return nil
+		}
+		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
+			tx.ts(at), startID)
+		if err == nil && n == 0 {
+			return transitionError(ctx, tx, "step", startID, run.Running)
+		}
+		return err
+	})
+	return wrap("advance steps", err)
+}
+
+// finishSteps moves each step of results to its final status, guarded as StepFinish; with
+// jobID set, only steps of that job.
+func finishSteps(ctx context.Context, tx db, jobID int64, results []StepResult, at time.Time) error {
+	for _, r := range results {
+		in, args := statusIn(run.From(r.Status))
+		q := "UPDATE steps SET status = ?, exit_code = ?, finished_at = ? WHERE id = ? AND status IN " + in
+		args = append([]any{string(r.Status), nullInt(r.ExitCode), tx.ts(at), r.StepID}, args...)
+		if jobID != 0 {
+			q += " AND job_id = ?"
+			args = append(args, jobID)
+		}
+		n, err := tx.execN(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		if jobID != 0 {
+			var owner int64
+			if err := tx.queryRow(ctx, "SELECT job_id FROM steps WHERE id = ?", r.StepID).Scan(&owner); err != nil {
+				return err
+			}
+			if owner != jobID {
+				return fmt.Errorf("step %d is not a step of job %d", r.StepID, jobID)
+			}
+		}
+		return transitionError(ctx, tx, "step", r.StepID, r.Status)
+	}
+	return nil
+}
+
+// JobEnd is everything that ends a running job, for JobComplete.
+type JobEnd struct {
+	JobID int64
+	// Steps are the step results not recorded yet, in order (steps of other jobs are refused).
+	Steps []StepResult
+	// Logs are the job's last log chunks, appended as LogAppend does (Seq assigned after the
+	// run's chunks committed before). Every earlier chunk of the job must be committed already.
+	Logs    []run.LogChunk
+	Status  run.Status // the job's final status
+	Message string     // why it failed or was canceled; see JobFinish
+}
+
+// JobComplete ends a running job in one transaction: it records e.Steps (guarded as
+// StepFinish), appends e.Logs, then finishes the job and advances its run exactly as JobFinish
+// does, and returns the run's status after. A follower that sees the job or its run final therefore
+// already finds its last lines. Anything in the wrong state (a job not running, a step already
+// final) fails the whole call with ErrConflict and writes nothing.
+func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
+	if !run.CanTransition(run.Running, e.Status) {
+		return "", fmt.Errorf("store: complete job: %q is not a final status of a running job", e.Status)
+	}
+	for _, r := range e.Steps {
+		if !r.Status.Terminal() {
+			return "", fmt.Errorf("store: complete job: step status %q is not a final status", r.Status)
+		}
+	}
+	logs := slices.Clone(e.Logs)
+	var out run.Status
+	err := s.write(ctx, func(tx db) error {
+		runID, err := finishJob(ctx, tx, e.JobID, e.Status, e.Message, func(runID int64, at time.Time) error {
+			var js run.Status
+			if err := tx.queryRow(ctx, "SELECT status FROM jobs WHERE id = ?", e.JobID).Scan(&js); err != nil {
+				return err
+			}
+			if js != run.Running {
+				return transitionError(ctx, tx, "job", e.JobID, e.Status)
+			}
+			if err := finishSteps(ctx, tx, e.JobID, e.Steps, at); err != nil {
+				return err
+			}
+			for i := range logs {
+				if logs[i].RunID != runID || logs[i].JobID != e.JobID {
+					return fmt.Errorf("log chunk of run %d job %d given for job %d of run %d",
+						logs[i].RunID, logs[i].JobID, e.JobID, runID)
+				}
+			}
+			if len(logs) == 0 {
+				return nil
+			}
+			return appendLogs(ctx, tx, logs)
+		})
+		if err != nil {
+			return err
+		}
+		return tx.queryRow(ctx, "SELECT status FROM runs WHERE id = ?", runID).Scan(&out)
+	})
+	if err != nil {
+		return "", wrap("complete job", err)
+	}
+	return out, nil
+}
+
+// finishJob is JobFinish inside tx; it returns the job's run id. before, if not nil, runs once the run is locked and before
+// the job changes (lock order: run, jobs, steps).
+func finishJob(ctx context.Context, tx db, jobID int64, status run.Status, message string,
+	before func(runID int64, at time.Time) error) (int64, error) {
+	var runID int64
+	if err := tx.queryRow(ctx, "SELECT run_id FROM jobs WHERE id = ?", jobID).Scan(&runID); err != nil {
+		return 0, err
+	}
+	var (
+		rs        run.Status
+		stage     int
+		requested bool
+		cancelMsg string
+	)
+	// Lock the run first (lock order: run, jobs, steps).
+	if err := tx.queryRow(ctx, "SELECT status, stage, cancel_requested, message FROM runs WHERE id = ?"+tx.forUpdate(),
+		runID).Scan(&rs, &stage, &requested, &cancelMsg); err != nil {
+		return 0, err
+	}
+	at := now()
+	if before != nil {
+		if err := before(runID, at); err != nil {
+			return 0, err
+		}
+	}
+	n, err := tx.execN(ctx, "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = 'running'",
+		string(status), message, tx.ts(at), jobID)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, transitionError(ctx, tx, "job", jobID, status)
+	}
+	if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE job_id = ? AND status = 'queued'", jobID); err != nil {
+		return 0, err
+	}
+	if _, err := tx.exec(ctx, "UPDATE steps SET status = ?, finished_at = ? WHERE job_id = ? AND status = 'running'",
+		string(status), tx.ts(at), jobID); err != nil {
+		return 0, err
+	}
+	if !rs.Terminal() {
+		if err := advanceRun(ctx, tx, runID, stage, requested, cancelMsg, status, at); err != nil {
+			return 0, err
+		}
+	}
+	return runID, nil
 }
 
 // advanceRun decides what a run does after one of its jobs finished with status; see JobFinish.
