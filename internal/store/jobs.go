@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -196,10 +195,11 @@ func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
 // statement of its own, so that it sees every claim of the group committed before the lock was
 // free. It reports false when the lock is held by another claim or the group has no free slot.
 func groupSlotLocked(ctx context.Context, tx db, pipelineID int64, group string, number int64, maxRunning int) (bool, error) {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%d\x00%s", pipelineID, group)
+	// The key includes the schema, so flowd servers (or tests) in separate schemas of one
+	// database never take each other's group locks.
 	var locked bool
-	if err := tx.queryRow(ctx, "SELECT pg_try_advisory_xact_lock(?::int4, ?::int4)", advisoryGroup, int32(h.Sum32())).Scan(&locked); err != nil {
+	key := fmt.Sprintf("%d/%s", pipelineID, group)
+	if err := tx.queryRow(ctx, "SELECT pg_try_advisory_xact_lock(?::int4, hashtext(current_schema() || '/' || ?::text))", advisoryGroup, key).Scan(&locked); err != nil {
 		return false, err
 	}
 	if !locked {
