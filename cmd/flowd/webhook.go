@@ -315,9 +315,9 @@ func (c *cli) cmdWebhookDryRun(ctx context.Context, args []string) int {
 Send a request through the webhook of PIPELINE as a caller would, without starting a run
 (pipeline developers), and print whether it would start one, with which variables, which keys
 would be ignored, and the decision step by step. The body defaults to {} (the default
-variables). The webhook checks headers as for a real request: when it has a secret, --sign
-signs the body with $FLOWD_WEBHOOK_SECRET (X-Hub-Signature-256); -H adds others, e.g. a Git
-host's event header. The dry run is recorded as a delivery. Exit status: 0 if a run would
+variables). Without a signature header the signature step is not checked (you are signed
+in); --sign signs the body with $FLOWD_WEBHOOK_SECRET (X-Hub-Signature-256) to check it too;
+-H adds other headers, e.g. a Git host's event header. The dry run is recorded as a delivery. Exit status: 0 if a run would
 start, 1 if not.`, 1, 1)
 	data := f.String("data", "", "the request body, a `JSON` text such as '{\"abc\":\"456\"}' (default {})")
 	file := f.String("f", "", "read the request body from `FILE`; - for stdin")

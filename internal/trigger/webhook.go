@@ -11,8 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +61,11 @@ const recordTimeout = 30 * time.Second
 // its default branch (git ls-remote). The pipeline's CEL rules (webhook.filter,
 // webhook.variables) apply to every delivery; a variable with a rule takes the rule's value
 // over a body key of the same name.
+//
+// Secret variables stay secret in the delivery log: the stored body has their keys' values
+// replaced by "***" (RedactBody), and their values are masked in every trace, message and
+// answer. A delivery sent through the API (redelivery, dry run) treats a secret variable whose
+// value is exactly "***" as not given, since that is what a stored body holds.
 type Webhooks struct {
 	Store   WebhookStore
 	Runs    *Service         // builds runs exactly as manual starts do, and wakes the scheduler
@@ -84,8 +92,11 @@ type Incoming struct {
 	ContentType   string // "" = Headers' Content-Type
 	DryRun        bool   // decide everything, start nothing
 	RedeliveryOf  int64  // the delivery this one repeats; 0 = none
-	SkipSignature bool   // the caller is signed in (redelivery)
-	Actor         string // the signed-in user of an API-driven delivery, for the trace
+	SkipSignature bool   // the caller is signed in (redelivery, a dry run without signature headers)
+	// SkipSignatureWhy is the signature step's trace detail when SkipSignature is set; "" says
+	// it is a redelivery by a signed-in user.
+	SkipSignatureWhy string
+	Actor            string // the signed-in user of an API-driven delivery, for the trace
 	// IdempotencyKey makes a repeat within store.IdempotencyWindow answer the first answer.
 	// Only deliveries that start a run remember it, so a refused request may be retried with
 	// the same key once it is fixed, and no unsigned request can claim a key.
@@ -172,6 +183,14 @@ type delivery struct {
 	trace webhook.Trace
 	trig  store.WebhookTrigger
 	rec   store.Delivery // what will be stored
+	// secret names the pipeline's secret variables once they are known (secretKnown); the
+	// stored body has their values masked (redactBody).
+	secret      map[string]bool
+	secretKnown bool
+	redacted    bool // rec.Body is masked
+	// secretVals are the values of secret variables this delivery has seen (from the body, the
+	// rules, the stored secrets): masked wherever the trace or an answer would show them.
+	secretVals []string
 }
 
 // Deliver decides one delivery and stores it; see Webhooks. It never returns an error: a
@@ -229,7 +248,7 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 				}
 			}
 			d.rec.StatusCode, d.rec.ErrorCode, d.rec.Response = out.Status, "not_found", out.Body
-			stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+			stored, _, err := w.record(ctx, d, store.DeliveryRecord{Delivery: d.withTrace()})
 			if err != nil {
 				return w.failure(d, err)
 			}
@@ -273,7 +292,11 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	provider, fromHost := githost.Detect(in.Headers)
 	switch {
 	case in.SkipSignature:
-		d.trace.Add("signature", true, "skipped: a redelivery by a signed-in user")
+		why := in.SkipSignatureWhy
+		if why == "" {
+			why = "skipped: a redelivery by a signed-in user"
+		}
+		d.trace.Add("signature", true, "%s", why)
 	case len(d.trig.SecretSealed) == 0:
 		d.trace.Add("signature", true, "the trigger has no secret; no signature needed")
 	case fromHost:
@@ -329,6 +352,7 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if err != nil { // the store only holds definitions that parsed when they were saved
 		return w.failure(d, err)
 	}
+	d.secret, d.secretKnown = secretNames(def), true
 	withRules := hasRules(def)
 
 	// payload
@@ -364,6 +388,11 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 			d.trace.Add("payload", true, "a JSON value that is not an object: no variables from the body; the webhook rules read it")
 		} else {
 			d.trace.Add("payload", true, "a JSON object with %d keys", len(overrides))
+		}
+		for k, v := range overrides {
+			if d.secret[k] {
+				d.addSecret(valueText(v))
+			}
 		}
 	}
 	var body any // the body as CEL sees it; read when a rule may need it
@@ -417,6 +446,11 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 			return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
 				verr.Error()+"; fix the pipeline's rules or the payload and send again", problemsOf(verr))
 		}
+		for k, v := range res.Values {
+			if d.secret[k] {
+				d.addSecret(v)
+			}
+		}
 		for i, line := range res.Trace {
 			d.trace.Add("rules", res.Pass || i < len(res.Trace)-1, "%s", line)
 		}
@@ -431,6 +465,16 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	}
 
 	// variables
+	if in.Token == "" {
+		// A stored body has its secret values masked: "***" from a redelivery or a dry run of a
+		// stored delivery means the value was not kept, not a value to run with.
+		for _, name := range sortedKeys(overrides) {
+			if d.secret[name] && valueText(overrides[name]) == pipeline.Masked {
+				delete(overrides, name)
+				d.trace.Add("variables", true, "%s: the stored value was masked; the default is used", name)
+			}
+		}
+	}
 	trig := run.TriggerWebhook
 	if event != nil {
 		trig = run.TriggerPush
@@ -444,6 +488,9 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 		d.trace.Add("variables", false, "%s", verr.Error())
 		return w.refuse(ctx, d, http.StatusUnprocessableEntity, "invalid_variables",
 			verr.Error()+"; fix them and send again", problemsOf(verr))
+	}
+	for _, v := range built.secretValues() {
+		d.addSecret(v)
 	}
 	ignored := built.Resolved.Ignored
 	if ignored == nil {
@@ -504,9 +551,9 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if in.DryRun {
 		d.trace.Add("run", true, "dry run: %s would start; nothing was started", what)
 		body := mustJSON(dryRunAnswer{DryRun: true, WouldStart: true, Variables: built.Masked(), Ignored: ignored,
-			Git: git, ConcurrencyGroup: built.Create.ConcurrencyGroup, Trace: d.trace})
+			Git: git, ConcurrencyGroup: d.mask(built.Create.ConcurrencyGroup), Trace: d.outTrace()})
 		d.rec.StatusCode, d.rec.Response = http.StatusOK, body
-		stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+		stored, _, err := w.record(ctx, d, store.DeliveryRecord{Delivery: d.withTrace()})
 		if err != nil {
 			return w.failure(d, err)
 		}
@@ -528,7 +575,7 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 		created run.Run
 	)
 	create := built.Create
-	stored, replayed, err := w.record(ctx, store.DeliveryRecord{
+	stored, replayed, err := w.record(ctx, d, store.DeliveryRecord{
 		Delivery: d.withTrace(),
 		NewRun:   &create,
 		Answer: func(r run.Run) (int, []byte) {
@@ -538,7 +585,7 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 			if w.RunURL != nil {
 				a.Run.URL = w.RunURL(r.ID)
 			}
-			a.Ignored, a.Trace = ignored, d.trace
+			a.Ignored, a.Trace = ignored, d.outTrace()
 			answer = mustJSON(a)
 			return http.StatusAccepted, answer
 		},
@@ -586,14 +633,14 @@ func (w *Webhooks) skip(ctx context.Context, d *delivery, step, reason string) O
 	if step != "" {
 		d.trace.Add(step, false, "%s", reason)
 	}
-	a := skipAnswer{Ignored: []string{}, Skipped: reason, Trace: d.trace}
+	a := skipAnswer{Ignored: []string{}, Skipped: d.mask(reason), Trace: d.outTrace()}
 	if d.in.DryRun {
 		no := false
 		a.DryRun, a.WouldStart = true, &no
 	}
 	body := mustJSON(a)
 	d.rec.StatusCode, d.rec.Response = http.StatusOK, body
-	stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+	stored, _, err := w.record(ctx, d, store.DeliveryRecord{Delivery: d.withTrace()})
 	if err != nil {
 		return w.failure(d, err)
 	}
@@ -612,12 +659,14 @@ func (w *Webhooks) stopped(d *delivery, err error) Outcome {
 	return out
 }
 
+// problem is one of the "problems" of a 422 invalid_variables answer.
+type problem struct {
+	Key     string `json:"key"`
+	Message string `json:"message"`
+}
+
 // problemsOf is the "problems" of a 422 invalid_variables answer.
 func problemsOf(verr *pipeline.VariableError) any {
-	type problem struct {
-		Key     string `json:"key"`
-		Message string `json:"message"`
-	}
 	probs := make([]problem, len(verr.Problems))
 	for i, pr := range verr.Problems {
 		probs[i] = problem{Key: pr.Key, Message: pr.Message}
@@ -732,7 +781,7 @@ func (w *Webhooks) baseRecord(d *delivery) store.Delivery {
 // withTrace returns the record with the trace so far.
 func (d *delivery) withTrace() store.Delivery {
 	rec := d.rec
-	rec.Trace = mustJSON(d.trace)
+	rec.Trace = mustJSON(d.outTrace())
 	return rec
 }
 
@@ -740,7 +789,7 @@ func (d *delivery) withTrace() store.Delivery {
 func (w *Webhooks) refuse(ctx context.Context, d *delivery, status int, code, message string, problems any) Outcome {
 	out := w.answerError(d, status, code, message, problems)
 	d.rec.StatusCode, d.rec.ErrorCode, d.rec.Response = status, code, out.Body
-	stored, _, err := w.record(ctx, store.DeliveryRecord{Delivery: d.withTrace()})
+	stored, _, err := w.record(ctx, d, store.DeliveryRecord{Delivery: d.withTrace()})
 	if err != nil {
 		return w.failure(d, err)
 	}
@@ -752,11 +801,15 @@ func (w *Webhooks) refuse(ctx context.Context, d *delivery, status int, code, me
 // answerError builds an error answer that is not stored (yet).
 func (w *Webhooks) answerError(d *delivery, status int, code, message string, problems any) Outcome {
 	var a errorAnswer
-	a.Error.Code, a.Error.Message, a.Error.Problems = code, message, problems
-	a.Trace = d.trace
-	if a.Trace == nil {
-		a.Trace = webhook.Trace{}
+	a.Error.Code, a.Error.Message, a.Error.Problems = code, d.mask(message), problems
+	if probs, ok := problems.([]problem); ok {
+		masked := make([]problem, len(probs))
+		for i, pr := range probs {
+			masked[i] = problem{Key: pr.Key, Message: d.mask(pr.Message)}
+		}
+		a.Error.Problems = masked
 	}
+	a.Trace = d.outTrace()
 	return Outcome{Status: status, Body: mustJSON(a), Pipeline: d.trig.Pipeline, Code: code}
 }
 
@@ -788,11 +841,204 @@ func (w *Webhooks) failure(d *delivery, err error) Outcome {
 		"the server failed to handle this delivery; it was logged — send again or tell the administrator", nil)
 }
 
-// record stores a delivery under a context that outlives the request (bounded).
-func (w *Webhooks) record(ctx context.Context, rec store.DeliveryRecord) (store.Delivery, bool, error) {
+// record stores a delivery under a context that outlives the request (bounded), its body with
+// the values of secret variables masked (redactBody).
+func (w *Webhooks) record(ctx context.Context, d *delivery, rec store.DeliveryRecord) (store.Delivery, bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
+	if err := w.redactBody(ctx, d); err != nil {
+		return store.Delivery{}, false, err
+	}
+	rec.Delivery.Body = d.rec.Body
 	return w.Store.DeliveryRecord(ctx, rec)
+}
+
+// redactBody masks the values of the pipeline's secret variables in the body to store (see
+// RedactBody). A delivery refused before the pipeline was read (disabled, too large, bad
+// signature, no permission) reads it here, and only when its body could name a variable.
+func (w *Webhooks) redactBody(ctx context.Context, d *delivery) error {
+	if d.redacted {
+		return nil
+	}
+	if !d.secretKnown {
+		if !mayNameVariables(d.rec.Body) {
+			d.redacted = true
+			return nil
+		}
+		p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			d.secret = map[string]bool{} // deleted: nothing is stored for it anyway
+		case err != nil:
+			return err
+		default:
+			def, err := w.Runs.parsed(p)
+			if err != nil {
+				return err
+			}
+			d.secret = secretNames(def)
+		}
+		d.secretKnown = true
+	}
+	d.rec.Body = RedactBody(d.rec.Body, d.secret)
+	d.redacted = true
+	return nil
+}
+
+// mayNameVariables reports whether body could set a variable: it looks like a JSON object or a
+// form body (GitHub's payload=<JSON>). It is a quick look that errs on the side of yes.
+func mayNameVariables(body []byte) bool {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	return len(trimmed) > 0 && (trimmed[0] == '{' || bytes.Contains(body, []byte("payload")))
+}
+
+// RedactBody returns body with the values of the top-level keys in secret replaced by the JSON
+// string "***": for a JSON object (also one cut at the size limit: a secret value the cut runs
+// through is masked to the end), and for GitHub's form encoding, whose payload fields hold the
+// JSON. The rest of a JSON body is kept byte for byte; a form body's payload field is encoded
+// again. Keys are matched after JSON unescaping, every occurrence of a repeated key is masked,
+// and any value (string, number, object, …) is replaced. A body without such keys, or that is
+// neither, is returned as it is.
+func RedactBody(body []byte, secret map[string]bool) []byte {
+	if len(secret) == 0 || len(body) == 0 {
+		return body
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		out, _ := redactObject(body, secret)
+		return out
+	}
+	if !bytes.Contains(body, []byte("payload")) {
+		return body
+	}
+	parts := bytes.Split(body, []byte("&"))
+	changed := false
+	for i, part := range parts {
+		k, v, _ := bytes.Cut(part, []byte("="))
+		key, err := url.QueryUnescape(string(k))
+		if err != nil || key != "payload" {
+			continue
+		}
+		val, ok := unescapeCut(string(v))
+		if !ok {
+			continue
+		}
+		if red, did := redactObject([]byte(val), secret); did {
+			parts[i] = append(append(bytes.Clone(k), '='), url.QueryEscape(string(red))...)
+			changed = true
+		}
+	}
+	if !changed {
+		return body
+	}
+	return bytes.Join(parts, []byte("&"))
+}
+
+// unescapeCut is url.QueryUnescape of a form value that may have been cut inside a %XX escape
+// (a body at the size limit): the incomplete escape is dropped.
+func unescapeCut(v string) (string, bool) {
+	for drop := 0; drop <= 2 && drop <= len(v); drop++ {
+		if s, err := url.QueryUnescape(v[:len(v)-drop]); err == nil {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// redactObject masks the values of data's top-level keys in secret; data is a JSON object,
+// possibly cut short or broken: the scan stops at the first problem, and a secret value it runs
+// into is masked to the end of data.
+func redactObject(data []byte, secret map[string]bool) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return data, false
+	}
+	var out []byte
+	last := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, ok := tok.(string)
+		if !ok { // the closing brace
+			break
+		}
+		start := int(dec.InputOffset())
+		for start < len(data) && strings.IndexByte(" \t\r\n:", data[start]) >= 0 {
+			start++
+		}
+		var raw json.RawMessage
+		err = dec.Decode(&raw)
+		end := int(dec.InputOffset())
+		if !secret[key] {
+			if err != nil {
+				break
+			}
+			continue
+		}
+		if err != nil || end > len(data) {
+			end = len(data)
+		}
+		out = append(out, data[last:start]...)
+		out = append(out, `"***"`...)
+		last = end
+		if err != nil {
+			break
+		}
+	}
+	if out == nil {
+		return data, false
+	}
+	return append(out, data[last:]...), true
+}
+
+// addSecret notes the value of a secret variable, to be masked in the trace and answers.
+func (d *delivery) addSecret(v string) {
+	if v == "" || v == pipeline.Masked || slices.Contains(d.secretVals, v) {
+		return
+	}
+	d.secretVals = append(d.secretVals, v)
+	// Longest first, so a secret that contains another is masked whole.
+	slices.SortFunc(d.secretVals, func(a, b string) int { return len(b) - len(a) })
+}
+
+// mask returns s with every value of a secret variable the delivery has seen replaced by ***,
+// also as it looks quoted (strconv.Quote, as messages quote values).
+func (d *delivery) mask(s string) string {
+	for _, v := range d.secretVals {
+		s = strings.ReplaceAll(s, v, pipeline.Masked)
+		if q := strconv.Quote(v); q[1:len(q)-1] != v {
+			s = strings.ReplaceAll(s, q[1:len(q)-1], pipeline.Masked)
+		}
+	}
+	return s
+}
+
+// outTrace is the trace as answered and stored: secret values masked; never nil.
+func (d *delivery) outTrace() webhook.Trace {
+	out := make(webhook.Trace, len(d.trace))
+	for i, st := range d.trace {
+		st.Detail = d.mask(st.Detail)
+		out[i] = st
+	}
+	return out
+}
+
+// valueText is the variable value a JSON value of the body stands for: a string's text, else
+// the JSON text (as pipeline.ResolveVariables reads it).
+func valueText(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	var s string
+	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // openSecret decrypts a trigger's signature secret.

@@ -123,6 +123,35 @@
   }
   function busy(btn, on) { if (btn) btn.disabled = on; }
 
+  // ---- the commit a run builds (run.git) ----------------------------------------------------
+  // Every part is payload data from a Git host: it only ever becomes text (h() sets textContent
+  // and attributes), never markup.
+  function firstLine(s) {
+    s = String(s || '');
+    const i = s.search(/\r|\n/);
+    return (i >= 0 ? s.slice(0, i) : s).trim();
+  }
+  function clip(s, n) { return s.length > n ? s.slice(0, n - 1) + '…' : s; }
+  // gitParts returns the nodes that describe git: the short SHA (full in its title), the branch
+  // or tag, the event and provider, the commit message's first line and its author. compact
+  // (run history rows) leaves out the event and author and clips the message.
+  function gitParts(git, compact) {
+    if (!git || !git.commit_sha) return [];
+    const sha = String(git.commit_sha);
+    const parts = [h('code', { class: 'sha', title: sha }, sha.slice(0, 12))];
+    if (git.tag || git.branch) {
+      parts.push(h('span', { class: 'ref', title: git.ref || null },
+        git.tag ? 'tag ' : [h('span', { class: 'sr' }, 'branch '), h('span', { 'aria-hidden': 'true' }, '⎇ ')], git.tag || git.branch));
+    }
+    if (!compact && (git.event || git.provider)) {
+      parts.push(h('span', { class: 'event', title: git.repo_url || null }, [git.event, git.provider].filter(Boolean).join(' · ')));
+    }
+    const msg = firstLine(git.commit_message);
+    if (msg) parts.push(h('span', { class: 'msg', title: compact ? msg : null }, compact ? clip(msg, 60) : msg));
+    if (!compact && git.commit_author) parts.push(h('span', { class: 'author' }, 'by ' + git.commit_author));
+    return parts;
+  }
+
   // ---- the YAML editor ---------------------------------------------------------------------
   // A textarea with line numbers; problems (line:column) come from the API's validator as you
   // type, and from the save itself.
@@ -339,7 +368,7 @@
         tb.append(h('tr', {},
           h('td', {}, badge(run.status)),
           h('td', {}, h('a', { href: '/runs/' + run.id }, '#' + run.number)),
-          h('td', {}, triggerText(run)),
+          h('td', {}, triggerText(run), run.git && run.git.commit_sha ? h('span', { class: 'sub gitline' }, gitParts(run.git, true)) : null),
           h('td', { class: 'hide-sm' }, when(run.started_at || run.created_at)),
           h('td', { class: 'dur' }, run.started_at ? duration(run.started_at, run.finished_at) : '')));
       }
@@ -562,9 +591,14 @@
       const trig = empty($('#run-trigger'));
       trig.append(triggerText(run), ' · ', when(run.created_at));
       if (run.started_at) trig.append(' · ', h('span', { class: 'dur', id: 'run-duration' }, duration(run.started_at, run.finished_at)));
-      const commit = run.variables && (run.variables.FLOWD_COMMIT_SHA || run.variables.COMMIT_SHA);
-      if (commit) trig.append(' · commit ', h('code', {}, commit.slice(0, 12)));
       trig.append(' · revision ' + run.revision);
+      if (run.concurrency_group) trig.append(' · group ', h('code', { id: 'run-group' }, run.concurrency_group));
+      const gl = $('#run-git');
+      if (gl) {
+        const parts = gitParts(run.git, false);
+        gl.hidden = !parts.length;
+        empty(gl).append(...parts);
+      }
       const msg = $('#run-message');
       msg.hidden = !run.message;
       msg.textContent = run.message || '';

@@ -1,0 +1,174 @@
+package trigger_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/trigger"
+)
+
+func TestRedactBody(t *testing.T) {
+	t.Parallel()
+	secret := map[string]bool{"API_KEY": true, "PIN": true}
+	form := func(payload string) string { return "a=1&payload=" + url.QueryEscape(payload) + "&b=2" }
+	cases := []struct{ name, in, want string }{
+		{"no secret key: byte for byte", "{ \"abc\" : \"1\",\n \"x\":[1,{\"API_KEY\":\"nested\"}] }", "{ \"abc\" : \"1\",\n \"x\":[1,{\"API_KEY\":\"nested\"}] }"},
+		{"the secret value only", `{"abc": "1", "API_KEY" :  "hunter2" , "z":true}`, `{"abc": "1", "API_KEY" :  "***" , "z":true}`},
+		{"an escaped key", `{"API\u005fKEY":"hunter2"}`, `{"API\u005fKEY":"***"}`},
+		{"every repeat and any value", `{"PIN":1234,"API_KEY":{"a":"b"},"PIN":"5678"}`, `{"PIN":"***","API_KEY":"***","PIN":"***"}`},
+		{"cut at the limit inside the value", `{"abc":"1","API_KEY":"hunt`, `{"abc":"1","API_KEY":"***"`},
+		{"broken after the secret", `{"API_KEY":"hunter2", oops`, `{"API_KEY":"***", oops`},
+		{"a secret key as a value is no key", `{"abc":"API_KEY"}`, `{"abc":"API_KEY"}`},
+		{"not an object", `["API_KEY","hunter2"]`, `["API_KEY","hunter2"]`},
+		{"not JSON", `API_KEY=hunter2`, `API_KEY=hunter2`},
+		{"empty", ``, ``},
+		{"GitHub's form encoding", form(`{"API_KEY":"hunter2","abc":"1"}`), "a=1&payload=" + url.QueryEscape(`{"API_KEY":"***","abc":"1"}`) + "&b=2"},
+		{"a form without secrets", form(`{"abc":"1"}`), form(`{"abc":"1"}`)},
+	}
+	for _, c := range cases {
+		if got := string(trigger.RedactBody([]byte(c.in), secret)); got != c.want {
+			t.Errorf("%s: RedactBody(%q) = %q, want %q", c.name, c.in, got, c.want)
+		}
+	}
+	if got := string(trigger.RedactBody([]byte(`{"API_KEY":"x"}`), nil)); got != `{"API_KEY":"x"}` {
+		t.Errorf("no secret variables: %q", got)
+	}
+}
+
+// TestDeliverMasksSecretValues: a body that sets a secret variable is stored with the value
+// masked, on every path (started, refused before the pipeline is read, refused by the variables
+// step); the value is in no trace or answer; a redelivery of the masked body runs with the
+// secret's default and says so.
+func TestDeliverMasksSecretValues(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		box := newBox(t)
+		svc := &trigger.Webhooks{Store: st, Runs: &trigger.Service{Store: st, Box: box}, Box: box}
+		p, _, token := hookSetup(t, st, svc)
+		const value = "hunter2-value"
+		body := `{"abc":"7","API_KEY":"` + value + `"}`
+		signed := http.Header{"Content-Type": {"application/json"}, "X-Hub-Signature-256": {sign("k", body)}}
+
+		checkStored := func(what string, id int64) store.Delivery {
+			t.Helper()
+			d, err := st.DeliveryGet(ctx, id)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if want := `{"abc":"7","API_KEY":"***"}`; string(d.Body) != want {
+				t.Errorf("%s: stored body %s, want %s", what, d.Body, want)
+			}
+			for name, b := range map[string][]byte{"trace": d.Trace, "response": d.Response} {
+				if strings.Contains(string(b), value) || strings.Contains(string(b), "s3cr3t-value") {
+					t.Errorf("%s: the stored %s shows a secret: %s", what, name, b)
+				}
+			}
+			return d
+		}
+
+		out := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: signed, Body: []byte(body)})
+		if out.Status != http.StatusAccepted || strings.Contains(string(out.Body), value) {
+			t.Fatalf("signed delivery: %d %s", out.Status, out.Body)
+		}
+		checkStored("started", out.DeliveryID)
+		r, err := st.RunGet(ctx, out.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if secrets, err := trigger.OpenSecrets(box, r.SecretVariables); err != nil || secrets["API_KEY"] != value {
+			t.Errorf("the run's API_KEY = %q (%v), want the body's value", secrets["API_KEY"], err)
+		}
+
+		// Refused at the signature step, before the pipeline is read: masked all the same.
+		bad := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{"X-Hub-Signature-256": {"sha256=00"}}, Body: []byte(body)})
+		if bad.Status != http.StatusUnauthorized {
+			t.Fatalf("bad signature: %d %s", bad.Status, bad.Body)
+		}
+		checkStored("bad signature", bad.DeliveryID)
+
+		// A redelivery sees "***": the default is used, and the trace says why.
+		re := svc.Deliver(ctx, trigger.Incoming{PipelineID: p.ID, Headers: http.Header{"Content-Type": {"application/json"}},
+			Body: []byte(`{"abc":"7","API_KEY":"***"}`), RedeliveryOf: out.DeliveryID, SkipSignature: true, Actor: "alice"})
+		if re.Status != http.StatusAccepted {
+			t.Fatalf("redelivery: %d %s", re.Status, re.Body)
+		}
+		if !strings.Contains(string(re.Body), "API_KEY: the stored value was masked; the default is used") {
+			t.Errorf("redelivery trace does not say the default is used: %s", re.Body)
+		}
+		r, err = st.RunGet(ctx, re.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if secrets, err := trigger.OpenSecrets(box, r.SecretVariables); err != nil || secrets["API_KEY"] != "s3cr3t-value" {
+			t.Errorf("the redelivered run's API_KEY = %q (%v), want the default", secrets["API_KEY"], err)
+		}
+		if r.Variables["abc"] != "7" {
+			t.Errorf("the redelivered run's abc = %q, want 7", r.Variables["abc"])
+		}
+
+		// The URL takes "***" as a value like any other (only stored bodies are masked).
+		lit := `{"API_KEY":"***"}`
+		direct := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{"X-Hub-Signature-256": {sign("k", lit)}}, Body: []byte(lit)})
+		if direct.Status != http.StatusAccepted || strings.Contains(string(direct.Body), "masked") {
+			t.Errorf("URL delivery of ***: %d %s", direct.Status, direct.Body)
+		}
+	})
+}
+
+// TestDeliverSecretValueNotInProblems: a secret with options refuses a value outside them
+// without quoting it, in the answer, the stored trace and the stored answer.
+func TestDeliverSecretValueNotInProblems(t *testing.T) {
+	t.Parallel()
+	st := storetestOpen(t)
+	ctx := context.Background()
+	box := newBox(t)
+	svc := &trigger.Webhooks{Store: st, Runs: &trigger.Service{Store: st, Box: box}, Box: box}
+	hash, _ := auth.HashPasswordCost("password1", 4)
+	u, err := st.UserCreate(ctx, "alice", hash, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const def = `name: pins
+variables:
+  PIN:
+    secret: true
+    default: ""
+    options: ["", "1111", "2222"]
+stages:
+  - name: s
+    jobs:
+      - name: j
+        steps:
+          - run: "true"
+`
+	p, err := st.PipelineCreate(ctx, "pins", def, nil, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, tokHash, _ := trigger.NewWebhookToken()
+	sealed, _ := box.Seal([]byte(token))
+	if _, err := st.WebhookEnable(ctx, store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: tokHash, TokenSealed: sealed}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{false, true} {
+		out := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{}, Body: []byte(`{"PIN":"9876-guess"}`), DryRun: dry})
+		if out.Status != http.StatusUnprocessableEntity || !strings.Contains(string(out.Body), "PIN") {
+			t.Fatalf("bad PIN (dry %v): %d %s", dry, out.Status, out.Body)
+		}
+		d, err := st.DeliveryGet(ctx, out.DeliveryID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"answer": out.Body, "stored trace": d.Trace, "stored answer": d.Response, "stored body": d.Body} {
+			if strings.Contains(string(b), "9876-guess") {
+				t.Errorf("dry %v: the %s shows the secret value: %s", dry, name, b)
+			}
+		}
+	}
+}
