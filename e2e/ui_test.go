@@ -101,6 +101,15 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 			if curl := b.str(`document.querySelector("#hook-curl").textContent`); !strings.Contains(curl, hookURL) || !strings.Contains(curl, "curl -X POST") {
 				t.Errorf("the curl command %q does not call %s", curl, hookURL)
 			}
+			// The variable webhook's command overrides the first variable (default 123) with
+			// another value, as `flowd webhook enable` prints it, and works as pasted.
+			curlVars := b.str(`document.querySelector("#hook-curl-vars").textContent`)
+			if !strings.Contains(curlVars, `--data '{"abc":"456"}'`) {
+				t.Errorf("the variable webhook's command %q does not override abc with 456", curlVars)
+			}
+			if out, err := runShell(t, curlVars); err != nil || !strings.Contains(out, `"run"`) {
+				t.Errorf("the panel's command as pasted: %v\n%s", err, out)
+			}
 			if owner := b.str(`document.querySelector("#hook").textContent`); !strings.Contains(owner, "admin") {
 				t.Errorf("the panel does not name the owner: %q", owner)
 			}

@@ -464,12 +464,19 @@
         return;
       }
       const url = t.url;
-      const sample = {};
-      for (const v of def.variables) if (!v.secret) sample[v.name] = v.default || '';
-      const varBody = JSON.stringify(Object.keys(sample).length ? sample : { abc: '456' });
+      // Like `flowd webhook enable`: the first declared variable with a value other than its
+      // default, so the command shows an override at work.
+      const first = def.variables.find((v) => !v.secret);
+      let varBody = JSON.stringify({ abc: '456' });
+      if (first) {
+        const others = (first.options || []).filter((o) => o !== first.default);
+        const value = others.length ? others[0] : (first.default === '456' ? '789' : '456');
+        varBody = JSON.stringify({ [first.name]: value });
+      }
+      const q = (text) => "'" + text.replace(/'/g, "'\\''") + "'"; // one shell word
       const sign = (body) => t.has_secret
-        ? "body='" + body + "'\nsig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac \"$WEBHOOK_SECRET\" | sed 's/^.* //')\ncurl -X POST -H 'Content-Type: application/json' -H \"X-Hub-Signature-256: sha256=$sig\" --data \"$body\" '" + url + "'"
-        : "curl -X POST -H 'Content-Type: application/json' --data '" + body + "' '" + url + "'";
+        ? 'body=' + q(body) + "\nsig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac \"$WEBHOOK_SECRET\" | sed 's/^.* //')\ncurl -X POST -H 'Content-Type: application/json' -H \"X-Hub-Signature-256: sha256=$sig\" --data \"$body\" " + q(url)
+        : "curl -X POST -H 'Content-Type: application/json' --data " + q(body) + ' ' + q(url);
       const general = sign('{}');
       const withVars = sign(varBody);
       const urlInput = h('input', { id: 'hook-url', readonly: true, value: url, 'aria-label': 'Webhook URL', class: 'mono' });
