@@ -341,7 +341,7 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 	job = executor.Job{
 		RunID:     c.Run.ID,
 		JobID:     c.Job.ID,
-		Workspace: filepath.Join(s.cfg.Workspace, strconv.FormatInt(c.Run.ID, 10), strconv.FormatInt(c.Job.ID, 10)),
+		Workspace: workspace(s.cfg.Workspace, c.Run.ID, c.Job.ID),
 		Timeout:   c.Job.Timeout,
 		Checkout:  checkout,
 	}
@@ -362,6 +362,14 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 		}
 		fmt.Fprintf(w, "%s\n", end.Message)
 	}
+}
+
+// workspace is the folder of job jobID of run runID under root: one level, "<run>-<job>", so
+// that creating it costs one mkdir (the executor's MkdirAll; root exists after the first job)
+// and removing it (Cleanup) leaves nothing behind. A folder per run holding its jobs' folders
+// cost a second mkdir per job and stayed behind, empty, after its jobs were cleaned up.
+func workspace(root string, runID, jobID int64) string {
+	return filepath.Join(root, strconv.FormatInt(runID, 10)+"-"+strconv.FormatInt(jobID, 10))
 }
 
 // complete writes a job's end with JobComplete. Should that fail (a step report the store

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +60,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, dialect string, slots int) *fixture {
 	t.Helper()
+	return newFixtureWorkspace(t, dialect, slots, t.TempDir(), nil)
+}
+
+// newFixtureWorkspace is newFixture with the workspace root given and, when exec is not nil,
+// the jobs run by exec (a real executor) instead of the fake.
+func newFixtureWorkspace(t *testing.T, dialect string, slots int, root string, exec executor.Executor) *fixture {
+	t.Helper()
 	st := storetest.Open(t, dialect)
 	box, err := secret.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -67,8 +75,12 @@ func newFixture(t *testing.T, dialect string, slots int) *fixture {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f := &fixture{st: st, exec: &counting{}, box: box}
 	f.logs = logs.NewAppender(st, logger)
-	f.sched = New(Config{Store: st, Executor: f.exec, Logs: f.logs, Box: box, Slots: slots,
-		Workspace: t.TempDir(), Logger: logger, Poll: 20 * time.Millisecond})
+	var e executor.Executor = f.exec
+	if exec != nil {
+		e = exec
+	}
+	f.sched = New(Config{Store: st, Executor: e, Logs: f.logs, Box: box, Slots: slots,
+		Workspace: root, Logger: logger, Poll: 20 * time.Millisecond})
 	ctx := context.Background()
 	hash, _ := auth.HashPasswordCost("password1", 4)
 	u, err := st.UserCreate(ctx, "alice", hash, false)
@@ -536,4 +548,41 @@ func TestMaxRunningWaits(t *testing.T) {
 			t.Errorf("second run started at %v, before the first ended at %v", b.StartedAt, a.FinishedAt)
 		}
 	})
+}
+
+// TestWorkspacesLeaveNothingBehind runs jobs with the local executor and checks that each job
+// had a folder of its own under the workspace root while it ran and that the root is empty
+// once the runs have ended.
+func TestWorkspacesLeaveNothingBehind(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	f := newFixtureWorkspace(t, "sqlite", 2, root, executor.NewLocal(nil))
+	var ids []int64
+	for range 3 {
+		r := f.create(t, nil, job(0, "a", `pwd > "$FLOWD_WORKSPACE/x" && cat x`), job(0, "b", `pwd`), job(1, "c", `pwd`))
+		ids = append(ids, r.ID)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		r := f.wait(t, id, terminal)
+		if r.Status != run.Success {
+			t.Fatalf("run %d %s:\n%s", id, r.Status, f.log(t, id))
+		}
+		for _, line := range strings.Split(f.log(t, id), "\n") {
+			if strings.HasPrefix(line, root) {
+				seen[line] = true
+			}
+		}
+	}
+	if len(seen) != 9 {
+		t.Errorf("%d distinct workspaces printed, want 9 (one per job): %v", len(seen), slices.Sorted(maps.Keys(seen)))
+	}
+	f.stop() // every job's cleanup has run
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("left behind in the workspace root: %s", e.Name())
+	}
 }

@@ -316,3 +316,95 @@ func TestGroupCommitClose(t *testing.T) {
 		t.Errorf("write after Close: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestGroupCommitDurabilityClasses checks the synchronous setting each kind of transaction
+// commits with, read back inside the transaction: a lone relaxed write and a group of relaxed
+// writes run with NORMAL (1), a lone acknowledged write, a group of them and a group mixing both
+// kinds with FULL (2), in an order that switches the setting both ways.
+func TestGroupCommitDurabilityClasses(t *testing.T) {
+	t.Parallel()
+	s := openGroupTest(t)
+	const (
+		normal = 1
+		full   = 2
+	)
+	cases := []struct {
+		name    string
+		relaxed []bool // one write each; more than one: queued together, one group
+		want    int
+	}{
+		{"lone relaxed", []bool{true}, normal},
+		{"lone acknowledged", []bool{false}, full},
+		{"relaxed group", []bool{true, true, true, true}, normal},
+		{"mixed group", []bool{true, true, false, true}, full},
+		{"relaxed group after mixed", []bool{true, true}, normal},
+		{"acknowledged group", []bool{false, false, false}, full},
+		{"lone relaxed again", []bool{true}, normal},
+		{"mixed group, acknowledged first", []bool{false, true}, full},
+	}
+	for _, c := range cases {
+		got := make([]int, len(c.relaxed))
+		writeOne := func(i int) error {
+			fn := func(tx db) error {
+				if err := tx.queryRow(t.Context(), "PRAGMA synchronous").Scan(&got[i]); err != nil {
+					return err
+				}
+				return insertKey(t.Context(), tx, fmt.Sprintf("%s %d", c.name, i))
+			}
+			if c.relaxed[i] {
+				return s.writeRelaxed(t.Context(), fn)
+			}
+			return s.write(t.Context(), fn)
+		}
+		before := s.g.commits.Load()
+		if len(c.relaxed) == 1 {
+			if err := writeOne(0); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		} else {
+			release := holdWriter(t, s) // an acknowledged write: the group after it must switch
+			before = s.g.commits.Load()
+			var wg sync.WaitGroup
+			for i := range c.relaxed {
+				wg.Go(func() {
+					if err := writeOne(i); err != nil {
+						t.Errorf("%s: write %d: %v", c.name, i, err)
+					}
+				})
+			}
+			waitQueued(t, s, len(c.relaxed))
+			release()
+			wg.Wait()
+			before++ // the holder's commit
+			if err := s.write(t.Context(), func(tx db) error {
+				_, err := tx.exec(t.Context(), "DELETE FROM gc WHERE k = 'holder'")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			before++
+		}
+		if n := s.g.commits.Load() - before; n != 1 {
+			t.Errorf("%s: %d commits, want 1", c.name, n)
+		}
+		for i, v := range got {
+			if v != c.want {
+				t.Errorf("%s: write %d (relaxed %v) ran with synchronous=%d, want %d", c.name, i, c.relaxed[i], v, c.want)
+			}
+		}
+	}
+	// After a relaxed commit the connection is left at NORMAL; an acknowledged write still
+	// commits FULL.
+	if err := s.writeRelaxed(t.Context(), func(tx db) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var mode int
+	if err := s.write(t.Context(), func(tx db) error {
+		return tx.queryRow(t.Context(), "PRAGMA synchronous").Scan(&mode)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if mode != full {
+		t.Errorf("acknowledged write after a relaxed one ran with synchronous=%d, want %d", mode, full)
+	}
+}

@@ -94,7 +94,7 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 		return nil, wrap("claim job", err)
 	}
 	var out []Claim
-	err = s.write(ctx, func(tx db) error {
+	err = s.writeRelaxed(ctx, func(tx db) error {
 		out = out[:0]
 		for len(out) < max(p.Max, 1) {
 			c, err := claimOne(ctx, tx, p.StartFirstStep)
@@ -213,7 +213,7 @@ func groupSlotLocked(ctx context.Context, tx db, pipelineID int64, group string,
 
 // StepStart moves a step from queued to running.
 func (s *Store) StepStart(ctx context.Context, stepID int64) error {
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
 			tx.ts(now()), stepID)
 		if err == nil && n == 0 {
@@ -229,7 +229,7 @@ func (s *Store) StepFinish(ctx context.Context, stepID int64, status run.Status,
 	if !status.Terminal() {
 		return fmt.Errorf("store: finish step: %q is not a final status", status)
 	}
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		in, args := statusIn(run.From(status))
 		n, err := tx.execN(ctx, "UPDATE steps SET status = ?, exit_code = ?, finished_at = ? WHERE id = ? AND status IN "+in,
 			append([]any{string(status), nullInt(exitCode), tx.ts(now()), stepID}, args...)...)
@@ -255,7 +255,7 @@ func (s *Store) JobFinish(ctx context.Context, jobID int64, status run.Status, m
 		return run.Run{}, fmt.Errorf("store: finish job: %q is not a final status of a running job", status)
 	}
 	var out run.Run
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		runID, err := finishJob(ctx, tx, jobID, status, message, nil)
 		if err != nil {
 			return err
@@ -286,7 +286,7 @@ func (s *Store) StepAdvance(ctx context.Context, finished []StepResult, startID 
 			return fmt.Errorf("store: advance steps: %q is not a final status", r.Status)
 		}
 	}
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		at := now()
 		if err := finishSteps(ctx, tx, 0, finished, at); err != nil {
 			return err
@@ -364,7 +364,7 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 	}
 	logs := slices.Clone(e.Logs)
 	var out run.Status
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		runID, err := finishJob(ctx, tx, e.JobID, e.Status, e.Message, func(runID int64, at time.Time) error {
 			var js run.Status
 			if err := tx.queryRow(ctx, "SELECT status FROM jobs WHERE id = ?", e.JobID).Scan(&js); err != nil {
@@ -531,7 +531,7 @@ func orDefault(s, def string) string {
 // runs jobs.
 func (s *Store) RecoverInterrupted(ctx context.Context, message string) ([]int64, error) {
 	var failed []int64
-	err := s.write(ctx, func(tx db) error {
+	err := s.writeRelaxed(ctx, func(tx db) error {
 		failed = nil
 		rows, err := tx.query(ctx, `SELECT id FROM runs WHERE id IN (SELECT run_id FROM jobs WHERE status = 'running')
 			ORDER BY id`+tx.forUpdate())

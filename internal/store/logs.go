@@ -18,7 +18,7 @@ func (s *Store) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
 		return nil
 	}
 	out := slices.Clone(chunks)
-	err := s.write(ctx, func(tx db) error { return appendLogs(ctx, tx, out) })
+	err := s.writeRelaxed(ctx, func(tx db) error { return appendLogs(ctx, tx, out) })
 	if err != nil {
 		return wrap("append log", err)
 	}

@@ -10,10 +10,46 @@
 //
 // On SQLite the store keeps two pools: one writer connection (BEGIN IMMEDIATE, so writers never
 // deadlock on lock upgrades) and several read-only connections; WAL lets readers run beside the
-// writer. Every write goes through Store.write. On SQLite one goroutine runs them (group
-// commit, see groupWriter): the writes that queued while the previous commit was syncing go
-// into one transaction, each in its own SAVEPOINT, and share one fsync (synchronous=FULL), so
-// a returned write is durable and many concurrent writes cost about one disk flush.
+// writer. Every write goes through Store.write or Store.writeRelaxed. On SQLite one goroutine
+// runs them (group commit, see groupWriter): the writes that queued while the previous commit
+// was syncing go into one transaction, each in its own SAVEPOINT, and share one commit, so many
+// concurrent writes cost about one disk flush.
+//
+// # Durability classes
+//
+// A write is in one of two classes, chosen by the method that makes it:
+//
+//   - Acknowledged (Store.write): the commit of anything a caller is told about — a webhook
+//     delivery and its run (the 202), and every API, CLI or UI change: users, tokens,
+//     pipelines, members, webhook trigger changes, manual runs, cancel requests, sessions,
+//     migrations, and every other write not listed below. On SQLite it commits with synchronous=FULL: the WAL is fsynced before the
+//     write returns, so once the caller hears "done" neither a crash of flowd nor of the
+//     operating system nor a power loss can undo it.
+//   - Relaxed (Store.writeRelaxed): writes that acknowledge nothing to anybody — the
+//     scheduler's claims (JobsClaim), step and job status changes and the run advances they
+//     cause (StepStart, StepFinish, StepAdvance, JobFinish, JobComplete), log chunk appends
+//     (LogAppend) and restart recovery (RecoverInterrupted). On SQLite they commit with
+//     synchronous=NORMAL: the WAL is written (to the operating system) but not fsynced at
+//     commit. A crash of flowd loses none of them; only an operating system crash or a power
+//     loss can, and then only the last ones before it.
+//
+// Why that is safe: the WAL is one append-only log whose frames carry chained checksums, and
+// recovery keeps the frames up to the first bad one, so what survives a power loss is always
+// a prefix of the commit order; every FULL commit (and every checkpoint) fsyncs the whole log
+// up to itself. Hence a power loss can never lose an acknowledged write, nor a relaxed write
+// committed before one; it can lose at most the relaxed commits after the last fsync — a
+// fraction of a second of job progress — and the database it leaves is one flowd did commit
+// at some moment. flowd died with the machine, so restart recovery then finds: a job seen as
+// running (its claim survived, its end did not) is failed with the recovery log line; a job
+// seen as queued (its claim was lost) runs; log lines of the lost commits are missing from a
+// job that is failed anyway. A run the caller was told about is never among what is lost.
+//
+// The group writer sets PRAGMA synchronous=NORMAL before a transaction made only of relaxed
+// writes and FULL before any transaction holding an acknowledged one (a mixed group commits
+// FULL), and only when the setting changes; the setting is per connection and read at each
+// COMMIT. On PostgreSQL every write commits as the server is configured (synchronous_commit):
+// the database server can crash and lose commits while flowd keeps running on what it was
+// told, so relaxing there could make a job run twice; PostgreSQL writes are not relaxed.
 //
 // Status changes are guarded UPDATEs (… WHERE id = ? AND status IN (allowed)) that check the
 // rows they touched; a change that finds a record in the wrong state fails with ErrConflict
@@ -294,8 +330,9 @@ func (s *Store) read(ctx context.Context, fn func(tx db) error) error {
 }
 
 // write runs fn in one transaction on the writer and commits it; after it returns nil, fn's
-// changes are durable. Every change the store makes goes through here. fn must not call write
-// or read again.
+// changes are durable, power loss included (an acknowledged write; see the package comment).
+// Every change the store makes goes through here or writeRelaxed. fn must not call write or
+// read again.
 //
 // On PostgreSQL each call is its own transaction (DeliveryRecord relies on that to retry a
 // unique violation). On SQLite the calls go to the group writer (see groupWriter): concurrent
@@ -305,7 +342,19 @@ func (s *Store) write(ctx context.Context, fn func(tx db) error) error {
 	if s.g == nil {
 		return s.writeTx(ctx, fn)
 	}
-	return s.g.do(ctx, fn)
+	return s.g.do(ctx, fn, false)
+}
+
+// writeRelaxed is write for writes that acknowledge nothing to a caller (see the package
+// comment's durability classes): after it returns nil, fn's changes survive a crash of flowd,
+// and an operating system crash or power loss can undo them only together with every write
+// committed after them. On SQLite such a group commits with synchronous=NORMAL, without an
+// fsync; on PostgreSQL it is write.
+func (s *Store) writeRelaxed(ctx context.Context, fn func(tx db) error) error {
+	if s.g == nil {
+		return s.writeTx(ctx, fn)
+	}
+	return s.g.do(ctx, fn, true)
 }
 
 // writeTx runs fn in a transaction of its own.
@@ -436,6 +485,7 @@ var errClosed = fmt.Errorf("%w: sql: database is closed", ErrUnavailable)
 type writeReq struct {
 	ctx      context.Context
 	fn       func(tx db) error
+	relaxed  bool // writeRelaxed: may commit with synchronous=NORMAL
 	state    atomic.Int32
 	done     chan struct{} // closed once err and panicked are set
 	err      error
@@ -457,6 +507,9 @@ type groupWriter struct {
 	stmts    *stmtCache   // the writer's prepared statements
 	// savepoint, release and rollbackTo are prepared once: every grouped write runs two.
 	savepoint, release, rollbackTo *sql.Stmt
+	// sync is the connection's PRAGMA synchronous as last set (syncFull from the DSN); only
+	// the loop goroutine uses it.
+	sync syncMode
 }
 
 func startGroupWriter(w *sql.DB) *groupWriter {
@@ -498,12 +551,12 @@ func (g *groupWriter) stop() {
 	<-g.stopped
 }
 
-// do queues fn and waits for its outcome.
-func (g *groupWriter) do(ctx context.Context, fn func(tx db) error) error {
+// do queues fn and waits for its outcome; relaxed marks a write of writeRelaxed.
+func (g *groupWriter) do(ctx context.Context, fn func(tx db) error, relaxed bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
+	r := &writeReq{ctx: ctx, fn: fn, relaxed: relaxed, done: make(chan struct{})}
 	select {
 	case g.reqs <- r:
 	case <-ctx.Done():
@@ -581,6 +634,15 @@ func (g *groupWriter) commit(batch []*writeReq) {
 		}
 		live = append(live, r)
 	}
+	if len(live) == 0 {
+		return
+	}
+	if err := g.setSync(live); err != nil {
+		for _, r := range live {
+			r.finish(err)
+		}
+		return
+	}
 	switch len(live) {
 	case 0:
 	case 1:
@@ -588,6 +650,46 @@ func (g *groupWriter) commit(batch []*writeReq) {
 	default:
 		g.group(live)
 	}
+}
+
+// syncMode is a value of PRAGMA synchronous on the writer connection.
+type syncMode uint8
+
+const (
+	syncFull    syncMode = iota // synchronous=FULL, as the DSN opens the connection
+	syncNormal                  // synchronous=NORMAL
+	syncUnknown                 // a PRAGMA failed: set it again before the next commit
+)
+
+// setSync sets the connection's synchronous mode for the transaction about to run reqs: NORMAL
+// when every write of it is relaxed, FULL otherwise, and only when that changes. The
+// connection is between transactions here, and SQLite reads the setting at each COMMIT. A
+// failure to set FULL fails the transaction's writes (none may commit with less); a failure to
+// set NORMAL is ignored (FULL, or whatever the connection has, is at least as safe).
+func (g *groupWriter) setSync(reqs []*writeReq) error {
+	want := syncNormal
+	for _, r := range reqs {
+		if !r.relaxed {
+			want = syncFull
+			break
+		}
+	}
+	if want == g.sync {
+		return nil
+	}
+	q := "PRAGMA synchronous = FULL"
+	if want == syncNormal {
+		q = "PRAGMA synchronous = NORMAL"
+	}
+	if _, err := g.w.ExecContext(context.Background(), q); err != nil {
+		g.sync = syncUnknown
+		if want == syncFull {
+			return fmt.Errorf("set synchronous=FULL: %w", err)
+		}
+		return nil
+	}
+	g.sync = want
+	return nil
 }
 
 // one runs a lone write in a transaction of its own, under its caller's ctx, as write did
