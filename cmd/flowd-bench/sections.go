@@ -88,22 +88,10 @@ func ingestInstance(ctx context.Context, p plan, dsn string, o opts) (*instance,
 	o.dsn = dsn
 	o.executors = 1
 	data, _ := os.MkdirTemp(p.tmp, "flowd-")
-	in, err := startInProcess(ctx, data, o)
+	in, url, db, cleanup, err := pipelineInstance(ctx, data, o, "ingest", "sleep 600", nil)
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	cleanup := func() { in.Stop() }
-	url, err := in.pipeline(ctx, "ingest", "sleep 600", nil)
-	if err != nil {
-		cleanup()
-		return nil, "", nil, nil, err
-	}
-	db, err := openDB(in.DSN)
-	if err != nil {
-		cleanup()
-		return nil, "", nil, nil, err
-	}
-	cleanup = func() { db.Close(); in.Stop() }
 	hc := newHTTPClient(1, 10*time.Second)
 	if st, err := post(ctx, hc, url, []byte(`{"abc":"hold"}`)); err != nil || st != http.StatusAccepted {
 		cleanup()
@@ -114,6 +102,50 @@ func ingestInstance(ctx context.Context, p plan, dsn string, o opts) (*instance,
 		return nil, "", nil, nil, fmt.Errorf("holding run did not start: %d %v", n, err)
 	}
 	return in, url, db, cleanup, nil
+}
+
+// pipelineInstance starts flowd (in-process) in data with one pipeline, name, whose step runs
+// script with vars; it returns the instance, the pipeline's webhook URL, its database and a
+// cleanup that closes the database and stops flowd.
+func pipelineInstance(ctx context.Context, data string, o opts, name, script string, vars map[string]string) (*instance, string, *sql.DB, func(), error) {
+	in, err := startInProcess(ctx, data, o)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	url, err := in.pipeline(ctx, name, script, vars)
+	if err != nil {
+		in.Stop()
+		return nil, "", nil, nil, err
+	}
+	db, err := openDB(in.DSN)
+	if err != nil {
+		in.Stop()
+		return nil, "", nil, nil, err
+	}
+	return in, url, db, func() { db.Close(); in.Stop() }, nil
+}
+
+// sample calls f now and then every period until the returned stop is called; stop returns
+// once f has run for the last time.
+func sample(period time.Duration, f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			f()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 func ingest(ctx context.Context, p plan, database string, c Ceilings) Ingest {
@@ -177,31 +209,19 @@ func overload(ctx context.Context, p plan, sustainable float64) Overload {
 	rate := max(100, p.overload*sustainable)
 	pid := os.Getpid()
 	res.StartRSSMiB = rssMiB(pid)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var peakRSS atomic.Uint64
 	var peakKids atomic.Int64
-	wg.Go(func() {
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if r := uint64(rssMiB(pid) * 1024); r > peakRSS.Load() {
-				peakRSS.Store(r)
-			}
-			if k := int64(children(pid)); k > peakKids.Load() {
-				peakKids.Store(k)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
+	stop := sample(20*time.Millisecond, func() {
+		if r := uint64(rssMiB(pid) * 1024); r > peakRSS.Load() {
+			peakRSS.Store(r)
+		}
+		if k := int64(children(pid)); k > peakKids.Load() {
+			peakKids.Store(k)
 		}
 	})
 	before, _ := count(ctx, db, "SELECT COUNT(*) FROM runs")
 	res.Load = openLoop(ctx, url, rate, p.dur, p.inFlight, 2*time.Second)
-	close(stop)
-	wg.Wait()
+	stop()
 	// 202 means committed; a request the client gave up on may still have made a run.
 	after, _ := count(ctx, db, "SELECT COUNT(*) FROM runs")
 	res.RunsStored = after - before
@@ -260,23 +280,12 @@ func triggerToStart(ctx context.Context, p plan) TriggerToStart {
 			marks <- mark{sc.Text(), time.Now()}
 		}
 	}()
-	in, err := startInProcess(ctx, data, opts{executors: 4})
+	_, url, db, cleanup, err := pipelineInstance(ctx, data, opts{executors: 4}, "t2s", `echo "$abc" > "$MARK"`, map[string]string{"MARK": fifo})
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	defer in.Stop()
-	url, err := in.pipeline(ctx, "t2s", `echo "$abc" > "$MARK"`, map[string]string{"MARK": fifo})
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	db, err := openDB(in.DSN)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	defer db.Close()
+	defer cleanup()
 	hc := newHTTPClient(1, 10*time.Second)
 	rec := newRecorder()
 	var lat []time.Duration
@@ -332,23 +341,12 @@ type EndToEnd struct {
 func endToEnd(ctx context.Context, p plan, par int) EndToEnd {
 	res := EndToEnd{Parallelism: par, Runs: p.e2eN}
 	data, _ := os.MkdirTemp(p.tmp, "flowd-")
-	in, err := startInProcess(ctx, data, opts{executors: par})
+	in, url, db, cleanup, err := pipelineInstance(ctx, data, opts{executors: par}, "e2e", `echo "$abc"`, nil)
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	defer in.Stop()
-	url, err := in.pipeline(ctx, "e2e", `echo "$abc"`, nil)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	db, err := openDB(in.DSN)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	defer db.Close()
+	defer cleanup()
 	t0 := time.Now()
 	l := closedLoop(ctx, url, 4, 5*time.Minute, int64(p.e2eN))
 	if l.Accepted != p.e2eN {
@@ -503,29 +501,17 @@ func scale(ctx context.Context, p plan) Scale {
 
 	// The big log, streamed while /proc of the server is sampled.
 	res.RSSBeforeMiB = rssMiB(in.PID)
-	stop := make(chan struct{})
 	var peak atomic.Uint64
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if r := uint64(rssMiB(in.PID) * 1024); r > peak.Load() {
-				peak.Store(r)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
+	stop := sample(10*time.Millisecond, func() {
+		if r := uint64(rssMiB(in.PID) * 1024); r > peak.Load() {
+			peak.Store(r)
 		}
 	})
 	t1 := time.Now()
 	cw := &countWriter{}
 	err = in.Client.Log(ctx, bigRun, false, cw)
 	res.LogSeconds = time.Since(t1).Seconds()
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil {
 		res.Error = "stream log: " + err.Error()
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/flowd/flowd/internal/auth"
@@ -130,9 +129,8 @@ func (s *Server) runAccess(w http.ResponseWriter, r *http.Request, want auth.Rol
 		return run.Run{}, store.User{}, false
 	}
 	msg := fmt.Sprintf("run %s not found (or you are not a member of its pipeline)", r.PathValue("id"))
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		notFound(w, msg)
+	id, ok := pathID(w, r, msg)
+	if !ok {
 		return run.Run{}, store.User{}, false
 	}
 	rn, err := s.Store.RunGet(r.Context(), id)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/flowd/flowd/internal/auth"
@@ -66,24 +65,13 @@ func (s *Server) deliveryList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxDeliveryPage {
-			badRequest(w, fmt.Sprintf("limit=%q: use a number from 1 to %d", v, maxDeliveryPage))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 50, maxDeliveryPage)
+	if !ok {
+		return
 	}
-	var before int64
-	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			badRequest(w, fmt.Sprintf("before=%q: use a delivery id (next_before of the previous page)", v))
-			return
-		}
-		before = n
+	before, ok := queryBefore(w, r, "a delivery id")
+	if !ok {
+		return
 	}
 	// One more than asked tells whether there is a next page; at the store's largest page, a
 	// full page always offers a next one (which may be empty).
@@ -92,12 +80,7 @@ func (s *Server) deliveryList(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	}
-	var next *int64
-	if len(ds) > limit || (len(ds) == maxDeliveryPage && limit == maxDeliveryPage) {
-		ds = ds[:limit]
-		id := ds[limit-1].ID
-		next = &id
-	}
+	ds, next := nextPage(ds, limit, maxDeliveryPage, func(d store.Delivery) int64 { return d.ID })
 	out := make([]deliverySummary, len(ds))
 	for i, d := range ds {
 		out[i] = toDeliverySummary(d)
@@ -113,9 +96,8 @@ func (s *Server) deliveryAccess(w http.ResponseWriter, r *http.Request) (store.D
 		return store.Delivery{}, store.User{}, false
 	}
 	msg := fmt.Sprintf("delivery %s not found (or you are not a member of its pipeline)", r.PathValue("id"))
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		notFound(w, msg)
+	id, ok := pathID(w, r, msg)
+	if !ok {
 		return store.Delivery{}, store.User{}, false
 	}
 	d, err := s.Store.DeliveryGet(r.Context(), id)

@@ -165,11 +165,7 @@ func (s *Server) pipelineCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	src, ok := readDefinition(w, r)
-	if !ok {
-		return
-	}
-	def, ok := parseDefinition(w, src)
+	src, def, ok := readDefinition(w, r)
 	if !ok {
 		return
 	}
@@ -193,19 +189,14 @@ func (s *Server) pipelineUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	src, ok := readDefinition(w, r)
-	if !ok {
-		return
-	}
-	def, ok := parseDefinition(w, src)
+	src, def, ok := readDefinition(w, r)
 	if !ok {
 		return
 	}
 	if def.Name != name {
-		line, col := namePosition(src)
-		writeProblems(w, http.StatusUnprocessableEntity, "invalid_pipeline",
+		renamed(w, src,
 			fmt.Sprintf("the definition is named %q but is sent to pipeline %q; a pipeline cannot be renamed — create a new one instead", def.Name, name),
-			[]problemJSON{{Line: line, Column: col, Message: fmt.Sprintf("name: must be %q, the name in the URL", name)}})
+			fmt.Sprintf("name: must be %q, the name in the URL", name))
 		return
 	}
 	masked, sealed, ok := s.maskAndSeal(w, r, src, def, p)
@@ -241,16 +232,25 @@ type problemJSON struct {
 	Message string `json:"message"`
 }
 
-// readDefinition reads a YAML body (415 for other media types, 413 over the limit).
-func readDefinition(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// readDefinition reads a YAML body (415 for other media types, 413 over the limit) and parses
+// it (422 with every problem), returning the text as sent and the parsed pipeline.
+func readDefinition(w http.ResponseWriter, r *http.Request) ([]byte, *pipeline.Pipeline, bool) {
 	switch mt := mediaType(r); mt {
 	case "", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain":
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("a pipeline definition is YAML, not %s: send Content-Type: application/yaml", mt))
-		return nil, false
+		return nil, nil, false
 	}
-	return readBody(w, r)
+	src, ok := readBody(w, r)
+	if !ok {
+		return nil, nil, false
+	}
+	def, ok := parseDefinition(w, src)
+	if !ok {
+		return nil, nil, false
+	}
+	return src, def, true
 }
 
 // parseDefinition parses src, answering 422 invalid_pipeline with every problem.
@@ -273,6 +273,14 @@ func parseDefinition(w http.ResponseWriter, src []byte) (*pipeline.Pipeline, boo
 	}
 	writeProblems(w, http.StatusUnprocessableEntity, "invalid_pipeline", msg, probs)
 	return nil, false
+}
+
+// renamed answers 422 invalid_pipeline for a definition src whose name is not the pipeline's:
+// msg says so, and problem, placed at the name's value, says which name it must be.
+func renamed(w http.ResponseWriter, src []byte, msg, problem string) {
+	line, col := namePosition(src)
+	writeProblems(w, http.StatusUnprocessableEntity, "invalid_pipeline", msg,
+		[]problemJSON{{Line: line, Column: col, Message: problem}})
 }
 
 // maskAndSeal returns the text to store (secret defaults masked as ***) and the sealed secret

@@ -149,22 +149,12 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	params := store.RunListParams{Limit: 50}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxRunPage {
-			badRequest(w, fmt.Sprintf("limit=%q: use a number from 1 to %d", v, maxRunPage))
-			return
-		}
-		params.Limit = n
+	var params store.RunListParams
+	if params.Limit, ok = queryLimit(w, r, 50, maxRunPage); !ok {
+		return
 	}
-	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			badRequest(w, fmt.Sprintf("before=%q: use a run number (next_before of the previous page)", v))
-			return
-		}
-		params.Before = n
+	if params.Before, ok = queryBefore(w, r, "a run number"); !ok {
+		return
 	}
 	if v := q.Get("status"); v != "" {
 		st := run.Status(v)
@@ -192,12 +182,7 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	}
-	var next *int64
-	if len(runs) > limit || (len(runs) == maxRunPage && limit == maxRunPage) {
-		runs = runs[:limit]
-		n := runs[limit-1].Number
-		next = &n
-	}
+	runs, next := nextPage(runs, limit, maxRunPage, func(rn run.Run) int64 { return rn.Number })
 	out := make([]runSummary, len(runs))
 	for i, rn := range runs {
 		out[i] = s.toRunSummary(rn)

@@ -105,9 +105,8 @@ func (s *Server) tokenDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := "token " + strconv.Quote(r.PathValue("id")) + " not found among your tokens (GET /api/v1/tokens lists them)"
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		notFound(w, msg)
+	id, ok := pathID(w, r, msg)
+	if !ok {
 		return
 	}
 	if err := s.Store.TokenDelete(r.Context(), u.ID, id); err != nil {

@@ -13,19 +13,14 @@ func (s *Server) pipelineValidate(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.authenticate(w, r); !ok {
 		return
 	}
-	src, ok := readDefinition(w, r)
-	if !ok {
-		return
-	}
-	def, ok := parseDefinition(w, src)
+	src, def, ok := readDefinition(w, r)
 	if !ok {
 		return
 	}
 	if name := r.URL.Query().Get("pipeline"); name != "" && def.Name != name {
-		line, col := namePosition(src)
-		writeProblems(w, http.StatusUnprocessableEntity, "invalid_pipeline",
+		renamed(w, src,
 			fmt.Sprintf("the definition is named %q but belongs to pipeline %q; a pipeline cannot be renamed", def.Name, name),
-			[]problemJSON{{Line: line, Column: col, Message: fmt.Sprintf("name: must be %q, the pipeline's name", name)}})
+			fmt.Sprintf("name: must be %q, the pipeline's name", name))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

@@ -286,6 +286,12 @@ func (s *Server) webhookGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.Store.WebhookGet(r.Context(), p.ID)
+	s.writeTriggerOrNever(w, r, t, err, role)
+}
+
+// writeTriggerOrNever answers the trigger a store call returned: t, or a trigger never
+// enabled when there is none, or the store's error.
+func (s *Server) writeTriggerOrNever(w http.ResponseWriter, r *http.Request, t store.WebhookTrigger, err error, role auth.Role) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeTrigger(w, r, store.WebhookTrigger{}, role)
 		return
@@ -311,24 +317,15 @@ func (s *Server) webhookEnable(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &in, true) {
 		return
 	}
-	if s.Box == nil {
-		s.internalError(w, r, errors.New("api: enable webhook: no secret key is loaded"))
-		return
-	}
-	token, hash, err := trigger.NewWebhookToken()
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
-	sealed, err := s.Box.Seal([]byte(token))
-	if err != nil {
-		s.internalError(w, r, fmt.Errorf("api: seal webhook token: %w", err))
+	hash, sealed, ok := s.newWebhookToken(w, r, "enable")
+	if !ok {
 		return
 	}
 	params := store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: hash, TokenSealed: sealed}
 	if in.Secret != nil {
 		params.SetSecret = true
 		if *in.Secret != "" {
+			var err error
 			if params.SecretSealed, err = s.Box.Seal([]byte(*in.Secret)); err != nil {
 				s.internalError(w, r, fmt.Errorf("api: seal webhook secret: %w", err))
 				return
@@ -343,6 +340,26 @@ func (s *Server) webhookEnable(w http.ResponseWriter, r *http.Request) {
 	s.writeTrigger(w, r, t, role)
 }
 
+// newWebhookToken makes a webhook URL token and returns its hash and its sealed value, or
+// answers 500 and returns false; verb names the action for the log ("enable", "rotate").
+func (s *Server) newWebhookToken(w http.ResponseWriter, r *http.Request, verb string) (hash, sealed []byte, ok bool) {
+	if s.Box == nil {
+		s.internalError(w, r, errors.New("api: "+verb+" webhook: no secret key is loaded"))
+		return nil, nil, false
+	}
+	token, hash, err := trigger.NewWebhookToken()
+	if err != nil {
+		s.internalError(w, r, err)
+		return nil, nil, false
+	}
+	sealed, err = s.Box.Seal([]byte(token))
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("api: seal webhook token: %w", err))
+		return nil, nil, false
+	}
+	return hash, sealed, true
+}
+
 // webhookDisable: POST …/triggers/webhook/disable (admin) → trigger; the URL answers 404 until
 // the trigger is enabled again. A trigger never enabled is answered as it is.
 func (s *Server) webhookDisable(w http.ResponseWriter, r *http.Request) {
@@ -351,15 +368,7 @@ func (s *Server) webhookDisable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.Store.WebhookDisable(r.Context(), p.ID, u.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.writeTrigger(w, r, store.WebhookTrigger{}, role)
-		return
-	}
-	if err != nil {
-		s.storeError(w, r, err, "", "")
-		return
-	}
-	s.writeTrigger(w, r, t, role)
+	s.writeTriggerOrNever(w, r, t, err, role)
 }
 
 // webhookRotate: POST …/triggers/webhook/rotate (admin) → trigger with a new URL; the old one
@@ -369,18 +378,8 @@ func (s *Server) webhookRotate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if s.Box == nil {
-		s.internalError(w, r, errors.New("api: rotate webhook: no secret key is loaded"))
-		return
-	}
-	token, hash, err := trigger.NewWebhookToken()
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
-	sealed, err := s.Box.Seal([]byte(token))
-	if err != nil {
-		s.internalError(w, r, fmt.Errorf("api: seal webhook token: %w", err))
+	hash, sealed, ok := s.newWebhookToken(w, r, "rotate")
+	if !ok {
 		return
 	}
 	t, err := s.Store.WebhookRotate(r.Context(), p.ID, u.ID, hash, sealed)
@@ -404,14 +403,9 @@ func (s *Server) webhookAudit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxAuditPage {
-			badRequest(w, fmt.Sprintf("limit=%q: use a number from 1 to %d", v, maxAuditPage))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 100, maxAuditPage)
+	if !ok {
+		return
 	}
 	entries, err := s.Store.AuditList(r.Context(), p.ID, limit)
 	if err != nil {

@@ -247,12 +247,29 @@ func (a *Appender) sync(ctx context.Context) error {
 	if err := a.send(ctx, item{barrier: true, done: done}); err != nil {
 		return err
 	}
+	return await(ctx, done)
+}
+
+// await returns the error of the commit that carries done, or ctx's error if that comes first.
+func await(ctx context.Context, done <-chan error) error {
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sendAll queues chunks (at least one) in order and returns once the last is committed.
+func (a *Appender) sendAll(ctx context.Context, chunks []run.LogChunk) error {
+	var done chan error
+	for _, c := range chunks {
+		done = make(chan error, 1)
+		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
+			return err
+		}
+	}
+	return await(ctx, done)
 }
 
 // Line appends one line of the server's own to runID's log (jobID 0 for the run itself) and
@@ -262,20 +279,11 @@ func (a *Appender) Line(ctx context.Context, runID, jobID int64, text string) er
 		text += "\n"
 	}
 	now := time.Now()
-	var done chan error
+	var chunks []run.LogChunk
 	for _, piece := range split([]byte(text)) {
-		done = make(chan error, 1)
-		c := run.LogChunk{RunID: runID, JobID: jobID, Data: piece, At: now}
-		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
-			return err
-		}
+		chunks = append(chunks, run.LogChunk{RunID: runID, JobID: jobID, Data: piece, At: now})
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return a.sendAll(ctx, chunks)
 }
 
 // Append queues chunks (already masked, each at most MaxChunk bytes) and returns once they are
@@ -285,19 +293,7 @@ func (a *Appender) Append(ctx context.Context, chunks []run.LogChunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
-	var done chan error
-	for _, c := range chunks {
-		done = make(chan error, 1)
-		if err := a.send(ctx, item{chunk: c, done: done}); err != nil {
-			return err
-		}
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return a.sendAll(ctx, chunks)
 }
 
 // Changed returns a channel that is closed the next time chunks of runID are committed. It is a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"regexp"
 	"slices"
@@ -322,6 +323,26 @@ func (ps *parser) str(n *yaml.Node, at string) (s string, ok bool) {
 	return n.Value, true
 }
 
+// requiredStr returns the text of the scalar value of g, recording "is required" at its key
+// when that text is blank.
+func (ps *parser) requiredStr(g field) string {
+	s, ok := ps.str(g.val, g.path)
+	if ok && strings.TrimSpace(s) == "" {
+		ps.addf(g.key, g.path, "is required")
+	}
+	return s
+}
+
+// valueOrKey returns the node of f's value to place a problem at, or f's key when the value
+// is null.
+func (ps *parser) valueOrKey(f field) *yaml.Node {
+	pos := ps.node(f.val)
+	if isNull(pos) {
+		pos = f.key
+	}
+	return pos
+}
+
 // strList returns the non-empty strings of the sequence n; nil when n is absent or null, non-nil
 // (maybe empty) otherwise.
 func (ps *parser) strList(n *yaml.Node, at string) []string {
@@ -415,12 +436,7 @@ func (ps *parser) variables(f field) []Variable {
 	var vars []Variable
 	for _, vf := range ps.mapping(f.val, f.path, nil) {
 		v := Variable{Name: vf.name}
-		switch {
-		case Reserved(vf.name):
-			ps.addf(vf.key, vf.path, "reserved name: FLOWD_*, PATH and HOME are set by flowd")
-		case !wellFormedVariableName(vf.name):
-			ps.addf(vf.key, vf.path, "invalid variable name: use letters, digits and '_', not starting with a digit")
-		}
+		ps.variableName(vf) // a bad name is reported; the rest of the variable is still checked
 		val := ps.node(vf.val)
 		switch {
 		case val == nil:
@@ -460,6 +476,20 @@ func (ps *parser) variables(f field) []Variable {
 		vars = append(vars, v)
 	}
 	return vars
+}
+
+// variableName reports whether the key of f may name a variable (or a job's environment
+// variable), recording a problem when it may not.
+func (ps *parser) variableName(f field) bool {
+	switch {
+	case Reserved(f.name):
+		ps.addf(f.key, f.path, "reserved name: FLOWD_*, PATH and HOME are set by flowd")
+		return false
+	case !wellFormedVariableName(f.name):
+		ps.addf(f.key, f.path, "invalid variable name: use letters, digits and '_', not starting with a digit")
+		return false
+	}
+	return true
 }
 
 // options walks a variable's options list.
@@ -522,11 +552,7 @@ func (ps *parser) source(f field, p *Pipeline) *Source {
 		switch g.name {
 		case "url":
 			hasURL = true
-			url, ok := ps.str(g.val, g.path)
-			if ok && strings.TrimSpace(url) == "" {
-				ps.addf(g.key, g.path, "is required")
-			}
-			s.URL = url
+			s.URL = ps.requiredStr(g)
 		case "branches":
 			s.Branches = ps.globs(g.val, g.path)
 		case "tags":
@@ -629,11 +655,7 @@ func (ps *parser) concurrency(f field) *Concurrency {
 		switch g.name {
 		case "group":
 			hasGroup = true
-			group, ok := ps.str(g.val, g.path)
-			if ok && strings.TrimSpace(group) == "" {
-				ps.addf(g.key, g.path, "is required")
-			}
-			c.Group = group
+			c.Group = ps.requiredStr(g)
 		case "cancel_previous":
 			c.CancelPrevious = ps.boolean(g.val, g.path)
 		case "max_running":
@@ -666,24 +688,10 @@ var (
 
 // stages walks the stages sequence.
 func (ps *parser) stages(f field) []Stage {
-	items, ok := ps.sequence(f.val, f.path)
-	if len(items) == 0 {
-		ps.requireItems(f, ok, "at least one stage is required")
-		return nil
-	}
 	var stages []Stage
 	stageNames := map[string]int{}
 	jobNames := map[string]int{}
-	for i, item := range items {
-		at := index(f.path, i)
-		n := ps.node(item)
-		if n == nil {
-			break
-		}
-		if n.Kind != yaml.MappingNode {
-			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
-			continue
-		}
+	for at, n := range ps.mappingItems(f, "at least one stage is required") {
 		st := Stage{}
 		var nameField, jobsField *field
 		fields := ps.mapping(n, at, stageKeys)
@@ -704,6 +712,33 @@ func (ps *parser) stages(f field) []Stage {
 		stages = append(stages, st)
 	}
 	return stages
+}
+
+// mappingItems yields the path and node of each item of the sequence f that is a mapping,
+// recording a problem for every other item, and msg when the sequence is empty or null. It
+// stops once the node budget is spent.
+func (ps *parser) mappingItems(f field, msg string) iter.Seq2[string, *yaml.Node] {
+	return func(yield func(string, *yaml.Node) bool) {
+		items, ok := ps.sequence(f.val, f.path)
+		if len(items) == 0 {
+			ps.requireItems(f, ok, msg)
+			return
+		}
+		for i, item := range items {
+			at := index(f.path, i)
+			n := ps.node(item)
+			if n == nil {
+				return
+			}
+			if n.Kind != yaml.MappingNode {
+				ps.addf(n, at, "must be a mapping, not %s", kindName(n))
+				continue
+			}
+			if !yield(at, n) {
+				return
+			}
+		}
+	}
 }
 
 // requireItems reports msg for the empty or null sequence of f; isSeq tells whether f's value is a
@@ -733,10 +768,7 @@ func (ps *parser) entityName(n *yaml.Node, f *field, at, what string, seen map[s
 		return ""
 	}
 	name = strings.TrimSpace(name)
-	pos := ps.node(f.val)
-	if isNull(pos) {
-		pos = f.key
-	}
+	pos := ps.valueOrKey(*f)
 	switch {
 	case name == "":
 		ps.addf(pos, f.path, "is required")
@@ -754,22 +786,8 @@ func (ps *parser) entityName(n *yaml.Node, f *field, at, what string, seen map[s
 
 // jobs walks the jobs of a stage; seen holds the job names of the whole pipeline.
 func (ps *parser) jobs(f field, seen map[string]int) []Job {
-	items, ok := ps.sequence(f.val, f.path)
-	if len(items) == 0 {
-		ps.requireItems(f, ok, "at least one job is required")
-		return nil
-	}
 	var jobs []Job
-	for i, item := range items {
-		at := index(f.path, i)
-		n := ps.node(item)
-		if n == nil {
-			break
-		}
-		if n.Kind != yaml.MappingNode {
-			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
-			continue
-		}
+	for at, n := range ps.mappingItems(f, "at least one job is required") {
 		job := Job{Timeout: DefaultJobTimeout}
 		var nameField, stepsField *field
 		fields := ps.mapping(n, at, jobKeys)
@@ -784,12 +802,7 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 				job.Timeout = ps.timeout(g)
 			case "env":
 				for _, e := range ps.mapping(g.val, g.path, nil) {
-					switch {
-					case Reserved(e.name):
-						ps.addf(e.key, e.path, "reserved name: FLOWD_*, PATH and HOME are set by flowd")
-						continue
-					case !wellFormedVariableName(e.name):
-						ps.addf(e.key, e.path, "invalid variable name: use letters, digits and '_', not starting with a digit")
+					if !ps.variableName(e) {
 						continue
 					}
 					v, ok := ps.str(e.val, e.path)
@@ -840,22 +853,8 @@ func (ps *parser) timeout(g *field) time.Duration {
 
 // steps walks the steps of a job.
 func (ps *parser) steps(f field) []Step {
-	items, ok := ps.sequence(f.val, f.path)
-	if len(items) == 0 {
-		ps.requireItems(f, ok, "at least one step is required")
-		return nil
-	}
 	var steps []Step
-	for i, item := range items {
-		at := index(f.path, i)
-		n := ps.node(item)
-		if n == nil {
-			break
-		}
-		if n.Kind != yaml.MappingNode {
-			ps.addf(n, at, "must be a mapping, not %s", kindName(n))
-			continue
-		}
+	for at, n := range ps.mappingItems(f, "at least one step is required") {
 		var st Step
 		hasRun := false
 		for _, g := range ps.mapping(n, at, stepKeys) {
@@ -870,11 +869,7 @@ func (ps *parser) steps(f field) []Step {
 				hasRun = true
 				run, ok := ps.str(g.val, g.path)
 				if ok && strings.TrimSpace(run) == "" {
-					pos := ps.node(g.val)
-					if isNull(pos) {
-						pos = g.key
-					}
-					ps.addf(pos, g.path, "is required")
+					ps.addf(ps.valueOrKey(g), g.path, "is required")
 				}
 				st.Run = run
 			}

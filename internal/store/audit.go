@@ -20,21 +20,11 @@ func (s *Store) AuditList(ctx context.Context, pipelineID int64, limit int) ([]A
 	case limit > 500:
 		limit = 500
 	}
-	rows, err := s.reader().query(ctx, `SELECT id, pipeline_id, at, actor, action, detail FROM webhook_audit
+	out, err := queryAll(ctx, s.reader(), func(row scanner, e *AuditEntry) error {
+		return row.Scan(&e.ID, &e.PipelineID, timeScan{&e.At}, &e.Actor, &e.Action, &e.Detail)
+	}, `SELECT id, pipeline_id, at, actor, action, detail FROM webhook_audit
 		WHERE pipeline_id = ? ORDER BY id DESC LIMIT ?`, pipelineID, limit)
 	if err != nil {
-		return nil, wrap("list webhook audit", err)
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		if err := rows.Scan(&e.ID, &e.PipelineID, timeScan{&e.At}, &e.Actor, &e.Action, &e.Detail); err != nil {
-			return nil, wrap("list webhook audit", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list webhook audit", err)
 	}
 	return out, nil

@@ -47,17 +47,13 @@ func scanDelivery(row interface{ Scan(...any) error }) (Delivery, error) {
 type headersScan struct{ h *map[string][]string }
 
 func (s headersScan) Scan(v any) error {
-	var b []byte
-	switch v := v.(type) {
-	case nil:
+	if v == nil {
 		*s.h = nil
 		return nil
-	case string:
-		b = []byte(v)
-	case []byte:
-		b = v
-	default:
-		return fmt.Errorf("store: cannot read %T as headers", v)
+	}
+	b, err := textBytes(v, "headers")
+	if err != nil {
+		return err
 	}
 	h := map[string][]string{}
 	if len(b) > 0 {
@@ -299,20 +295,11 @@ func (s *Store) DeliveryList(ctx context.Context, pipelineID int64, limit int, b
 		q, args = q+" AND d.id < ?", append(args, beforeID)
 	}
 	q, args = q+" ORDER BY d.id DESC LIMIT ?", append(args, limit)
-	rows, err := s.reader().query(ctx, q, args...)
+	out, err := queryAll(ctx, s.reader(), func(row scanner, d *Delivery) (err error) {
+		*d, err = scanDelivery(row)
+		return err
+	}, q, args...)
 	if err != nil {
-		return nil, wrap("list deliveries", err)
-	}
-	defer rows.Close()
-	var out []Delivery
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, wrap("list deliveries", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list deliveries", err)
 	}
 	return out, nil
@@ -352,22 +339,7 @@ func (s *Store) DeliveryPrune(ctx context.Context, keep int, maxAge time.Duratio
 	if keep < 1 {
 		return removed, nil
 	}
-	var over []int64
-	err = func() error {
-		rows, err := s.reader().query(ctx, "SELECT pipeline_id FROM deliveries GROUP BY pipeline_id HAVING COUNT(*) > ?", keep)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			over = append(over, id)
-		}
-		return rows.Err()
-	}()
+	over, err := queryIDs(ctx, s.reader(), "SELECT pipeline_id FROM deliveries GROUP BY pipeline_id HAVING COUNT(*) > ?", keep)
 	if err != nil {
 		return removed, wrap("prune deliveries", err)
 	}

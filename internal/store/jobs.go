@@ -533,22 +533,9 @@ func (s *Store) RecoverInterrupted(ctx context.Context, message string) ([]int64
 	var failed []int64
 	err := s.writeRelaxed(ctx, func(tx db) error {
 		failed = nil
-		rows, err := tx.query(ctx, `SELECT id FROM runs WHERE id IN (SELECT run_id FROM jobs WHERE status = 'running')
+		ids, err := queryIDs(ctx, tx, `SELECT id FROM runs WHERE id IN (SELECT run_id FROM jobs WHERE status = 'running')
 			ORDER BY id`+tx.forUpdate())
 		if err != nil {
-			return err
-		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		at := now()

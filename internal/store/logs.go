@@ -89,21 +89,11 @@ func (s *Store) LogRead(ctx context.Context, runID, afterSeq int64, limit int) (
 	case limit > 10000:
 		limit = 10000
 	}
-	rows, err := s.reader().query(ctx, `SELECT run_id, seq, COALESCE(job_id, 0), data, at FROM log_chunks
+	out, err := queryAll(ctx, s.reader(), func(row scanner, c *run.LogChunk) error {
+		return row.Scan(&c.RunID, &c.Seq, &c.JobID, &c.Data, timeScan{&c.At})
+	}, `SELECT run_id, seq, COALESCE(job_id, 0), data, at FROM log_chunks
 		WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?`, runID, afterSeq, limit)
 	if err != nil {
-		return nil, wrap("read log", err)
-	}
-	defer rows.Close()
-	var out []run.LogChunk
-	for rows.Next() {
-		var c run.LogChunk
-		if err := rows.Scan(&c.RunID, &c.Seq, &c.JobID, &c.Data, timeScan{&c.At}); err != nil {
-			return nil, wrap("read log", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("read log", err)
 	}
 	return out, nil

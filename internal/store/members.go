@@ -36,21 +36,11 @@ func (s *Store) MemberDelete(ctx context.Context, pipelineID, userID int64) erro
 
 // MemberList lists a pipeline's members by name.
 func (s *Store) MemberList(ctx context.Context, pipelineID int64) ([]Member, error) {
-	rows, err := s.reader().query(ctx, `SELECT u.id, u.username, m.role FROM members m
+	out, err := queryAll(ctx, s.reader(), func(row scanner, m *Member) error {
+		return row.Scan(&m.UserID, &m.Username, &m.Role)
+	}, `SELECT u.id, u.username, m.role FROM members m
 		JOIN users u ON u.id = m.user_id WHERE m.pipeline_id = ? ORDER BY u.username`, pipelineID)
 	if err != nil {
-		return nil, wrap("list members", err)
-	}
-	defer rows.Close()
-	var out []Member
-	for rows.Next() {
-		var m Member
-		if err := rows.Scan(&m.UserID, &m.Username, &m.Role); err != nil {
-			return nil, wrap("list members", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list members", err)
 	}
 	return out, nil

@@ -99,17 +99,13 @@ func gitJSON(g *run.Git) (any, error) {
 type gitScan struct{ g **run.Git }
 
 func (s gitScan) Scan(v any) error {
-	var b []byte
-	switch v := v.(type) {
-	case nil:
+	if v == nil {
 		*s.g = nil
 		return nil
-	case string:
-		b = []byte(v)
-	case []byte:
-		b = v
-	default:
-		return fmt.Errorf("store: cannot read %T as a run's git", v)
+	}
+	b, err := textBytes(v, "a run's git")
+	if err != nil {
+		return err
 	}
 	var rec gitRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
@@ -408,20 +404,7 @@ func insertMany(ctx context.Context, tx db, head, row string, n int, args func(i
 
 // queryIDs runs a query that returns one id per row.
 func queryIDs(ctx context.Context, tx db, q string, args ...any) ([]int64, error) {
-	rows, err := tx.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return queryAll(ctx, tx, scanID, q, args...)
 }
 
 // copyMap is m as it reads back from a JSON column: a copy, never nil.
@@ -475,20 +458,11 @@ func (s *Store) RunList(ctx context.Context, pipelineID int64, p RunListParams) 
 		q, args = q+" AND r.trigger_kind = ?", append(args, p.Trigger)
 	}
 	q, args = q+" ORDER BY r.number DESC LIMIT ?", append(args, limit)
-	rows, err := s.reader().query(ctx, q, args...)
+	out, err := queryAll(ctx, s.reader(), func(row scanner, r *run.Run) (err error) {
+		*r, err = scanRun(row)
+		return err
+	}, q, args...)
 	if err != nil {
-		return nil, wrap("list runs", err)
-	}
-	defer rows.Close()
-	var out []run.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, wrap("list runs", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list runs", err)
 	}
 	return out, nil

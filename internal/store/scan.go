@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -45,15 +46,9 @@ func (s nullTimeScan) Scan(v any) error {
 type jsonMap struct{ m *map[string]string }
 
 func (s jsonMap) Scan(v any) error {
-	var b []byte
-	switch v := v.(type) {
-	case nil:
-	case string:
-		b = []byte(v)
-	case []byte:
-		b = v
-	default:
-		return fmt.Errorf("store: cannot read %T as JSON", v)
+	b, err := textBytes(v, "JSON")
+	if err != nil {
+		return err
 	}
 	m := map[string]string{}
 	if len(b) > 0 {
@@ -63,6 +58,48 @@ func (s jsonMap) Scan(v any) error {
 	}
 	*s.m = m
 	return nil
+}
+
+// scanner is one row of a result: *sql.Row or *sql.Rows.
+type scanner = interface{ Scan(...any) error }
+
+// queryAll runs q on d and reads every row of its result with scan, in order; nil when there
+// are none.
+func queryAll[T any](ctx context.Context, d db, scan func(scanner, *T) error, q string, args ...any) ([]T, error) {
+	rows, err := d.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanID reads a row of one id.
+func scanID(row scanner, id *int64) error { return row.Scan(id) }
+
+// textBytes returns the bytes of a text column's value v: nil for NULL, an error naming what
+// for a value of any other type.
+func textBytes(v any, what string) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(v), nil
+	case []byte:
+		return v, nil
+	}
+	return nil, fmt.Errorf("store: cannot read %T as %s", v, what)
 }
 
 // toJSON is the text a map of strings is stored as.

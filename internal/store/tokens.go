@@ -59,20 +59,8 @@ func (s *Store) TokenUser(ctx context.Context, hash []byte) (User, Token, error)
 
 // TokenList lists a user's tokens.
 func (s *Store) TokenList(ctx context.Context, userID int64) ([]Token, error) {
-	rows, err := s.reader().query(ctx, "SELECT "+tokenCols+" FROM api_tokens WHERE user_id = ? ORDER BY id", userID)
+	out, err := queryAll(ctx, s.reader(), scanToken, "SELECT "+tokenCols+" FROM api_tokens WHERE user_id = ? ORDER BY id", userID)
 	if err != nil {
-		return nil, wrap("list tokens", err)
-	}
-	defer rows.Close()
-	var out []Token
-	for rows.Next() {
-		var t Token
-		if err := scanToken(rows, &t); err != nil {
-			return nil, wrap("list tokens", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list tokens", err)
 	}
 	return out, nil

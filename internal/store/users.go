@@ -48,20 +48,8 @@ func (s *Store) UserGetByID(ctx context.Context, id int64) (User, error) {
 
 // UserList lists users by name.
 func (s *Store) UserList(ctx context.Context) ([]User, error) {
-	rows, err := s.reader().query(ctx, "SELECT "+userCols+" FROM users ORDER BY username")
+	out, err := queryAll(ctx, s.reader(), scanUser, "SELECT "+userCols+" FROM users ORDER BY username")
 	if err != nil {
-		return nil, wrap("list users", err)
-	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
-		var u User
-		if err := scanUser(rows, &u); err != nil {
-			return nil, wrap("list users", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, wrap("list users", err)
 	}
 	return out, nil

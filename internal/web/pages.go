@@ -71,6 +71,27 @@ func (h *handler) notFound(w http.ResponseWriter, r *http.Request, rq request, w
 		what+" does not exist, or you are not a member of its pipeline. Ask one of its admins to add you.")
 }
 
+// forbidden answers 403 with text, which says what the caller lacks and whom to ask.
+func (h *handler) forbidden(w http.ResponseWriter, r *http.Request, rq request, text string) {
+	h.message(w, r, http.StatusForbidden, &rq.user, rq.session.CSRF, "Not allowed", text)
+}
+
+// memberRole is the caller's role on the pipeline named name, with the pipeline; when the
+// store fails, or the caller has no role there, it answers (what names the page's subject in
+// the 404) and returns false.
+func (h *handler) memberRole(w http.ResponseWriter, r *http.Request, rq request, name, what string) (store.Pipeline, auth.Role, bool) {
+	p, role, err := h.role(r.Context(), rq.user, name)
+	if err != nil {
+		h.storeFailed(w, r, rq, err)
+		return store.Pipeline{}, auth.None, false
+	}
+	if role == auth.None {
+		h.notFound(w, r, rq, what)
+		return store.Pipeline{}, auth.None, false
+	}
+	return p, role, true
+}
+
 // pipelinesPage: GET / lists the caller's pipelines (the script fetches them).
 func (h *handler) pipelinesPage(w http.ResponseWriter, r *http.Request, rq request) {
 	h.render(w, r, http.StatusOK, "pipelines", h.page(rq, "Pipelines", "pipelines", nil))
@@ -79,13 +100,8 @@ func (h *handler) pipelinesPage(w http.ResponseWriter, r *http.Request, rq reque
 // pipelinePage: GET /pipelines/{name} (viewer).
 func (h *handler) pipelinePage(w http.ResponseWriter, r *http.Request, rq request) {
 	name := r.PathValue("name")
-	p, role, err := h.role(r.Context(), rq.user, name)
-	if err != nil {
-		h.storeFailed(w, r, rq, err)
-		return
-	}
-	if role == auth.None {
-		h.notFound(w, r, rq, fmt.Sprintf("Pipeline %q", name))
+	p, role, ok := h.memberRole(w, r, rq, name, fmt.Sprintf("Pipeline %q", name))
+	if !ok {
 		return
 	}
 	h.render(w, r, http.StatusOK, "pipeline", h.page(rq, p.Name, "pipeline", newPipelineView(p.Name, role)))
@@ -94,17 +110,12 @@ func (h *handler) pipelinePage(w http.ResponseWriter, r *http.Request, rq reques
 // deliveriesPage: GET /pipelines/{name}/deliveries (developer, as the API's delivery log).
 func (h *handler) deliveriesPage(w http.ResponseWriter, r *http.Request, rq request) {
 	name := r.PathValue("name")
-	p, role, err := h.role(r.Context(), rq.user, name)
-	if err != nil {
-		h.storeFailed(w, r, rq, err)
-		return
-	}
-	if role == auth.None {
-		h.notFound(w, r, rq, fmt.Sprintf("Pipeline %q", name))
+	p, role, ok := h.memberRole(w, r, rq, name, fmt.Sprintf("Pipeline %q", name))
+	if !ok {
 		return
 	}
 	if !role.AtLeast(auth.Developer) {
-		h.message(w, r, http.StatusForbidden, &rq.user, rq.session.CSRF, "Not allowed",
+		h.forbidden(w, r, rq,
 			fmt.Sprintf("You are a %s of pipeline %q; its webhook deliveries need developer or higher. Ask one of its admins.", role, p.Name))
 		return
 	}
@@ -135,13 +146,8 @@ func (h *handler) runPage(w http.ResponseWriter, r *http.Request, rq request) {
 		h.storeFailed(w, r, rq, err)
 		return
 	}
-	_, role, err := h.role(r.Context(), rq.user, rn.Pipeline)
-	if err != nil {
-		h.storeFailed(w, r, rq, err)
-		return
-	}
-	if role == auth.None {
-		h.notFound(w, r, rq, fmt.Sprintf("Run %d", id))
+	_, role, ok := h.memberRole(w, r, rq, rn.Pipeline, fmt.Sprintf("Run %d", id))
+	if !ok {
 		return
 	}
 	v := h.page(rq, fmt.Sprintf("%s #%d", rn.Pipeline, rn.Number), "run",
@@ -153,8 +159,7 @@ func (h *handler) runPage(w http.ResponseWriter, r *http.Request, rq request) {
 // usersPage: GET /admin/users (global admins).
 func (h *handler) usersPage(w http.ResponseWriter, r *http.Request, rq request) {
 	if !rq.user.Admin {
-		h.message(w, r, http.StatusForbidden, &rq.user, rq.session.CSRF, "Not allowed",
-			"Only global administrators manage users. Ask one of them.")
+		h.forbidden(w, r, rq, "Only global administrators manage users. Ask one of them.")
 		return
 	}
 	h.render(w, r, http.StatusOK, "users", h.page(rq, "Users", "users", nil))

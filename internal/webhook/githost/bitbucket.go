@@ -193,9 +193,8 @@ func parseBBPullRequest(e *Event, body []byte) error {
 		SourceBranch: q.Source.Branch.Name, TargetBranch: q.Destination.Branch.Name,
 		HeadSHA: q.Source.Commit.Hash, URL: q.Links.HTML.Href,
 	}
-	e.Kind, e.PullRequest = KindPullRequest, pr
-	e.Ref = "refs/heads/" + pr.SourceBranch
-	e.Branch, e.After = pr.SourceBranch, pr.HeadSHA
+	e.setPullRequest(pr, "refs/heads/"+pr.SourceBranch)
+	e.After = pr.HeadSHA
 	repo := p.Repository
 	if repo == nil {
 		repo = q.Destination.Repository
@@ -343,9 +342,8 @@ func parseBBSPullRequest(e *Event, body []byte) error {
 	if len(q.Links.Self) > 0 {
 		pr.URL = q.Links.Self[0].Href
 	}
-	e.Kind, e.PullRequest = KindPullRequest, pr
-	e.Ref = fmt.Sprintf("refs/pull-requests/%d/from", pr.Number)
-	e.Branch, e.After = pr.SourceBranch, pr.HeadSHA
+	e.setPullRequest(pr, fmt.Sprintf("refs/pull-requests/%d/from", pr.Number))
+	e.After = pr.HeadSHA
 	e.setBitbucketServerRepo(q.ToRef.Repository)
 	e.Pusher = p.Actor.name()
 	return nil

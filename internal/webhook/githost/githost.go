@@ -412,6 +412,27 @@ func listed(added, modified, removed *[]string) bool {
 	return added != nil || modified != nil || removed != nil
 }
 
+// addPushCommits appends a push's commits to e.Commits; FilesOmitted is set when there are
+// commits but the host listed no changed files for any of them.
+func addPushCommits[C interface {
+	commit() Commit
+	listed() bool
+}](e *Event, commits []C) {
+	anyListed := false
+	for _, c := range commits {
+		e.Commits = append(e.Commits, c.commit())
+		anyListed = anyListed || c.listed()
+	}
+	e.FilesOmitted = len(commits) > 0 && !anyListed
+}
+
+// setPullRequest makes e the pull (or merge) request pr, at ref, from pr's source branch.
+func (e *Event) setPullRequest(pr *PullRequest, ref string) {
+	e.Kind, e.PullRequest = KindPullRequest, pr
+	e.Ref = ref
+	e.Branch = pr.SourceBranch
+}
+
 // deref returns *p, nil when p is nil.
 func deref(p *[]string) []string {
 	if p == nil {

@@ -26,6 +26,9 @@ func (c ghCommit) commit() Commit {
 	}
 }
 
+// listed reports whether the host sent any of c's file lists.
+func (c ghCommit) listed() bool { return listed(c.Added, c.Modified, c.Removed) }
+
 // ghRepo is the repository of GitHub's, Gitea's and Gogs' payloads.
 type ghRepo struct {
 	FullName string `json:"full_name"`
@@ -89,12 +92,7 @@ func parseGHPush(e *Event, body []byte) error {
 	e.setCreatedDeleted()
 	e.setRepo(p.Repository)
 	e.Pusher = firstNonEmpty(p.Pusher.name(), p.Sender.name())
-	anyListed := false
-	for _, c := range p.Commits {
-		e.Commits = append(e.Commits, c.commit())
-		anyListed = anyListed || listed(c.Added, c.Modified, c.Removed)
-	}
-	e.FilesOmitted = len(p.Commits) > 0 && !anyListed
+	addPushCommits(e, p.Commits)
 	if p.HeadCommit != nil && p.HeadCommit.ID != "" {
 		c := p.HeadCommit.commit()
 		e.HeadCommit = &c
@@ -154,9 +152,7 @@ func parseGHPullRequest(e *Event, body []byte) error {
 	if b := p.PullRequest.Base; b != nil {
 		pr.TargetBranch = firstNonEmpty(b.Ref, pr.TargetBranch)
 	}
-	e.Kind, e.PullRequest = KindPullRequest, pr
-	e.Ref = fmt.Sprintf("refs/pull/%d/head", pr.Number)
-	e.Branch = pr.SourceBranch
+	e.setPullRequest(pr, fmt.Sprintf("refs/pull/%d/head", pr.Number))
 	e.Before, e.After = p.Before, firstNonEmpty(pr.HeadSHA, p.After)
 	e.setRepo(p.Repository)
 	e.Pusher = p.Sender.name()

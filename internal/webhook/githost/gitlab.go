@@ -60,6 +60,9 @@ func (c glCommit) commit() Commit {
 	}
 }
 
+// listed reports whether the host sent any of c's file lists.
+func (c glCommit) listed() bool { return listed(c.Added, c.Modified, c.Removed) }
+
 // glPush is GitLab's and Codeup's push and tag push payload.
 type glPush struct {
 	ObjectKind        string     `json:"object_kind"`
@@ -88,12 +91,7 @@ func parseGLPush(e *Event, body []byte) error {
 	e.setCreatedDeleted()
 	e.setGitLabRepo(p.Project, p.Repository)
 	e.Pusher = firstNonEmpty(p.UserUsername, p.UserName)
-	anyListed := false
-	for _, c := range p.Commits {
-		e.Commits = append(e.Commits, c.commit())
-		anyListed = anyListed || listed(c.Added, c.Modified, c.Removed)
-	}
-	e.FilesOmitted = len(p.Commits) > 0 && !anyListed
+	addPushCommits(e, p.Commits)
 	e.CommitsTruncated = p.TotalCommitsCount != nil && *p.TotalCommitsCount > len(p.Commits)
 	e.setHeadCommit()
 	return nil
@@ -138,9 +136,7 @@ func parseGLMergeRequest(e *Event, body []byte) error {
 	if a.LastCommit != nil {
 		pr.HeadSHA = a.LastCommit.ID
 	}
-	e.Kind, e.PullRequest = KindPullRequest, pr
-	e.Ref = fmt.Sprintf("refs/merge-requests/%d/head", pr.Number)
-	e.Branch = pr.SourceBranch
+	e.setPullRequest(pr, fmt.Sprintf("refs/merge-requests/%d/head", pr.Number))
 	e.Before, e.After = a.OldRev, pr.HeadSHA
 	e.setGitLabRepo(p.Project, p.Repository)
 	if p.User != nil {
