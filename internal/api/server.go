@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/secret"
@@ -61,6 +62,9 @@ type Server struct {
 	// more may wait up to a second for a slot. Others are answered 503 with Retry-After: 1
 	// before anything is read or stored.
 	MaxWebhooks int
+	// WebhookBodyTimeout bounds how long a webhook request may take to send its body once it
+	// has a slot (0 = DefaultWebhookBodyTimeout), so a slow sender cannot hold a slot.
+	WebhookBodyTimeout time.Duration
 
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,9 @@ const limiterKeys = 10000
 // DefaultMaxWebhooks is how many webhook requests are handled at once when
 // Server.MaxWebhooks is 0.
 const DefaultMaxWebhooks = 256
+
+// DefaultWebhookBodyTimeout is how long a webhook request may take to send its body.
+const DefaultWebhookBodyTimeout = 10 * time.Second
 
 // webhookSlotWait is how long a webhook request waits for a slot before it is refused.
 const webhookSlotWait = time.Second
@@ -144,8 +148,19 @@ func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
 	if s.admitted != nil {
 		s.admitted()
 	}
+	timeout := s.WebhookBodyTimeout
+	if timeout <= 0 {
+		timeout = DefaultWebhookBodyTimeout
+	}
+	// A slow sender may not hold a slot: the body must arrive within timeout.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 	body, truncated, err := s.readWebhookBody(r)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusRequestTimeout, "request_timeout",
+				fmt.Sprintf("the request body did not arrive within %v; nothing was accepted — send it again", timeout))
+			return
+		}
 		// The caller went away or sent a broken body; nothing can be decided.
 		s.logger().Debug("api: webhook body unreadable", "err", err)
 		writeError(w, http.StatusBadRequest, "bad_request", "could not read the request body; send it again")
