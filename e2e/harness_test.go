@@ -85,9 +85,35 @@ func newDatabase(t *testing.T, dialect string) (data, dsn string) {
 	return data, storetest.DSN(t, dialect)
 }
 
+// trackSources reads every source file the binary under test is built from, once, while tests
+// run: go test caches a package's result until a file its tests opened changes, and the binary
+// is built by a separate `go build` whose reads the cache does not see. Without this, a change
+// to the server could be tested with a cached pass.
+var trackSources = sync.OnceValue(func() error {
+	return filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); name == ".git" || name == "testdata" || name == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".sql", ".html", ".js", ".css", ".mod", ".sum":
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
+})
+
 // startServer starts flowd serve on a free port and waits until it listens.
 func startServer(t *testing.T, data, dsn string, args ...string) *server {
 	t.Helper()
+	if err := trackSources(); err != nil {
+		t.Fatalf("read the sources: %v", err)
+	}
 	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--database", dsn}, args...)
 	cmd := exec.Command(flowdBin, all...)
 	cmd.Env = append(baseEnv(t), "FLOWD_ADMIN_PASSWORD="+adminPassword)
