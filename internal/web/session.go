@@ -196,10 +196,12 @@ func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// safeNext keeps a post-sign-in redirect on this site: a path, not a URL elsewhere.
+// safeNext keeps a post-sign-in redirect on this site: a path, not a URL elsewhere. Control
+// characters are refused: browsers drop tabs and newlines from a Location, so "/\t/evil"
+// would become "//evil".
 func safeNext(next string) string {
 	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
-		strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		strings.HasPrefix(next, "/\\") || strings.IndexFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return "/"
 	}
 	return next
