@@ -154,10 +154,17 @@ func (b *browser) truthy(expr string) bool {
 	return v
 }
 
-// click clicks the element sel (a CSS selector) like a person would, once it is visible.
+// click clicks the element sel (a CSS selector) once it is shown and enabled.
+//
+// It waits until the element is shown and enabled, then clicks it from the page's own script
+// in one step: a page that re-renders between a look-up and a mouse click (a list refreshing
+// after a fetch) cannot make the click land on a node that no longer exists.
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do("click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+	s, _ := json.Marshal(sel)
+	b.waitJS("a clickable "+sel, fmt.Sprintf(`(() => { const el = document.querySelector(%s);
+		return !!el && !el.disabled && el.getClientRects().length > 0 })()`, s))
+	b.eval(fmt.Sprintf(`(() => { document.querySelector(%s).click(); return true })()`, s), nil)
 }
 
 // acceptConfirms makes window.confirm say yes in the current page (until it navigates).
