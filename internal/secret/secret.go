@@ -68,22 +68,35 @@ func LoadKey(hexKey, dataDir string) ([]byte, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Write the key in full to a temporary file, then link it into place: the link fails if
+	// another process made the key first, and nobody ever reads a half-written key.
+	tmp, err := os.CreateTemp(dataDir, KeyFile+".*.tmp")
 	if err != nil {
-		if errors.Is(err, fs.ErrExist) { // another process made it first
+		return nil, fmt.Errorf("secret: write key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("secret: write key: %w", err)
+	}
+	if _, err := tmp.WriteString(hex.EncodeToString(k) + "\n"); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("secret: write key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("secret: write key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("secret: write key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) { // another process made it first: use theirs
 			return LoadKey("", dataDir)
 		}
 		return nil, fmt.Errorf("secret: write key: %w", err)
 	}
-	if _, err := f.WriteString(hex.EncodeToString(k) + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("secret: write key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("secret: write key: %w", err)
-	}
-	return k, f.Close()
+	return k, nil
 }
 
 // Seal encrypts plain; the result holds a random nonce and the ciphertext.

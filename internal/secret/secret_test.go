@@ -70,3 +70,36 @@ func TestLoadKeyFromEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadKeyConcurrentStartsAgree: servers starting at once in one data folder all end up
+// with the same key, and none reads a half-written file.
+func TestLoadKeyConcurrentStartsAgree(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const n = 16
+	keys := make(chan []byte, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			k, err := LoadKey("", dir)
+			keys <- k
+			errs <- err
+		}()
+	}
+	var first []byte
+	for range n {
+		k, err := <-keys, <-errs
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = k
+		} else if !bytes.Equal(first, k) {
+			t.Fatal("two concurrent starts got different keys")
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	if len(left) != 0 {
+		t.Fatalf("temporary key files left behind: %v", left)
+	}
+}
