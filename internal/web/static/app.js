@@ -768,12 +768,19 @@
         tb.append(row);
       }
     }
+    // show opens a delivery's details. Opening the one already open (or being fetched) does
+    // nothing, and only the newest request renders: a slow answer can never replace the panel
+    // (and its buttons) under the user's hand.
+    let shownSeq = 0;
     async function show(id) {
+      if (id === selected) return;
       selected = id;
+      const seq = ++shownSeq;
       $$('#dl-list tr').forEach(tr => tr.classList.toggle('selected', tr.dataset.id === String(id)));
       const r = await api('GET', '/api/v1/deliveries/' + id);
+      if (seq !== shownSeq) return;
       empty(detail);
-      if (!r.ok) { detail.append(h('p', { class: 'alert error' }, errText(r))); return; }
+      if (!r.ok) { selected = null; detail.append(h('p', { class: 'alert error' }, errText(r))); return; }
       const d = r.data;
       const redeliver = h('button', { type: 'button', class: 'btn', id: 'dl-redeliver' }, '↻ Redeliver');
       const dry = h('button', { type: 'button', class: 'btn ghost', id: 'dl-dryrun' }, 'Dry run');
