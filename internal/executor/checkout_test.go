@@ -467,7 +467,7 @@ func TestCheckoutTimeout(t *testing.T) {
 	job.Timeout = 500 * time.Millisecond
 	begin := time.Now()
 	r := runCheckout(t, context.Background(), job)
-	if d := time.Since(begin); d > 5*time.Second {
+	if d := time.Since(begin); d > 20*time.Second { // a bound against hanging, not a speed test
 		t.Errorf("Run took %v", d)
 	}
 	if r.res.Status != run.Failed || r.res.Message != "job timed out after 500ms" {

@@ -440,7 +440,7 @@ func TestBackgroundChildDoesNotHang(t *testing.T) {
 	if res.Status != run.Success || !strings.Contains(out, "next\n") {
 		t.Errorf("result %+v output %q", res, out)
 	}
-	if d := time.Since(begin); d > 3*time.Second {
+	if d := time.Since(begin); d > 20*time.Second { // a bound against hanging on the child (600 s), not a speed test
 		t.Errorf("job took %v", d)
 	}
 	m := pgidRe.FindStringSubmatch(out)

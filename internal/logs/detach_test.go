@@ -14,13 +14,11 @@ func TestDetachReturnsTheRestWithoutCommit(t *testing.T) {
 	a := startAppender(t, sink)
 	w := a.Writer(7, 3, []string{"hunter2"})
 	w.Write([]byte("header\nthe password is hunter2\npartial"))
-	start := time.Now()
+	// Had Detach waited for the flush tick, the tick would have committed the lines: the
+	// content and commit checks below prove it did not, without timing it.
 	rest, err := w.Detach()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d >= flushDelay {
-		t.Errorf("Detach took %v, as long as the flush delay", d)
 	}
 	var b strings.Builder
 	for _, c := range rest {
