@@ -91,6 +91,21 @@ func TestSessionExpiredDisabledDeleted(t *testing.T) {
 			t.Errorf("SessionGet(re-enabled user) = %v, want the session", err)
 		}
 
+		// A new password ends the user's sessions; another change does not.
+		bobs2 := sessionID("bob2")
+		if _, err := s.SessionCreate(ctx, bobs2, bob.ID, "c", time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		hash := "$2a$04$new-hash-for-the-test"
+		if _, err := s.UserUpdate(ctx, bob.ID, store.UserUpdate{PasswordHash: &hash}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range [][]byte{bobs, bobs2} {
+			if _, _, err := s.SessionGet(ctx, id); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("SessionGet after a password change = %v, want ErrNotFound", err)
+			}
+		}
+
 		// Deleting a user deletes their sessions.
 		carols := sessionID("carol")
 		if _, err := s.SessionCreate(ctx, carols, carol.ID, "c", time.Now().Add(time.Hour)); err != nil {
@@ -111,8 +126,8 @@ func TestSessionExpiredDisabledDeleted(t *testing.T) {
 		if _, _, err := s.SessionGet(ctx, live); err != nil {
 			t.Errorf("SessionGet(live) after prune = %v", err)
 		}
-		if n, err := s.SessionPrune(ctx, time.Now().Add(2*time.Hour)); err != nil || n != 2 {
-			t.Errorf("SessionPrune(later) = %d, %v; want 2", n, err)
+		if n, err := s.SessionPrune(ctx, time.Now().Add(2*time.Hour)); err != nil || n != 1 {
+			t.Errorf("SessionPrune(later) = %d, %v; want 1 (alice's live one: bob's ended with his new password)", n, err)
 		}
 	})
 }

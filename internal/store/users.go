@@ -55,7 +55,9 @@ func (s *Store) UserList(ctx context.Context) ([]User, error) {
 	return out, nil
 }
 
-// UserUpdate changes a user.
+// UserUpdate changes a user. A new password also ends the user's web sessions, in the same
+// transaction, so a stolen session does not outlive a password change (API tokens stay: they
+// are revoked one by one).
 func (s *Store) UserUpdate(ctx context.Context, id int64, u UserUpdate) (User, error) {
 	var (
 		sets []string
@@ -75,8 +77,15 @@ func (s *Store) UserUpdate(ctx context.Context, id int64, u UserUpdate) (User, e
 	}
 	var out User
 	err := s.write(ctx, func(tx db) error {
-		return scanUser(tx.queryRow(ctx, "UPDATE users SET "+strings.Join(sets, ", ")+
-			" WHERE id = ? RETURNING "+userCols, append(args, id)...), &out)
+		if err := scanUser(tx.queryRow(ctx, "UPDATE users SET "+strings.Join(sets, ", ")+
+			" WHERE id = ? RETURNING "+userCols, append(args, id)...), &out); err != nil {
+			return err
+		}
+		if u.PasswordHash == nil {
+			return nil
+		}
+		_, err := tx.exec(ctx, "DELETE FROM sessions WHERE user_id = ?", id)
+		return err
 	})
 	if err != nil {
 		return User{}, wrap("update user", err)
