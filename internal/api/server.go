@@ -16,6 +16,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"github.com/flowd/flowd/internal/auth"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -62,6 +63,9 @@ type Server struct {
 	// more may wait up to a second for a slot. Others are answered 503 with Retry-After: 1
 	// before anything is read or stored.
 	MaxWebhooks int
+	// SignIn throttles password guessing on POST /api/v1/tokens (shared with the web sign-in);
+	// nil = no throttle.
+	SignIn *auth.Throttle
 	// WebhookBodyTimeout bounds how long a webhook request may take to send its body once it
 	// has a slot (0 = DefaultWebhookBodyTimeout), so a slow sender cannot hold a slot.
 	WebhookBodyTimeout time.Duration

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,10 +32,21 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, "sign in with HTTP Basic (your username and password) to get an API token")
 		return
 	}
+	key := auth.ThrottleKey(username, r.RemoteAddr)
+	if s.SignIn != nil {
+		if wait := s.SignIn.Wait(key, time.Now()); wait > 0 {
+			secs := int(wait.Seconds()) + 1
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, "rate_limited",
+				fmt.Sprintf("too many wrong passwords for %s from this address: try again in %d seconds", username, secs))
+			return
+		}
+	}
 	u, err := s.Store.UserGet(r.Context(), username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		auth.BurnPasswordCheck(password)
+		s.signInFailed(key)
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
 		unauthorized(w, "wrong username or password")
 		return
@@ -42,6 +54,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	case !auth.CheckPassword(u.PasswordHash, password):
+		s.signInFailed(key)
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
 		unauthorized(w, "wrong username or password")
 		return
@@ -51,6 +64,9 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.SignIn != nil {
+		s.SignIn.Succeeded(key)
+	}
 	var in struct {
 		Name string `json:"name"`
 	}
@@ -114,4 +130,11 @@ func (s *Server) tokenDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// signInFailed counts a wrong password against key.
+func (s *Server) signInFailed(key string) {
+	if s.SignIn != nil {
+		s.SignIn.Failed(key, time.Now())
+	}
 }

@@ -70,6 +70,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel}
+	signIn := auth.NewThrottle(10, 10*time.Minute) // wrong passwords per user and address
 	srv := &api.Server{
 		Store:        st,
 		Triggers:     triggers,
@@ -81,6 +82,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		MaxBody:      cfg.MaxBody,
 		WebhookRate:  cfg.WebhookRate,
 		WebhookBurst: cfg.WebhookBurst,
+		SignIn:       signIn,
 		Logger:       logger.With("component", "api"),
 	}
 
@@ -92,7 +94,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		srv.ExternalURL = "http://" + ln.Addr().String()
 	}
 	httpSrv := &http.Server{
-		Handler:           web.Combine(srv.Handler(), web.New(web.Config{Store: st, ExternalURL: srv.ExternalURL, Logger: logger.With("component", "web")})),
+		Handler:           web.Combine(srv.Handler(), web.New(web.Config{Store: st, ExternalURL: srv.ExternalURL, SignIn: signIn, Logger: logger.With("component", "web")})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

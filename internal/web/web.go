@@ -16,6 +16,7 @@ package web
 import (
 	"embed"
 	"fmt"
+	"github.com/flowd/flowd/internal/auth"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -42,6 +43,9 @@ type Config struct {
 	ExternalURL string
 	SessionTTL  time.Duration // 0 = DefaultSessionTTL
 	Logger      *slog.Logger
+	// SignIn throttles password guessing (shared with the API's POST /api/v1/tokens); nil = no
+	// throttle.
+	SignIn *auth.Throttle
 	// PasswordCheck compares a password with a stored hash; nil = auth.CheckPassword. Tests
 	// may not need to set it.
 	PasswordCheck func(hash, password string) bool

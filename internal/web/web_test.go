@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowd/flowd/internal/api"
 	"github.com/flowd/flowd/internal/auth"
@@ -36,9 +37,10 @@ func newEnv(t *testing.T, dialect, externalURL string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	signIn := auth.NewThrottle(3, time.Minute) // shared by the API and the pages, as in the app
 	a := &api.Server{Store: st, Triggers: &trigger.Service{Store: st, Box: box}, Box: box,
-		ExternalURL: externalURL, Logger: storetest.Logger(t), PasswordCost: 4}
-	ui := web.New(web.Config{Store: st, ExternalURL: externalURL, Logger: storetest.Logger(t)})
+		ExternalURL: externalURL, Logger: storetest.Logger(t), PasswordCost: 4, SignIn: signIn}
+	ui := web.New(web.Config{Store: st, ExternalURL: externalURL, SignIn: signIn, Logger: storetest.Logger(t)})
 	srv := httptest.NewServer(web.Combine(a.Handler(), ui))
 	t.Cleanup(srv.Close)
 	return &env{t: t, st: st, srv: srv}
@@ -301,4 +303,38 @@ func cookieNamed(resp *http.Response, name string) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+// TestWebSignInThrottle: after 3 wrong passwords for a user from one address the sign-in form
+// refuses even the right one (429, with a message and Retry-After), and the API's token
+// endpoint shares the count.
+func TestWebSignInThrottle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "sqlite", "http://flowd.test")
+	e.user("alice", false)
+	c := e.browser()
+	try := func(password string) (*http.Response, string) {
+		_, page := get(t, c, e.srv.URL+"/login")
+		token := hiddenCSRF.FindStringSubmatch(page)[1]
+		return postForm(t, c, e.srv.URL+"/login", url.Values{"csrf": {token}, "username": {"alice"}, "password": {password}})
+	}
+	for i := range 3 {
+		if resp, _ := try("wrong-password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d = %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	resp, body := try("password-alice")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Too many wrong passwords") || hasCookie(resp, web.SessionCookie) {
+		t.Fatalf("right password after 3 failures = %d, want 429 with a message and no session", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/tokens", nil)
+	req.SetBasicAuth("alice", "password-alice")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the API after 3 failed sign-ins in the browser = %d, want 429", r2.StatusCode)
+	}
 }
