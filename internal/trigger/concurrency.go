@@ -2,6 +2,8 @@ package trigger
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -67,6 +69,7 @@ func (s *Service) applyConcurrency(ctx context.Context, b *Built, in rules.Input
 	if err != nil || cc == nil {
 		return "", err
 	}
+	group = b.groupWithoutSecrets(group)
 	b.Create.ConcurrencyGroup, b.Create.MaxRunning = group, cc.MaxRunning
 	line := fmt.Sprintf("group %q (%s)", group, how)
 	if cc.MaxRunning > 0 {
@@ -135,4 +138,17 @@ func (s *Service) supersede(ctx context.Context, r run.Run, cancelPrevious bool)
 			s.Cancel(id)
 		}
 	}
+}
+
+// groupWithoutSecrets returns group, or — when it contains the value of a secret variable (a
+// CEL group that reads one) — a name derived from it that does not reveal it: runs with the
+// same value still share a group, and the run's JSON never shows the secret.
+func (b *Built) groupWithoutSecrets(group string) string {
+	for name := range b.Secret {
+		if v := b.Resolved.Values[name]; v != "" && strings.Contains(group, v) {
+			sum := sha256.Sum256([]byte(group))
+			return "secret-" + hex.EncodeToString(sum[:8])
+		}
+	}
+	return group
 }

@@ -146,3 +146,43 @@ stages:
 		}
 	}
 }
+
+// TestConcurrencyGroupHidesSecrets: a group computed from a secret variable's value is stored
+// under a name that does not reveal it, and runs with the same value still share that group.
+func TestConcurrencyGroupHidesSecrets(t *testing.T) {
+	t.Parallel()
+	st := storetestOpen(t)
+	ctx := context.Background()
+	svc, _, token := hook(t, st, `name: secretgroup
+variables:
+  DB_PASSWORD: {secret: true, default: "hunter2-db"}
+concurrency: {group: '"db-" + body.DB_PASSWORD'}
+stages:
+  - name: s
+    jobs:
+      - name: j
+        steps:
+          - run: 'true'
+`, "")
+	var groups []string
+	for range 2 {
+		out, r := deliver(t, svc, trigger.Incoming{Token: token, Body: []byte(`{"DB_PASSWORD":"hunter2-db"}`)})
+		if out.Status != 202 {
+			t.Fatalf("%d %s", out.Status, out.Body)
+		}
+		if strings.Contains(string(out.Body), "hunter2") {
+			t.Fatalf("the answer shows the secret: %s", out.Body)
+		}
+		got, err := st.RunGet(ctx, r.Run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(got.ConcurrencyGroup, "hunter2") || got.ConcurrencyGroup == "" {
+			t.Fatalf("group %q", got.ConcurrencyGroup)
+		}
+		groups = append(groups, got.ConcurrencyGroup)
+	}
+	if groups[0] != groups[1] {
+		t.Fatalf("the same secret value gave two groups: %v", groups)
+	}
+}
