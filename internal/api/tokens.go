@@ -33,20 +33,18 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := auth.ThrottleKey(username, r.RemoteAddr)
-	if s.SignIn != nil {
-		if wait := s.SignIn.Wait(key, time.Now()); wait > 0 {
-			secs := int(wait.Seconds()) + 1
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeError(w, http.StatusTooManyRequests, "rate_limited",
-				fmt.Sprintf("too many wrong passwords for %s from this address: try again in %d seconds", username, secs))
-			return
-		}
+	if wait := s.SignIn.Wait(key, time.Now()); wait > 0 {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many wrong passwords for %s from this address: try again in %d seconds", username, secs))
+		return
 	}
 	u, err := s.Store.UserGet(r.Context(), username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		auth.BurnPasswordCheck(password)
-		s.signInFailed(key)
+		s.SignIn.Failed(key, time.Now())
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
 		unauthorized(w, "wrong username or password")
 		return
@@ -54,7 +52,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	case !auth.CheckPassword(u.PasswordHash, password):
-		s.signInFailed(key)
+		s.SignIn.Failed(key, time.Now())
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
 		unauthorized(w, "wrong username or password")
 		return
@@ -64,9 +62,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if s.SignIn != nil {
-		s.SignIn.Succeeded(key)
-	}
+	s.SignIn.Succeeded(key)
 	var in struct {
 		Name string `json:"name"`
 	}
@@ -130,11 +126,4 @@ func (s *Server) tokenDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// signInFailed counts a wrong password against key.
-func (s *Server) signInFailed(key string) {
-	if s.SignIn != nil {
-		s.SignIn.Failed(key, time.Now())
-	}
 }

@@ -11,7 +11,7 @@ import (
 // user name and the caller's address) within Window, further attempts for that key are refused
 // until the window has passed; a right password clears the key. It keeps at most MaxKeys keys
 // (the oldest are forgotten first). Safe for concurrent use; the zero value is not usable: use
-// NewThrottle.
+// NewThrottle. A nil *Throttle throttles nothing, so callers need no check.
 type Throttle struct {
 	MaxFailures int
 	Window      time.Duration
@@ -33,6 +33,9 @@ func NewThrottle(maxFailures int, window time.Duration) *Throttle {
 
 // Wait reports how long key must wait before its next attempt (0: it may try now).
 func (t *Throttle) Wait(key string, now time.Time) time.Duration {
+	if t == nil {
+		return 0
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.keys[key]
@@ -48,6 +51,9 @@ func (t *Throttle) Wait(key string, now time.Time) time.Duration {
 
 // Failed records a wrong password for key.
 func (t *Throttle) Failed(key string, now time.Time) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.keys[key]
@@ -63,6 +69,9 @@ func (t *Throttle) Failed(key string, now time.Time) {
 
 // Succeeded clears key after a right password.
 func (t *Throttle) Succeeded(key string) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.keys, key)

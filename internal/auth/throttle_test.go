@@ -51,3 +51,13 @@ func TestThrottleBoundedKeys(t *testing.T) {
 		t.Fatal("the newest key was evicted")
 	}
 }
+
+func TestNilThrottleThrottlesNothing(t *testing.T) {
+	t.Parallel()
+	var th *Throttle
+	th.Failed("k", time.Now())
+	th.Succeeded("k")
+	if w := th.Wait("k", time.Now()); w != 0 {
+		t.Fatalf("a nil throttle made a caller wait %v", w)
+	}
+}

@@ -130,31 +130,25 @@ func (h *handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		check = auth.CheckPassword
 	}
 	key := auth.ThrottleKey(username, r.RemoteAddr)
-	if th := h.cfg.SignIn; th != nil {
-		if wait := th.Wait(key, time.Now()); wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			h.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, Username: username,
-				Error: fmt.Sprintf("Too many wrong passwords for this account from here. Try again in %d seconds.", int(wait.Seconds())+1)})
-			return
-		}
-	}
-	failed := func() {
-		if th := h.cfg.SignIn; th != nil {
-			th.Failed(key, time.Now())
-		}
+	if wait := h.cfg.SignIn.Wait(key, time.Now()); wait > 0 {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		h.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, Username: username,
+			Error: fmt.Sprintf("Too many wrong passwords for this account from here. Try again in %d seconds.", secs)})
+		return
 	}
 	u, err := h.cfg.Store.UserGet(r.Context(), username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		auth.BurnPasswordCheck(password)
-		failed()
+		h.cfg.SignIn.Failed(key, time.Now())
 		h.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, Username: username, Error: "Wrong username or password."})
 		return
 	case err != nil:
 		h.fail(w, r, err)
 		return
 	case !check(u.PasswordHash, password):
-		failed()
+		h.cfg.SignIn.Failed(key, time.Now())
 		h.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, Username: username, Error: "Wrong username or password."})
 		return
 	case u.Disabled:
@@ -162,9 +156,7 @@ func (h *handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			Error: "The account " + u.Username + " is disabled; ask an administrator to enable it."})
 		return
 	}
-	if th := h.cfg.SignIn; th != nil {
-		th.Succeeded(key)
-	}
+	h.cfg.SignIn.Succeeded(key)
 	value := randomToken()
 	expires := time.Now().Add(h.cfg.SessionTTL)
 	if _, err := h.cfg.Store.SessionCreate(r.Context(), SessionID(value), u.ID, randomToken(), expires); err != nil {
