@@ -144,8 +144,8 @@ func (s *Service) supersede(ctx context.Context, r run.Run, cancelPrevious bool)
 // CEL group that reads one) — a name derived from it that does not reveal it: runs with the
 // same value still share a group, and the run's JSON never shows the secret.
 func (b *Built) groupWithoutSecrets(group string) string {
-	for name := range b.Secret {
-		if v := b.Resolved.Values[name]; v != "" && strings.Contains(group, v) {
+	for _, v := range b.secretValues() {
+		if v != "" && strings.Contains(group, v) {
 			sum := sha256.Sum256([]byte(group))
 			return "secret-" + hex.EncodeToString(sum[:8])
 		}
