@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flowd/flowd/internal/client"
+	"github.com/flowd/flowd/internal/pipeline"
 )
 
 // defaultServer is the address `flowd serve` listens on by default.
@@ -182,6 +184,56 @@ func (c *cli) connectID(f *flags, args []string, arg, kind string) (*client.Clie
 		return nil
 	})
 	return cl, id, code
+}
+
+// runArgHelp explains the RUN argument of the commands that take one.
+const runArgHelp = `RUN is the run's id, or PIPELINE#NUMBER (e.g. hello#3; PIPELINE/NUMBER works too), as
+'flowd run' and 'flowd runs' print them.`
+
+// connectRun is connect for a command whose one argument is a run (see runArgHelp): it returns
+// the run's id, looked up by number when the argument names the pipeline.
+func (c *cli) connectRun(ctx context.Context, f *flags, args []string) (*client.Client, int64, int) {
+	var (
+		id, number int64
+		pipe       string
+	)
+	cl, _, code := c.connectWith(f, args, func(pos []string) error {
+		var ok bool
+		if id, pipe, number, ok = parseRun(pos[0]); !ok {
+			return fmt.Errorf("RUN must be a run id (a number) or PIPELINE#NUMBER, got %q", pos[0])
+		}
+		return nil
+	})
+	if code >= 0 || pipe == "" {
+		return cl, id, code
+	}
+	r, err := cl.RunByNumber(ctx, pipe, number)
+	if err != nil {
+		return nil, 0, c.fail(err)
+	}
+	return cl, r.ID, -1
+}
+
+// parseRun reads a run argument: an id ("17", "#17"), or a pipeline and a run number
+// ("hello#3", "hello/3").
+func parseRun(s string) (id int64, pipe string, number int64, ok bool) {
+	if id, ok := parseID(s); ok {
+		return id, "", 0, true
+	}
+	i := strings.LastIndexAny(s, "#/")
+	if i <= 0 || !pipeline.ValidName(s[:i]) {
+		return 0, "", 0, false
+	}
+	n, err := strconv.ParseInt(s[i+1:], 10, 64)
+	if err != nil || n <= 0 {
+		return 0, "", 0, false
+	}
+	return 0, s[:i], n, true
+}
+
+// runName is how the CLI names a run to a person: "hello#3 (id 17)"; both forms work as RUN.
+func runName(r *client.Run) string {
+	return fmt.Sprintf("%s#%d (id %d)", r.Pipeline, r.Number, r.ID)
 }
 
 // parseID reads a run or delivery id argument ("17"; "#17" is taken too).

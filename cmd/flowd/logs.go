@@ -6,11 +6,12 @@ import (
 
 func (c *cli) cmdLogs(ctx context.Context, args []string) int {
 	f := newFlags("logs", "flowd logs RUN [--follow]", `
-Print the log of run RUN (its id). With --follow (-f), keep printing as the log is written
-until the run ends, then print its final status; the exit status is then 0 only if the run
-succeeded. Ctrl-C stops following without stopping the run.`, 1, 1)
+Print the log of run RUN. With --follow (-f), keep printing as the log is written until the
+run ends, then print its final status; the exit status is then 0 only if the run succeeded.
+Ctrl-C stops following without stopping the run.
+`+runArgHelp, 1, 1)
 	follow := f.followFlags()
-	cl, id, code := c.connectID(f, args, "RUN", "run")
+	cl, id, code := c.connectRun(ctx, f, args)
 	if code >= 0 {
 		return code
 	}

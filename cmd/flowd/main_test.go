@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -126,14 +128,21 @@ func newFakeServer(t *testing.T) *fakeServer {
 				ignored = append(ignored, k)
 			}
 		}
-		reply(w, 201, map[string]any{"run": map[string]any{"id": 17, "number": 3, "pipeline": "hello", "status": "queued", "url": "http://flowd.test/pipelines/hello/runs/3"}, "ignored": ignored})
+		reply(w, 201, map[string]any{"run": map[string]any{"id": 17, "number": 3, "pipeline": "hello", "status": "queued", "url": "http://flowd.test/runs/17", "api_url": "http://flowd.test/api/v1/runs/17"}, "ignored": ignored})
 	})
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/runs", func(w http.ResponseWriter, r *http.Request) {
 		if bearer(w, r) {
-			reply(w, 200, map[string]any{"runs": []map[string]any{
-				{"id": 17, "number": 3, "status": "failed", "trigger": "webhook", "triggered_by": "alice", "created_at": "2026-01-02T03:04:05Z", "started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:05:07Z"},
-				{"id": 12, "number": 2, "status": "queued", "trigger": "manual", "triggered_by": "bob", "created_at": "2026-01-01T03:04:05Z"},
-			}, "next_before": 2})
+			runs := []map[string]any{
+				{"id": 17, "number": 3, "pipeline": "hello", "status": "failed", "trigger": "webhook", "triggered_by": "alice", "created_at": "2026-01-02T03:04:05Z", "started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:05:07Z"},
+				{"id": 12, "number": 2, "pipeline": "hello", "status": "queued", "trigger": "manual", "triggered_by": "bob", "created_at": "2026-01-01T03:04:05Z"},
+			}
+			if before, _ := strconv.Atoi(r.URL.Query().Get("before")); before > 0 {
+				runs = slices.DeleteFunc(runs, func(rn map[string]any) bool { return rn["number"].(int) >= before })
+			}
+			if limit, _ := strconv.Atoi(r.URL.Query().Get("limit")); limit > 0 && limit < len(runs) {
+				runs = runs[:limit]
+			}
+			reply(w, 200, map[string]any{"runs": runs, "next_before": 2})
 		}
 	})
 	mux.HandleFunc("GET /api/v1/runs/17", func(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +165,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	})
 	mux.HandleFunc("POST /api/v1/runs/17/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if bearer(w, r) {
-			reply(w, 200, map[string]any{"id": 17, "status": "canceled"})
+			reply(w, 200, map[string]any{"id": 17, "number": 3, "pipeline": "hello", "status": "canceled"})
 		}
 	})
 	mux.HandleFunc("GET /api/v1/pipelines/hello", func(w http.ResponseWriter, r *http.Request) {
@@ -249,13 +258,16 @@ func TestHelpAndUsage(t *testing.T) {
 		{args: []string{"run", "hello", "--var", "novalue"}, code: 2, stderr: `want KEY=VALUE, got "novalue"`},
 		{args: []string{"run", "hello", "--var", "=x"}, code: 2, stderr: "empty variable name"},
 		{args: []string{"run", "hello", "--nope"}, code: 2, stderr: "flag provided but not defined: -nope"},
-		{args: []string{"show", "abc"}, code: 2, stderr: `RUN must be a run id (a number), got "abc"`},
+		{args: []string{"show", "abc"}, code: 2, stderr: `RUN must be a run id (a number) or PIPELINE#NUMBER, got "abc"`},
+		{args: []string{"show", "hello#x"}, code: 2, stderr: `RUN must be a run id (a number) or PIPELINE#NUMBER, got "hello#x"`},
+		{args: []string{"logs", "Hello#1"}, code: 2, stderr: `RUN must be a run id (a number) or PIPELINE#NUMBER, got "Hello#1"`},
+		{args: []string{"cancel", "hello#0"}, code: 2, stderr: `RUN must be a run id (a number) or PIPELINE#NUMBER, got "hello#0"`},
 		{args: []string{"token", "rm", "x"}, code: 2, stderr: "ID must be a token id"},
 		// Checks of the arguments come before the client: these fail as usage errors (2)
 		// although nobody is logged in.
 		{args: []string{"token", "rm", "#3"}, code: 2, stderr: `ID must be a token id (a number), got "#3"`},
-		{args: []string{"cancel", "0"}, code: 2, stderr: `flowd cancel: RUN must be a run id (a number), got "0"`},
-		{args: []string{"logs", "x", "-f"}, code: 2, stderr: `flowd logs: RUN must be a run id (a number), got "x"`},
+		{args: []string{"cancel", "0"}, code: 2, stderr: `flowd cancel: RUN must be a run id (a number) or PIPELINE#NUMBER, got "0"`},
+		{args: []string{"logs", "x", "-f"}, code: 2, stderr: `flowd logs: RUN must be a run id (a number) or PIPELINE#NUMBER, got "x"`},
 		{args: []string{"redeliver", "--", "-1"}, code: 2, stderr: `flowd redeliver: ID must be a delivery id (a number), got "-1"`},
 		{args: []string{"runs", "hello", "--limit", "-1"}, code: 2, stderr: "flowd runs: --limit and --before must not be negative\nUsage: flowd runs PIPELINE"},
 		{args: []string{"deliveries", "hello", "--before", "-1"}, code: 2, stderr: "flowd deliveries: --limit and --before must not be negative"},
@@ -437,7 +449,7 @@ func TestRunEntryPoint(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config: %v, %v", fi, err)
 	}
-	if code := run(context.Background(), []string{"cancel", "17"}, nil, &out, &errOut); code != 0 || !strings.Contains(out.String(), "run 17 canceled\n") {
+	if code := run(context.Background(), []string{"cancel", "17"}, nil, &out, &errOut); code != 0 || !strings.Contains(out.String(), "run hello#3 (id 17) canceled\n") {
 		t.Errorf("cancel: exit %d, %q", code, out.String())
 	}
 }
@@ -483,7 +495,7 @@ func TestRunCommand(t *testing.T) {
 	env := loggedIn(t, f)
 	// Flags after the pipeline name, a value holding '='.
 	r := runCLI(t, env, "", "run", "hello", "--var", "abc=4=5", "--var", "extra=1")
-	if r.code != 0 || r.stdout != "run #3 (id 17) queued: http://flowd.test/pipelines/hello/runs/3\n" {
+	if r.code != 0 || r.stdout != "run hello#3 (id 17) queued: http://flowd.test/runs/17\n" {
 		t.Errorf("run: exit %d, %q", r.code, r.stdout)
 	}
 	if !strings.Contains(r.stderr, "warning: ignored variables that hello does not declare: extra") {
@@ -516,7 +528,7 @@ func TestFollowExitStatus(t *testing.T) {
 				if !strings.HasSuffix(r.stdout, "hello from step\n") {
 					t.Errorf("%v: log not printed: %q", args, r.stdout)
 				}
-				if !strings.Contains(r.stderr, "run #3 (id 17) "+tt.status+" after 4s") {
+				if !strings.Contains(r.stderr, "run hello#3 (id 17) "+tt.status+" after 4s") {
 					t.Errorf("%v: no final status: %q", args, r.stderr)
 				}
 			}
@@ -557,6 +569,24 @@ func TestReadCommands(t *testing.T) {
 	}
 	if r := runCLI(t, env, "", "logs", "17"); r.code != 0 || r.stdout != "hello from step\n" {
 		t.Errorf("logs: exit %d, %q", r.code, r.stdout)
+	}
+	// A run by its pipeline and number: looked up, then used by its id.
+	for _, arg := range []string{"hello#3", "hello/3"} {
+		if r := runCLI(t, env, "", "logs", arg); r.code != 0 || r.stdout != "hello from step\n" {
+			t.Errorf("logs %s: exit %d, %q %q", arg, r.code, r.stdout, r.stderr)
+		}
+		if got := f.got(); got[len(got)-2] != "GET /api/v1/pipelines/hello/runs?before=4&limit=1" || got[len(got)-1] != "GET /api/v1/runs/17/log" {
+			t.Errorf("logs %s: requests %v", arg, got[len(got)-2:])
+		}
+	}
+	if r := runCLI(t, env, "", "show", "hello#3"); r.code != 0 || !strings.Contains(r.stdout, "Run:       hello#3 (id 17)") {
+		t.Errorf("show hello#3: exit %d, %q", r.code, r.stdout)
+	}
+	if r := runCLI(t, env, "", "cancel", "hello#9"); r.code != 1 || r.stderr != "flowd: pipeline hello has no run #9: 'flowd runs hello' lists its runs\n" {
+		t.Errorf("cancel hello#9: exit %d, %q", r.code, r.stderr)
+	}
+	if got := f.got(); strings.Contains(got[len(got)-1], "cancel") {
+		t.Errorf("cancel of a missing run number sent %s", got[len(got)-1])
 	}
 	if r := runCLI(t, env, "", "user", "add", "bob", "--admin", "--password-stdin"); r.code != 1 || !strings.Contains(r.stderr, "empty password") {
 		t.Errorf("user add without password: exit %d", r.code)

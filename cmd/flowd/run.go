@@ -72,7 +72,7 @@ default branch (the first plain name in source.branches, else main).`, 1, 1)
 	if err != nil {
 		return c.fail(err)
 	}
-	fmt.Fprintf(c.stdout, "run #%d (id %d) %s: %s\n", r.Number, r.ID, r.Status, dash(r.URL))
+	fmt.Fprintf(c.stdout, "run %s %s: %s\n", runName(r), r.Status, dash(r.URL))
 	if len(ignored) > 0 {
 		c.warn("ignored variables that %s does not declare: %s", pos[0], strings.Join(ignored, ", "))
 	}
@@ -105,7 +105,7 @@ func (c *cli) follow(ctx context.Context, cl *client.Client, id int64) int {
 		}
 		return c.fail(err)
 	}
-	msg := fmt.Sprintf("run #%d (id %d) %s after %s", r.Number, r.ID, r.Status, fmtDuration(r.Duration(time.Now())))
+	msg := fmt.Sprintf("run %s %s after %s", runName(r), r.Status, fmtDuration(r.Duration(time.Now())))
 	if r.Message != "" {
 		msg += ": " + r.Message
 	}

@@ -13,9 +13,10 @@ import (
 
 func (c *cli) cmdShow(ctx context.Context, args []string) int {
 	f := newFlags("show", "flowd show RUN", `
-Show run RUN (its id, as 'flowd run' and 'flowd runs' print it): status, trigger, variables,
-and its stages, jobs and steps with their statuses, exit codes and durations.`, 1, 1)
-	cl, id, code := c.connectID(f, args, "RUN", "run")
+Show run RUN: status, trigger, variables, and its stages, jobs and steps with their statuses,
+exit codes and durations.
+`+runArgHelp, 1, 1)
+	cl, id, code := c.connectRun(ctx, f, args)
 	if code >= 0 {
 		return code
 	}
@@ -29,7 +30,7 @@ and its stages, jobs and steps with their statuses, exit codes and durations.`, 
 
 func printRun(c *cli, r *client.Run, now time.Time) {
 	w := c.stdout
-	fmt.Fprintf(w, "Run:       #%d of %s (id %d)\n", r.Number, r.Pipeline, r.ID)
+	fmt.Fprintf(w, "Run:       %s\n", runName(r))
 	fmt.Fprintf(w, "Status:    %s\n", r.Status)
 	if r.Message != "" {
 		fmt.Fprintf(w, "Message:   %s\n", r.Message)
@@ -42,6 +43,9 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 	fmt.Fprintf(w, "Duration:  %s\n", fmtDuration(r.Duration(now)))
 	if r.URL != "" {
 		fmt.Fprintf(w, "URL:       %s\n", r.URL)
+	}
+	if r.APIURL != "" {
+		fmt.Fprintf(w, "API URL:   %s\n", r.APIURL)
 	}
 	if len(r.Variables) > 0 {
 		fmt.Fprintln(w, "Variables:")

@@ -151,6 +151,12 @@ func isJSON(mt string) bool {
 // An empty body leaves dst as it is when optional, else it is 400. It answers the error itself
 // and returns false on any problem.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, optional bool) bool {
+	return decodeJSONHint(w, r, dst, optional, nil)
+}
+
+// decodeJSONHint is decodeJSON whose answer to a body that does not fit dst ends with
+// hint(body) when hint is not nil.
+func decodeJSONHint(w http.ResponseWriter, r *http.Request, dst any, optional bool, hint func(body []byte) string) bool {
 	if mt := mediaType(r); !isJSON(mt) {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("this endpoint takes JSON, not %s: send Content-Type: application/json", mt))
@@ -170,7 +176,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, optional bool) 
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_json", "the body is not the JSON this endpoint takes: "+jsonProblem(err))
+		msg := "the body is not the JSON this endpoint takes: " + jsonProblem(err)
+		if hint != nil {
+			msg += hint(body)
+		}
+		writeError(w, http.StatusBadRequest, "invalid_json", msg)
 		return false
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

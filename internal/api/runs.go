@@ -37,7 +37,8 @@ type runSummary struct {
 	CreatedAt       time.Time         `json:"created_at"`
 	StartedAt       *time.Time        `json:"started_at"`
 	FinishedAt      *time.Time        `json:"finished_at"`
-	URL             string            `json:"url"`
+	URL             string            `json:"url"`     // the run's web page
+	APIURL          string            `json:"api_url"` // the run in this API
 	// Git is the commit the run builds (pipelines with a source), else null.
 	Git *run.Git `json:"git"`
 	// ConcurrencyGroup is the run's group under the pipeline's concurrency option ("" = none).
@@ -60,9 +61,19 @@ func (s *Server) toRunSummary(r run.Run) runSummary {
 		Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Variables: vars,
 		CancelRequested: r.CancelRequested, Message: r.Message,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
-		URL: s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(r.ID, 10),
+		URL: s.runPageURL(r.ID), APIURL: s.runAPIURL(r.ID),
 		Git: r.Git, ConcurrencyGroup: r.ConcurrencyGroup,
 	}
+}
+
+// runPageURL is the address of run id's web page, for people; runAPIURL that of the run in
+// this API, for scripts (it answers 401 without a token).
+func (s *Server) runPageURL(id int64) string {
+	return s.ExternalURL + "/runs/" + strconv.FormatInt(id, 10)
+}
+
+func (s *Server) runAPIURL(id int64) string {
+	return s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(id, 10)
 }
 
 func (s *Server) toRunDetail(r run.Run) runDetail {
@@ -95,7 +106,7 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 		Tag       string                     `json:"tag"`
 		Commit    string                     `json:"commit"`
 	}
-	if !decodeJSON(w, r, &in, true) {
+	if !decodeJSONHint(w, r, &in, true, variablesHint) {
 		return
 	}
 	ref := trigger.GitRef{Branch: in.Branch, Tag: in.Tag, Commit: in.Commit}
@@ -120,6 +131,38 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(rn.ID, 10))
 	writeJSON(w, http.StatusCreated, map[string]any{"run": s.toRunDetail(rn), "ignored": ignored})
+}
+
+// variablesHint explains a manual run's body that gives variables at the top level, as the
+// webhook takes them ({"abc":"456"}): when every unknown key is a variable name with a string,
+// number or boolean value, it returns the body to send instead; else "".
+func variablesHint(body []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return ""
+	}
+	vars := map[string]json.RawMessage{}
+	for k, v := range top {
+		switch k {
+		case "variables", "branch", "tag", "commit":
+			continue
+		}
+		var scalar any
+		if !pipeline.ValidVariableName(k) || json.Unmarshal(v, &scalar) != nil {
+			return ""
+		}
+		switch scalar.(type) {
+		case string, float64, bool:
+			vars[k] = v
+		default:
+			return ""
+		}
+	}
+	if len(vars) == 0 {
+		return ""
+	}
+	want, _ := json.Marshal(map[string]any{"variables": vars})
+	return fmt.Sprintf("; variables of a manual run go under \"variables\": send %s", want)
 }
 
 // writeVariableProblems answers 422 invalid_variables naming every bad key.

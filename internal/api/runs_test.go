@@ -29,6 +29,7 @@ type runAnswer struct {
 	Message         string            `json:"message"`
 	CancelRequested bool              `json:"cancel_requested"`
 	URL             string            `json:"url"`
+	APIURL          string            `json:"api_url"`
 	Stages          []struct {
 		Name   string     `json:"name"`
 		Status run.Status `json:"status"`
@@ -73,8 +74,18 @@ func TestRunCreate(t *testing.T) {
 		if !reflect.DeepEqual(ans.Ignored, []string{"unknown"}) {
 			t.Errorf("ignored = %v", ans.Ignored)
 		}
-		if want := fmt.Sprintf("https://ci.example.com/api/v1/runs/%d", rn.ID); rn.URL != want {
+		// url is the page a person opens; api_url the run in the API.
+		if want := fmt.Sprintf("https://ci.example.com/runs/%d", rn.ID); rn.URL != want {
 			t.Errorf("url = %q, want %q", rn.URL, want)
+		}
+		if want := fmt.Sprintf("https://ci.example.com/api/v1/runs/%d", rn.ID); rn.APIURL != want {
+			t.Errorf("api_url = %q, want %q", rn.APIURL, want)
+		}
+		var got runAnswer
+		if r := e.call("GET", "/api/v1/runs/"+itoa(rn.ID), dev.Token, nil); r.Status != http.StatusOK {
+			t.Fatalf("get: %s", r)
+		} else if r.json(t, &got); got.URL != rn.URL || got.APIURL != rn.APIURL {
+			t.Errorf("GET run: url %q api_url %q, want those of the start", got.URL, got.APIURL)
 		}
 		if len(rn.Stages) != 1 || rn.Stages[0].Name != "build" || len(rn.Stages[0].Jobs) != 1 || rn.Stages[0].Jobs[0].Steps[0].Name != "echo" {
 			t.Errorf("stages = %+v", rn.Stages)
@@ -156,7 +167,9 @@ func TestRunListPagination(t *testing.T) {
 		type page struct {
 			Runs []struct {
 				Number int64           `json:"number"`
+				ID     int64           `json:"id"`
 				URL    string          `json:"url"`
+				APIURL string          `json:"api_url"`
 				Stages json.RawMessage `json:"stages"`
 			} `json:"runs"`
 			NextBefore *int64 `json:"next_before"`
@@ -178,8 +191,8 @@ func TestRunListPagination(t *testing.T) {
 				if rn.Stages != nil {
 					t.Errorf("a run summary has stages: %s", rn.Stages)
 				}
-				if rn.URL == "" {
-					t.Error("a run summary has no url")
+				if rn.URL != "https://ci.example.com/runs/"+itoa(rn.ID) || rn.APIURL != "https://ci.example.com/api/v1/runs/"+itoa(rn.ID) {
+					t.Errorf("a run summary has url %q, api_url %q", rn.URL, rn.APIURL)
 				}
 			}
 			if p.NextBefore == nil {
@@ -358,4 +371,53 @@ func TestRunLog(t *testing.T) {
 
 func storeParams(limit int, before int64) store.RunListParams {
 	return store.RunListParams{Limit: limit, Before: before}
+}
+
+// TestRunCreateVariablesHint: variables given at the top level of a manual run's body, as the
+// webhook takes them, are refused with the body to send instead; other unknown fields are not
+// mistaken for variables.
+func TestRunCreateVariablesHint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "sqlite")
+	dev := e.user("dev", false)
+	e.createPipeline("hello", dev, nil)
+	const hint = `variables of a manual run go under "variables": send `
+	for _, c := range []struct {
+		body string
+		want string // the hint's body, "" = no hint
+	}{
+		{`{"abc":"456"}`, `{"variables":{"abc":"456"}}`},
+		{`{"abc":456,"TARGET":"production"}`, `{"variables":{"TARGET":"production","abc":456}}`},
+		{`{"variables":{"abc":"1"},"flag":true}`, `{"variables":{"flag":true}}`},
+		{`{"branch":"main","abc":"1"}`, `{"variables":{"abc":"1"}}`},
+		{`{"vars":{"abc":"1"}}`, ""},         // an object: a misspelt field, not a variable
+		{`{"abc":"1","no-var":"2"}`, ""},     // not a variable name
+		{`{"abc":"1","FLOWD_X":"2"}`, ""},    // reserved: no variable can have it
+		{`{"abc":null}`, ""},                 // null is no variable value
+		{`{"abc":["1"]}`, ""},                // nor an array
+		{`{"variables":{"abc":"1"}} {}`, ""}, // two values: another problem
+	} {
+		r := e.do(request{method: "POST", path: "/api/v1/pipelines/hello/runs", token: dev.Token, contentType: "application/json", body: strings.NewReader(c.body)})
+		var ans errorAnswer
+		r.json(t, &ans)
+		if r.Status != http.StatusBadRequest || ans.Error.Code != "invalid_json" {
+			t.Errorf("body %s: %s, want 400 invalid_json", c.body, r)
+			continue
+		}
+		_, got, found := strings.Cut(ans.Error.Message, hint)
+		switch {
+		case c.want == "" && found:
+			t.Errorf("body %s: message %q has a variables hint", c.body, ans.Error.Message)
+		case c.want != "" && got != c.want:
+			t.Errorf("body %s: message %q, want it to end with %s%s", c.body, ans.Error.Message, hint, c.want)
+		}
+		if c.want != "" && !strings.Contains(ans.Error.Message, "unknown field") {
+			t.Errorf("body %s: message %q does not name the unknown field", c.body, ans.Error.Message)
+		}
+	}
+	// The hinted body works.
+	r := e.call("POST", "/api/v1/pipelines/hello/runs", dev.Token, map[string]any{"variables": map[string]any{"abc": "456"}})
+	if r.Status != http.StatusCreated {
+		t.Errorf("the hinted body: %s", r)
+	}
 }

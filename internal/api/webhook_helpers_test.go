@@ -93,6 +93,7 @@ type hookAnswer struct {
 		ID     int64  `json:"id"`
 		Number int64  `json:"number"`
 		URL    string `json:"url"`
+		APIURL string `json:"api_url"`
 		Status string `json:"status"`
 	} `json:"run"`
 	Ignored    []string          `json:"ignored"`

@@ -91,7 +91,8 @@ func (s *Server) webhooks() *trigger.Webhooks {
 			Box:     s.Box,
 			Limiter: lim,
 			MaxBody: s.maxBody(),
-			RunURL:  func(id int64) string { return s.ExternalURL + "/api/v1/runs/" + strconv.FormatInt(id, 10) },
+			RunURL:  s.runPageURL,
+			APIURL:  s.runAPIURL,
 			Logger:  s.logger(),
 		}
 	})

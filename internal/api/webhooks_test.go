@@ -210,7 +210,8 @@ func TestWebhookStatusTable(t *testing.T) {
 					return
 				}
 				if a.Run == nil || a.Run.ID == 0 || a.Run.Number != 1 || a.Run.Status != "queued" ||
-					a.Run.URL != "https://ci.example.com/api/v1/runs/"+itoa(a.Run.ID) || a.Skipped != nil || a.Error != nil {
+					a.Run.URL != "https://ci.example.com/runs/"+itoa(a.Run.ID) || a.Run.APIURL != "https://ci.example.com/api/v1/runs/"+itoa(a.Run.ID) ||
+					a.Skipped != nil || a.Error != nil {
 					t.Fatalf("answer %s", r)
 				}
 				if !reflect.DeepEqual(steps(a.Trace), allSteps) {

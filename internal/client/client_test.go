@@ -44,7 +44,7 @@ func reply(w http.ResponseWriter, status int, body string) {
 
 const runJSON = `{"id":17,"number":3,"pipeline":"hello","revision":2,"status":"running","trigger":"manual",
 "triggered_by":"alice","variables":{"abc":"456"},"created_at":"2026-01-02T03:04:05Z",
-"started_at":"2026-01-02T03:04:06Z","finished_at":null,"url":"http://x/pipelines/hello/runs/3",
+"started_at":"2026-01-02T03:04:06Z","finished_at":null,"url":"http://x/runs/17","api_url":"http://x/api/v1/runs/17",
 "stages":[{"name":"build","status":"running","jobs":[{"id":5,"name":"say","status":"running",
 "started_at":"2026-01-02T03:04:06Z","finished_at":null,"steps":[{"id":9,"name":"echo",
 "status":"success","exit_code":0,"started_at":"2026-01-02T03:04:06Z","finished_at":"2026-01-02T03:04:07Z"},
@@ -163,7 +163,8 @@ func TestRequests(t *testing.T) {
 			st := r.Stages[0].Jobs[0].Steps
 			if r.Status != run.Running || r.FinishedAt != nil || r.StartedAt == nil || len(st) != 2 ||
 				st[0].ExitCode == nil || *st[0].ExitCode != 0 || st[1].ExitCode != nil || st[1].StartedAt != nil ||
-				st[0].Duration(time.Time{}) != time.Second || r.Variables["abc"] != "456" {
+				st[0].Duration(time.Time{}) != time.Second || r.Variables["abc"] != "456" ||
+				r.URL != "http://x/runs/17" || r.APIURL != "http://x/api/v1/runs/17" {
 				t.Errorf("RunGet = %+v", r)
 			}
 			return nil

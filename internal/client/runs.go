@@ -69,6 +69,21 @@ func (c *Client) RunGet(ctx context.Context, id int64) (*Run, error) {
 	return call[Run](ctx, c, http.MethodGet, p("runs", strconv.FormatInt(id, 10)), nil)
 }
 
+// RunByNumber returns the summary of run number of pipeline (no stages): the numbers a person
+// sees ("hello#3") rather than the id the API takes. A number the pipeline does not have is a
+// 404 *Error with Code "not_found".
+func (c *Client) RunByNumber(ctx context.Context, pipeline string, number int64) (*Run, error) {
+	page, err := c.RunList(ctx, pipeline, RunListParams{Limit: 1, Before: number + 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Runs) == 0 || page.Runs[0].Number != number {
+		return nil, &Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("pipeline %s has no run #%d: 'flowd runs %s' lists its runs", pipeline, number, pipeline)}
+	}
+	return &page.Runs[0], nil
+}
+
 // RunCancel cancels a queued or running run and returns it once it has stopped. A run that
 // already finished is a 409 *Error.
 func (c *Client) RunCancel(ctx context.Context, id int64) (*Run, error) {

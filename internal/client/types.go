@@ -126,7 +126,8 @@ type Run struct {
 	CreatedAt       *time.Time        `json:"created_at"`
 	StartedAt       *time.Time        `json:"started_at"`
 	FinishedAt      *time.Time        `json:"finished_at"`
-	URL             string            `json:"url,omitempty"`
+	URL             string            `json:"url,omitempty"`     // the run's web page
+	APIURL          string            `json:"api_url,omitempty"` // the run in the API
 	Stages          []Stage           `json:"stages,omitempty"`
 }
 

@@ -35,7 +35,8 @@ type WebhookAuditEntry struct {
 type RunRef struct {
 	ID     int64  `json:"id"`
 	Number int64  `json:"number"`
-	URL    string `json:"url"`
+	URL    string `json:"url"`     // the run's web page
+	APIURL string `json:"api_url"` // the run in the API
 	Status string `json:"status"`
 }
 

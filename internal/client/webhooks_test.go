@@ -135,9 +135,9 @@ func TestWebhookAnswers(t *testing.T) {
 				t.Errorf("answer = %+v", a)
 			}
 		}, 0},
-		{"started", 202, `{"run":{"id":17,"number":3,"url":"http://x/api/v1/runs/17","status":"queued"},"ignored":[],"skipped":null,"delivery":13,"trace":[{"step":"run","ok":true,"detail":"run 17"}]}`,
+		{"started", 202, `{"run":{"id":17,"number":3,"url":"http://x/runs/17","api_url":"http://x/api/v1/runs/17","status":"queued"},"ignored":[],"skipped":null,"delivery":13,"trace":[{"step":"run","ok":true,"detail":"run 17"}]}`,
 			func(t *testing.T, a *WebhookAnswer) {
-				if a.Run == nil || a.Run.ID != 17 || a.Run.Number != 3 || a.Run.Status != "queued" || a.Run.URL == "" || a.Skipped != nil || a.Delivery != 13 {
+				if a.Run == nil || a.Run.ID != 17 || a.Run.Number != 3 || a.Run.Status != "queued" || a.Run.URL != "http://x/runs/17" || a.Run.APIURL != "http://x/api/v1/runs/17" || a.Skipped != nil || a.Delivery != 13 {
 					t.Errorf("answer = %+v", a)
 				}
 			}, 0},

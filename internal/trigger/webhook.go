@@ -72,8 +72,10 @@ type Webhooks struct {
 	Box     *secret.Box      // opens triggers' signature secrets
 	Limiter *webhook.Limiter // per-trigger rate of requests to the URL; nil = unlimited
 	MaxBody int64            // body limit in bytes; 0 = DefaultMaxBody
-	// RunURL is the link to a run in answers; nil gives "".
+	// RunURL is the link to a run's web page in answers; nil gives "".
 	RunURL func(id int64) string
+	// APIURL is the link to the run in the API in answers; nil gives "".
+	APIURL func(id int64) string
 	Logger *slog.Logger
 }
 
@@ -156,6 +158,7 @@ type runAnswer struct {
 		ID     int64      `json:"id"`
 		Number int64      `json:"number"`
 		URL    string     `json:"url"`
+		APIURL string     `json:"api_url"`
 		Status run.Status `json:"status"`
 	} `json:"run"`
 	Ignored []string      `json:"ignored"`
@@ -584,6 +587,9 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 			a.Run.ID, a.Run.Number, a.Run.Status = r.ID, r.Number, r.Status
 			if w.RunURL != nil {
 				a.Run.URL = w.RunURL(r.ID)
+			}
+			if w.APIURL != nil {
+				a.Run.APIURL = w.APIURL(r.ID)
 			}
 			a.Ignored, a.Trace = ignored, d.outTrace()
 			answer = mustJSON(a)
