@@ -56,6 +56,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
+	appender.JobLimit = int64(cfg.MaxJobLog)
 	sched := scheduler.New(scheduler.Config{
 		Store:     st,
 		Executor:  executor.NewLocal(logger.With("component", "executor")),

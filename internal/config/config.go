@@ -28,6 +28,9 @@ type Config struct {
 	// none older than this.
 	DeliveryKeep   int
 	DeliveryMaxAge time.Duration
+	// MaxJobLog bounds one job's stored log: past it the head and the tail are kept with a
+	// marker between them (see logs.Writer).
+	MaxJobLog Size
 	// AdminPassword sets the first admin's password on an empty database (FLOWD_ADMIN_PASSWORD);
 	// "" = a random one printed once.
 	AdminPassword string
@@ -49,6 +52,7 @@ func Default() Config {
 		WebhookBurst:   100,
 		DeliveryKeep:   1000,
 		DeliveryMaxAge: 30 * 24 * time.Hour,
+		MaxJobLog:      64 << 20,
 		ShutdownGrace:  10 * time.Second,
 	}
 }
@@ -67,6 +71,7 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
 	fs.IntVar(&c.DeliveryKeep, "delivery-keep", c.DeliveryKeep, "webhook `deliveries` kept per pipeline (FLOWD_DELIVERY_KEEP)")
 	fs.DurationVar(&c.DeliveryMaxAge, "delivery-max-age", c.DeliveryMaxAge, "how long webhook deliveries are kept, e.g. 720h (FLOWD_DELIVERY_MAX_AGE)")
+	fs.Var(&c.MaxJobLog, "max-job-log", "largest `size` of one job's log, e.g. 64MiB; past it the first and last halves are kept (FLOWD_MAX_JOB_LOG)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -110,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeliveryKeep < 1 || c.DeliveryMaxAge < time.Minute {
 		errs = append(errs, fmt.Errorf("--delivery-keep must be at least 1 and --delivery-max-age at least 1m, got %d and %v", c.DeliveryKeep, c.DeliveryMaxAge))
+	}
+	if c.MaxJobLog < 64<<10 {
+		errs = append(errs, fmt.Errorf("--max-job-log must be at least 64KiB, got %v", c.MaxJobLog))
 	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")

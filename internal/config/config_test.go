@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func parse(t *testing.T, args []string, env map[string]string) (Config, error) {
@@ -60,10 +61,50 @@ func TestInvalid(t *testing.T) {
 		{[]string{"--external-url", "ftp://x"}, nil, "--external-url"},
 		{nil, map[string]string{"FLOWD_EXECUTORS": "many"}, "FLOWD_EXECUTORS"},
 		{[]string{"--max-body", "10"}, nil, "--max-body"},
+		{[]string{"--max-job-log", "1KiB"}, nil, "--max-job-log"},
+		{[]string{"--max-job-log", "lots"}, nil, "max-job-log"},
+		{nil, map[string]string{"FLOWD_MAX_JOB_LOG": "64 parsecs"}, "FLOWD_MAX_JOB_LOG"},
 	}
 	for _, c := range cases {
 		if _, err := parse(t, c.args, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v %v: error %v, want one naming %s", c.args, c.env, err, c.want)
+		}
+	}
+}
+
+func TestSizesAndAges(t *testing.T) {
+	t.Parallel()
+	c, err := parse(t, []string{"--max-job-log", "1MiB"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxJobLog != 1<<20 {
+		t.Fatalf("--max-job-log 1MiB: got %v", c.MaxJobLog)
+	}
+	if d := Default(); d.MaxJobLog.String() != "64MiB" {
+		t.Fatalf("default --max-job-log prints as %v, want 64MiB", d.MaxJobLog)
+	}
+	sizes := map[string]int64{"64MiB": 64 << 20, "64mib": 64 << 20, "512k": 512 << 10, "1 GiB": 1 << 30, "1GB": 1e9,
+		"100": 100, "100B": 100, "2M": 2 << 20, "3KB": 3000}
+	for in, want := range sizes {
+		if got, err := ParseSize(in); err != nil || int64(got) != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "64 apples", "99999999999TiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+	ages := map[string]time.Duration{"90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour, "0": 0}
+	for in, want := range ages {
+		if got, err := ParseAge(in); err != nil || time.Duration(got) != want {
+			t.Errorf("ParseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "-1d", "3 weeks", "1d-1h"} {
+		if _, err := ParseAge(in); err == nil {
+			t.Errorf("ParseAge(%q) accepted", in)
 		}
 	}
 }

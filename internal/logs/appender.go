@@ -51,6 +51,10 @@ type item struct {
 // its Run goroutine commits them in batches, many chunks per transaction, so log writes stay
 // off a step's hot path. After each commit it wakes the readers waiting on Changed.
 type Appender struct {
+	// JobLimit bounds each job's log, in bytes after masking (see Writer); 0 means
+	// DefaultJobLimit. Set it before the first Writer.
+	JobLimit int64
+
 	sink   Sink
 	logger *slog.Logger
 	queue  chan item

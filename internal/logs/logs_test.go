@@ -350,15 +350,30 @@ func TestWriterMemoryStaysFlat(t *testing.T) {
 	sink := newSink()
 	sink.discard = true
 	a := startAppender(t, sink)
+	a.JobLimit = 1 << 30 // all of it is stored: this is about the path to the store
 	w := a.Writer(5, 1, []string{"secret-value"})
 	var line bytes.Buffer
 	for i := 0; line.Len() < 32<<10; i++ {
 		fmt.Fprintf(&line, "%06d some build output with a secret-value in it and more text\n", i)
 	}
-	block := line.Bytes()
+	written, peak := writeMeasuringHeap(t, w, line.Bytes(), total)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	t.Logf("wrote %d MiB, peak HeapInuse after GC %.1f MiB, %d commits, largest chunk %d",
+		written>>20, float64(peak)/(1<<20), sink.commits, sink.maxChunk)
+	if peak > 64<<20 {
+		t.Errorf("HeapInuse reached %.1f MiB while writing, want < 64 MiB", float64(peak)/(1<<20))
+	}
+	if sink.bytes < int64(written)/2 || sink.maxChunk > MaxChunk {
+		t.Errorf("sink got %d bytes for %d written, largest chunk %d", sink.bytes, written, sink.maxChunk)
+	}
+}
+
+// writeMeasuringHeap writes block to w until total bytes are written, then closes w. It returns
+// what it wrote and the largest HeapInuse it saw after a GC, every 16 MiB.
+func writeMeasuringHeap(t *testing.T, w *Writer, block []byte, total int) (written int, peak uint64) {
+	t.Helper()
 	var m runtime.MemStats
-	var peak uint64
-	written := 0
 	for next := 0; written < total; written += len(block) {
 		if _, err := w.Write(block); err != nil {
 			t.Fatal(err)
@@ -373,16 +388,7 @@ func TestWriterMemoryStaysFlat(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	t.Logf("wrote %d MiB, peak HeapInuse after GC %.1f MiB, %d commits, largest chunk %d",
-		written>>20, float64(peak)/(1<<20), sink.commits, sink.maxChunk)
-	if peak > 64<<20 {
-		t.Errorf("HeapInuse reached %.1f MiB while writing, want < 64 MiB", float64(peak)/(1<<20))
-	}
-	if sink.bytes < int64(written)/2 || sink.maxChunk > MaxChunk {
-		t.Errorf("sink got %d bytes for %d written, largest chunk %d", sink.bytes, written, sink.maxChunk)
-	}
+	return written, peak
 }
 
 func TestLineAndChanged(t *testing.T) {

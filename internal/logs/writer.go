@@ -30,10 +30,18 @@ var ErrClosed = errors.New("logs: writer closed")
 // wait for the rest of the line (or Close), so a secret printed in two pieces is still masked.
 // Write blocks while the Appender is behind, so memory stays flat however much a step prints.
 // Writes and Close may come from different goroutines.
+//
+// The log is limited to the Appender's JobLimit: past its first half the output is held in a
+// ring of the other half, and stored after a marker line when the Writer ends (see limit.go).
 type Writer struct {
 	a            *Appender
 	runID, jobID int64
 	pats         [][]byte
+	limit        int64
+
+	headLeft int64  // bytes the head may still store
+	tail     *ring  // nil until the head is full
+	scratch  []byte // masked output on its way into tail
 
 	mu        sync.Mutex
 	buf       []byte // output not handed over yet, at most MaxChunk bytes
@@ -50,7 +58,12 @@ type Writer struct {
 // Writer returns a Writer for the output of job jobID of run runID (jobID 0: the run's own
 // lines), masking the values in secrets (see Mask). The caller must Close it.
 func (a *Appender) Writer(runID, jobID int64, secrets []string) *Writer {
-	w := &Writer{a: a, runID: runID, jobID: jobID, pats: patterns(secrets), buf: make([]byte, 0, MaxChunk)}
+	limit := a.JobLimit
+	if limit <= 0 {
+		limit = DefaultJobLimit
+	}
+	w := &Writer{a: a, runID: runID, jobID: jobID, pats: patterns(secrets), limit: limit,
+		headLeft: limit - tailSize(limit), buf: make([]byte, 0, MaxChunk)}
 	w.timer = time.AfterFunc(time.Hour, w.tick)
 	w.timer.Stop()
 	return w
@@ -119,12 +132,62 @@ func (w *Writer) tick() {
 	w.timer.Reset(flushDelay)
 }
 
-// handOver masks w.buf[:n], queues it as chunks and keeps the rest in w.buf.
+// handOver masks w.buf[:n], stores it (see store) and keeps the rest in w.buf.
 func (w *Writer) handOver(n int) error {
 	if n == 0 {
 		return nil
 	}
-	for _, c := range w.chunks(n) {
+	if w.tail != nil {
+		w.scratch = maskAppend(w.scratch[:0], w.buf[:n], w.pats)
+		w.tail.write(w.scratch)
+	} else if err := w.store(maskAppend(make([]byte, 0, n), w.buf[:n], w.pats)); err != nil {
+		return err
+	}
+	w.buf = w.buf[:copy(w.buf, w.buf[n:])]
+	return nil
+}
+
+// store queues masked output as chunks while the head has room; the part that does not fit
+// starts the tail, after the head's last whole line and the limit notice.
+func (w *Writer) store(masked []byte) error {
+	if w.tail != nil {
+		w.tail.write(masked)
+		return nil
+	}
+	if cut := headCut(masked, w.headLeft); cut < len(masked) {
+		w.tail = &ring{size: int(tailSize(w.limit))}
+		w.tail.write(masked[cut:])
+		head := masked[:cut:cut]
+		if cut > 0 && head[cut-1] != '\n' {
+			head = append(head, '\n')
+		}
+		masked = append(head, limitNotice(w.limit)...)
+	}
+	w.headLeft -= int64(len(masked))
+	return w.queue(masked)
+}
+
+// storeTail queues a limited log's tail, after the marker when output was dropped.
+func (w *Writer) storeTail() error {
+	if w.tail == nil {
+		return nil
+	}
+	marker, kept := w.tail.tail(w.limit)
+	w.tail = nil
+	if marker != "" {
+		if err := w.queue([]byte(marker)); err != nil {
+			return err
+		}
+	}
+	return w.queue(kept)
+}
+
+// queue hands data (masked) to the Appender as chunks.
+func (w *Writer) queue(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	for _, c := range w.chunks(data) {
 		w.inFlight.Add(1)
 		if err := w.a.send(context.Background(), item{chunk: c, w: w}); err != nil {
 			w.inFlight.Add(-1)
@@ -132,13 +195,11 @@ func (w *Writer) handOver(n int) error {
 			return err
 		}
 	}
-	w.buf = w.buf[:copy(w.buf, w.buf[n:])]
 	return nil
 }
 
-// chunks masks w.buf[:n] and cuts it into chunks.
-func (w *Writer) chunks(n int) []run.LogChunk {
-	masked := maskAppend(make([]byte, 0, n), w.buf[:n], w.pats)
+// chunks cuts masked output into chunks.
+func (w *Writer) chunks(masked []byte) []run.LogChunk {
 	now := time.Now()
 	pieces := split(masked)
 	out := make([]run.LogChunk, len(pieces))
@@ -162,7 +223,10 @@ func (w *Writer) Close() error {
 	if err == nil {
 		err = w.handOver(len(w.buf))
 	}
-	w.buf = nil
+	if err == nil {
+		err = w.storeTail()
+	}
+	w.buf, w.scratch = nil, nil
 	w.mu.Unlock()
 	if err != nil {
 		return err
@@ -183,7 +247,8 @@ func (w *Writer) Close() error {
 // job's last lines cost no commit of their own. It returns once every chunk handed over before
 // is committed (at once when there is none, as for a job whose whole output came within the
 // flush delay), or with the error that kept one from being committed (the chunks returned are
-// still the rest of the output). After Detach, Close returns nil and Write fails.
+// still the rest of the output). A log that reached its limit is ended as Close ends it, and
+// Detach returns no chunks. After Detach, Close returns nil and Write fails.
 func (w *Writer) Detach() ([]run.LogChunk, error) {
 	w.mu.Lock()
 	if w.closed {
@@ -193,11 +258,16 @@ func (w *Writer) Detach() ([]run.LogChunk, error) {
 	w.closed = true
 	w.timer.Stop()
 	var rest []run.LogChunk
-	if len(w.buf) > 0 {
-		rest = w.chunks(len(w.buf))
-	}
 	err := w.err
-	w.buf = nil
+	if masked := maskAppend(nil, w.buf, w.pats); err == nil && (w.tail != nil || int64(len(masked)) > w.headLeft) {
+		// A limited log's tail is too large to ride along with the job's end.
+		if err = w.store(masked); err == nil {
+			err = w.storeTail()
+		}
+	} else if len(masked) > 0 {
+		rest = w.chunks(masked)
+	}
+	w.buf, w.scratch = nil, nil
 	w.mu.Unlock()
 	if err != nil {
 		return rest, err
