@@ -6,6 +6,9 @@ package logs
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -17,30 +20,79 @@ const maskText = "***"
 // Longer secrets win over shorter ones, and overlapping or adjacent occurrences are replaced as
 // one, so no byte of any occurrence is left. For a secret of several lines, each of its
 // non-empty lines (trimmed of surrounding white space) is also masked on its own, since tools
-// often print such values (keys, certificates) line by line.
+// often print such values (keys, certificates) line by line. The common encodings of each of
+// these values are masked too, as GitHub Actions does (see encodings).
 func Mask(data []byte, secrets []string) []byte {
 	return maskAppend(nil, data, patterns(secrets))
 }
 
-// patterns turns secret values into the byte strings to mask: deduplicated, longest first.
+// minEncoded is the shortest encoded form masked: shorter ones (from secrets of a few bytes)
+// would mask unrelated text as often as the secret. The plain value is masked at any length.
+const minEncoded = 6
+
+// patterns turns secret values into the byte strings to mask: each value, the lines of a
+// multi-line one, and their encodings; deduplicated, longest first.
 func patterns(secrets []string) [][]byte {
 	seen := make(map[string]bool)
 	var out [][]byte
-	add := func(s string) {
-		if s != "" && !seen[s] {
+	add := func(s string, min int) {
+		if len(s) >= min && !seen[s] {
 			seen[s] = true
 			out = append(out, []byte(s))
 		}
 	}
+	addValue := func(v string) {
+		add(v, 1)
+		for _, e := range encodings(v) {
+			add(e, minEncoded)
+		}
+	}
 	for _, s := range secrets {
-		add(s)
+		if s == "" {
+			continue
+		}
+		addValue(s)
 		if strings.ContainsAny(s, "\r\n") {
 			for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
-				add(strings.TrimSpace(line))
+				if line = strings.TrimSpace(line); line != "" {
+					addValue(line)
+				}
 			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b []byte) int { return len(b) - len(a) })
+	return out
+}
+
+// encodings returns the forms in which a value commonly reaches a log besides its own:
+//
+//   - base64, standard and URL alphabets, padded and not: the value encoded alone; and, for
+//     a value inside a longer base64 stream (a basic auth header, a config file encoded
+//     whole), the characters that encode only the value's bits at each of the three offsets it
+//     can start at within a 3-byte group (the characters shared with the neighbours' bits
+//     differ from stream to stream and are left, leaking at most 4 bits at each end);
+//   - URL-encoded, as a query value (space as +) and as a path segment (space as %20);
+//   - hex, lower and upper case.
+func encodings(v string) []string {
+	b := []byte(v)
+	out := []string{
+		url.QueryEscape(v), url.PathEscape(v),
+		hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)),
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		full := enc.EncodeToString(b)
+		out = append(out, full, strings.TrimRight(full, "="))
+		raw := enc.WithPadding(base64.NoPadding)
+		for k := range 3 {
+			// The value starts at bit 8k of the stream: character i (bits 6i to 6i+6) is the
+			// value's alone when 8k <= 6i and 6i+6 <= 8k+8n.
+			s := raw.EncodeToString(append(make([]byte, k), b...))
+			from, to := (8*k+5)/6, (8*(k+len(b)))/6
+			if from < to {
+				out = append(out, s[from:to])
+			}
+		}
+	}
 	return out
 }
 
