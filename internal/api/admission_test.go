@@ -1,8 +1,12 @@
 package api_test
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -115,4 +119,106 @@ func countStored(t *testing.T, e *env, pipelineID int64) int {
 		t.Fatal(err)
 	}
 	return len(ds)
+}
+
+// stall opens a connection to the webhook URL of token that sends its headers and 10 of the
+// 100 bytes it promises, then waits; the answer (if any) is read from the returned reader.
+func stall(t *testing.T, e *env, token string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	u, _ := url.Parse(e.srv.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /pipeline/webhook/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"abc\":\"1", token, u.Host)
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return conn, bufio.NewReader(conn)
+}
+
+// TestWebhookUnknownTokenNeedsNoSlot: while a stalled sender holds the only webhook slot, a
+// request to a URL no trigger has is answered 404 at once, before its own body has arrived, with
+// the same bytes as a disabled trigger's URL, and the connection is closed after it; a rotated
+// URL stops at once. Nothing is stored for either.
+func TestWebhookUnknownTokenNeedsNoSlot(t *testing.T) {
+	t.Parallel()
+	admitted := make(chan struct{}, 10)
+	e := newEnv(t, "sqlite", func(s *api.Server) {
+		s.MaxWebhooks = 1
+		s.WebhookBodyTimeout = time.Minute // the stalled sender keeps its slot
+		s.SetAdmittedHookForTest(func() { admitted <- struct{}{} })
+	})
+	held := e.newHook("held", nil)
+	off := e.newHook("off", nil)
+	if r := e.call("POST", "/api/v1/pipelines/off/triggers/webhook/disable", off.owner.Token, nil); r.Status != http.StatusOK {
+		t.Fatalf("disable: %s", r)
+	}
+	disabled := e.hook(off.token, "application/json", `{}`)
+	<-admitted
+	if disabled.Status != http.StatusNotFound {
+		t.Fatalf("disabled trigger's URL → %s, want 404", disabled)
+	}
+	rotated := e.newHook("rotated", nil)
+	if r := e.call("POST", "/api/v1/pipelines/rotated/triggers/webhook/rotate", rotated.owner.Token, nil); r.Status != http.StatusOK {
+		t.Fatalf("rotate: %s", r)
+	}
+
+	stall(t, e, held.token)
+	<-admitted // the stalled sender holds the only slot
+
+	for name, token := range map[string]string{"unknown": "no-such-token-0123456789abcdef", "rotated": rotated.token} {
+		_, rd := stall(t, e, token)
+		resp, err := http.ReadResponse(rd, nil)
+		if err != nil {
+			t.Fatalf("%s token: no answer before the body arrived: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !resp.Close {
+			t.Errorf("%s token → %d (close %v) %s; want 404 and the connection closed", name, resp.StatusCode, resp.Close, body)
+		}
+		if string(body) != string(disabled.Body) {
+			t.Errorf("%s token answered\n%s\nbut a disabled trigger's URL\n%s\nthe two must look the same", name, body, disabled.Body)
+		}
+	}
+	if n := countStored(t, e, e.pipelineID("rotated")); n != 0 {
+		t.Errorf("%d deliveries stored for the rotated URL, want 0", n)
+	}
+	// A known URL still needs a slot: 503, not read.
+	if r := e.hook(off.token, "application/json", `{}`); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("disabled trigger's URL with every slot taken → %s, want 503", r)
+	}
+}
+
+// TestWebhookTriggerShare: the slow senders of one URL hold at most its share of the slots
+// (1/8 of MaxWebhooks); more requests to that URL are refused 503, and other URLs go on.
+func TestWebhookTriggerShare(t *testing.T) {
+	t.Parallel()
+	admitted := make(chan struct{}, 10)
+	e := newEnv(t, "sqlite", func(s *api.Server) {
+		s.MaxWebhooks = 8 // one slot per trigger
+		s.WebhookBodyTimeout = time.Minute
+		s.SetAdmittedHookForTest(func() { admitted <- struct{}{} })
+	})
+	slow := e.newHook("slow", nil)
+	other := e.newHook("other", nil)
+	stall(t, e, slow.token)
+	<-admitted // the slow URL's only slot is taken
+
+	for i := range 2 { // each waits a second for the URL's only slot, then is refused
+		r := e.hook(slow.token, "application/json", `{}`)
+		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") != "1" ||
+			!strings.Contains(string(r.Body), "too many requests in progress") {
+			t.Errorf("request %d to the slow URL → %s; want 503 with Retry-After 1", i, r)
+		}
+	}
+	for i := range 5 {
+		if r := e.hook(other.token, "application/json", `{}`); r.Status != http.StatusAccepted {
+			t.Errorf("delivery %d to another URL → %s, want 202", i, r)
+		}
+		<-admitted
+	}
+	if n := countStored(t, e, e.pipelineID("slow")); n != 0 {
+		t.Errorf("%d deliveries stored for the slow URL, want 0", n)
+	}
 }

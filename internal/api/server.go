@@ -59,9 +59,10 @@ type Server struct {
 	// limit.
 	WebhookRate  float64
 	WebhookBurst int
-	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks); as many
-	// more may wait up to a second for a slot. Others are answered 503 with Retry-After: 1
-	// before anything is read or stored.
+	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks), 1/8 of
+	// them for one trigger; as many more may wait up to a second for a slot. Others are
+	// answered 503 with Retry-After: 1 before anything is read or stored. Unknown tokens are
+	// answered 404 without a slot.
 	MaxWebhooks int
 	// SignIn throttles password guessing on POST /api/v1/tokens (shared with the web sign-in);
 	// nil = no throttle.

@@ -26,56 +26,8 @@ const webhookPath = "/pipeline/webhook/"
 // limiterKeys bounds the rate limiter's memory: one bucket per trigger that was called lately.
 const limiterKeys = 10000
 
-// DefaultMaxWebhooks is how many webhook requests are handled at once when
-// Server.MaxWebhooks is 0.
-const DefaultMaxWebhooks = 256
-
 // DefaultWebhookBodyTimeout is how long a webhook request may take to send its body.
 const DefaultWebhookBodyTimeout = 10 * time.Second
-
-// webhookSlotWait is how long a webhook request waits for a slot before it is refused.
-const webhookSlotWait = time.Second
-
-// busyAnswer is the webhook answer when every slot is taken: 503, nothing read or stored.
-var busyAnswer = []byte(`{"error":{"code":"unavailable","message":"the server is busy; nothing was accepted — retry after 1 second"},` +
-	`"trace":[{"step":"admission","ok":false,"detail":"every webhook slot of the server is taken; the request was not read"}]}`)
-
-// admission bounds the webhook requests being handled (slots) and those waiting for a slot
-// (as many again). A request that finds the waiting line full, or waits webhookSlotWait
-// without a slot, is refused before its body is read, so at overload memory stays bounded and
-// callers get a quick 503 with Retry-After instead of a timeout.
-type admission struct {
-	slots, waiting chan struct{}
-}
-
-func newAdmission(n int) *admission {
-	return &admission{slots: make(chan struct{}, n), waiting: make(chan struct{}, n)}
-}
-
-// enter takes a slot, waiting up to wait; ok false = refused. release gives the slot back.
-func (a *admission) enter(done <-chan struct{}, wait time.Duration) (release func(), ok bool) {
-	release = func() { <-a.slots }
-	select {
-	case a.slots <- struct{}{}:
-		return release, true
-	default:
-	}
-	select {
-	case a.waiting <- struct{}{}:
-		defer func() { <-a.waiting }()
-	default:
-		return nil, false
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case a.slots <- struct{}{}:
-		return release, true
-	case <-t.C:
-	case <-done:
-	}
-	return nil, false
-}
 
 // webhooks returns the delivery service, built once from the Server's fields.
 func (s *Server) webhooks() *trigger.Webhooks {
@@ -135,14 +87,13 @@ func (s *Server) readWebhookBody(r *http.Request) (body []byte, truncated bool, 
 // webhookDeliver: POST /pipeline/webhook/{token} (the token is the credential) → the webhook
 // answer of docs/api.md. ?dry_run=1 decides everything and starts nothing.
 //
-// At most MaxWebhooks requests are handled at once; see admission.
+// An unknown token is answered at once; at most MaxWebhooks requests are handled at once, at
+// most 1/8 of them for one trigger; see admit.
 func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	svc := s.webhooks()
-	release, ok := s.admission.enter(r.Context().Done(), webhookSlotWait)
+	release, ok := s.admit(w, r, start)
 	if !ok {
-		s.writeOutcome(w, trigger.Outcome{Status: http.StatusServiceUnavailable, Body: busyAnswer,
-			RetryAfter: time.Second, Code: "unavailable"}, start)
 		return
 	}
 	defer release()
