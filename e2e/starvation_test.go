@@ -86,14 +86,14 @@ func (c *counts) get() (map[int]int, int) {
 // trickle into one valid URL, and meanwhile 50 legitimate deliveries to another URL are sent,
 // one every 200 ms.
 // Every legitimate delivery is accepted (202, none 503); the random tokens are all answered 404
-// without a slot; the valid URL's slow senders hold at most its share of the slots (1/8 of 256):
+// without a slot; the valid URL's slow senders hold at most its share of the slots (1/4 of 256):
 // the rest are refused 503 before their bodies are read.
 func TestWebhookStarvation(t *testing.T) {
 	t.Parallel()
 	const (
 		randomConns = 600
 		slowConns   = 100
-		share       = 256 / 8 // the default MaxWebhooks and trigger share (internal/api)
+		share       = 256 / 4 // the default MaxWebhooks and trigger share (internal/api)
 		legit       = 50
 	)
 	data, dsn := newDatabase(t, "sqlite")

@@ -14,9 +14,10 @@ import (
 // Server.MaxWebhooks is 0.
 const DefaultMaxWebhooks = 256
 
-// triggerShare is the part of the server's webhook slots one trigger may hold: 1/8, so the
-// slow senders of one URL leave 7/8 of the server to the others.
-const triggerShare = 8
+// triggerShare is the part of the server's webhook slots one trigger may hold: 1/4, so the
+// slow senders of one URL leave 3/4 of the server to the others, and a burst to one URL (the
+// rate limit allows 100 at once by default) fits its share and line.
+const triggerShare = 4
 
 // webhookSlotWait is how long a webhook request waits for a slot before it is refused.
 const webhookSlotWait = time.Second

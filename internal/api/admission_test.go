@@ -191,12 +191,12 @@ func TestWebhookUnknownTokenNeedsNoSlot(t *testing.T) {
 }
 
 // TestWebhookTriggerShare: the slow senders of one URL hold at most its share of the slots
-// (1/8 of MaxWebhooks); more requests to that URL are refused 503, and other URLs go on.
+// (1/4 of MaxWebhooks); more requests to that URL are refused 503, and other URLs go on.
 func TestWebhookTriggerShare(t *testing.T) {
 	t.Parallel()
 	admitted := make(chan struct{}, 10)
 	e := newEnv(t, "sqlite", func(s *api.Server) {
-		s.MaxWebhooks = 8 // one slot per trigger
+		s.MaxWebhooks = 4 // one slot per trigger
 		s.WebhookBodyTimeout = time.Minute
 		s.SetAdmittedHookForTest(func() { admitted <- struct{}{} })
 	})

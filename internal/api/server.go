@@ -59,7 +59,7 @@ type Server struct {
 	// limit.
 	WebhookRate  float64
 	WebhookBurst int
-	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks), 1/8 of
+	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks), 1/4 of
 	// them for one trigger; as many more may wait up to a second for a slot. Others are
 	// answered 503 with Retry-After: 1 before anything is read or stored. Unknown tokens are
 	// answered 404 without a slot.

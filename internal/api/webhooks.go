@@ -88,7 +88,7 @@ func (s *Server) readWebhookBody(r *http.Request) (body []byte, truncated bool, 
 // answer of docs/api.md. ?dry_run=1 decides everything and starts nothing.
 //
 // An unknown token is answered at once; at most MaxWebhooks requests are handled at once, at
-// most 1/8 of them for one trigger; see admit.
+// most 1/4 of them for one trigger; see admit.
 func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	svc := s.webhooks()
