@@ -64,8 +64,8 @@ type Server struct {
 	// answered 503 with Retry-After: 1 before anything is read or stored. Unknown tokens are
 	// answered 404 without a slot.
 	MaxWebhooks int
-	// SignIn throttles password guessing on POST /api/v1/tokens (shared with the web sign-in);
-	// nil = no throttle.
+	// SignIn throttles password guessing on POST /api/v1/tokens and bounds the password checks
+	// running at once (shared with the web sign-in); nil = no throttle, no bound.
 	SignIn *auth.Throttle
 	// WebhookBodyTimeout bounds how long a webhook request may take to send its body once it
 	// has a slot (0 = DefaultWebhookBodyTimeout), so a slow sender cannot hold a slot.

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,5 +52,46 @@ func TestTokenSignInThrottle(t *testing.T) {
 	}
 	if r := login("nobody", "x"); r.StatusCode != 429 {
 		t.Fatalf("unknown user after 3 failures → %d, want 429", r.StatusCode)
+	}
+}
+
+// TestTokenSignInParallelGuesses: 200 wrong passwords for one user at once over HTTP: exactly
+// 10 are checked (401), the other 190 are refused 429 with Retry-After, and the right password
+// is refused too until the window passes.
+func TestTokenSignInParallelGuesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "sqlite", func(s *api.Server) { s.SignIn = auth.NewThrottle(10, time.Minute) })
+	alice := e.user("alice", false)
+	login := func(password string) (int, string) {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/tokens", nil)
+		req.SetBasicAuth("alice", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	var mu sync.Mutex
+	got := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			code, retry := login(fmt.Sprint("wrong-", i))
+			if code == http.StatusTooManyRequests && retry == "" {
+				t.Error("a 429 without Retry-After")
+			}
+			mu.Lock()
+			got[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got[http.StatusUnauthorized] != 10 || got[http.StatusTooManyRequests] != 190 {
+		t.Fatalf("200 parallel wrong passwords → %v; want 10 × 401 (checked) and 190 × 429", got)
+	}
+	if code, _ := login(alice.Password); code != http.StatusTooManyRequests {
+		t.Fatalf("the right password after 10 wrong ones → %d, want 429", code)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,27 +33,32 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, "sign in with HTTP Basic (your username and password) to get an API token")
 		return
 	}
-	key := auth.ThrottleKey(username, r.RemoteAddr)
-	if wait := s.SignIn.Wait(key, time.Now()); wait > 0 {
-		secs := int(wait.Seconds()) + 1
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many wrong passwords for %s from this address: try again in %d seconds", username, secs))
-		return
-	}
-	u, err := s.Store.UserGet(r.Context(), username)
+	var u store.User
+	verdict, wait, err := s.SignIn.Verify(r.Context(), auth.ThrottleKey(username, r.RemoteAddr), password,
+		func(ctx context.Context) (string, error) {
+			var err error
+			u, err = s.Store.UserGet(ctx, username)
+			if errors.Is(err, store.ErrNotFound) {
+				return "", nil
+			}
+			return u.PasswordHash, err
+		})
+	secs := strconv.Itoa(int((wait + time.Second - 1) / time.Second))
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		auth.BurnPasswordCheck(password)
-		s.SignIn.Failed(key, time.Now())
-		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
-		unauthorized(w, "wrong username or password")
-		return
 	case err != nil:
 		s.storeError(w, r, err, "", "")
 		return
-	case !auth.CheckPassword(u.PasswordHash, password):
-		s.SignIn.Failed(key, time.Now())
+	case verdict == auth.Throttled:
+		w.Header().Set("Retry-After", secs)
+		writeError(w, http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many wrong passwords for %s from this address: try again in %s seconds", username, secs))
+		return
+	case verdict == auth.Busy:
+		w.Header().Set("Retry-After", secs)
+		writeError(w, http.StatusServiceUnavailable, "unavailable",
+			"too many sign-ins are being checked at once; nothing was checked — try again in "+secs+" second(s)")
+		return
+	case verdict == auth.Rejected:
 		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
 		unauthorized(w, "wrong username or password")
 		return
@@ -62,7 +68,6 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s.SignIn.Succeeded(key)
 	var in struct {
 		Name string `json:"name"`
 	}

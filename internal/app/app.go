@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel}
-	signIn := auth.NewThrottle(10, 10*time.Minute) // wrong passwords per user and address
+	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	srv := &api.Server{
 		Store:        st,
 		Triggers:     triggers,

@@ -89,14 +89,9 @@ func CheckPassword(hash, password string) bool {
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
 }
 
-// dummyHash lets a sign-in with an unknown user cost as much as one with a wrong password.
+// dummyHash lets a sign-in with an unknown user cost as much as one with a wrong password: it
+// has the cost of every stored hash (BcryptCost); see Throttle.Verify.
 const dummyHash = "$2a$11$b0m5AqnjcuaZcVRZpRQaK.8zBqV9L87j.olVSro/2LLwbVyVcR/H2"
-
-// BurnPasswordCheck spends the time of a password check, so unknown users cannot be told
-// apart from wrong passwords by timing.
-func BurnPasswordCheck(password string) {
-	_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), []byte(password))
-}
 
 // TokenPrefix starts every API token, so leaked tokens are easy to find.
 const TokenPrefix = "flowd_"

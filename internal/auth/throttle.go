@@ -1,58 +1,138 @@
 package auth
 
 import (
+	"context"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Throttle slows down password guessing: after MaxFailures wrong passwords for one key (a
-// user name and the caller's address) within Window, further attempts for that key are refused
-// until the window has passed; a right password clears the key. It keeps at most MaxKeys keys
-// (the oldest are forgotten first). Safe for concurrent use; the zero value is not usable: use
-// NewThrottle. A nil *Throttle throttles nothing, so callers need no check.
+// Throttle slows down password guessing and bounds the work it causes. Every sign-in attempt
+// for one key (a user name and the caller's address) is counted before its password is checked:
+// at most MaxAttempts attempts per key within Window are checked, so parallel guesses cannot race
+// past the limit; later ones are refused until the window has passed. A right password clears
+// the key. A bounded number of password checks (bcrypt) run at once across the server; an attempt
+// that waits CheckWait without its turn is refused as busy, so a flood of sign-ins, with known
+// or unknown user names, cannot take the CPUs from webhooks and health checks.
+//
+// It keeps at most MaxKeys keys (the oldest are forgotten first). Safe for concurrent use; the
+// zero value is not usable: use NewThrottle. A nil *Throttle throttles nothing and checks
+// passwords without a bound, so callers need no check.
 type Throttle struct {
-	MaxFailures int
+	MaxAttempts int
 	Window      time.Duration
 	MaxKeys     int
+	CheckWait   time.Duration
 
-	mu   sync.Mutex
-	keys map[string]*failures
+	mu     sync.Mutex
+	keys   map[string]*failures
+	checks chan struct{} // one token per password check running
+	dummy  string        // the hash an unknown user's password is checked against
 }
 
 type failures struct {
-	count int
-	since time.Time // the first failure of the current window
+	count int       // attempts counted: failed, or being checked
+	since time.Time // the first attempt of the current window
 }
 
-// NewThrottle returns a Throttle allowing maxFailures wrong passwords per key and window.
-func NewThrottle(maxFailures int, window time.Duration) *Throttle {
-	return &Throttle{MaxFailures: maxFailures, Window: window, MaxKeys: 10000, keys: map[string]*failures{}}
+// DefaultCheckWait is how long a sign-in waits for its turn to have its password checked.
+const DefaultCheckWait = 2 * time.Second
+
+// NewThrottle returns a Throttle checking at most maxAttempts passwords per key and window,
+// and at most half as many at once as the process has CPUs (at least one), so the other half
+// stays free for everything else.
+func NewThrottle(maxAttempts int, window time.Duration) *Throttle {
+	return &Throttle{MaxAttempts: maxAttempts, Window: window, MaxKeys: 10000, CheckWait: DefaultCheckWait,
+		keys: map[string]*failures{}, checks: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), dummy: dummyHash}
 }
 
-// Wait reports how long key must wait before its next attempt (0: it may try now).
-func (t *Throttle) Wait(key string, now time.Time) time.Duration {
+// Verdict is the end of a sign-in attempt.
+type Verdict int
+
+const (
+	// Accepted: the password is right (the key is cleared).
+	Accepted Verdict = iota
+	// Rejected: a wrong password or an unknown user; the attempt stays counted.
+	Rejected
+	// Throttled: the key has used its attempts of the window; nothing was checked. Answer 429
+	// with the wait as Retry-After.
+	Throttled
+	// Busy: no password check could start within CheckWait; nothing was checked or counted.
+	// Answer 503 with the wait as Retry-After.
+	Busy
+)
+
+// Verify decides a sign-in attempt for key with password: it counts the attempt (Throttled when
+// the key has none left), asks lookup for the user's stored hash ("" for no such user, which
+// costs a check of a dummy hash of the same cost, so unknown users cannot be told apart by
+// time), then checks the password in one of the bounded slots. The wait is for Throttled and
+// Busy. An error of lookup is returned as it is, with the attempt given back.
+func (t *Throttle) Verify(ctx context.Context, key, password string, lookup func(context.Context) (hash string, err error)) (Verdict, time.Duration, error) {
+	if wait, ok := t.reserve(key, time.Now()); !ok {
+		return Throttled, wait, nil
+	}
+	hash, err := lookup(ctx)
+	if err != nil {
+		t.release(key)
+		return Rejected, 0, err
+	}
+	done, ok := t.startCheck(ctx)
+	if !ok {
+		t.release(key)
+		return Busy, time.Second, nil
+	}
+	right := false
+	if hash == "" {
+		_ = CheckPassword(t.dummyHash(), password)
+	} else {
+		right = CheckPassword(hash, password)
+	}
+	done()
+	if !right {
+		return Rejected, 0, nil
+	}
+	t.succeeded(key)
+	return Accepted, 0, nil
+}
+
+// dummyHash is the hash an unknown user's password is checked against: of the cost of real
+// ones, so the check takes as long.
+func (t *Throttle) dummyHash() string {
+	if t == nil || t.dummy == "" {
+		return dummyHash
+	}
+	return t.dummy
+}
+
+// startCheck waits up to CheckWait for a password check slot; done gives it back.
+func (t *Throttle) startCheck(ctx context.Context) (done func(), ok bool) {
 	if t == nil {
-		return 0
+		return func() {}, true
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.keys[key]
-	if f == nil || f.count < t.MaxFailures {
-		return 0
+	done = func() { <-t.checks }
+	select {
+	case t.checks <- struct{}{}:
+		return done, true
+	default:
 	}
-	if end := f.since.Add(t.Window); now.Before(end) {
-		return end.Sub(now)
+	timer := time.NewTimer(t.CheckWait)
+	defer timer.Stop()
+	select {
+	case t.checks <- struct{}{}:
+		return done, true
+	case <-timer.C:
+	case <-ctx.Done():
 	}
-	delete(t.keys, key)
-	return 0
+	return nil, false
 }
 
-// Failed records a wrong password for key.
-func (t *Throttle) Failed(key string, now time.Time) {
+// reserve counts an attempt for key at now; ok false, with how long to wait, when the key has
+// MaxAttempts attempts in its window already.
+func (t *Throttle) reserve(key string, now time.Time) (wait time.Duration, ok bool) {
 	if t == nil {
-		return
+		return 0, true
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -64,11 +144,27 @@ func (t *Throttle) Failed(key string, now time.Time) {
 		f = &failures{since: now}
 		t.keys[key] = f
 	}
+	if f.count >= t.MaxAttempts {
+		return f.since.Add(t.Window).Sub(now), false
+	}
 	f.count++
+	return 0, true
 }
 
-// Succeeded clears key after a right password.
-func (t *Throttle) Succeeded(key string) {
+// release gives back an attempt that was counted but not checked.
+func (t *Throttle) release(key string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.keys[key]; f != nil && f.count > 0 {
+		f.count--
+	}
+}
+
+// succeeded clears key after a right password.
+func (t *Throttle) succeeded(key string) {
 	if t == nil {
 		return
 	}

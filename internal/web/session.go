@@ -125,30 +125,32 @@ func (h *handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
-	check := h.cfg.PasswordCheck
-	if check == nil {
-		check = auth.CheckPassword
-	}
-	key := auth.ThrottleKey(username, r.RemoteAddr)
-	if wait := h.cfg.SignIn.Wait(key, time.Now()); wait > 0 {
-		secs := int(wait.Seconds()) + 1
+	var u store.User
+	verdict, wait, err := h.cfg.SignIn.Verify(r.Context(), auth.ThrottleKey(username, r.RemoteAddr), password,
+		func(ctx context.Context) (string, error) {
+			var err error
+			u, err = h.cfg.Store.UserGet(ctx, username)
+			if errors.Is(err, store.ErrNotFound) {
+				return "", nil
+			}
+			return u.PasswordHash, err
+		})
+	secs := int((wait + time.Second - 1) / time.Second)
+	switch {
+	case err != nil:
+		h.fail(w, r, err)
+		return
+	case verdict == auth.Throttled:
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		h.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, Username: username,
 			Error: fmt.Sprintf("Too many wrong passwords for this account from here. Try again in %d seconds.", secs)})
 		return
-	}
-	u, err := h.cfg.Store.UserGet(r.Context(), username)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		auth.BurnPasswordCheck(password)
-		h.cfg.SignIn.Failed(key, time.Now())
-		h.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, Username: username, Error: "Wrong username or password."})
+	case verdict == auth.Busy:
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		h.showLogin(w, r, http.StatusServiceUnavailable, loginData{Next: next, Username: username,
+			Error: "Too many sign-ins are being checked right now; your password was not checked. Try again in a moment."})
 		return
-	case err != nil:
-		h.fail(w, r, err)
-		return
-	case !check(u.PasswordHash, password):
-		h.cfg.SignIn.Failed(key, time.Now())
+	case verdict == auth.Rejected:
 		h.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, Username: username, Error: "Wrong username or password."})
 		return
 	case u.Disabled:
@@ -156,7 +158,6 @@ func (h *handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			Error: "The account " + u.Username + " is disabled; ask an administrator to enable it."})
 		return
 	}
-	h.cfg.SignIn.Succeeded(key)
 	value := randomToken()
 	expires := time.Now().Add(h.cfg.SessionTTL)
 	if _, err := h.cfg.Store.SessionCreate(r.Context(), SessionID(value), u.ID, randomToken(), expires); err != nil {

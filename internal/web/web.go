@@ -43,12 +43,9 @@ type Config struct {
 	ExternalURL string
 	SessionTTL  time.Duration // 0 = DefaultSessionTTL
 	Logger      *slog.Logger
-	// SignIn throttles password guessing (shared with the API's POST /api/v1/tokens); nil = no
-	// throttle.
+	// SignIn throttles password guessing and bounds the password checks running at once
+	// (shared with the API's POST /api/v1/tokens); nil = no throttle, no bound.
 	SignIn *auth.Throttle
-	// PasswordCheck compares a password with a stored hash; nil = auth.CheckPassword. Tests
-	// may not need to set it.
-	PasswordCheck func(hash, password string) bool
 }
 
 // handler serves the UI's routes.
