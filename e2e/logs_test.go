@@ -1,9 +1,17 @@
 package e2e
 
 import (
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the test reads the database file after the server stopped
 )
 
 // TestJobLogLimit runs a step that prints 50 MiB under a 1 MiB --max-job-log: the job succeeds,
@@ -67,4 +75,169 @@ stages:
 			}
 		})
 	}
+}
+
+// fullDisk is a flowd server on an 8 MiB tmpfs running a job that prints 18 MiB.
+type fullDisk struct {
+	dir, db string // the tmpfs and the SQLite database on it
+	srv     *server
+	tok     string
+	run     int64
+}
+
+// startFullDisk mounts the tmpfs (skipping the test without root, see smallDisk), starts flowd
+// on it and starts a run of a step that prints 400000 lines, then script.
+func startFullDisk(t *testing.T, script string) *fullDisk {
+	t.Helper()
+	f := &fullDisk{dir: smallDisk(t)}
+	data := filepath.Join(f.dir, "data")
+	f.db = filepath.Join(data, "flowd.db")
+	f.srv = startServer(t, data, "sqlite:"+f.db)
+	f.tok = f.srv.token("admin", adminPassword)
+	pipeline := `name: full
+stages:
+  - name: build
+    jobs:
+      - name: print
+        steps:
+          - name: flood
+            run: |
+              yes "0123456789abcdef output that fills the disk" | head -n 400000
+              ` + script + "\n"
+	if _, errOut, code := f.srv.cliIn(f.tok, pipeline, "pipeline", "apply", "-f", "-"); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	out, errOut, code := f.srv.cli(f.tok, "run", "full")
+	if code != 0 {
+		t.Fatalf("run: %d %s%s", code, out, errOut)
+	}
+	f.run = runID(t, out)
+	return f
+}
+
+// awaitOutput waits up to 3 minutes for the server to print text.
+func (f *fullDisk) awaitOutput(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(f.srv.out.String(), text); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not print %q within 3 minutes", text)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// grow makes the tmpfs large enough for the rest of the test.
+func (f *fullDisk) grow(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,size=256m", f.dir).CombinedOutput(); err != nil {
+		t.Fatalf("make the tmpfs larger: %v: %s", err, out)
+	}
+}
+
+// ended waits up to 3 minutes for the run to end and returns it.
+func (f *fullDisk) ended(t *testing.T) runView {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	r := f.srv.run(f.tok, f.run)
+	for ; r.Status == "running" || r.Status == "queued"; r = f.srv.run(f.tok, f.run) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run is still %s after 3 minutes", r.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return r
+}
+
+// stopIntact stops the server and checks it neither panicked nor raced, and that the
+// database passes SQLite's integrity check.
+func (f *fullDisk) stopIntact(t *testing.T) {
+	t.Helper()
+	f.srv.stop()
+	for _, bad := range []string{"panic", "DATA RACE"} {
+		if strings.Contains(f.srv.out.String(), bad) {
+			t.Errorf("the server's output has %q", bad)
+		}
+	}
+	conn, err := sql.Open("sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var check string
+	if err := conn.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check: %q, %v", check, err)
+	}
+}
+
+// TestDiskFull runs flowd on an 8 MiB tmpfs and fills it with a job's log: the server says
+// plainly that the disk is full and holds the job's output back (the step waits) instead of
+// losing it or failing; once the disk has room again (the tmpfs is made larger) the job ends
+// successfully with its whole log, and the database is intact. It mounts a tmpfs, so it needs
+// root (CI runs as root); elsewhere it is skipped, unless FLOWD_TEST_REQUIRE_ALL=1.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	f := startFullDisk(t, "echo LAST-LINE")
+	f.awaitOutput(t, "database or disk is full")
+	for _, l := range strings.Split(f.srv.out.String(), "\n") {
+		if strings.Contains(l, "database or disk is full") {
+			t.Logf("the server said: %s", l)
+			break
+		}
+	}
+	if r := f.srv.run(f.tok, f.run); r.Status != "running" {
+		t.Fatalf("while its log cannot be written the job waits; the run is %s", r.Status)
+	}
+	f.grow(t)
+	if r := f.ended(t); r.Status != "success" {
+		t.Fatalf("once there is room the job goes on and succeeds; run: %+v", r)
+	}
+	log := f.srv.log(f.tok, f.run)
+	if n := strings.Count(log, "0123456789abcdef output that fills the disk\n"); n != 400000 || !strings.Contains(log, "LAST-LINE") {
+		t.Errorf("the log has %d of the 400000 lines (LAST-LINE: %v)", n, strings.Contains(log, "LAST-LINE"))
+	}
+	f.stopIntact(t)
+}
+
+// TestDiskFullGivesUp fills flowd's disk and leaves it full: after a minute of retrying, the
+// server gives the job's pending lines up, says so, and fails the job with "log write failed:
+// disk full", recorded once the disk has room again; the server goes on (reads work on the full
+// disk) and the database is intact.
+func TestDiskFullGivesUp(t *testing.T) {
+	t.Parallel()
+	f := startFullDisk(t, "true")
+	// After a minute of retries the job fails; its end cannot be written either while the disk
+	// is full. Once there is room, it is.
+	f.awaitOutput(t, "record job end")
+	if code := f.srv.api(f.tok, "GET", "/api/v1/pipelines/full", nil, nil); code != 200 {
+		t.Errorf("reading a pipeline on a full disk: %d", code)
+	}
+	f.grow(t)
+	r := f.ended(t)
+	t.Logf("run: %s: %s", r.Status, r.Message)
+	if r.Status != "failed" || !strings.Contains(r.Message, "log write failed: disk full") {
+		t.Errorf("the run is %s with %q, want failed with \"log write failed: disk full\"", r.Status, r.Message)
+	}
+	if !strings.Contains(f.srv.out.String(), "giving up, log lines lost") {
+		t.Errorf("the server did not say it gave log lines up")
+	}
+	f.stopIntact(t)
+}
+
+// smallDisk mounts an 8 MiB tmpfs for the test, or skips it without root (see TestDiskFull).
+func smallDisk(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "flowd-e2e-full", dir).CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("mounting a small tmpfs needs root (CI runs as root): %v: %s", err, out)
+		if os.Getenv("FLOWD_TEST_REQUIRE_ALL") == "1" {
+			t.Fatal(msg + " (FLOWD_TEST_REQUIRE_ALL=1)")
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }

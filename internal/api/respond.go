@@ -92,6 +92,10 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, n
 			conflictMsg = "the change conflicts with the current state; reload and try again"
 		}
 		conflict(w, conflictMsg)
+	case errors.Is(err, store.ErrFull):
+		s.logger().Error("api: the database or its disk is full", "method", r.Method, "path", logPath(r), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable",
+			"the server's database or its disk is full; nothing was saved — ask the operator to free space, then try again")
 	case errors.Is(err, store.ErrUnavailable):
 		s.logger().Warn("api: database unavailable", "method", r.Method, "path", logPath(r), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable",

@@ -30,9 +30,14 @@ const (
 	// maxBatchItems and maxBatchBytes bound one commit.
 	maxBatchItems = 256
 	maxBatchBytes = 4 << 20
-	// commitTimeout bounds one LogAppend call; commitAttempts is how often a failed one is tried.
+	// commitTimeout bounds one LogAppend call. A failed one is tried again with a growing pause
+	// (up to maxBackoff) until RetryFor has passed; while the Appender stops, commitAttempts
+	// times at most.
 	commitTimeout  = 30 * time.Second
 	commitAttempts = 3
+	maxBackoff     = 5 * time.Second
+	// DefaultRetryFor is how long a failed commit is retried when RetryFor is not set.
+	DefaultRetryFor = time.Minute
 	// waiterMaxAge is how long a Changed channel may wait for a commit before it is closed
 	// anyway (a spurious wake-up), so channels of runs that never change again are not kept.
 	waiterMaxAge = time.Minute
@@ -54,6 +59,10 @@ type Appender struct {
 	// JobLimit bounds each job's log, in bytes after masking (see Writer); 0 means
 	// DefaultJobLimit. Set it before the first Writer.
 	JobLimit int64
+	// RetryFor is how long a commit that fails (the database down, its disk full) is retried
+	// before its chunks are given up; 0 means DefaultRetryFor. Meanwhile Writes block, so a
+	// step that prints waits for space rather than losing lines. Set it before Run.
+	RetryFor time.Duration
 
 	sink   Sink
 	logger *slog.Logger
@@ -64,6 +73,11 @@ type Appender struct {
 	closing sync.RWMutex
 	closed  bool
 	stopped chan struct{} // closed once Run has committed everything and returned
+
+	// down is set (by Run's goroutine only) when a commit was given up, and cleared by the next
+	// that succeeds: while it is set, commits are tried once, so an outage costs RetryFor once,
+	// not once per batch.
+	down bool
 
 	mu      sync.Mutex
 	waiters map[int64]*waiter
@@ -98,7 +112,7 @@ func (a *Appender) Run(ctx context.Context) error {
 	for {
 		select {
 		case it := <-a.queue:
-			a.commit(commitCtx, it)
+			a.commit(commitCtx, it, true)
 		case <-sweep.C:
 			a.sweep(time.Now())
 		case <-ctx.Done():
@@ -121,7 +135,7 @@ func (a *Appender) shutdown(ctx context.Context) {
 	for {
 		select {
 		case it := <-a.queue:
-			a.commit(ctx, it)
+			a.commit(ctx, it, false)
 			continue
 		case <-locked:
 		}
@@ -130,7 +144,7 @@ func (a *Appender) shutdown(ctx context.Context) {
 	for {
 		select {
 		case it := <-a.queue:
-			a.commit(ctx, it)
+			a.commit(ctx, it, false)
 			continue
 		default:
 		}
@@ -140,8 +154,8 @@ func (a *Appender) shutdown(ctx context.Context) {
 	a.sweep(time.Now().Add(2 * waiterMaxAge))
 }
 
-// commit commits first and whatever else is queued now, up to one batch.
-func (a *Appender) commit(ctx context.Context, first item) {
+// commit commits first and whatever else is queued now, up to one batch; patient: see append.
+func (a *Appender) commit(ctx context.Context, first item, patient bool) {
 	batch := []item{first}
 	size := len(first.chunk.Data)
 gather:
@@ -162,7 +176,7 @@ gather:
 	}
 	var err error
 	if len(chunks) > 0 {
-		err = a.append(ctx, chunks)
+		err = a.append(ctx, chunks, patient)
 	}
 	for _, it := range batch {
 		if it.done != nil {
@@ -195,24 +209,52 @@ func (a *Appender) Notify(runID int64) {
 	}
 }
 
-// append calls the sink, retrying a failed call a few times; it gives up (and the chunks are
-// lost) only when the store stays unavailable.
-func (a *Appender) append(ctx context.Context, chunks []run.LogChunk) error {
+// append calls the sink, retrying a failed call with a growing pause: for RetryFor when
+// patient, else commitAttempts times (while stopping, so a dead database cannot hold up a
+// shutdown), and once after an earlier commit was given up (see down). It gives up (and the
+// chunks are lost) only when the store stays unavailable or full that long; the error is
+// logged once per attempt, with what was tried.
+func (a *Appender) append(ctx context.Context, chunks []run.LogChunk, patient bool) error {
+	if a.down {
+		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+		err := a.sink.LogAppend(cctx, chunks)
+		cancel()
+		if err != nil {
+			a.logger.Error("append log chunks: the store still fails, log lines lost", "chunks", len(chunks), "err", err)
+			return fmt.Errorf("logs: append: %w", err)
+		}
+		a.down = false
+		a.logger.Info("append log chunks: the store takes log lines again")
+		return nil
+	}
+	retryFor := a.RetryFor
+	if retryFor <= 0 {
+		retryFor = DefaultRetryFor
+	}
+	start := time.Now()
+	pause := 200 * time.Millisecond
 	var err error
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		err = a.sink.LogAppend(cctx, chunks)
 		cancel()
 		if err == nil {
+			if attempt > 1 {
+				a.logger.Info("append log chunks: committed after retrying", "chunks", len(chunks), "attempts", attempt)
+			}
 			return nil
 		}
-		if attempt == commitAttempts {
+		if patient && time.Since(start)+pause > retryFor || !patient && attempt == commitAttempts {
 			break
 		}
-		a.logger.Warn("append log chunks, retrying", "chunks", len(chunks), "attempt", attempt, "err", err)
-		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		a.logger.Warn("append log chunks failed; log writes wait and retry", "chunks", len(chunks), "attempt", attempt,
+			"retry_in", pause, "err", err)
+		time.Sleep(pause)
+		pause = min(2*pause, maxBackoff)
 	}
-	a.logger.Error("append log chunks: giving up, log lines lost", "chunks", len(chunks), "err", err)
+	a.logger.Error("append log chunks: giving up, log lines lost; the jobs they belong to fail", "chunks", len(chunks),
+		"tried_for", time.Since(start).Round(time.Millisecond), "err", err)
+	a.down = true
 	return fmt.Errorf("logs: append: %w", err)
 }
 

@@ -3,6 +3,7 @@ package logs
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -33,7 +34,7 @@ func limitMarker(dropped, limit, kept int64) string {
 // tailSize is the part of limit kept at the end of a log; the rest is the head.
 func tailSize(limit int64) int64 { return limit / 2 }
 
-// formatBytes prints n in the largest binary unit it reaches, with one decimal below 10:
+// formatBytes prints n in the largest binary unit it reaches, rounded, with one decimal below 10:
 // "937 MiB", "1.5 GiB", "512 bytes".
 func formatBytes(n int64) string {
 	units := []string{"KiB", "MiB", "GiB", "TiB"}
@@ -47,10 +48,10 @@ func formatBytes(n int64) string {
 		}
 		v, unit = v/(1<<10), u
 	}
-	if v < 10 && v != float64(int64(v)) {
+	if v < 10 && v != math.Trunc(v) {
 		return strconv.FormatFloat(v, 'f', 1, 64) + " " + unit
 	}
-	return strconv.FormatInt(int64(v), 10) + " " + unit
+	return strconv.FormatFloat(math.Round(v), 'f', 0, 64) + " " + unit
 }
 
 // headCut returns how much of p fits in a head with room bytes left: up to its last newline

@@ -13,7 +13,7 @@ func TestFormatBytes(t *testing.T) {
 	t.Parallel()
 	for n, want := range map[int64]string{
 		0: "0 bytes", 1023: "1023 bytes", 1 << 10: "1 KiB", 1536: "1.5 KiB", 64 << 20: "64 MiB",
-		937 << 20: "937 MiB", 3 << 29: "1.5 GiB", 10<<30 + 1<<29: "10 GiB",
+		937 << 20: "937 MiB", 3 << 29: "1.5 GiB", 10<<30 + 1<<28: "10 GiB", 32<<20 - 100: "32 MiB",
 	} {
 		if got := formatBytes(n); got != want {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)

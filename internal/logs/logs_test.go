@@ -69,6 +69,9 @@ type memSink struct {
 	gate    chan struct{} // if set, LogAppend signals entered and waits on it
 	entered chan struct{}
 
+	failing  bool // LogAppend fails with errFull, as a store with a full disk does
+	attempts int  // calls to LogAppend
+
 	afterRead func(s *memSink, got []run.LogChunk) // called (unlocked) after LogRead
 }
 
@@ -83,6 +86,10 @@ func (s *memSink) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.attempts++
+	if s.failing {
+		return errFull
+	}
 	s.commits++
 	for _, c := range chunks {
 		s.bytes += int64(len(c.Data))
@@ -152,10 +159,13 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startAppender runs an Appender over sink until the test ends.
-func startAppender(t *testing.T, sink Sink) *Appender {
+// startAppender runs an Appender over sink until the test ends, after calling each of configure.
+func startAppender(t *testing.T, sink Sink, configure ...func(*Appender)) *Appender {
 	t.Helper()
 	a := NewAppender(sink, slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
+	for _, f := range configure {
+		f(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

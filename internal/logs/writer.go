@@ -28,8 +28,9 @@ var ErrClosed = errors.New("logs: writer closed")
 // handed over within about 100 ms; a partial line after about 500 ms without output, or when it
 // reaches MaxChunk. When the end of a partial line could be the start of a secret, those bytes
 // wait for the rest of the line (or Close), so a secret printed in two pieces is still masked.
-// Write blocks while the Appender is behind, so memory stays flat however much a step prints.
-// Writes and Close may come from different goroutines.
+// Write blocks while the Appender is behind (or retrying a failed commit), so memory stays flat
+// however much a step prints; once a commit of its chunks has failed for good, Write returns
+// that error. Writes and Close may come from different goroutines.
 //
 // The log is limited to the Appender's JobLimit: past its first half the output is held in a
 // ring of the other half, and stored after a marker line when the Writer ends (see limit.go).
@@ -79,6 +80,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	if p := w.commitErr.Load(); p != nil {
+		// Lines were lost: stop taking output, so the job ends with the error rather than
+		// running on with a log that has a hole.
+		return 0, *p
 	}
 	n := len(p)
 	w.lastWrite = time.Now()

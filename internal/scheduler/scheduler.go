@@ -298,6 +298,9 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 			var err error
 			if end.Logs, err = w.Detach(); err != nil {
 				log.Error("write job log", "err", err)
+				if end.Status != run.Canceled {
+					end.Status, end.Message = run.Failed, logFailure(err)
+				}
 			}
 		}
 		t := time.NewTimer(claimWait)
@@ -364,6 +367,15 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 	}
 }
 
+// logFailure is the message of a job whose log could not be stored: its output stopped being
+// taken (Writer.Write failed), so whatever the step did after that is unknown.
+func logFailure(err error) string {
+	if errors.Is(err, store.ErrFull) {
+		return "log write failed: disk full (the database or its disk is full; free space, then run it again)"
+	}
+	return "log write failed: " + err.Error()
+}
+
 // workspace is the folder of job jobID of run runID under root: one level, "<run>-<job>", so
 // that creating it costs one mkdir (the executor's MkdirAll; root exists after the first job)
 // and removing it (Cleanup) leaves nothing behind. A folder per run holding its jobs' folders
@@ -388,7 +400,35 @@ func (s *Scheduler) complete(log *slog.Logger, end store.JobEnd) {
 	}
 	if _, err := s.cfg.Store.JobFinish(ctx, end.JobID, end.Status, end.Message); err != nil {
 		log.Error("record job end", "err", err)
+		if errors.Is(err, store.ErrUnavailable) { // down, or full: it may come back
+			s.finishLater(log, end)
+		}
 	}
+}
+
+// finishRetryFor is how long finishLater keeps trying to record a job's end.
+const finishRetryFor = 2 * time.Minute
+
+// finishLater retries JobFinish while the store is unavailable or full, for finishRetryFor,
+// so that a job whose end could not be written (its disk full, say) is finished once there
+// is room again rather than at the next start. Until then it holds its goroutine (and a stop).
+func (s *Scheduler) finishLater(log *slog.Logger, end store.JobEnd) {
+	deadline := time.Now().Add(finishRetryFor)
+	for pause := time.Second; time.Now().Before(deadline); pause = min(2*pause, 5*time.Second) {
+		time.Sleep(pause)
+		ctx, cancel := finalCtx()
+		_, err := s.cfg.Store.JobFinish(ctx, end.JobID, end.Status, end.Message)
+		cancel()
+		if err == nil {
+			log.Info("recorded the job's end after retrying")
+			return
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			log.Error("record job end", "err", err)
+			return
+		}
+	}
+	log.Error("the job's end could not be recorded; it is marked failed when flowd starts again")
 }
 
 // line writes one line of flowd's own into a job's log.

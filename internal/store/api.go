@@ -5,6 +5,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -18,6 +19,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the database cannot be reached; nothing was written.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrFull: the database or the disk under it is full (SQLite's SQLITE_FULL, PostgreSQL's
+	// disk_full); nothing was written and the database is intact. It is an ErrUnavailable too:
+	// a write may succeed once space is freed.
+	ErrFull = fmt.Errorf("%w: the database or its disk is full", ErrUnavailable)
 )
 
 // User is an account.

@@ -16,7 +16,8 @@ import (
 )
 
 // wrap gives err the store's context ("store: create user: …") and, unless it already carries
-// one, the sentinel that says what happened: ErrNotFound, ErrConflict or ErrUnavailable.
+// one, the sentinel that says what happened: ErrNotFound, ErrConflict, ErrUnavailable or
+// ErrFull (which is an ErrUnavailable).
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -38,6 +39,8 @@ func classify(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
+		case pgErr.Code == "53100": // disk_full
+			return ErrFull
 		case pgErr.Code == "23505": // unique_violation
 			return ErrConflict
 		case pgErr.Code == "23503": // foreign_key_violation: the row referred to is gone
@@ -56,6 +59,8 @@ func classify(err error) error {
 			return ErrNotFound
 		}
 		switch sqlErr.Code() & 0xff {
+		case sqlite3.SQLITE_FULL:
+			return ErrFull
 		case sqlite3.SQLITE_CONSTRAINT:
 			return ErrConflict
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:

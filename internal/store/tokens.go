@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -49,10 +50,15 @@ func (s *Store) TokenUser(ctx context.Context, hash []byte) (User, Token, error)
 			_, err := tx.exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", tx.ts(at), t.ID)
 			return err
 		})
-		if err != nil {
-			return User{}, Token{}, wrap("record token use", err)
+		switch err = wrap("record token use", err); {
+		case errors.Is(err, ErrFull):
+			// The use is a nicety: a full disk must not lock everyone out of reading.
+			s.logger.Warn("store: token use not recorded", "err", err)
+		case err != nil:
+			return User{}, Token{}, err
+		default:
+			t.LastUsedAt = &at
 		}
-		t.LastUsedAt = &at
 	}
 	return u, t, nil
 }
