@@ -161,8 +161,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, start time.Time) 
 	}
 	release, busy := s.admission.enter(t.PipelineID, r.Context().Done(), webhookSlotWait)
 	if busy != nil {
-		s.refuse(w, trigger.Outcome{Status: http.StatusServiceUnavailable, Body: busy,
-			RetryAfter: time.Second, Code: "unavailable"}, start)
+		s.refuse(w, trigger.Outcome{Code: trigger.CodeUnavailable, Body: busy, RetryAfter: time.Second}, start)
 		return nil, false
 	}
 	return release, true

@@ -119,7 +119,7 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		var gerr *trigger.GitError
 		if errors.As(err, &gerr) {
-			writeError(w, gerr.Status, gerr.Code, gerr.Message)
+			writeError(w, outcomeStatus(gerr.Code), string(gerr.Code), gerr.Message)
 			return
 		}
 		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", p.Name), "")

@@ -45,6 +45,7 @@ func (s *Server) webhooks() *trigger.Webhooks {
 			MaxBody: s.maxBody(),
 			RunURL:  s.runPageURL,
 			APIURL:  s.runAPIURL,
+			Status:  outcomeStatus,
 			Logger:  s.logger(),
 		}
 	})
@@ -136,10 +137,10 @@ func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
 	s.writeOutcome(w, out, start)
 }
 
-// writeOutcome sends a delivery's answer and counts it.
+// writeOutcome sends a delivery's answer with the status of its code (outcomeStatus) and counts it.
 func (s *Server) writeOutcome(w http.ResponseWriter, out trigger.Outcome, start time.Time) {
-	s.Metrics.WebhookDelivery(out.Pipeline, out.Code)
-	if out.Code == "started" {
+	s.Metrics.WebhookDelivery(out.Pipeline, string(out.Code))
+	if out.Code == trigger.CodeStarted {
 		s.Metrics.WebhookRunLatency(time.Since(start))
 	}
 	h := w.Header()
@@ -149,7 +150,7 @@ func (s *Server) writeOutcome(w http.ResponseWriter, out trigger.Outcome, start 
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(out.Status)
+	w.WriteHeader(outcomeStatus(out.Code))
 	_, _ = w.Write(append(out.Body, '\n'))
 }
 

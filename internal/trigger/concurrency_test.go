@@ -48,8 +48,8 @@ stages:
 		push := func(branch string, n int) reply {
 			body := pushBody(url, branch, strings.Repeat(fmt.Sprint(n), 40))
 			out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: hostRequest(githost.GitHub, "push", "", body, ""), Body: body})
-			if out.Status != 202 {
-				t.Fatalf("push %d: %d %s", n, out.Status, out.Body)
+			if out.Code != trigger.CodeStarted {
+				t.Fatalf("push %d: %s %s", n, out.Code, out.Body)
 			}
 			return r
 		}
@@ -114,21 +114,21 @@ stages:
 	cases := []struct {
 		name, group, body string
 		want              string
-		code              int
+		code              trigger.Code
 	}{
-		{"expr", `"deploy-" + body.ENV`, `{"ENV":"production"}`, "deploy-production", 202},
-		{"header", `headers["x-env"]`, `{}`, "from-header", 202},
-		{"literal", `deploy-db`, `{}`, "deploy-db", 202},
-		{"error", `body.missing`, `{}`, "", 422},
+		{"expr", `"deploy-" + body.ENV`, `{"ENV":"production"}`, "deploy-production", trigger.CodeStarted},
+		{"header", `headers["x-env"]`, `{}`, "from-header", trigger.CodeStarted},
+		{"literal", `deploy-db`, `{}`, "deploy-db", trigger.CodeStarted},
+		{"error", `body.missing`, `{}`, "", trigger.CodeInvalidVariables},
 	}
 	for _, c := range cases {
 		svc, p, token := hook(t, st, yaml(c.name, c.group), "")
 		out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: http.Header{"X-Env": {"from-header"}}, Body: []byte(c.body)})
-		if out.Status != c.code {
-			t.Errorf("%s: %d %s", c.name, out.Status, out.Body)
+		if out.Code != c.code {
+			t.Errorf("%s: %s %s", c.name, out.Code, out.Body)
 			continue
 		}
-		if c.code != 202 {
+		if c.code != trigger.CodeStarted {
 			if r.Error == nil || !strings.Contains(r.Error.Message, "concurrency.group") || !strings.Contains(r.Error.Message, "no such key") {
 				t.Errorf("%s: %s", c.name, out.Body)
 			}
@@ -167,8 +167,8 @@ stages:
 	var groups []string
 	for range 2 {
 		out, r := deliver(t, svc, trigger.Incoming{Token: token, Body: []byte(`{"DB_PASSWORD":"hunter2-db"}`)})
-		if out.Status != 202 {
-			t.Fatalf("%d %s", out.Status, out.Body)
+		if out.Code != trigger.CodeStarted {
+			t.Fatalf("%s %s", out.Code, out.Body)
 		}
 		if strings.Contains(string(out.Body), "hunter2") {
 			t.Fatalf("the answer shows the secret: %s", out.Body)

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,22 +24,15 @@ import (
 const LsRemoteTimeout = 10 * time.Second
 
 // GitError is a run that cannot be given its commit: a branch or tag that is not in the
-// repository, a malformed commit, a repository git cannot read. Status and Code are the API's
-// answer (422 no_commit, 400 bad_request, 502 git_error); Message says what to do.
+// repository, a malformed commit, a repository git cannot read. Code is CodeNoCommit,
+// CodeBadRequest or CodeGitError (package api chooses the HTTP status); Message says what to do.
 type GitError struct {
-	Status  int
-	Code    string
+	Code    Code
 	Message string
 }
 
 // Error implements error.
 func (e *GitError) Error() string { return e.Message }
-
-// Git-related error codes.
-const (
-	codeNoCommit = "no_commit" // 422: the branch or tag is not in the repository, or no commit can be chosen
-	codeGitError = "git_error" // 502: git ls-remote failed (unreachable repository, refused credentials)
-)
 
 // GitRef is what a run of a pipeline with a source should build, when it is started by hand or
 // by a payload that names no commit: a branch or a tag (at most one), and/or a commit.
@@ -70,23 +62,23 @@ func DefaultBranch(src *pipeline.Source) (branch string, plain bool) {
 // (for source.credentials); event is run.Git.Event ("manual", "webhook"). Errors are *GitError.
 func resolveGit(ctx context.Context, src *pipeline.Source, ref GitRef, secrets map[string]string, event string) (*run.Git, error) {
 	if src == nil {
-		return nil, &GitError{Status: http.StatusBadRequest, Code: "bad_request",
+		return nil, &GitError{Code: CodeBadRequest,
 			Message: "this pipeline has no source, so a run of it builds no branch, tag or commit: leave them out, or add a source to the pipeline"}
 	}
 	if ref.Branch != "" && ref.Tag != "" {
-		return nil, &GitError{Status: http.StatusBadRequest, Code: "bad_request",
+		return nil, &GitError{Code: CodeBadRequest,
 			Message: "give a branch or a tag, not both"}
 	}
 	for what, name := range map[string]string{"branch": ref.Branch, "tag": ref.Tag} {
 		if name != "" && !validRefName(name) {
-			return nil, &GitError{Status: http.StatusBadRequest, Code: "bad_request",
+			return nil, &GitError{Code: CodeBadRequest,
 				Message: fmt.Sprintf("%s %q is not a valid Git %s name", what, name, what)}
 		}
 	}
 	g := &run.Git{RepoURL: src.URL, Event: event, CredentialsVar: src.Credentials}
 	commit := strings.ToLower(strings.TrimSpace(ref.Commit))
 	if commit != "" && !validSHA(commit) {
-		return nil, &GitError{Status: http.StatusBadRequest, Code: "bad_request",
+		return nil, &GitError{Code: CodeBadRequest,
 			Message: fmt.Sprintf("commit %q is not a full commit SHA: give all 40 hex digits (git rev-parse HEAD prints them)", ref.Commit)}
 	}
 	switch {
@@ -119,14 +111,14 @@ func resolveGit(ctx context.Context, src *pipeline.Source, ref GitRef, secrets m
 func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (string, error) {
 	c, err := scheduler.Checkout(g, secrets)
 	if err != nil {
-		return "", &GitError{Status: http.StatusUnprocessableEntity, Code: codeNoCommit, Message: err.Error()}
+		return "", &GitError{Code: CodeNoCommit, Message: err.Error()}
 	}
 	repo, user, pass := stripCredentials(c.URL)
 	if c.Username != "" || c.Password != "" {
 		user, pass = c.Username, c.Password
 	}
 	if repo == "" || strings.HasPrefix(repo, "-") || strings.ContainsFunc(repo, isControl) {
-		return "", &GitError{Status: http.StatusUnprocessableEntity, Code: codeNoCommit,
+		return "", &GitError{Code: CodeNoCommit,
 			Message: fmt.Sprintf("source.url %q is not a repository URL: fix the pipeline's source", repo)}
 	}
 	env := lsRemoteEnv()
@@ -153,7 +145,7 @@ func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (strin
 
 	bin, err := exec.LookPath("git")
 	if err != nil {
-		return "", &GitError{Status: http.StatusBadGateway, Code: codeGitError,
+		return "", &GitError{Code: CodeGitError,
 			Message: "git is not installed on the flowd server, so the commit of " + g.Ref + " cannot be looked up: install git, or give the commit"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, LsRemoteTimeout)
@@ -173,7 +165,7 @@ func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (strin
 	runErr := cmd.Run()
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return "", &GitError{Status: http.StatusBadGateway, Code: codeGitError,
+			return "", &GitError{Code: CodeGitError,
 				Message: fmt.Sprintf("git ls-remote %s did not answer within %v: is source.url reachable from the flowd server? Or give the commit", repo, LsRemoteTimeout)}
 		}
 		return "", ctx.Err()
@@ -186,7 +178,7 @@ func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (strin
 		if len(said) > 500 {
 			said = said[:500] + "…"
 		}
-		return "", &GitError{Status: http.StatusBadGateway, Code: codeGitError,
+		return "", &GitError{Code: CodeGitError,
 			Message: fmt.Sprintf("git ls-remote %s failed: %s — check source.url and source.credentials, or give the commit", repo, said)}
 	}
 	found := map[string]string{}
@@ -206,7 +198,7 @@ func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (strin
 	if g.Tag != "" {
 		what = "tag " + g.Tag
 	}
-	return "", &GitError{Status: http.StatusUnprocessableEntity, Code: codeNoCommit,
+	return "", &GitError{Code: CodeNoCommit,
 		Message: fmt.Sprintf("%s is not in %s: name a branch or tag that exists, or give the commit", what, repo)}
 }
 

@@ -37,15 +37,15 @@ func TestRules(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		svc, _, token := hook(t, st, alertsPipeline, "")
-		send := func(body string) (int, reply) {
+		send := func(body string) (trigger.Code, reply) {
 			out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: http.Header{"Content-Type": {"application/json"}}, Body: []byte(body)})
-			return out.Status, r
+			return out.Code, r
 		}
 
 		// firing: SERVICE comes from the rule, LEVEL from the body, the body's SERVICE loses.
 		code, r := send(`{"status":"firing","LEVEL":"page","SERVICE":"ignored","alerts":[{"labels":{"service":"api"}}]}`)
-		if code != 202 || r.Run == nil {
-			t.Fatalf("firing: %d %+v", code, r)
+		if code != trigger.CodeStarted || r.Run == nil {
+			t.Fatalf("firing: %s %+v", code, r)
 		}
 		got, err := st.RunGet(ctx, r.Run.ID)
 		if err != nil {
@@ -71,8 +71,8 @@ func TestRules(t *testing.T) {
 
 		// resolved: filtered out, recorded, no run.
 		code, r = send(`{"status":"resolved","alerts":[{"labels":{"service":"api"}}]}`)
-		if code != 200 || r.Run != nil || r.Skipped == nil || *r.Skipped != "webhook.filter is false" {
-			t.Errorf("resolved: %d %+v", code, r)
+		if code != trigger.CodeSkipped || r.Run != nil || r.Skipped == nil || *r.Skipped != "webhook.filter is false" {
+			t.Errorf("resolved: %s %+v", code, r)
 		}
 		if last := r.Trace[len(r.Trace)-1]; last.Step != "rules" || last.OK || last.Detail != "webhook.filter = false" {
 			t.Errorf("resolved: trace ends %+v", last)
@@ -80,9 +80,9 @@ func TestRules(t *testing.T) {
 
 		// A missing key: 422 with CEL's words and the rule's name.
 		code, r = send(`{"status":"firing"}`)
-		if code != 422 || r.Error == nil || r.Error.Code != "invalid_variables" ||
+		if code != trigger.CodeInvalidVariables || r.Error == nil || r.Error.Code != "invalid_variables" ||
 			!strings.Contains(r.Error.Message, "webhook.variables.SERVICE") || !strings.Contains(r.Error.Message, "no such key: alerts") {
-			t.Errorf("missing key: %d %+v", code, r.Error)
+			t.Errorf("missing key: %s %+v", code, r.Error)
 		}
 		if r.Error == nil || len(r.Error.Problems) != 2 || r.Error.Problems[0].Key != "SERVICE" || r.Error.Problems[1].Key != "TOKEN" {
 			t.Errorf("missing key: problems %+v", r.Error)
@@ -90,8 +90,8 @@ func TestRules(t *testing.T) {
 
 		// A body that is not an object is fine for a pipeline with rules.
 		code, r = send(`["x"]`)
-		if code != 422 || r.Error == nil || !strings.Contains(r.Error.Message, "webhook.filter") {
-			t.Errorf("array body: %d %+v", code, r.Error)
+		if code != trigger.CodeInvalidVariables || r.Error == nil || !strings.Contains(r.Error.Message, "webhook.filter") {
+			t.Errorf("array body: %s %+v", code, r.Error)
 		}
 		if s, ok := step(r.Trace, "payload"); !ok || !s.OK {
 			t.Errorf("array body: payload step %+v", s)
@@ -116,9 +116,9 @@ stages:
           - run: 'true'
 `, "")
 	out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: http.Header{}, Body: []byte(`{"alerts":[{"labels":{"service":"api"}}]}`)})
-	if out.Status != 422 || r.Error == nil || r.Error.Code != "invalid_variables" ||
+	if out.Code != trigger.CodeInvalidVariables || r.Error == nil || r.Error.Code != "invalid_variables" ||
 		!strings.Contains(r.Error.Message, "webhook.variables.LABELS must give a string, number or bool, got map") {
-		t.Errorf("got %d %s", out.Status, out.Body)
+		t.Errorf("got %s %s", out.Code, out.Body)
 	}
 	if last := r.Trace[len(r.Trace)-1]; last.Step != "rules" || last.OK {
 		t.Errorf("trace ends %+v", last)
@@ -146,8 +146,8 @@ stages:
           - run: 'true'
 `, "")
 	out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: hostRequest(githost.GitHub, "push", "", body, ""), Body: body})
-	if out.Status != 202 {
-		t.Fatalf("got %d %s", out.Status, out.Body)
+	if out.Code != trigger.CodeStarted {
+		t.Fatalf("got %s %s", out.Code, out.Body)
 	}
 	got, _ := st.RunGet(context.Background(), r.Run.ID)
 	if got.Variables["WHO"] != "binkkatal on master" || got.Variables["N"] == "" || got.Variables["N"] == "0" {

@@ -156,7 +156,7 @@ func deliver(t *testing.T, svc *trigger.Webhooks, in trigger.Incoming) (trigger.
 	out := svc.Deliver(context.Background(), in)
 	var r reply
 	if err := json.Unmarshal(out.Body, &r); err != nil {
-		t.Fatalf("answer %d %s: %v", out.Status, out.Body, err)
+		t.Fatalf("answer %s %s: %v", out.Code, out.Body, err)
 	}
 	return out, r
 }
@@ -288,21 +288,21 @@ func TestGitHostFixtures(t *testing.T) {
 			svc, p, token := hook(t, st, "name: app\nsource: "+src+"\nstages:\n  - name: s\n    jobs:\n      - name: j\n        steps:\n          - run: 'true'\n", secret)
 			out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: h, Body: body})
 			if c.want.skipped != "" {
-				if out.Status != 200 || r.Run != nil || r.Skipped == nil || !strings.Contains(*r.Skipped, c.want.skipped) || out.Code != "skipped" {
-					t.Fatalf("got %d %s, want 200 skipped %q", out.Status, out.Body, c.want.skipped)
+				if out.Code != trigger.CodeSkipped || r.Run != nil || r.Skipped == nil || !strings.Contains(*r.Skipped, c.want.skipped) {
+					t.Fatalf("got %s %s, want skipped %q", out.Code, out.Body, c.want.skipped)
 				}
 				last := r.Trace[len(r.Trace)-1]
 				if last.Step != "source" || last.OK || last.Detail != *r.Skipped {
 					t.Errorf("trace ends %+v, want the failed source step", last)
 				}
 				d, err := st.DeliveryGet(context.Background(), out.DeliveryID)
-				if err != nil || d.StatusCode != 200 || d.RunID != nil || !strings.Contains(string(d.Trace), `"step":"source","ok":false`) {
+				if err != nil || d.ErrorCode != "" || d.RunID != nil || !strings.Contains(string(d.Trace), `"step":"source","ok":false`) {
 					t.Errorf("stored delivery %+v %v", d, err)
 				}
 				return
 			}
-			if out.Status != 202 || r.Run == nil {
-				t.Fatalf("got %d %s, want 202 and a run", out.Status, out.Body)
+			if out.Code != trigger.CodeStarted || r.Run == nil {
+				t.Fatalf("got %s %s, want 202 and a run", out.Code, out.Body)
 			}
 			got, err := st.RunGet(context.Background(), r.Run.ID)
 			if err != nil {
@@ -347,13 +347,13 @@ func TestGitHostSignature(t *testing.T) {
 		body := fixture(t, hc.file)
 		// Right: past the signature (then skipped: another repository).
 		out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: hostRequest(hc.host, hc.event, "", body, "right"), Body: body})
-		if s, ok := step(r.Trace, "signature"); out.Status != 200 || !ok || !s.OK || !strings.Contains(s.Detail, hc.signatureLine) {
-			t.Errorf("%s signed right: %d %s", hc.host, out.Status, out.Body)
+		if s, ok := step(r.Trace, "signature"); out.Code != trigger.CodeSkipped || !ok || !s.OK || !strings.Contains(s.Detail, hc.signatureLine) {
+			t.Errorf("%s signed right: %s %s", hc.host, out.Code, out.Body)
 		}
 		for _, bad := range []string{"wrong", ""} {
 			out, r = deliver(t, svc, trigger.Incoming{Token: token, Headers: hostRequest(hc.host, hc.event, "", body, bad), Body: body})
-			if out.Status != 401 || r.Error == nil || r.Error.Code != "invalid_signature" || !strings.Contains(r.Error.Message, hc.header) {
-				t.Errorf("%s signed %q: %d %s", hc.host, bad, out.Status, out.Body)
+			if out.Code != trigger.CodeInvalidSignature || r.Error == nil || r.Error.Code != "invalid_signature" || !strings.Contains(r.Error.Message, hc.header) {
+				t.Errorf("%s signed %q: %s %s", hc.host, bad, out.Code, out.Body)
 			}
 			if last := r.Trace[len(r.Trace)-1]; last.Step != "signature" || last.OK {
 				t.Errorf("%s signed %q: trace ends %+v", hc.host, bad, last)
@@ -364,8 +364,8 @@ func TestGitHostSignature(t *testing.T) {
 	body := fixture(t, "gitea/push-event.json")
 	h := hostRequest(githost.Gitea, "push", "", body, "")
 	h.Set("X-Hub-Signature-256", sign("right", string(body)))
-	if out, _ := deliver(t, svc, trigger.Incoming{Token: token, Headers: h, Body: body}); out.Status != 401 {
-		t.Errorf("gitea with a GitHub signature: %d %s", out.Status, out.Body)
+	if out, _ := deliver(t, svc, trigger.Incoming{Token: token, Headers: h, Body: body}); out.Code != trigger.CodeInvalidSignature {
+		t.Errorf("gitea with a GitHub signature: %s %s", out.Code, out.Body)
 	}
 }
 
@@ -401,8 +401,8 @@ func TestGitHostDeduplication(t *testing.T) {
 		}
 		first, _ := deliver(t, svc, in)
 		second, r := deliver(t, svc, in)
-		if first.Status != 202 || second.Status != 202 || !second.Replayed || second.RunID != first.RunID || r.Run == nil {
-			t.Errorf("%s: first %d %s, second %d %s", c.host, first.Status, first.Body, second.Status, second.Body)
+		if first.Code != trigger.CodeStarted || second.Code != trigger.CodeReplayed || !second.Replayed || second.RunID != first.RunID || r.Run == nil {
+			t.Errorf("%s: first %s %s, second %s %s", c.host, first.Code, first.Body, second.Code, second.Body)
 		}
 		runs, err := st.RunList(context.Background(), p.ID, store.RunListParams{})
 		if err != nil || len(runs) != 1 {
@@ -422,8 +422,8 @@ func TestSourceWithoutEvent(t *testing.T) {
 	svc, p, token := hook(t, st, def, "")
 
 	out, r := deliver(t, svc, trigger.Incoming{Token: token, Headers: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"abc":"2"}`)})
-	if out.Status != 202 {
-		t.Fatalf("general webhook: %d %s", out.Status, out.Body)
+	if out.Code != trigger.CodeStarted {
+		t.Fatalf("general webhook: %s %s", out.Code, out.Body)
 	}
 	got, _ := st.RunGet(ctx, r.Run.ID)
 	if got.Trigger != run.TriggerWebhook || got.Git == nil || got.Git.SHA != rp.Main || got.Git.Branch != "main" ||
@@ -457,35 +457,34 @@ func TestSourceWithoutEvent(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		ref    trigger.GitRef
-		status int
-		code   string
-		says   string
+		ref  trigger.GitRef
+		code trigger.Code
+		says string
 	}{
-		{trigger.GitRef{Branch: "nope"}, 422, "no_commit", "branch nope is not in"},
-		{trigger.GitRef{Tag: "v9"}, 422, "no_commit", "tag v9 is not in"},
-		{trigger.GitRef{Branch: "main", Tag: "v1.0"}, 400, "bad_request", "not both"},
-		{trigger.GitRef{Commit: "abc123"}, 400, "bad_request", "not a full commit SHA"},
-		{trigger.GitRef{Branch: "--upload-pack=touch /tmp/x"}, 400, "bad_request", "not a valid Git branch name"},
+		{trigger.GitRef{Branch: "nope"}, "no_commit", "branch nope is not in"},
+		{trigger.GitRef{Tag: "v9"}, "no_commit", "tag v9 is not in"},
+		{trigger.GitRef{Branch: "main", Tag: "v1.0"}, "bad_request", "not both"},
+		{trigger.GitRef{Commit: "abc123"}, "bad_request", "not a full commit SHA"},
+		{trigger.GitRef{Branch: "--upload-pack=touch /tmp/x"}, "bad_request", "not a valid Git branch name"},
 	} {
 		_, _, err := svc.Runs.StartAt(ctx, p, run.TriggerManual, "alice", nil, c.ref)
 		var gerr *trigger.GitError
-		if !errors.As(err, &gerr) || gerr.Status != c.status || gerr.Code != c.code || !strings.Contains(gerr.Message, c.says) {
-			t.Errorf("%+v: %v, want %d %s %q", c.ref, err, c.status, c.code, c.says)
+		if !errors.As(err, &gerr) || gerr.Code != c.code || !strings.Contains(gerr.Message, c.says) {
+			t.Errorf("%+v: %v, want %s %q", c.ref, err, c.code, c.says)
 		}
 	}
 
 	// A source whose branches are all globs names no commit for a general webhook.
 	svc2, _, token2 := hook(t, st, strings.Replace(strings.Replace(def, "name: app", "name: app2", 1), "[main, 'release/*']", "['release/*']", 1), "")
 	out, r = deliver(t, svc2, trigger.Incoming{Token: token2, Headers: http.Header{}, Body: []byte(`{}`)})
-	if out.Status != 422 || r.Error == nil || r.Error.Code != "no_commit" || !strings.Contains(r.Error.Message, "names no commit") {
-		t.Errorf("glob-only branches: %d %s", out.Status, out.Body)
+	if out.Code != trigger.CodeNoCommit || r.Error == nil || r.Error.Code != "no_commit" || !strings.Contains(r.Error.Message, "names no commit") {
+		t.Errorf("glob-only branches: %s %s", out.Code, out.Body)
 	}
 	// An unreachable repository: 502 git_error with git's words.
 	svc3, _, token3 := hook(t, st, strings.Replace(strings.Replace(def, "name: app", "name: app3", 1), rp.Bare, rp.Bare+"-missing", 1), "")
 	out, r = deliver(t, svc3, trigger.Incoming{Token: token3, Headers: http.Header{}, Body: []byte(`{}`)})
-	if out.Status != 502 || r.Error == nil || r.Error.Code != "git_error" || !strings.Contains(r.Error.Message, "git ls-remote") {
-		t.Errorf("missing repository: %d %s", out.Status, out.Body)
+	if out.Code != trigger.CodeGitError || r.Error == nil || r.Error.Code != "git_error" || !strings.Contains(r.Error.Message, "git ls-remote") {
+		t.Errorf("missing repository: %s %s", out.Code, out.Body)
 	}
 
 	// A pipeline without a source takes no branch.

@@ -5,5 +5,5 @@ package trigger
 // it before it reads anything of the request but its headers.
 func UnknownToken() Outcome {
 	var w Webhooks
-	return w.notFound(&delivery{in: Incoming{Token: "unknown"}})
+	return *w.notFound(&delivery{in: Incoming{Token: "unknown"}})
 }

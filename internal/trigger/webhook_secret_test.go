@@ -73,8 +73,8 @@ func TestDeliverMasksSecretValues(t *testing.T) {
 		}
 
 		out := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: signed, Body: []byte(body)})
-		if out.Status != http.StatusAccepted || strings.Contains(string(out.Body), value) {
-			t.Fatalf("signed delivery: %d %s", out.Status, out.Body)
+		if out.Code != trigger.CodeStarted || strings.Contains(string(out.Body), value) {
+			t.Fatalf("signed delivery: %s %s", out.Code, out.Body)
 		}
 		checkStored("started", out.DeliveryID)
 		r, err := st.RunGet(ctx, out.RunID)
@@ -87,16 +87,16 @@ func TestDeliverMasksSecretValues(t *testing.T) {
 
 		// Refused at the signature step, before the pipeline is read: masked all the same.
 		bad := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{"X-Hub-Signature-256": {"sha256=00"}}, Body: []byte(body)})
-		if bad.Status != http.StatusUnauthorized {
-			t.Fatalf("bad signature: %d %s", bad.Status, bad.Body)
+		if bad.Code != trigger.CodeInvalidSignature {
+			t.Fatalf("bad signature: %s %s", bad.Code, bad.Body)
 		}
 		checkStored("bad signature", bad.DeliveryID)
 
 		// A redelivery sees "***": the default is used, and the trace says why.
 		re := svc.Deliver(ctx, trigger.Incoming{PipelineID: p.ID, Headers: http.Header{"Content-Type": {"application/json"}},
 			Body: []byte(`{"abc":"7","API_KEY":"***"}`), RedeliveryOf: out.DeliveryID, SkipSignature: true, Actor: "alice"})
-		if re.Status != http.StatusAccepted {
-			t.Fatalf("redelivery: %d %s", re.Status, re.Body)
+		if re.Code != trigger.CodeStarted {
+			t.Fatalf("redelivery: %s %s", re.Code, re.Body)
 		}
 		if !strings.Contains(string(re.Body), "API_KEY: the stored value was masked; the default is used") {
 			t.Errorf("redelivery trace does not say the default is used: %s", re.Body)
@@ -115,8 +115,8 @@ func TestDeliverMasksSecretValues(t *testing.T) {
 		// The URL takes "***" as a value like any other (only stored bodies are masked).
 		lit := `{"API_KEY":"***"}`
 		direct := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{"X-Hub-Signature-256": {sign("k", lit)}}, Body: []byte(lit)})
-		if direct.Status != http.StatusAccepted || strings.Contains(string(direct.Body), "masked") {
-			t.Errorf("URL delivery of ***: %d %s", direct.Status, direct.Body)
+		if direct.Code != trigger.CodeStarted || strings.Contains(string(direct.Body), "masked") {
+			t.Errorf("URL delivery of ***: %s %s", direct.Code, direct.Body)
 		}
 	})
 }
@@ -158,8 +158,8 @@ stages:
 	}
 	for _, dry := range []bool{false, true} {
 		out := svc.Deliver(ctx, trigger.Incoming{Token: token, Headers: http.Header{}, Body: []byte(`{"PIN":"9876-guess"}`), DryRun: dry})
-		if out.Status != http.StatusUnprocessableEntity || !strings.Contains(string(out.Body), "PIN") {
-			t.Fatalf("bad PIN (dry %v): %d %s", dry, out.Status, out.Body)
+		if out.Code != trigger.CodeInvalidVariables || !strings.Contains(string(out.Body), "PIN") {
+			t.Fatalf("bad PIN (dry %v): %s %s", dry, out.Code, out.Body)
 		}
 		d, err := st.DeliveryGet(ctx, out.DeliveryID)
 		if err != nil {

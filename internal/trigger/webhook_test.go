@@ -93,8 +93,8 @@ func TestDeliverOrder(t *testing.T) {
 		for _, c := range cases {
 			out := svc.Deliver(ctx, c.in)
 			a := decode(t, out)
-			if a.Error == nil || a.Error.Code != c.code || out.Code != c.code || out.DeliveryID == 0 {
-				t.Errorf("got %d %s, want %s", out.Status, out.Body, c.code)
+			if a.Error == nil || a.Error.Code != c.code || string(out.Code) != c.code || out.DeliveryID == 0 {
+				t.Errorf("got %s %s, want %s", out.Code, out.Body, c.code)
 				continue
 			}
 			if last := a.Trace[len(a.Trace)-1]; last.Step != c.last || last.OK {
@@ -111,24 +111,24 @@ func TestDeliverOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := svc.Deliver(ctx, trigger.Incoming{Token: token, Body: []byte(`{"TARGET":"moon"}`), Headers: hdr(`{"TARGET":"moon"}`)})
-		if out.Status != 422 || wakes.Load() != 0 {
-			t.Errorf("bad variables: %d %s (wakes %d)", out.Status, out.Body, wakes.Load())
+		if out.Code != trigger.CodeInvalidVariables || wakes.Load() != 0 {
+			t.Errorf("bad variables: %s %s (wakes %d)", out.Code, out.Body, wakes.Load())
 		}
 		start := time.Now()
 		out = svc.Deliver(ctx, trigger.Incoming{Token: token, Body: []byte(`{}`), Headers: hdr(`{}`), IdempotencyKey: "a", ReceivedAt: start})
-		if out.Status != 202 || out.RunID == 0 || out.Code != "started" || wakes.Load() != 1 {
-			t.Fatalf("start: %d %s (wakes %d)", out.Status, out.Body, wakes.Load())
+		if out.Code != trigger.CodeStarted || out.RunID == 0 || wakes.Load() != 1 {
+			t.Fatalf("start: %s %s (wakes %d)", out.Code, out.Body, wakes.Load())
 		}
 		replay := svc.Deliver(ctx, trigger.Incoming{Token: token, Body: []byte(`{}`), Headers: hdr(`{}`), IdempotencyKey: "a"})
-		if replay.Status != 202 || replay.RunID != out.RunID || !replay.Replayed || replay.Code != "replayed" || wakes.Load() != 1 {
-			t.Errorf("replay: %d %s (wakes %d)", replay.Status, replay.Body, wakes.Load())
+		if replay.Code != trigger.CodeReplayed || replay.RunID != out.RunID || !replay.Replayed || wakes.Load() != 1 {
+			t.Errorf("replay: %s %s (wakes %d)", replay.Code, replay.Body, wakes.Load())
 		}
 		if !strings.Contains(string(replay.Body), `"replayed":true`) {
 			t.Errorf("replay body %s", replay.Body)
 		}
 		dry := svc.Deliver(ctx, trigger.Incoming{Token: token, Body: []byte(`{}`), Headers: hdr(`{}`), DryRun: true})
-		if dry.Status != 200 || dry.RunID != 0 || dry.Code != "dry_run" || wakes.Load() != 1 {
-			t.Errorf("dry run: %d %s (wakes %d)", dry.Status, dry.Body, wakes.Load())
+		if dry.Code != trigger.CodeDryRun || dry.RunID != 0 || wakes.Load() != 1 {
+			t.Errorf("dry run: %s %s (wakes %d)", dry.Code, dry.Body, wakes.Load())
 		}
 		ok, problem, err = svc.OwnerStatus(ctx, mustTrigger(t, st, p.ID))
 		if err != nil || !ok || problem != "" {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"mime"
-	"net/http"
 	"net/url"
 	"strings"
 )
@@ -55,7 +54,7 @@ func DecodePayload(contentType string, body []byte) (map[string]json.RawMessage,
 		}
 		return decodeForm(body)
 	default:
-		return nil, errorf(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+		return nil, errorf(CodeUnsupportedMediaType,
 			"Content-Type %s is not supported: send the variables as a JSON object such as %s with Content-Type: application/json (or GitHub's application/x-www-form-urlencoded with the JSON in the payload field)",
 			mediaType, exampleObject)
 	}
@@ -69,7 +68,7 @@ func parseMediaType(contentType string) (string, error) {
 	}
 	mediaType, _, err := mime.ParseMediaType(contentType)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-		return "", errorf(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+		return "", errorf(CodeUnsupportedMediaType,
 			"Content-Type %q cannot be read (%v): send the variables as a JSON object such as %s with Content-Type: application/json",
 			contentType, err, exampleObject)
 	}
@@ -88,11 +87,11 @@ func looksLikeJSON(body []byte) bool {
 func decodeForm(body []byte) (map[string]json.RawMessage, error) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, codeInvalidJSON,
+		return nil, errorf(CodeInvalidJSON,
 			"the body is not valid form encoding (%v): send JSON with Content-Type: application/json, or GitHub's form encoding payload=<url-encoded JSON>", err)
 	}
 	if _, ok := form["payload"]; !ok {
-		return nil, errorf(http.StatusBadRequest, codeInvalidJSON,
+		return nil, errorf(CodeInvalidJSON,
 			"the form-encoded body has no payload field: send JSON such as %s with Content-Type: application/json, or GitHub's form encoding payload=<url-encoded JSON>", exampleObject)
 	}
 	payload := []byte(form.Get("payload"))
@@ -111,15 +110,15 @@ func decodeObject(data []byte, what string) (map[string]json.RawMessage, error) 
 	switch {
 	case errors.As(err, &syntaxErr):
 		line, col := position(data, syntaxErr.Offset)
-		return nil, errorf(http.StatusBadRequest, codeInvalidJSON,
+		return nil, errorf(CodeInvalidJSON,
 			"%s is not valid JSON: %s at line %d, column %d (byte %d); send a JSON object such as %s",
 			what, strings.TrimPrefix(syntaxErr.Error(), "json: "), line, col, syntaxErr.Offset, exampleObject)
 	case errors.As(err, &typeErr), err == nil && m == nil:
-		return nil, errorf(http.StatusUnprocessableEntity, codeInvalidVariables,
+		return nil, errorf(CodeInvalidVariables,
 			"the body must be a JSON object of variable names to values, e.g. %s; %s is %s",
 			exampleObject, what, kindOf(data))
 	case err != nil:
-		return nil, errorf(http.StatusBadRequest, codeInvalidJSON,
+		return nil, errorf(CodeInvalidJSON,
 			"%s is not valid JSON (%v); send a JSON object such as %s", what, err, exampleObject)
 	}
 	return m, nil

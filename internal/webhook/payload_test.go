@@ -3,7 +3,6 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -15,7 +14,6 @@ func TestDecodePayload(t *testing.T) {
 		contentType string
 		body        string
 		want        map[string]string // raw JSON text by key, when the call succeeds
-		status      int               // the *Error's status, when it fails
 		code        string
 		message     []string // substrings the message must hold
 	}{
@@ -38,32 +36,32 @@ func TestDecodePayload(t *testing.T) {
 		{name: "curl --data object", contentType: "application/x-www-form-urlencoded", body: `{"abc":"456"}`, want: map[string]string{"abc": `"456"`}},
 		{name: "curl --data empty object", contentType: "application/x-www-form-urlencoded", body: `{}`, want: map[string]string{}},
 
-		{name: "array", contentType: "application/json", body: `[1,2]`, status: 422, code: "invalid_variables",
+		{name: "array", contentType: "application/json", body: `[1,2]`, code: "invalid_variables",
 			message: []string{`the body must be a JSON object of variable names to values, e.g. {"abc":"456"}`, "an array"}},
-		{name: "string", contentType: "application/json", body: `"abc"`, status: 422, code: "invalid_variables", message: []string{"a string"}},
-		{name: "number", contentType: "application/json", body: `12`, status: 422, code: "invalid_variables", message: []string{"a number"}},
-		{name: "boolean", contentType: "application/json", body: `true`, status: 422, code: "invalid_variables", message: []string{"a boolean"}},
-		{name: "null", contentType: "application/json", body: ` null `, status: 422, code: "invalid_variables", message: []string{"null"}},
-		{name: "form payload array", contentType: "application/x-www-form-urlencoded", body: `payload=%5B%5D`, status: 422, code: "invalid_variables", message: []string{"the payload field is an array"}},
-		{name: "curl --data array", contentType: "application/x-www-form-urlencoded", body: `[1]`, status: 422, code: "invalid_variables"},
-		{name: "curl --data number", contentType: "application/x-www-form-urlencoded", body: `12`, status: 422, code: "invalid_variables"},
+		{name: "string", contentType: "application/json", body: `"abc"`, code: "invalid_variables", message: []string{"a string"}},
+		{name: "number", contentType: "application/json", body: `12`, code: "invalid_variables", message: []string{"a number"}},
+		{name: "boolean", contentType: "application/json", body: `true`, code: "invalid_variables", message: []string{"a boolean"}},
+		{name: "null", contentType: "application/json", body: ` null `, code: "invalid_variables", message: []string{"null"}},
+		{name: "form payload array", contentType: "application/x-www-form-urlencoded", body: `payload=%5B%5D`, code: "invalid_variables", message: []string{"the payload field is an array"}},
+		{name: "curl --data array", contentType: "application/x-www-form-urlencoded", body: `[1]`, code: "invalid_variables"},
+		{name: "curl --data number", contentType: "application/x-www-form-urlencoded", body: `12`, code: "invalid_variables"},
 
-		{name: "bad json", contentType: "application/json", body: `{"a":}`, status: 400, code: "invalid_json",
+		{name: "bad json", contentType: "application/json", body: `{"a":}`, code: "invalid_json",
 			message: []string{"not valid JSON", "line 1, column 6 (byte 6)"}},
-		{name: "bad json second line", contentType: "application/json", body: "{\n  \"a\": 1,\n  \"b\" 2\n}", status: 400, code: "invalid_json",
+		{name: "bad json second line", contentType: "application/json", body: "{\n  \"a\": 1,\n  \"b\" 2\n}", code: "invalid_json",
 			message: []string{"line 3, column 7"}},
-		{name: "truncated", contentType: "application/json", body: `{"a":"b"`, status: 400, code: "invalid_json", message: []string{"line 1", "byte 8"}},
-		{name: "trailing data", contentType: "application/json", body: `{} {}`, status: 400, code: "invalid_json", message: []string{"column 4"}},
-		{name: "not json at all", body: `abc=1`, status: 400, code: "invalid_json"},
-		{name: "curl --data bad object", contentType: "application/x-www-form-urlencoded", body: `{abc:1}`, status: 400, code: "invalid_json", message: []string{"column 2"}},
-		{name: "form without payload", contentType: "application/x-www-form-urlencoded", body: `abc=456`, status: 400, code: "invalid_json", message: []string{"no payload field"}},
-		{name: "form bad escape", contentType: "application/x-www-form-urlencoded", body: `payload=%zz`, status: 400, code: "invalid_json", message: []string{"not valid form encoding"}},
-		{name: "form payload bad json", contentType: "application/x-www-form-urlencoded", body: `payload=%7B`, status: 400, code: "invalid_json", message: []string{"the payload field is not valid JSON"}},
+		{name: "truncated", contentType: "application/json", body: `{"a":"b"`, code: "invalid_json", message: []string{"line 1", "byte 8"}},
+		{name: "trailing data", contentType: "application/json", body: `{} {}`, code: "invalid_json", message: []string{"column 4"}},
+		{name: "not json at all", body: `abc=1`, code: "invalid_json"},
+		{name: "curl --data bad object", contentType: "application/x-www-form-urlencoded", body: `{abc:1}`, code: "invalid_json", message: []string{"column 2"}},
+		{name: "form without payload", contentType: "application/x-www-form-urlencoded", body: `abc=456`, code: "invalid_json", message: []string{"no payload field"}},
+		{name: "form bad escape", contentType: "application/x-www-form-urlencoded", body: `payload=%zz`, code: "invalid_json", message: []string{"not valid form encoding"}},
+		{name: "form payload bad json", contentType: "application/x-www-form-urlencoded", body: `payload=%7B`, code: "invalid_json", message: []string{"the payload field is not valid JSON"}},
 
-		{name: "text plain", contentType: "text/plain", body: `{"a":"b"}`, status: 415, code: "unsupported_media_type",
+		{name: "text plain", contentType: "text/plain", body: `{"a":"b"}`, code: "unsupported_media_type",
 			message: []string{"text/plain", "Content-Type: application/json"}},
-		{name: "multipart", contentType: "multipart/form-data; boundary=x", body: `--x--`, status: 415, code: "unsupported_media_type", message: []string{"multipart/form-data"}},
-		{name: "unparseable type", contentType: "/", body: `{}`, status: 415, code: "unsupported_media_type", message: []string{"cannot be read"}},
+		{name: "multipart", contentType: "multipart/form-data; boundary=x", body: `--x--`, code: "unsupported_media_type", message: []string{"multipart/form-data"}},
+		{name: "unparseable type", contentType: "/", body: `{}`, code: "unsupported_media_type", message: []string{"cannot be read"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,8 +90,8 @@ func TestDecodePayload(t *testing.T) {
 			if got != nil {
 				t.Errorf("map = %v with an error, want nil", got)
 			}
-			if e.Status != tt.status || e.Code != tt.code {
-				t.Errorf("error = %d %s (%s), want %d %s", e.Status, e.Code, e.Message, tt.status, tt.code)
+			if e.Code != tt.code {
+				t.Errorf("error = %s (%s), want %s", e.Code, e.Message, tt.code)
 			}
 			for _, s := range tt.message {
 				if !strings.Contains(e.Message, s) {
@@ -147,10 +145,10 @@ func FuzzDecodePayload(f *testing.F) {
 			if !errors.As(err, &e) {
 				t.Fatalf("error %v (%T) is not an *Error", err, err)
 			}
-			switch e.Status {
-			case http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+			switch e.Code {
+			case CodeInvalidJSON, CodeUnsupportedMediaType, CodeInvalidVariables:
 			default:
-				t.Fatalf("status %d (%v)", e.Status, e)
+				t.Fatalf("code %q (%v)", e.Code, e)
 			}
 			if e.Code == "" || e.Message == "" {
 				t.Fatalf("error without code or message: %#v", e)

@@ -23,12 +23,12 @@ const signatureHeader = "X-Hub-Signature-256"
 func VerifySignature(h http.Header, body, secret []byte) error {
 	got := strings.TrimSpace(h.Get(signatureHeader))
 	if got == "" {
-		return errorf(http.StatusUnauthorized, codeInvalidSignature,
+		return errorf(CodeInvalidSignature,
 			"this webhook has a secret: sign the body with HMAC-SHA256 using the secret and send it as %s: sha256=<hex>", signatureHeader)
 	}
 	const prefix = "sha256="
 	if len(got) < len(prefix) || !strings.EqualFold(got[:len(prefix)], prefix) {
-		return errorf(http.StatusUnauthorized, codeInvalidSignature,
+		return errorf(CodeInvalidSignature,
 			"%s is malformed: it must start with sha256= followed by the hex HMAC-SHA256 of the body", signatureHeader)
 	}
 	return checkHMAC(signatureHeader, got[len(prefix):], body, secret)
@@ -39,17 +39,17 @@ func VerifySignature(h http.Header, body, secret []byte) error {
 func checkHMAC(header, hexSum string, body, secret []byte) error {
 	sum, err := hex.DecodeString(hexSum)
 	if err != nil {
-		return errorf(http.StatusUnauthorized, codeInvalidSignature,
+		return errorf(CodeInvalidSignature,
 			"%s is malformed: the digest is not hexadecimal; send the hex HMAC-SHA256 of the body", header)
 	}
 	if len(sum) != sha256.Size {
-		return errorf(http.StatusUnauthorized, codeInvalidSignature,
+		return errorf(CodeInvalidSignature,
 			"%s is malformed: the digest has %d hex digits, an HMAC-SHA256 has %d", header, len(hexSum), 2*sha256.Size)
 	}
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	if !hmac.Equal(sum, mac.Sum(nil)) {
-		return errorf(http.StatusUnauthorized, codeInvalidSignature,
+		return errorf(CodeInvalidSignature,
 			"%s does not match the body: sign the exact bytes sent, with this webhook's secret", header)
 	}
 	return nil

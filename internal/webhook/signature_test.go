@@ -66,8 +66,8 @@ func TestVerifySignature(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("VerifySignature = %v, want an *Error", err)
 			}
-			if e.Status != http.StatusUnauthorized || e.Code != "invalid_signature" {
-				t.Errorf("error = %d %s, want 401 invalid_signature", e.Status, e.Code)
+			if e.Code != CodeInvalidSignature {
+				t.Errorf("error code = %s, want invalid_signature", e.Code)
 			}
 			if !strings.Contains(e.Message, tt.message) {
 				t.Errorf("message %q does not contain %q", e.Message, tt.message)

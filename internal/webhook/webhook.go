@@ -5,8 +5,8 @@
 // finds the trigger by token, checks it is enabled, asks a Limiter, checks the signature with
 // VerifySignature when the trigger has a secret, checks the owner's permission, decodes the
 // body with DecodePayload and hands the variables to package trigger. Every refusal here is an
-// *Error whose Status and Code are those of DESIGN.md's "Webhook endpoint" table, so the
-// handler writes {"error": {"code": e.Code, "message": e.Message}} with e.Status as it is.
+// *Error whose Code is one of DESIGN.md's "Webhook endpoint" table; the HTTP status that goes
+// with a code is chosen at the API edge (package api), never here.
 //
 // The body size limit (413 payload_too_large) is the handler's job: it reads the body through
 // http.MaxBytesReader before calling DecodePayload.
@@ -16,10 +16,10 @@ import "fmt"
 
 // Error codes of DESIGN.md's webhook table that this package returns.
 const (
-	codeInvalidJSON          = "invalid_json"
-	codeInvalidVariables     = "invalid_variables"
-	codeUnsupportedMediaType = "unsupported_media_type"
-	codeInvalidSignature     = "invalid_signature"
+	CodeInvalidJSON          = "invalid_json"
+	CodeInvalidVariables     = "invalid_variables"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeInvalidSignature     = "invalid_signature"
 )
 
 // Step is one step of a delivery's decision trace.
@@ -39,9 +39,8 @@ func (t *Trace) Add(step string, ok bool, format string, args ...any) {
 	*t = append(*t, Step{Step: step, OK: ok, Detail: fmt.Sprintf(format, args...)})
 }
 
-// Error is a refusal with its HTTP status and DESIGN.md's code, and a message a person can act on.
+// Error is a refusal with DESIGN.md's code and a message a person can act on.
 type Error struct {
-	Status  int    // HTTP status, e.g. 400
 	Code    string // DESIGN.md's error code, e.g. "invalid_json"
 	Message string // what is wrong and what to send instead; safe to show the caller
 }
@@ -52,6 +51,6 @@ func (e *Error) Error() string {
 }
 
 // errorf builds an *Error whose message is fmt.Sprintf(format, args...).
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
