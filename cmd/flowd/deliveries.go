@@ -129,9 +129,11 @@ today instead (see 'flowd redeliver').`, 1, 1)
 func (c *cli) cmdRedeliver(ctx context.Context, args []string) int {
 	f := newFlags("redeliver", "flowd redeliver ID", `
 Send the body of webhook delivery ID through its pipeline's webhook again, as the webhook is
-configured today (pipeline developers); the signature is not checked. Prints the answer of the
-new delivery: its status, the run it started, and the decision step by step. Exit status: 0
-if the webhook accepted it (2xx), 1 if it refused.`, 1, 1)
+configured today (pipeline developers); the signature is not checked again, but only a delivery
+that passed the signature check (or whose trigger had no secret) can be redelivered: another
+is refused with 409 not_redeliverable. Prints the answer of the new delivery: its status, the
+run it started, and the decision step by step. Exit status: 0 if the webhook accepted it
+(2xx), 1 if it refused.`, 1, 1)
 	cl, id, code := c.connectID(f, args, "ID", "delivery")
 	if code >= 0 {
 		return code

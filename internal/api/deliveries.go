@@ -135,7 +135,8 @@ func (s *Server) deliveryGet(w http.ResponseWriter, r *http.Request) {
 
 // deliveryRedeliver: POST /api/v1/deliveries/{id}/redeliver (developer) → the stored body and
 // headers through today's configuration as a new delivery (signature step skipped: the caller
-// is signed in); the answer is the new delivery's, status included.
+// is signed in); the answer is the new delivery's, status included. Only a delivery that passed
+// the signature check, or needed none, is sent again: another is refused 409 not_redeliverable.
 func (s *Server) deliveryRedeliver(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	d, u, ok := s.deliveryAccess(w, r)
@@ -154,6 +155,7 @@ func (s *Server) deliveryRedeliver(w http.ResponseWriter, r *http.Request) {
 		RemoteAddr:    remoteHost(r),
 		ContentType:   headers.Get("Content-Type"),
 		RedeliveryOf:  d.ID,
+		Signature:     trigger.SignatureVerdict(d),
 		SkipSignature: true,
 		Actor:         u.Username,
 		ReceivedAt:    start,

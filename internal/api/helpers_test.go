@@ -59,7 +59,7 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, dialect string)) {
 
 // env is one API server over a real store, reached through real HTTP.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	st       *store.Store
 	box      *secret.Box
 	server   *api.Server
@@ -75,16 +75,18 @@ func newEnv(t *testing.T, dialect string, configure ...func(*api.Server)) *env {
 	return newEnvWithStore(t, storetest.Open(t, dialect), configure...)
 }
 
-func newEnvWithStore(t *testing.T, st *store.Store, configure ...func(*api.Server)) *env {
-	t.Helper()
+// newEnvWithStore starts a server on st. tb may be a *testing.F: a fuzz target's server, set
+// up before f.Fuzz and used through e.with(t) in each run.
+func newEnvWithStore(tb testing.TB, st *store.Store, configure ...func(*api.Server)) *env {
+	tb.Helper()
 	box, err := secret.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	e := &env{t: t, st: st, box: box, canceler: &fakeCanceler{}, notify: newNotifier()}
+	e := &env{t: tb, st: st, box: box, canceler: &fakeCanceler{}, notify: newNotifier()}
 	m := metrics.New()
 	if err := m.WatchStore(st); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	e.server = &api.Server{
 		Store:        st,
@@ -95,14 +97,14 @@ func newEnvWithStore(t *testing.T, st *store.Store, configure ...func(*api.Serve
 		Metrics:      m,
 		ExternalURL:  "https://ci.example.com",
 		MaxBody:      64 << 10,
-		Logger:       storetest.Logger(t),
+		Logger:       storetest.Logger(tb),
 		PasswordCost: 4,
 	}
 	for _, c := range configure {
 		c(e.server)
 	}
 	e.srv = httptest.NewServer(e.server.Handler())
-	t.Cleanup(e.srv.Close)
+	tb.Cleanup(e.srv.Close)
 	return e
 }
 
@@ -147,7 +149,7 @@ func (r response) String() string {
 }
 
 // json decodes the body into v, failing the test when it cannot.
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("answer %s is not JSON: %v", r, err)

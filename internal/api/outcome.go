@@ -30,10 +30,12 @@ func outcomeStatus(code trigger.Code) int {
 		return http.StatusForbidden
 	case trigger.CodeInvalidJSON, trigger.CodeBadRequest:
 		return http.StatusBadRequest
-	case trigger.CodeInvalidVariables, trigger.CodeNoCommit:
+	case trigger.CodeInvalidVariables, trigger.CodeNoCommit, trigger.CodeKeyMismatch:
 		return http.StatusUnprocessableEntity
 	case trigger.CodeUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case trigger.CodeNotRedeliverable:
+		return http.StatusConflict
 	case trigger.CodeGitError:
 		return http.StatusBadGateway
 	case trigger.CodeUnavailable:

@@ -17,7 +17,7 @@ import (
 )
 
 // with returns the env acting for t (a subtest), so failures end the right test.
-func (e *env) with(t *testing.T) *env {
+func (e *env) with(t testing.TB) *env {
 	c := *e
 	c.t = t
 	return &c
@@ -120,7 +120,7 @@ type traceStep struct {
 	Detail string `json:"detail"`
 }
 
-func (r response) answer(t *testing.T) hookAnswer {
+func (r response) answer(t testing.TB) hookAnswer {
 	t.Helper()
 	var a hookAnswer
 	dec := json.NewDecoder(bytes.NewReader(r.Body))

@@ -575,10 +575,21 @@ func TestDeliveryLog(t *testing.T) {
 			t.Errorf("second page: %+v", page)
 		}
 
-		// Redelivering the unsigned request skips the signature and starts a run.
+		// The unsigned request failed the signature check: it cannot be redelivered.
 		rd := e.call("POST", "/api/v1/deliveries/"+itoa(badID)+"/redeliver", dev.Token, nil)
 		ra := rd.answer(t)
-		if rd.Status != 202 || ra.Run == nil || ra.Run.ID == goodAnswer.Run.ID || ra.Delivery == badID {
+		if rd.Status != http.StatusConflict || ra.Error == nil || ra.Error.Code != "not_redeliverable" || ra.Run != nil ||
+			!strings.Contains(ra.Error.Message, "failed the signature check") {
+			t.Fatalf("redeliver of the unsigned request: %s; want 409 not_redeliverable", rd)
+		}
+		if step, ok := lastStep(ra.Trace); step != "signature" || ok {
+			t.Errorf("the refused redelivery's trace ends at %s %v, want a failed signature", step, ok)
+		}
+
+		// Redelivering the signed one skips the signature and starts a run.
+		rd = e.call("POST", "/api/v1/deliveries/"+itoa(goodAnswer.Delivery)+"/redeliver", dev.Token, nil)
+		ra = rd.answer(t)
+		if rd.Status != 202 || ra.Run == nil || ra.Run.ID == goodAnswer.Run.ID || ra.Delivery == goodAnswer.Delivery {
 			t.Fatalf("redeliver: %s", rd)
 		}
 		var sig traceStep
@@ -591,10 +602,10 @@ func TestDeliveryLog(t *testing.T) {
 			t.Errorf("redelivery's signature step: %+v", sig)
 		}
 		e.call("GET", "/api/v1/deliveries/"+itoa(ra.Delivery), dev.Token, nil).json(t, &d)
-		if d.RedeliveryOf == nil || *d.RedeliveryOf != badID || d.RunID == nil || *d.RunID != ra.Run.ID {
+		if d.RedeliveryOf == nil || *d.RedeliveryOf != goodAnswer.Delivery || d.RunID == nil || *d.RunID != ra.Run.ID {
 			t.Errorf("the redelivery: redelivery_of %v run %v", d.RedeliveryOf, d.RunID)
 		}
-		if rn, _ := e.st.RunGet(context.Background(), ra.Run.ID); rn.Variables["abc"] != "1" {
+		if rn, _ := e.st.RunGet(context.Background(), ra.Run.ID); rn.Variables["abc"] != "ok" {
 			t.Errorf("redelivered run variables %v", rn.Variables)
 		}
 		// Redelivering a refusal that still fails answers its status.

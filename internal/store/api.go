@@ -23,6 +23,9 @@ var (
 	// disk_full); nothing was written and the database is intact. It is an ErrUnavailable too:
 	// a write may succeed once space is freed.
 	ErrFull = fmt.Errorf("%w: the database or its disk is full", ErrUnavailable)
+	// ErrKeyMismatch: an idempotency key seen within IdempotencyWindow came with another body;
+	// nothing was written.
+	ErrKeyMismatch = errors.New("idempotency key used with another body")
 )
 
 // User is an account.

@@ -27,7 +27,7 @@ func deliverySelect(full bool) string {
 	}
 	return `SELECT d.id, d.pipeline_id, p.name, d.received_at, d.remote_addr, ` + headers + `, ` + body + `,
 			d.body_truncated, d.status_code, d.error_code, d.response, d.run_id, d.trace, d.dry_run,
-			d.redelivery_of, d.replay_of, d.idempotency_key
+			d.redelivery_of, d.replay_of, d.idempotency_key, d.signature
 		FROM deliveries d JOIN pipelines p ON p.id = d.pipeline_id`
 }
 
@@ -38,7 +38,7 @@ func scanDelivery(row interface{ Scan(...any) error }) (Delivery, error) {
 	)
 	err := row.Scan(&d.ID, &d.PipelineID, &d.Pipeline, timeScan{&d.ReceivedAt}, &d.RemoteAddr, headersScan{&d.Headers},
 		&d.Body, &d.BodyTruncated, &d.StatusCode, &d.ErrorCode, &d.Response, &runID, &d.Trace, &d.DryRun,
-		&redeliveryOf, &replayOf, &d.IdempotencyKey)
+		&redeliveryOf, &replayOf, &d.IdempotencyKey, &d.Signature)
 	d.RunID, d.RedeliveryOf, d.ReplayOf = idPtr(runID), idPtr(redeliveryOf), idPtr(replayOf)
 	return d, err
 }
@@ -144,7 +144,7 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 			row := in
 			row.RunID, row.ReplayOf, replayed = nil, nil, false
 			if useKey {
-				first, err := claimKey(ctx, tx, in.PipelineID, in.IdempotencyKey)
+				first, err := claimKey(ctx, tx, in.PipelineID, in.IdempotencyKey, rec.BodySHA256)
 				if err != nil {
 					return err
 				}
@@ -167,11 +167,11 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 			var id int64
 			err := tx.queryRow(ctx, `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body,
 					body_truncated, status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of,
-					idempotency_key)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+					idempotency_key, signature)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 				row.PipelineID, tx.ts(row.ReceivedAt), row.RemoteAddr, headers, row.Body, row.BodyTruncated,
 				row.StatusCode, row.ErrorCode, row.Response, nullIDPtr(row.RunID), row.Trace, row.DryRun,
-				nullIDPtr(row.RedeliveryOf), nullIDPtr(row.ReplayOf), row.IdempotencyKey).Scan(&id)
+				nullIDPtr(row.RedeliveryOf), nullIDPtr(row.ReplayOf), row.IdempotencyKey, row.Signature).Scan(&id)
 			if err != nil {
 				return err
 			}
@@ -225,23 +225,28 @@ func clonePtr(p *int64) *int64 {
 
 // claimKey looks an idempotency key up inside DeliveryRecord's transaction. Within the window it
 // returns the first delivery with the key (status, error code, response and run only), to
-// replay. Otherwise it drops an expired key row and inserts a fresh one (delivery_id set by the
-// caller once the delivery is stored) and returns nil. On PostgreSQL a racing transaction's
-// insert of the same key waits for the first and then fails with errKeyTaken.
-func claimKey(ctx context.Context, tx db, pipelineID int64, key string) (*Delivery, error) {
+// replay, or ErrKeyMismatch when the key came with another body (both hashes known).
+// Otherwise it drops an expired key row and inserts a fresh one with bodyHash (delivery_id set
+// by the caller once the delivery is stored) and returns nil. On PostgreSQL a racing
+// transaction's insert of the same key waits for the first and then fails with errKeyTaken.
+func claimKey(ctx context.Context, tx db, pipelineID int64, key string, bodyHash []byte) (*Delivery, error) {
 	at := now()
 	var (
-		firstID sql.NullInt64
-		created time.Time
+		firstID   sql.NullInt64
+		created   time.Time
+		firstHash []byte
 	)
-	err := tx.queryRow(ctx, "SELECT delivery_id, created_at FROM webhook_idempotency WHERE pipeline_id = ? AND key = ?",
-		pipelineID, key).Scan(&firstID, timeScan{&created})
+	err := tx.queryRow(ctx, "SELECT delivery_id, created_at, body_sha256 FROM webhook_idempotency WHERE pipeline_id = ? AND key = ?",
+		pipelineID, key).Scan(&firstID, timeScan{&created}, &firstHash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return nil, err
 	default:
 		if firstID.Valid && created.After(at.Add(-IdempotencyWindow)) {
+			if len(firstHash) > 0 && len(bodyHash) > 0 && !bytes.Equal(firstHash, bodyHash) {
+				return nil, ErrKeyMismatch
+			}
 			var (
 				first Delivery
 				runID sql.NullInt64
@@ -263,8 +268,8 @@ func claimKey(ctx context.Context, tx db, pipelineID int64, key string) (*Delive
 			return nil, err
 		}
 	}
-	_, err = tx.exec(ctx, "INSERT INTO webhook_idempotency (pipeline_id, key, delivery_id, created_at) VALUES (?, ?, NULL, ?)",
-		pipelineID, key, tx.ts(at))
+	_, err = tx.exec(ctx, "INSERT INTO webhook_idempotency (pipeline_id, key, delivery_id, created_at, body_sha256) VALUES (?, ?, NULL, ?, ?)",
+		pipelineID, key, tx.ts(at), bodyHash)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return nil, fmt.Errorf("%w: %w", errKeyTaken, err)

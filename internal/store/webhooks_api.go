@@ -69,12 +69,26 @@ type Delivery struct {
 	RedeliveryOf   *int64 // set on a redelivery from the API
 	ReplayOf       *int64 // set when an idempotency key replayed an earlier delivery's answer
 	IdempotencyKey string
+	Signature      string // the signature step's verdict: one of the Signature* values
 }
+
+// The signature step's verdicts (Delivery.Signature). Only a delivery whose verdict is
+// SignaturePassed or SignatureNone may be redelivered; a redelivery keeps its original's.
+const (
+	SignatureUnknown = ""          // the step was not reached, or the delivery predates the column
+	SignaturePassed  = "passed"    // the signature or token matched the trigger's secret
+	SignatureNone    = "none"      // the trigger had no secret
+	SignatureFailed  = "failed"    // missing or wrong
+	SignatureSkipped = "unchecked" // a dry run by a signed-in user without a signature header
+)
 
 // DeliveryRecord is a delivery to store, and the run it starts (NewRun nil = none).
 type DeliveryRecord struct {
 	Delivery Delivery
-	NewRun   *RunCreate
+	// BodySHA256 is the hash of the body as received, kept with an idempotency key it claims:
+	// the key sent again with another body is ErrKeyMismatch. nil = not compared.
+	BodySHA256 []byte
+	NewRun     *RunCreate
 	// Answer builds the delivery's status and JSON answer from the run just created, inside the
 	// transaction; it is called only when NewRun is set (otherwise Delivery carries them).
 	Answer func(r run.Run) (status int, response []byte)

@@ -25,9 +25,11 @@ const (
 	CodeInvalidJSON       Code = webhook.CodeInvalidJSON
 	CodeInvalidVariables  Code = webhook.CodeInvalidVariables
 	CodeUnsupportedMedia  Code = webhook.CodeUnsupportedMediaType
-	CodeBadRequest        Code = "bad_request" // a run start names a ref that cannot be built
-	CodeNoCommit          Code = "no_commit"   // the branch or tag is not in the repository, or no commit can be chosen
-	CodeGitError          Code = "git_error"   // git ls-remote failed (unreachable repository, refused credentials)
-	CodeUnavailable       Code = "unavailable" // the database is down, or the request ended undecided (RetryAfter)
-	CodeInternal          Code = "internal"    // a failure of the server, logged
+	CodeBadRequest        Code = "bad_request"              // a run start names a ref that cannot be built
+	CodeNoCommit          Code = "no_commit"                // the branch or tag is not in the repository, or no commit can be chosen
+	CodeGitError          Code = "git_error"                // git ls-remote failed (unreachable repository, refused credentials)
+	CodeNotRedeliverable  Code = "not_redeliverable"        // a redelivery of a delivery that did not pass the signature check
+	CodeKeyMismatch       Code = "idempotency_key_mismatch" // an Idempotency-Key seen within 24 h came with another body
+	CodeUnavailable       Code = "unavailable"              // the database is down, or the request ended undecided (RetryAfter)
+	CodeInternal          Code = "internal"                 // a failure of the server, logged
 )

@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/rules"
+	"github.com/flowd/flowd/internal/webhook"
 )
 
 // maxCachedPrograms bounds the compiled CEL programs kept; past it the cache starts over.
@@ -74,8 +75,9 @@ func ruleHeaders(h http.Header) map[string]string {
 }
 
 // ruleBody is the body variable of CEL rules: the body's JSON value, any value (numbers as
-// json.Number), read from the payload field of a form-encoded body as DecodePayload reads it.
-// An empty body is an empty object, as it is for variables.
+// json.Number), read from the payload field of a form-encoded body as DecodePayload reads it;
+// a form body without a payload field is the object of its variables (strings), as
+// DecodePayload reads them. An empty body is an empty object, as it is for variables.
 func ruleBody(contentType string, body []byte) (any, error) {
 	data := bytes.TrimSpace(body)
 	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/x-www-form-urlencoded" &&
@@ -83,6 +85,9 @@ func ruleBody(contentType string, body []byte) (any, error) {
 		form, err := url.ParseQuery(string(data))
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := form["payload"]; !ok {
+			return formBody(contentType, body)
 		}
 		data = bytes.TrimSpace([]byte(form.Get("payload")))
 	}
@@ -96,6 +101,19 @@ func ruleBody(contentType string, body []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// formBody is the body variable of CEL rules for a form body of fields: their variables.
+func formBody(contentType string, body []byte) (any, error) {
+	vars, err := webhook.DecodePayload(contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(vars))
+	for k, v := range vars {
+		out[k] = valueText(v)
+	}
+	return out, nil
 }
 
 // ruleOutcome is what a pipeline's webhook rules made of a delivery.

@@ -87,7 +87,10 @@ type Incoming struct {
 	ContentType   string // "" = Headers' Content-Type
 	DryRun        bool   // decide everything, start nothing
 	RedeliveryOf  int64  // the delivery this one repeats; 0 = none
-	SkipSignature bool   // the caller is signed in (redelivery, a dry run without signature headers)
+	// Signature is the signature verdict of the delivery a redelivery repeats
+	// (SignatureVerdict): only one that passed the check, or needed none, is redelivered.
+	Signature     string
+	SkipSignature bool // the caller is signed in (redelivery, a dry run without signature headers)
 	// SkipSignatureWhy is the signature step's trace detail when SkipSignature is set; "" says
 	// it is a redelivery by a signed-in user.
 	SkipSignatureWhy string

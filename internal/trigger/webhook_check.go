@@ -1,11 +1,14 @@
 package trigger
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/store"
@@ -118,14 +121,14 @@ func (w *Webhooks) size(ctx context.Context, d *delivery) *Outcome {
 func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 	d.provider, d.fromHost = githost.Detect(d.in.Headers)
 	switch {
+	case d.in.SkipSignature && d.in.RedeliveryOf != 0:
+		return w.redelivered(ctx, d)
 	case d.in.SkipSignature:
-		why := d.in.SkipSignatureWhy
-		if why == "" {
-			why = "skipped: a redelivery by a signed-in user"
-		}
-		d.trace.Add("signature", true, "%s", why)
+		d.rec.Signature = store.SignatureSkipped
+		d.trace.Add("signature", true, "%s", cmp.Or(d.in.SkipSignatureWhy, "not checked: sent through the API by "+d.in.Actor))
 		return nil
 	case len(d.trig.SecretSealed) == 0:
+		d.rec.Signature = store.SignatureNone
 		d.trace.Add("signature", true, "the trigger has no secret; no signature needed")
 		return nil
 	}
@@ -133,11 +136,13 @@ func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 	if err != nil {
 		return w.failure(d, err)
 	}
+	d.rec.Signature = store.SignatureFailed
 	if d.fromHost {
 		if err := githost.Verify(d.provider, d.in.Headers, d.in.Body, sec); err != nil {
 			d.trace.Add("signature", false, "%s", err.Error())
 			return w.refuse(ctx, d, CodeInvalidSignature, err.Error(), nil)
 		}
+		d.rec.Signature = store.SignaturePassed
 		d.trace.Add("signature", true, "%s", hostSignatureOK(d.provider))
 		return nil
 	}
@@ -150,8 +155,59 @@ func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 		d.trace.Add("signature", false, "%s", msg)
 		return w.refuse(ctx, d, code, msg, nil)
 	}
+	d.rec.Signature = store.SignaturePassed
 	d.trace.Add("signature", true, "the signature matches the trigger's secret")
 	return nil
+}
+
+// redelivered is the signature step of a redelivery: the signed-in caller is not asked to sign,
+// but only a delivery that passed the check, or needed none, is sent again, so nobody can turn
+// a request that failed it (or was never checked) into a run as the owner.
+func (w *Webhooks) redelivered(ctx context.Context, d *delivery) *Outcome {
+	d.rec.Signature = d.in.Signature
+	var why string
+	switch d.in.Signature {
+	case store.SignaturePassed, store.SignatureNone:
+		d.trace.Add("signature", true, "skipped: a redelivery by a signed-in user")
+		return nil
+	case store.SignatureFailed:
+		why = "failed the signature check"
+	case store.SignatureSkipped:
+		why = "was a dry run whose signature was not checked"
+	default:
+		why = "never passed a signature check (it was refused before it, or is a redelivery stored before flowd recorded the check)"
+	}
+	msg := fmt.Sprintf("delivery %d %s, so it cannot be redelivered: only deliveries that passed the check (or needed none) can be; send the request again, signed with the trigger's secret", d.in.RedeliveryOf, why)
+	d.trace.Add("signature", false, "%s", msg)
+	return w.refuse(ctx, d, CodeNotRedeliverable, msg, nil)
+}
+
+// SignatureVerdict is the signature verdict of a stored delivery (store.Signature*); for one
+// stored before flowd recorded it, read from its trace. A redelivery of it inherits it.
+func SignatureVerdict(d store.Delivery) string {
+	if d.Signature != store.SignatureUnknown {
+		return d.Signature
+	}
+	var trace webhook.Trace
+	if json.Unmarshal(d.Trace, &trace) != nil {
+		return store.SignatureUnknown
+	}
+	for _, st := range trace {
+		switch {
+		case st.Step != "signature":
+		case !st.OK:
+			return store.SignatureFailed
+		case strings.HasPrefix(st.Detail, "the trigger has no secret"):
+			return store.SignatureNone
+		case strings.HasPrefix(st.Detail, "not checked"):
+			return store.SignatureSkipped
+		case strings.HasPrefix(st.Detail, "skipped"): // a redelivery: its original is not known here
+			return store.SignatureUnknown
+		default:
+			return store.SignaturePassed
+		}
+	}
+	return store.SignatureUnknown
 }
 
 // permission checks that the trigger's owner, who the run runs as, may still run the pipeline.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/webhook"
@@ -41,30 +42,28 @@ func (d *delivery) withTrace() store.Delivery {
 	return rec
 }
 
-// record stores a delivery under a context that outlives the request (bounded), its body with
-// the values of secret variables masked (redactBody).
+// record stores a delivery under a context that outlives the request (bounded), its body and
+// headers with secrets masked (redact).
 func (w *Webhooks) record(ctx context.Context, d *delivery, rec store.DeliveryRecord) (store.Delivery, bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := w.redactBody(ctx, d); err != nil {
+	if err := w.redact(ctx, d); err != nil {
 		return store.Delivery{}, false, err
 	}
-	rec.Delivery.Body = d.rec.Body
+	rec.Delivery.Body, rec.Delivery.Headers = d.rec.Body, d.rec.Headers
 	return w.Store.DeliveryRecord(ctx, rec)
 }
 
-// redactBody masks the values of the pipeline's secret variables in the body to store (see
-// RedactBody). A delivery refused before the pipeline was read (disabled, too large, bad
-// signature, no permission) reads it here, and only when its body could name a variable.
-func (w *Webhooks) redactBody(ctx context.Context, d *delivery) error {
+// redact masks the body and headers to store (see RedactStored): the values of the pipeline's
+// secret variables by key, and wherever they appear the secret values the delivery saw and
+// the trigger's own token (a GitHub ping carries the URL in hook.config.url). A delivery
+// refused before the pipeline was read (disabled, too large, bad signature, no permission)
+// reads it here when it has a body.
+func (w *Webhooks) redact(ctx context.Context, d *delivery) error {
 	if d.redacted {
 		return nil
 	}
-	if !d.secretKnown {
-		if !mayNameVariables(d.rec.Body) {
-			d.redacted = true
-			return nil
-		}
+	if !d.secretKnown && len(bytes.TrimSpace(d.rec.Body)) > 0 {
 		p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -80,16 +79,42 @@ func (w *Webhooks) redactBody(ctx context.Context, d *delivery) error {
 		}
 		d.secretKnown = true
 	}
-	d.rec.Body = RedactBody(d.rec.Body, d.secret)
+	values := slices.Clone(d.secretVals)
+	token, err := w.tokenOf(d)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		values = append(values, token)
+	}
+	d.rec.Body = RedactStored(d.rec.Body, d.secret, values)
+	d.rec.Headers = redactHeaderValues(d.rec.Headers, values)
 	d.redacted = true
 	return nil
 }
 
-// mayNameVariables reports whether body could set a variable: it looks like a JSON object or a
-// form body (GitHub's payload=<JSON>). It is a quick look that errs on the side of yes.
-func mayNameVariables(body []byte) bool {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	return len(trimmed) > 0 && (trimmed[0] == '{' || bytes.Contains(body, []byte("payload")))
+// tokenOf is the trigger's token: the URL's, or for a delivery sent through the API the
+// trigger's stored one; "" when it has none.
+func (w *Webhooks) tokenOf(d *delivery) (string, error) {
+	if d.in.Token != "" || len(d.trig.TokenSealed) == 0 || w.Box == nil {
+		return d.in.Token, nil
+	}
+	token, err := w.Box.Open(d.trig.TokenSealed)
+	if err != nil {
+		return "", fmt.Errorf("trigger: open the webhook token of %s: %w", d.trig.Pipeline, err)
+	}
+	return string(token), nil
+}
+
+// redactHeaderValues masks each of values in the header values of h, in place.
+func redactHeaderValues(h map[string][]string, values []string) map[string][]string {
+	values = maskable(values)
+	for _, vs := range h {
+		for i, v := range vs {
+			vs[i] = string(maskRaw([]byte(v), values))
+		}
+	}
+	return h
 }
 
 // openSecret decrypts a trigger's signature secret.

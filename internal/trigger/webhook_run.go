@@ -2,6 +2,8 @@ package trigger
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 
 	"github.com/flowd/flowd/internal/run"
@@ -62,9 +64,11 @@ func (w *Webhooks) run(ctx context.Context, d *delivery) *Outcome {
 		created run.Run
 	)
 	create := d.built.Create
+	sum := sha256.Sum256(d.in.Body)
 	stored, replayed, err := w.record(ctx, d, store.DeliveryRecord{
-		Delivery: d.withTrace(),
-		NewRun:   &create,
+		Delivery:   d.withTrace(),
+		BodySHA256: sum[:],
+		NewRun:     &create,
 		Answer: func(r run.Run) (int, []byte) {
 			created = r
 			var a runAnswer
@@ -80,6 +84,13 @@ func (w *Webhooks) run(ctx context.Context, d *delivery) *Outcome {
 			return w.status(CodeStarted), answer
 		},
 	})
+	if errors.Is(err, store.ErrKeyMismatch) {
+		// Stored as refused, without the key: the key stays the first body's.
+		d.rec.IdempotencyKey = ""
+		msg := fmt.Sprintf("idempotency key %s was used within the last 24 hours with a different body: send the same body again to get the first answer, or use a new key for a new request", key)
+		d.trace.Add("run", false, "%s", msg)
+		return w.refuse(ctx, d, CodeKeyMismatch, msg, nil)
+	}
 	if err != nil {
 		return w.failure(d, err)
 	}

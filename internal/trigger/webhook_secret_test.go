@@ -16,6 +16,7 @@ func TestRedactBody(t *testing.T) {
 	t.Parallel()
 	secret := map[string]bool{"API_KEY": true, "PIN": true}
 	form := func(payload string) string { return "a=1&payload=" + url.QueryEscape(payload) + "&b=2" }
+	qe := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%2A", "*") } // a masked field's encoding
 	cases := []struct{ name, in, want string }{
 		{"no secret key: byte for byte", "{ \"abc\" : \"1\",\n \"x\":[1,{\"API_KEY\":\"nested\"}] }", "{ \"abc\" : \"1\",\n \"x\":[1,{\"API_KEY\":\"nested\"}] }"},
 		{"the secret value only", `{"abc": "1", "API_KEY" :  "hunter2" , "z":true}`, `{"abc": "1", "API_KEY" :  "***" , "z":true}`},
@@ -25,9 +26,11 @@ func TestRedactBody(t *testing.T) {
 		{"broken after the secret", `{"API_KEY":"hunter2", oops`, `{"API_KEY":"***", oops`},
 		{"a secret key as a value is no key", `{"abc":"API_KEY"}`, `{"abc":"API_KEY"}`},
 		{"not an object", `["API_KEY","hunter2"]`, `["API_KEY","hunter2"]`},
-		{"not JSON", `API_KEY=hunter2`, `API_KEY=hunter2`},
+		{"a form field", `API_KEY=hunter2&abc=1`, `API_KEY=***&abc=1`},
+		{"a GitLab-style form field", `variables%5BAPI_KEY%5D=hunter2&abc=1`, `variables%5BAPI_KEY%5D=***&abc=1`},
+		{"an encoded payload name", `pay%6Coad=` + url.QueryEscape(`{"API_KEY":"hunter2"}`), `pay%6Coad=` + qe(`{"API_KEY":"***"}`)},
 		{"empty", ``, ``},
-		{"GitHub's form encoding", form(`{"API_KEY":"hunter2","abc":"1"}`), "a=1&payload=" + url.QueryEscape(`{"API_KEY":"***","abc":"1"}`) + "&b=2"},
+		{"GitHub's form encoding", form(`{"API_KEY":"hunter2","abc":"1"}`), "a=1&payload=" + qe(`{"API_KEY":"***","abc":"1"}`) + "&b=2"},
 		{"a form without secrets", form(`{"abc":"1"}`), form(`{"abc":"1"}`)},
 	}
 	for _, c := range cases {
@@ -94,7 +97,7 @@ func TestDeliverMasksSecretValues(t *testing.T) {
 
 		// A redelivery sees "***": the default is used, and the trace says why.
 		re := svc.Deliver(ctx, trigger.Incoming{PipelineID: p.ID, Headers: http.Header{"Content-Type": {"application/json"}},
-			Body: []byte(`{"abc":"7","API_KEY":"***"}`), RedeliveryOf: out.DeliveryID, SkipSignature: true, Actor: "alice"})
+			Body: []byte(`{"abc":"7","API_KEY":"***"}`), RedeliveryOf: out.DeliveryID, Signature: store.SignaturePassed, SkipSignature: true, Actor: "alice"})
 		if re.Code != trigger.CodeStarted {
 			t.Fatalf("redelivery: %s %s", re.Code, re.Body)
 		}

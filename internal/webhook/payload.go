@@ -24,15 +24,17 @@ const exampleObject = `{"abc":"456"}`
 //     Content-Type: there is nothing to misread.
 //   - Content-Type application/json, any type ending in +json (application/vnd.api+json), or
 //     none at all: the body must be a JSON object. Parameters such as charset are ignored.
-//   - application/x-www-form-urlencoded: GitHub's form encoding; the first `payload` field holds
-//     the JSON, read by the same rules (an empty field gives an empty map). Because
+//   - application/x-www-form-urlencoded: with a `payload` field, GitHub's form encoding: the
+//     first `payload` field holds the JSON, read by the same rules (an empty field gives an
+//     empty map). Without one, the fields are the variables: GitLab's variables[NAME]=value
+//     and plain NAME=value, each value a string (see decodeForm). Because
 //     `curl --data '{"abc":"456"}'` sends this Content-Type by default, a body that is itself
-//     valid JSON, or starts with '{' or '[', is read as JSON instead. A form body without a
-//     payload field, or that is not valid form encoding, is 400 invalid_json.
-//   - Any other media type, or a Content-Type that cannot be parsed: 415 unsupported_media_type.
-//   - Invalid JSON: 400 invalid_json, the message giving the line, the column (in bytes, both
+//     valid JSON, or starts with '{' or '[', is read as JSON instead. A body that is not valid
+//     form encoding is invalid_json.
+//   - Any other media type, or a Content-Type that cannot be parsed: unsupported_media_type.
+//   - Invalid JSON: invalid_json, the message giving the line, the column (in bytes, both
 //     1-based) and the byte offset of the problem.
-//   - Valid JSON that is not an object (array, string, number, boolean, null): 422
+//   - Valid JSON that is not an object (array, string, number, boolean, null):
 //     invalid_variables.
 //
 // When a key occurs twice the last value wins, as in encoding/json. Every error is an *Error.
@@ -55,7 +57,7 @@ func DecodePayload(contentType string, body []byte) (map[string]json.RawMessage,
 		return decodeForm(body)
 	default:
 		return nil, errorf(CodeUnsupportedMediaType,
-			"Content-Type %s is not supported: send the variables as a JSON object such as %s with Content-Type: application/json (or GitHub's application/x-www-form-urlencoded with the JSON in the payload field)",
+			"Content-Type %s is not supported: send the variables as a JSON object such as %s with Content-Type: application/json (or application/x-www-form-urlencoded form fields such as abc=456, or GitHub's form encoding with the JSON in the payload field)",
 			mediaType, exampleObject)
 	}
 }
@@ -83,22 +85,55 @@ func looksLikeJSON(body []byte) bool {
 	return json.Valid(body) || (len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '['))
 }
 
-// decodeForm reads GitHub's form encoding: the JSON is in the payload field.
+// decodeForm reads a form body: GitHub's form encoding when it has a payload field (the JSON
+// is in that field), else the fields as variables: GitLab's variables[NAME]=value and plain
+// NAME=value, each value a string (a NAME given both ways takes the variables[NAME] value; a
+// field given twice, its last value, as a JSON key given twice).
 func decodeForm(body []byte) (map[string]json.RawMessage, error) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, errorf(CodeInvalidJSON,
-			"the body is not valid form encoding (%v): send JSON with Content-Type: application/json, or GitHub's form encoding payload=<url-encoded JSON>", err)
+			"the body is not valid form encoding (%v): send JSON such as %s with Content-Type: application/json, form fields such as abc=456 or variables[abc]=456, or GitHub's form encoding payload=<url-encoded JSON>", err, exampleObject)
 	}
-	if _, ok := form["payload"]; !ok {
-		return nil, errorf(CodeInvalidJSON,
-			"the form-encoded body has no payload field: send JSON such as %s with Content-Type: application/json, or GitHub's form encoding payload=<url-encoded JSON>", exampleObject)
+	if _, ok := form["payload"]; ok {
+		payload := []byte(form.Get("payload"))
+		if len(bytes.Trim(payload, jsonSpace)) == 0 {
+			return map[string]json.RawMessage{}, nil
+		}
+		return decodeObject(payload, "the payload field")
 	}
-	payload := []byte(form.Get("payload"))
-	if len(bytes.Trim(payload, jsonSpace)) == 0 {
-		return map[string]json.RawMessage{}, nil
+	out := make(map[string]json.RawMessage, len(form))
+	var gitlab []string
+	for key, values := range form {
+		if name, ok := FormVariable(key); ok {
+			gitlab = append(gitlab, name)
+			continue
+		}
+		out[key] = stringJSON(values[len(values)-1])
 	}
-	return decodeObject(payload, "the payload field")
+	for _, name := range gitlab {
+		values := form["variables["+name+"]"]
+		out[name] = stringJSON(values[len(values)-1])
+	}
+	return out, nil
+}
+
+// FormVariable reads a GitLab-style form field name variables[NAME]: NAME, true.
+func FormVariable(key string) (string, bool) {
+	inner, ok := strings.CutPrefix(key, "variables[")
+	if !ok || !strings.HasSuffix(inner, "]") {
+		return "", false
+	}
+	return strings.TrimSuffix(inner, "]"), true
+}
+
+// stringJSON is s as a JSON string (without HTML escapes: & stays &).
+func stringJSON(s string) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // decodeObject decodes data, which must be one JSON object; what names data in messages.

@@ -54,7 +54,11 @@ func TestDecodePayload(t *testing.T) {
 		{name: "trailing data", contentType: "application/json", body: `{} {}`, code: "invalid_json", message: []string{"column 4"}},
 		{name: "not json at all", body: `abc=1`, code: "invalid_json"},
 		{name: "curl --data bad object", contentType: "application/x-www-form-urlencoded", body: `{abc:1}`, code: "invalid_json", message: []string{"column 2"}},
-		{name: "form without payload", contentType: "application/x-www-form-urlencoded", body: `abc=456`, code: "invalid_json", message: []string{"no payload field"}},
+		{name: "form fields are variables", contentType: "application/x-www-form-urlencoded", body: `abc=456&TARGET=production`, want: map[string]string{"abc": `"456"`, "TARGET": `"production"`}},
+		{name: "GitLab-style form fields", contentType: "application/x-www-form-urlencoded", body: `variables[abc]=456&variables%5BX%5D=a+b%26c`, want: map[string]string{"abc": `"456"`, "X": `"a b&c"`}},
+		{name: "variables[NAME] wins over NAME", contentType: "application/x-www-form-urlencoded", body: `variables[abc]=1&abc=2`, want: map[string]string{"abc": `"1"`}},
+		{name: "a repeated field: the last value", contentType: "application/x-www-form-urlencoded", body: `abc=1&abc=2`, want: map[string]string{"abc": `"2"`}},
+		{name: "an encoded payload name is the payload", contentType: "application/x-www-form-urlencoded", body: `pay%6Coad=%7B%22abc%22%3A%22x%22%7D`, want: map[string]string{"abc": `"x"`}},
 		{name: "form bad escape", contentType: "application/x-www-form-urlencoded", body: `payload=%zz`, code: "invalid_json", message: []string{"not valid form encoding"}},
 		{name: "form payload bad json", contentType: "application/x-www-form-urlencoded", body: `payload=%7B`, code: "invalid_json", message: []string{"the payload field is not valid JSON"}},
 

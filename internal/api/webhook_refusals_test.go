@@ -1,0 +1,104 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestWebhookIdempotencyKeyMismatch: an Idempotency-Key sent again with another body is refused
+// 422 idempotency_key_mismatch and starts nothing; with the same body it still answers the
+// first answer; the refusal does not take the key from the first body.
+func TestWebhookIdempotencyKeyMismatch(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect)
+		h := e.newHook("mismatch", nil)
+		first := e.hook(h.token, "application/json", `{"abc":"1"}`, "Idempotency-Key", "deploy-7")
+		fa := first.answer(t)
+		if first.Status != http.StatusAccepted || fa.Run == nil {
+			t.Fatalf("first: %s", first)
+		}
+		other := e.hook(h.token, "application/json", `{"abc":"2"}`, "Idempotency-Key", "deploy-7")
+		oa := other.answer(t)
+		if other.Status != http.StatusUnprocessableEntity || oa.Error == nil || oa.Error.Code != "idempotency_key_mismatch" ||
+			oa.Run != nil || !strings.Contains(oa.Error.Message, "deploy-7") || !strings.Contains(oa.Error.Message, "different body") {
+			t.Fatalf("same key, another body: %s; want 422 idempotency_key_mismatch", other)
+		}
+		if d := e.delivery(oa.Delivery); d.StatusCode != 422 || d.ErrorCode != "idempotency_key_mismatch" || d.RunID != nil || d.IdempotencyKey != "" {
+			t.Errorf("the refused delivery is stored as %d %s run %v key %q", d.StatusCode, d.ErrorCode, d.RunID, d.IdempotencyKey)
+		}
+		again := e.hook(h.token, "application/json", `{"abc":"1"}`, "Idempotency-Key", "deploy-7")
+		if aa := again.answer(t); again.Status != http.StatusAccepted || !aa.Replayed || aa.Run == nil || aa.Run.ID != fa.Run.ID {
+			t.Errorf("same key, same body after the refusal: %s; want the first answer", again)
+		}
+		if rs := e.runs("mismatch"); len(rs) != 1 {
+			t.Errorf("%d runs, want 1", len(rs))
+		}
+		// A Git host's delivery id is a key too: the same id with another body is refused.
+		if r := e.hook(h.token, "application/json", `{"abc":"3"}`, "X-Gitlab-Event-UUID", "u-1"); r.Status != http.StatusAccepted {
+			t.Fatalf("first with a delivery id: %s", r)
+		}
+		if r := e.hook(h.token, "application/json", `{"abc":"4"}`, "X-Gitlab-Event-UUID", "u-1"); r.Status != http.StatusUnprocessableEntity ||
+			r.errorCode() != "idempotency_key_mismatch" {
+			t.Errorf("a delivery id with another body: %s", r)
+		}
+	})
+}
+
+// TestRedeliverNeedsAPassedSignature: only a delivery that passed the signature check, or
+// needed none, is redelivered; one that failed it, never reached it (a disabled trigger) or was an unchecked
+// dry run is refused 409 not_redeliverable, starts nothing and is logged with its reason; a
+// redelivery of a redelivery of a signed delivery is fine.
+func TestRedeliverNeedsAPassedSignature(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect)
+		h := e.newHook("redel", map[string]string{"secret": "k"})
+		redeliver := func(id int64) response {
+			t.Helper()
+			return e.call("POST", "/api/v1/deliveries/"+itoa(id)+"/redeliver", h.owner.Token, nil)
+		}
+		refused := func(what string, id int64, says string) {
+			t.Helper()
+			r := redeliver(id)
+			a := r.answer(t)
+			if r.Status != http.StatusConflict || a.Error == nil || a.Error.Code != "not_redeliverable" || a.Run != nil ||
+				!strings.Contains(a.Error.Message, says) {
+				t.Errorf("redeliver %s: %s; want 409 not_redeliverable saying %q", what, r, says)
+			}
+			if a.Delivery == 0 || e.delivery(a.Delivery).ErrorCode != "not_redeliverable" {
+				t.Errorf("redeliver %s: the refusal is not in the delivery log: %s", what, r)
+			}
+		}
+		unsigned := e.hook(h.token, "application/json", `{"abc":"1"}`)
+		refused("of an unsigned request", unsigned.answer(t).Delivery, "failed the signature check")
+		wrong := e.hook(h.token, "application/json", `{"abc":"1"}`, "X-Hub-Signature-256", sign("not-k", `{"abc":"1"}`))
+		refused("of a wrongly signed request", wrong.answer(t).Delivery, "failed the signature check")
+		e.call("POST", "/api/v1/pipelines/redel/triggers/webhook/disable", h.owner.Token, nil)
+		e.hook(h.token, "application/json", `{"abc":"1"}`) // stored, answered as an unknown URL
+		e.enable("redel", h.owner, nil)
+		ds := e.deliveries("redel")
+		refused("of a request refused before the check", ds[0].ID, "never passed a signature check")
+		dry := e.do(request{method: "POST", path: "/api/v1/pipelines/redel/triggers/webhook/dry-run", token: h.owner.Token,
+			contentType: "application/json", body: strings.NewReader(`{"abc":"1"}`)})
+		refused("of an unchecked dry run", dry.answer(t).Delivery, "not checked")
+		if rs := e.runs("redel"); len(rs) != 0 {
+			t.Fatalf("%d runs started by refused redeliveries", len(rs))
+		}
+
+		good := e.hook(h.token, "application/json", `{"abc":"1"}`, "X-Hub-Signature-256", sign("k", `{"abc":"1"}`))
+		r1 := redeliver(good.answer(t).Delivery)
+		if r1.Status != http.StatusAccepted {
+			t.Fatalf("redeliver of a signed delivery: %s", r1)
+		}
+		if r2 := redeliver(r1.answer(t).Delivery); r2.Status != http.StatusAccepted {
+			t.Errorf("redeliver of that redelivery: %s", r2)
+		}
+		open := e.newHook("open", nil)
+		plain := e.hook(open.token, "application/json", `{}`)
+		if r := e.call("POST", "/api/v1/deliveries/"+itoa(plain.answer(t).Delivery)+"/redeliver", open.owner.Token, nil); r.Status != http.StatusAccepted {
+			t.Errorf("redeliver of a delivery to a trigger without a secret: %s", r)
+		}
+	})
+}
