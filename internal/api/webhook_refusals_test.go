@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/flowd/flowd/internal/api"
 )
 
 // TestWebhookIdempotencyKeyMismatch: an Idempotency-Key sent again with another body is refused
@@ -99,6 +101,38 @@ func TestRedeliverNeedsAPassedSignature(t *testing.T) {
 		plain := e.hook(open.token, "application/json", `{}`)
 		if r := e.call("POST", "/api/v1/deliveries/"+itoa(plain.answer(t).Delivery)+"/redeliver", open.owner.Token, nil); r.Status != http.StatusAccepted {
 			t.Errorf("redeliver of a delivery to a trigger without a secret: %s", r)
+		}
+	})
+}
+
+// TestValuesThatCannotRun: a NUL byte or an environment entry over Linux's MAX_ARG_STRLEN is
+// refused 422 invalid_variables naming the variable, at the webhook (JSON and form bodies) and
+// at a manual run, and no run is stored (before the fix the webhook answered 202 and the run
+// failed with "argument list too long").
+func TestValuesThatCannotRun(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect, func(s *api.Server) { s.MaxBody = 1 << 20 })
+		h := e.newHook("envlimit", nil)
+		long := strings.Repeat("v", 131100)
+		for _, c := range []struct{ name, contentType, body, says string }{
+			{"NUL in JSON", "application/json", `{"abc":"a\u0000b"}`, "NUL byte"},
+			{"NUL in a form field", "application/x-www-form-urlencoded", `abc=a%00b`, "NUL byte"},
+			{"131,100 bytes", "application/json", `{"abc":"` + long + `"}`, "MAX_ARG_STRLEN"},
+		} {
+			r := e.hook(h.token, c.contentType, c.body)
+			a := r.answer(t)
+			if r.Status != http.StatusUnprocessableEntity || a.Error == nil || a.Error.Code != "invalid_variables" ||
+				len(a.Error.Problems) != 1 || a.Error.Problems[0].Key != "abc" || !strings.Contains(a.Error.Problems[0].Message, c.says) {
+				t.Errorf("%s: %.300s; want 422 invalid_variables naming abc", c.name, r)
+			}
+		}
+		manual := e.call("POST", "/api/v1/pipelines/envlimit/runs", h.owner.Token, map[string]any{"variables": map[string]string{"abc": long}})
+		if manual.Status != http.StatusUnprocessableEntity || manual.errorCode() != "invalid_variables" || !strings.Contains(string(manual.Body), `"key":"abc"`) {
+			t.Errorf("manual run: %.300s", manual)
+		}
+		if rs := e.runs("envlimit"); len(rs) != 0 {
+			t.Errorf("%d runs stored", len(rs))
 		}
 	})
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,10 +74,56 @@ func ResolveVariables(p *Pipeline, overrides map[string]json.RawMessage) (*Resol
 		}
 		r.Values[key] = val
 	}
+	if len(probs) == 0 {
+		probs = envProblems(vars, r.Values)
+	}
 	if len(probs) > 0 {
 		return nil, &VariableError{Problems: probs}
 	}
 	return r, nil
+}
+
+// Limits of a run's environment. Variables reach a step only as environment entries NAME=value,
+// and Linux refuses to start a process (E2BIG, "argument list too long") when one entry is
+// over MAX_ARG_STRLEN (32 pages: 131,072 bytes with its terminating NUL) or when arguments and
+// environment together are over ARG_MAX (a quarter of the stack limit: 2 MiB by default).
+const (
+	// MaxEnvEntry is the longest entry NAME=value, in bytes (MAX_ARG_STRLEN without the NUL).
+	MaxEnvEntry = 131072 - 1
+	// MaxEnvTotal bounds the run's variables together: each entry, its NUL and its pointer. It
+	// is half of the default ARG_MAX, leaving the other half for the job's env, flowd's
+	// built-ins, PATH, HOME and the step's script.
+	MaxEnvTotal = 1 << 20
+)
+
+// envProblems are the values that can never reach a process: one with a NUL byte (an
+// environment entry ends at the first one), an entry over MaxEnvEntry, and variables together
+// over MaxEnvTotal (named by the largest). Defaults are checked too: they would fail every run.
+func envProblems(vars []Variable, values map[string]string) []VariableProblem {
+	var probs []VariableProblem
+	total, largest, largestSize := 0, "", 0
+	for _, v := range vars {
+		val := values[v.Name]
+		size := len(v.Name) + 1 + len(val)
+		switch {
+		case strings.IndexByte(val, 0) >= 0:
+			probs = append(probs, VariableProblem{Key: v.Name, Message: fmt.Sprintf(
+				"the value has a NUL byte (at byte %d), which no process environment can hold: send the value without it", strings.IndexByte(val, 0))})
+		case size > MaxEnvEntry:
+			probs = append(probs, VariableProblem{Key: v.Name, Message: fmt.Sprintf(
+				"%s=value is %d bytes, over the %d bytes one environment entry may have (Linux MAX_ARG_STRLEN); send large data in the webhook body and read it from the file named by $FLOWD_WEBHOOK_PAYLOAD", v.Name, size, MaxEnvEntry)})
+		}
+		total += size + 1 + 8
+		if size > largestSize {
+			largest, largestSize = v.Name, size
+		}
+	}
+	if len(probs) == 0 && total > MaxEnvTotal {
+		probs = append(probs, VariableProblem{Key: largest, Message: fmt.Sprintf(
+			"the run's variables take %d bytes of environment, over the limit of %d (half of Linux's usual ARG_MAX, the rest is for the job's env and script); %s is the largest at %d bytes: send large data in the webhook body and read it from the file named by $FLOWD_WEBHOOK_PAYLOAD", total, MaxEnvTotal, largest, largestSize)})
+	}
+	slices.SortFunc(probs, func(a, b VariableProblem) int { return strings.Compare(a.Key, b.Key) })
+	return probs
 }
 
 // jsonText returns the variable value a JSON value stands for, or a message saying why it cannot

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -113,5 +114,57 @@ func TestVariableErrorMessage(t *testing.T) {
 	err := &VariableError{Problems: []VariableProblem{{"A", "bad"}, {"B", "worse"}}}
 	if got, want := err.Error(), "invalid variables: A: bad; B: worse"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestResolveVariablesEnvLimits: values no process environment can hold are problems naming
+// the variable, and the limits are exact.
+func TestResolveVariablesEnvLimits(t *testing.T) {
+	t.Parallel()
+	p := &Pipeline{Variables: []Variable{{Name: "abc"}, {Name: "KEY", Secret: true, Default: "k"}}}
+	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	fits := strings.Repeat("x", MaxEnvEntry-len("abc="))
+	cases := []struct {
+		name      string
+		overrides map[string]json.RawMessage
+		key, says string // "" = accepted
+	}{
+		{"a NUL byte", map[string]json.RawMessage{"abc": json.RawMessage(`"a\u0000b"`)}, "abc", "NUL byte (at byte 1)"},
+		{"a NUL byte in a secret", map[string]json.RawMessage{"KEY": str("s\x00")}, "KEY", "NUL byte"},
+		{"the longest entry", map[string]json.RawMessage{"abc": str(fits)}, "", ""},
+		{"one byte more", map[string]json.RawMessage{"abc": str(fits + "x")}, "abc", "131072 bytes, over the 131071"},
+		{"the issue's 131,100 bytes", map[string]json.RawMessage{"abc": str(strings.Repeat("v", 131100))}, "abc", "MAX_ARG_STRLEN"},
+	}
+	for _, c := range cases {
+		_, err := ResolveVariables(p, c.overrides)
+		var verr *VariableError
+		switch {
+		case c.key == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", c.name, err)
+		case c.key != "" && (!errors.As(err, &verr) || len(verr.Problems) != 1 || verr.Problems[0].Key != c.key ||
+			!strings.Contains(verr.Problems[0].Message, c.says)):
+			t.Errorf("%s: %v, want a problem for %s saying %q", c.name, err, c.key, c.says)
+		}
+		if err != nil && strings.Contains(err.Error(), "vvvvvvvv") {
+			t.Errorf("%s: the message repeats the value", c.name)
+		}
+	}
+
+	// Together: nine variables of 120,000 bytes each are over MaxEnvTotal, eight are not.
+	many := &Pipeline{}
+	over := map[string]json.RawMessage{}
+	for i := range 9 {
+		name := fmt.Sprintf("V%d", i)
+		many.Variables = append(many.Variables, Variable{Name: name})
+		over[name] = str(strings.Repeat("y", 120000+i))
+	}
+	_, err := ResolveVariables(many, over)
+	var verr *VariableError
+	if !errors.As(err, &verr) || len(verr.Problems) != 1 || verr.Problems[0].Key != "V8" || !strings.Contains(verr.Problems[0].Message, "V8 is the largest") {
+		t.Errorf("nine large variables: %v, want one problem naming the largest, V8", err)
+	}
+	delete(over, "V8")
+	if _, err := ResolveVariables(many, over); err != nil {
+		t.Errorf("eight large variables: %v", err)
 	}
 }
