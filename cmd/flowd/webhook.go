@@ -35,16 +35,21 @@ func webhookCommands() []command {
 const secretEnv = "FLOWD_WEBHOOK_SECRET"
 
 func (c *cli) cmdWebhookEnable(ctx context.Context, args []string) int {
-	f := newFlags("webhook enable", "flowd webhook enable PIPELINE [--secret S | --secret-stdin | --no-secret]", `
+	f := newFlags("webhook enable", "flowd webhook enable PIPELINE [--secret S | --secret-stdin | --no-secret] [--require-timestamp[=false]]", `
 Enable the webhook trigger of PIPELINE (pipeline admins) and print its URL with curl commands
 that start a run. You become the trigger's owner: webhook runs run as you, and stop being
 accepted if you lose the developer role. Re-enabling keeps the URL ('flowd webhook rotate'
 changes it). With a secret, callers must sign each request's body with HMAC-SHA256 in
 X-Hub-Signature-256 (as GitHub does); without a secret flag an existing secret is kept.
-Prefer --secret-stdin: a --secret value is visible to other users of the machine.`, 1, 1)
+Prefer --secret-stdin: a --secret value is visible to other users of the machine.
+The printed curl commands also send X-Flowd-Timestamp (the Unix time) and sign
+"timestamp.body", which flowd accepts within 5 minutes of its clock; --require-timestamp
+makes that mandatory for signed requests other than Git hosts' (replay protection), and
+--require-timestamp=false makes it optional again; without the flag the setting is kept.`, 1, 1)
 	secret := f.String("secret", "", "require requests signed with secret `S`")
 	secretStdin := f.Bool("secret-stdin", false, "read the signature secret from stdin")
 	noSecret := f.Bool("no-secret", false, "remove the signature secret: accept unsigned requests")
+	requireTS := f.Bool("require-timestamp", false, "signed requests must carry a fresh X-Flowd-Timestamp under the signature")
 	cn := f.connFlags()
 	pos, code := c.parse(f, args)
 	if code >= 0 {
@@ -77,7 +82,11 @@ Prefer --secret-stdin: a --secret value is visible to other users of the machine
 	if err != nil {
 		return c.fail(err)
 	}
-	tr, err := cl.WebhookEnable(ctx, pos[0], send)
+	settings := client.WebhookSettings{Secret: send}
+	if isSet(f, "require-timestamp") {
+		settings.RequireTimestamp = requireTS
+	}
+	tr, err := cl.WebhookEnableWith(ctx, pos[0], settings)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -100,6 +109,9 @@ Prefer --secret-stdin: a --secret value is visible to other users of the machine
 	if tr.HasSecret {
 		fmt.Fprintf(w, "Requests must be signed with the webhook's secret: export %s first\n", secretEnv)
 		fmt.Fprintf(w, "(e.g. in bash: read -rs %s && export %s), then:\n", secretEnv, secretEnv)
+		if tr.RequireTimestamp {
+			fmt.Fprintf(w, "(the webhook requires X-Flowd-Timestamp within 5 minutes of the server's clock: the commands send it)\n")
+		}
 	}
 	switch {
 	case first != nil:
@@ -166,13 +178,14 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// curlCommand is a shell command that posts body to url; signed, it computes the
-// X-Hub-Signature-256 header from $FLOWD_WEBHOOK_SECRET.
+// curlCommand is a shell command that posts body to url; signed, it sends the Unix time in
+// X-Flowd-Timestamp and computes X-Hub-Signature-256 over "timestamp.body" from
+// $FLOWD_WEBHOOK_SECRET (replay protection; docs/api.md).
 func curlCommand(url, body string, signed bool) string {
 	if !signed {
 		return "curl -X POST -H 'Content-Type: application/json' --data " + shellQuote(body) + " " + shellQuote(url)
 	}
-	return "body=" + shellQuote(body) + `; curl -X POST -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$(printf %s "$body" | openssl dgst -sha256 -hmac "$` +
+	return "ts=$(date +%s); body=" + shellQuote(body) + `; curl -X POST -H 'Content-Type: application/json' -H "X-Flowd-Timestamp: $ts" -H "X-Hub-Signature-256: sha256=$(printf %s "$ts.$body" | openssl dgst -sha256 -hmac "$` +
 		secretEnv + `" | sed 's/^.* //')" --data "$body" ` + shellQuote(url)
 }
 
@@ -261,7 +274,10 @@ Warns when the owner may no longer run the pipeline: then every request is refus
 	fmt.Fprintf(w, "Owner:     %s\n", owner)
 	fmt.Fprintf(w, "Since:     %s\n", fmtTime(tr.EnabledAt))
 	secret := "no (requests need no signature)"
-	if tr.HasSecret {
+	switch {
+	case tr.HasSecret && tr.RequireTimestamp:
+		secret = "yes (requests must carry X-Hub-Signature-256 over X-Flowd-Timestamp and the body; Git hosts sign their way)"
+	case tr.HasSecret:
 		secret = "yes (requests must carry X-Hub-Signature-256)"
 	}
 	fmt.Fprintf(w, "Secret:    %s\n", secret)

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowd/flowd/internal/client"
+	"github.com/flowd/flowd/internal/webhook"
 )
 
 // hookServer plays the "Webhook trigger" part of docs/api.md for the CLI.
@@ -183,11 +185,11 @@ func TestWebhookEnableSecret(t *testing.T) {
 	if strings.Contains(r.stdout, "s3cr3t") {
 		t.Errorf("the secret is printed:\n%s", r.stdout)
 	}
-	sig := `-H "X-Hub-Signature-256: sha256=$(printf %s "$body" | openssl dgst -sha256 -hmac "$FLOWD_WEBHOOK_SECRET" | sed 's/^.* //')"`
+	sig := `-H "X-Flowd-Timestamp: $ts" -H "X-Hub-Signature-256: sha256=$(printf %s "$ts.$body" | openssl dgst -sha256 -hmac "$FLOWD_WEBHOOK_SECRET" | sed 's/^.* //')"`
 	for _, want := range []string{
 		"export FLOWD_WEBHOOK_SECRET",
-		"  body='{}'; curl -X POST -H 'Content-Type: application/json' " + sig + ` --data "$body" 'http://127.0.0.1:8080/pipeline/webhook/TOKEN'` + "\n",
-		"Start a run with abc=456:\n  body='{\"abc\":\"456\"}'; curl -X POST -H 'Content-Type: application/json' " + sig + ` --data "$body" 'http://127.0.0.1:8080/pipeline/webhook/TOKEN'` + "\n",
+		"  ts=$(date +%s); body='{}'; curl -X POST -H 'Content-Type: application/json' " + sig + ` --data "$body" 'http://127.0.0.1:8080/pipeline/webhook/TOKEN'` + "\n",
+		"Start a run with abc=456:\n  ts=$(date +%s); body='{\"abc\":\"456\"}'; curl -X POST -H 'Content-Type: application/json' " + sig + ` --data "$body" 'http://127.0.0.1:8080/pipeline/webhook/TOKEN'` + "\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
@@ -197,14 +199,19 @@ func TestWebhookEnableSecret(t *testing.T) {
 	// --secret S, and --no-secret removes it.
 	runCLI(t, hookEnv(t, h), "", "webhook", "enable", "hello", "--secret", "abc")
 	runCLI(t, hookEnv(t, h), "", "webhook", "enable", "hello", "--no-secret")
+	runCLI(t, hookEnv(t, h), "", "webhook", "enable", "hello", "--require-timestamp")
+	runCLI(t, hookEnv(t, h), "", "webhook", "enable", "hello", "--require-timestamp=false")
 	got := h.got()
-	if got[2] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"secret":"abc"}` || got[4] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"secret":""}` {
+	if got[2] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"secret":"abc"}` || got[4] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"secret":""}` ||
+		got[6] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"require_timestamp":true}` ||
+		got[8] != `POST /api/v1/pipelines/hello/triggers/webhook/enable {"require_timestamp":false}` {
 		t.Errorf("requests = %q", got)
 	}
 }
 
 // TestCurlCommandsWork runs the printed curl commands in a shell against a webhook that checks
-// the body and the signature, with a value that needs shell quoting.
+// the body and the signature with flowd's own check, requiring the timestamp, with a value that
+// needs shell quoting.
 func TestCurlCommandsWork(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"sh", "curl", "openssl", "sed"} {
@@ -217,9 +224,7 @@ func TestCurlCommandsWork(t *testing.T) {
 	var bodies []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		if r.Header.Get("X-Hub-Signature-256") != "sha256="+hex.EncodeToString(mac.Sum(nil)) || r.Header.Get("Content-Type") != "application/json" {
+		if webhook.VerifySignature(r.Header, body, []byte(secret), time.Now(), true) != nil || r.Header.Get("Content-Type") != "application/json" {
 			w.WriteHeader(401)
 			return
 		}

@@ -25,13 +25,15 @@ func (e *env) with(t testing.TB) *env {
 
 // triggerOut is a webhook trigger as the API answers it.
 type triggerOut struct {
-	Enabled      bool    `json:"enabled"`
-	URL          *string `json:"url"`
-	EnabledBy    *string `json:"enabled_by"`
-	EnabledAt    *string `json:"enabled_at"`
-	HasSecret    bool    `json:"has_secret"`
-	OwnerCanRun  bool    `json:"owner_can_run"`
-	OwnerProblem *string `json:"owner_problem"`
+	Enabled   bool    `json:"enabled"`
+	URL       *string `json:"url"`
+	EnabledBy *string `json:"enabled_by"`
+	EnabledAt *string `json:"enabled_at"`
+	HasSecret bool    `json:"has_secret"`
+	// RequireTimestamp is set when signed requests must carry X-Flowd-Timestamp.
+	RequireTimestamp bool    `json:"require_timestamp"`
+	OwnerCanRun      bool    `json:"owner_can_run"`
+	OwnerProblem     *string `json:"owner_problem"`
 }
 
 // token is the token of the trigger's URL ("" when the answer has none).

@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowd/flowd/internal/api"
 )
@@ -133,6 +135,66 @@ func TestValuesThatCannotRun(t *testing.T) {
 		}
 		if rs := e.runs("envlimit"); len(rs) != 0 {
 			t.Errorf("%d runs stored", len(rs))
+		}
+	})
+}
+
+// TestWebhookTimestampedSignature: a signed X-Flowd-Timestamp is accepted when present; a
+// trigger that requires it refuses body-only signatures and stale or altered timestamps, and
+// still takes a Git host's own signature (GitHub cannot send the header).
+func TestWebhookTimestampedSignature(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect)
+		h := e.newHook("stamped", map[string]any{"secret": "k"})
+		body := `{"abc":"1"}`
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		stale := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
+		stamped := func(ts string) response {
+			return e.hook(h.token, "application/json", body, "X-Flowd-Timestamp", ts, "X-Hub-Signature-256", sign("k", ts+"."+body))
+		}
+		if r := stamped(now); r.Status != http.StatusAccepted {
+			t.Errorf("timestamped, not required: %s", r)
+		}
+		if r := e.hook(h.token, "application/json", body, "X-Hub-Signature-256", sign("k", body)); r.Status != http.StatusAccepted {
+			t.Errorf("body-only, not required: %s", r)
+		}
+
+		tr := e.enable("stamped", h.owner, map[string]any{"require_timestamp": true})
+		if !tr.RequireTimestamp {
+			t.Fatalf("enable with require_timestamp answered %+v", tr)
+		}
+		if r := stamped(now); r.Status != http.StatusAccepted {
+			t.Errorf("timestamped, required: %s", r)
+		}
+		for _, c := range []struct {
+			name string
+			r    response
+			says string
+		}{
+			{"body-only", e.hook(h.token, "application/json", body, "X-Hub-Signature-256", sign("k", body)), "requires X-Flowd-Timestamp"},
+			{"stale", stamped(stale), "more than the 5m0s allowed"},
+			{"timestamp swapped", e.hook(h.token, "application/json", body, "X-Flowd-Timestamp", now, "X-Hub-Signature-256", sign("k", stale+"."+body)), "does not match"},
+		} {
+			a := c.r.answer(t)
+			if c.r.Status != http.StatusUnauthorized || a.Error == nil || a.Error.Code != "invalid_signature" || !strings.Contains(a.Error.Message, c.says) {
+				t.Errorf("%s, required: %s; want 401 saying %q", c.name, c.r, c.says)
+			}
+		}
+		// A Git host's request signs its own way; requiring the timestamp does not apply to it.
+		ping := `{"zen":"hi","hook_id":1}`
+		if r := e.hook(h.token, "application/json", ping, "X-GitHub-Event", "ping", "X-Hub-Signature-256", sign("k", ping)); r.Status != http.StatusOK {
+			t.Errorf("GitHub's ping, timestamp required: %s", r)
+		}
+		if n := len(e.runs("stamped")); n != 3 {
+			t.Errorf("%d runs, want 3", n)
+		}
+		var audit struct {
+			Audit []struct{ Action, Detail string } `json:"audit"`
+		}
+		e.call("GET", "/api/v1/pipelines/stamped/triggers/webhook/audit", h.owner.Token, nil).json(t, &audit)
+		if len(audit.Audit) == 0 || audit.Audit[0].Action != "timestamp" || audit.Audit[0].Detail != "X-Flowd-Timestamp required" {
+			t.Errorf("audit: %+v", audit.Audit)
 		}
 	})
 }

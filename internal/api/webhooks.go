@@ -190,18 +190,20 @@ func idempotencyKey(h http.Header) string {
 
 // triggerJSON is a webhook trigger as the API shows it.
 type triggerJSON struct {
-	Enabled      bool       `json:"enabled"`
-	URL          *string    `json:"url"` // pipeline admins only
-	EnabledBy    *string    `json:"enabled_by"`
-	EnabledAt    *time.Time `json:"enabled_at"`
-	HasSecret    bool       `json:"has_secret"`
-	OwnerCanRun  bool       `json:"owner_can_run"`
-	OwnerProblem *string    `json:"owner_problem"`
+	Enabled   bool       `json:"enabled"`
+	URL       *string    `json:"url"` // pipeline admins only
+	EnabledBy *string    `json:"enabled_by"`
+	EnabledAt *time.Time `json:"enabled_at"`
+	HasSecret bool       `json:"has_secret"`
+	// RequireTimestamp: signed requests must carry a fresh X-Flowd-Timestamp (replay protection).
+	RequireTimestamp bool    `json:"require_timestamp"`
+	OwnerCanRun      bool    `json:"owner_can_run"`
+	OwnerProblem     *string `json:"owner_problem"`
 }
 
 // writeTrigger answers t (the zero value: never enabled) as seen by a caller with role.
 func (s *Server) writeTrigger(w http.ResponseWriter, r *http.Request, t store.WebhookTrigger, role auth.Role) {
-	out := triggerJSON{Enabled: t.Enabled, EnabledAt: t.EnabledAt, HasSecret: len(t.SecretSealed) > 0}
+	out := triggerJSON{Enabled: t.Enabled, EnabledAt: t.EnabledAt, HasSecret: len(t.SecretSealed) > 0, RequireTimestamp: t.RequireTimestamp}
 	if t.PipelineID == 0 { // never enabled
 		writeJSON(w, http.StatusOK, out)
 		return
@@ -271,16 +273,18 @@ func (s *Server) writeTriggerOrNever(w http.ResponseWriter, r *http.Request, t s
 	s.writeTrigger(w, r, t, role)
 }
 
-// webhookEnable: POST …/triggers/webhook/enable (admin) {"secret"?} → trigger. The first enable
-// makes the URL; later ones keep it. The caller becomes the owner. "secret" absent keeps the
-// signature secret, "" removes it, any other value sets it.
+// webhookEnable: POST …/triggers/webhook/enable (admin) {"secret"?, "require_timestamp"?} →
+// trigger. The first enable makes the URL; later ones keep it. The caller becomes the owner.
+// "secret" absent keeps the signature secret, "" removes it, any other value sets it;
+// "require_timestamp" absent keeps the setting.
 func (s *Server) webhookEnable(w http.ResponseWriter, r *http.Request) {
 	p, u, role, ok := s.pipelineRole(w, r, auth.Admin)
 	if !ok {
 		return
 	}
 	var in struct {
-		Secret *string `json:"secret"`
+		Secret           *string `json:"secret"`
+		RequireTimestamp *bool   `json:"require_timestamp"`
 	}
 	if !decodeJSON(w, r, &in, true) {
 		return
@@ -289,7 +293,8 @@ func (s *Server) webhookEnable(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	params := store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: hash, TokenSealed: sealed}
+	params := store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: hash, TokenSealed: sealed,
+		RequireTimestamp: in.RequireTimestamp}
 	if in.Secret != nil {
 		params.SetSecret = true
 		if *in.Secret != "" {

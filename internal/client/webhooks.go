@@ -15,12 +15,14 @@ type WebhookTrigger struct {
 	Enabled bool `json:"enabled"`
 	// URL is the secret URL that starts runs; nil when the trigger was never enabled or the
 	// caller is not an admin of the pipeline (only they see it).
-	URL          *string    `json:"url"`
-	EnabledBy    string     `json:"enabled_by"` // the owner: webhook runs run as this user; "" if never enabled
-	EnabledAt    *time.Time `json:"enabled_at"`
-	HasSecret    bool       `json:"has_secret"`    // callers must sign their requests
-	OwnerCanRun  bool       `json:"owner_can_run"` // whether the owner may still run the pipeline
-	OwnerProblem string     `json:"owner_problem"` // when not: why, and what to do
+	URL       *string    `json:"url"`
+	EnabledBy string     `json:"enabled_by"` // the owner: webhook runs run as this user; "" if never enabled
+	EnabledAt *time.Time `json:"enabled_at"`
+	HasSecret bool       `json:"has_secret"` // callers must sign their requests
+	// RequireTimestamp: signed requests must carry a fresh X-Flowd-Timestamp under the signature.
+	RequireTimestamp bool   `json:"require_timestamp"`
+	OwnerCanRun      bool   `json:"owner_can_run"` // whether the owner may still run the pipeline
+	OwnerProblem     string `json:"owner_problem"` // when not: why, and what to do
 }
 
 // WebhookAuditEntry is one change to a pipeline's webhook trigger.
@@ -81,10 +83,18 @@ func (c *Client) WebhookGet(ctx context.Context, pipeline string) (*WebhookTrigg
 // nil keeps the signature secret as it is, "" removes it, anything else replaces it.
 // Re-enabling keeps the URL.
 func (c *Client) WebhookEnable(ctx context.Context, pipeline string, secret *string) (*WebhookTrigger, error) {
-	in := struct {
-		Secret *string `json:"secret,omitempty"`
-	}{secret}
-	return c.webhookDo(ctx, http.MethodPost, "enable", pipeline, in)
+	return c.WebhookEnableWith(ctx, pipeline, WebhookSettings{Secret: secret})
+}
+
+// WebhookSettings are what enabling a webhook trigger may change; nil fields keep the setting.
+type WebhookSettings struct {
+	Secret           *string `json:"secret,omitempty"`            // "" removes the secret
+	RequireTimestamp *bool   `json:"require_timestamp,omitempty"` // signed requests need X-Flowd-Timestamp
+}
+
+// WebhookEnableWith is WebhookEnable with every setting.
+func (c *Client) WebhookEnableWith(ctx context.Context, pipeline string, s WebhookSettings) (*WebhookTrigger, error) {
+	return c.webhookDo(ctx, http.MethodPost, "enable", pipeline, s)
 }
 
 // WebhookDisable disables the webhook trigger; its URL answers 404 until it is enabled again.

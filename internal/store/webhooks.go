@@ -9,7 +9,7 @@ import (
 
 // webhookSelect reads a trigger with its pipeline's name; scanWebhook receives it.
 const webhookSelect = `SELECT w.pipeline_id, p.name, w.enabled, w.token_hash, w.token_sealed, w.secret_sealed,
-		w.owner_id, w.owner_name, w.enabled_at, w.updated_at
+		w.require_timestamp, w.owner_id, w.owner_name, w.enabled_at, w.updated_at
 	FROM webhook_triggers w JOIN pipelines p ON p.id = w.pipeline_id`
 
 func scanWebhook(row interface{ Scan(...any) error }) (WebhookTrigger, error) {
@@ -18,7 +18,7 @@ func scanWebhook(row interface{ Scan(...any) error }) (WebhookTrigger, error) {
 		owner sql.NullInt64
 	)
 	err := row.Scan(&w.PipelineID, &w.Pipeline, &w.Enabled, &w.TokenHash, &w.TokenSealed, &w.SecretSealed,
-		&owner, &w.Owner, nullTimeScan{&w.EnabledAt}, timeScan{&w.UpdatedAt})
+		&w.RequireTimestamp, &owner, &w.Owner, nullTimeScan{&w.EnabledAt}, timeScan{&w.UpdatedAt})
 	w.OwnerID = owner.Int64
 	return w, err
 }
@@ -74,9 +74,10 @@ func (s *Store) WebhookEnable(ctx context.Context, p WebhookEnable) (WebhookTrig
 				secret = p.SecretSealed
 			}
 			if _, err := tx.exec(ctx, `INSERT INTO webhook_triggers (pipeline_id, enabled, token_hash, token_sealed,
-					secret_sealed, owner_id, owner_name, enabled_at, updated_at)
-				VALUES (?, TRUE, ?, ?, ?, ?, ?, ?, ?)`,
-				p.PipelineID, p.TokenHash, p.TokenSealed, secret, p.OwnerID, owner, tx.ts(at), tx.ts(at)); err != nil {
+					secret_sealed, require_timestamp, owner_id, owner_name, enabled_at, updated_at)
+				VALUES (?, TRUE, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				p.PipelineID, p.TokenHash, p.TokenSealed, secret, p.RequireTimestamp != nil && *p.RequireTimestamp,
+				p.OwnerID, owner, tx.ts(at), tx.ts(at)); err != nil {
 				return err
 			}
 		} else {
@@ -84,6 +85,9 @@ func (s *Store) WebhookEnable(ctx context.Context, p WebhookEnable) (WebhookTrig
 			args := []any{p.OwnerID, owner, tx.ts(at), tx.ts(at)}
 			if p.SetSecret {
 				q, args = q+", secret_sealed = ?", append(args, p.SecretSealed)
+			}
+			if p.RequireTimestamp != nil {
+				q, args = q+", require_timestamp = ?", append(args, *p.RequireTimestamp)
 			}
 			if _, err := tx.exec(ctx, q+" WHERE pipeline_id = ?", append(args, p.PipelineID)...); err != nil {
 				return err
@@ -98,6 +102,15 @@ func (s *Store) WebhookEnable(ctx context.Context, p WebhookEnable) (WebhookTrig
 				detail = "removed"
 			}
 			if err := audit(ctx, tx, p.PipelineID, at, owner, "secret", detail); err != nil {
+				return err
+			}
+		}
+		if p.RequireTimestamp != nil {
+			detail := "X-Flowd-Timestamp not required"
+			if *p.RequireTimestamp {
+				detail = "X-Flowd-Timestamp required"
+			}
+			if err := audit(ctx, tx, p.PipelineID, at, owner, "timestamp", detail); err != nil {
 				return err
 			}
 		}

@@ -21,10 +21,13 @@ type WebhookTrigger struct {
 	TokenHash    []byte // SHA-256 of the token: the look-up key
 	TokenSealed  []byte // the token encrypted with the server key, so admins can see the URL again
 	SecretSealed []byte // the signature secret, encrypted; nil = no signature required
-	OwnerID      int64  // the user who last enabled it; 0 once that user is deleted
-	Owner        string // the owner's name, kept after the user is deleted
-	EnabledAt    *time.Time
-	UpdatedAt    time.Time
+	// RequireTimestamp: a signed general-webhook request must carry a fresh X-Flowd-Timestamp
+	// covered by its signature (replay protection); Git hosts' requests are not affected.
+	RequireTimestamp bool
+	OwnerID          int64  // the user who last enabled it; 0 once that user is deleted
+	Owner            string // the owner's name, kept after the user is deleted
+	EnabledAt        *time.Time
+	UpdatedAt        time.Time
 }
 
 // WebhookEnable enables a trigger and makes OwnerID its owner.
@@ -38,6 +41,8 @@ type WebhookEnable struct {
 	// SetSecret replaces the secret with SecretSealed (nil clears it); otherwise it is kept.
 	SetSecret    bool
 	SecretSealed []byte
+	// RequireTimestamp, when set, replaces the trigger's RequireTimestamp; nil keeps it.
+	RequireTimestamp *bool
 }
 
 // AuditEntry is one change to a pipeline's trigger: who, what, when.
@@ -46,7 +51,7 @@ type AuditEntry struct {
 	PipelineID int64
 	At         time.Time
 	Actor      string // user name
-	Action     string // "enable", "disable", "rotate", "secret"
+	Action     string // "enable", "disable", "rotate", "secret", "timestamp"
 	Detail     string
 }
 

@@ -146,7 +146,7 @@ func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 		d.trace.Add("signature", true, "%s", hostSignatureOK(d.provider))
 		return nil
 	}
-	if err := webhook.VerifySignature(d.in.Headers, d.in.Body, sec); err != nil {
+	if err := webhook.VerifySignature(d.in.Headers, d.in.Body, sec, time.Now(), d.trig.RequireTimestamp); err != nil {
 		code, msg := CodeInvalidSignature, err.Error()
 		var werr *webhook.Error
 		if errors.As(err, &werr) {
@@ -156,7 +156,11 @@ func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 		return w.refuse(ctx, d, code, msg, nil)
 	}
 	d.rec.Signature = store.SignaturePassed
-	d.trace.Add("signature", true, "the signature matches the trigger's secret")
+	if d.in.Headers.Get(webhook.TimestampHeader) != "" {
+		d.trace.Add("signature", true, "the signature of %s and the body matches the trigger's secret; the timestamp is within %v", webhook.TimestampHeader, webhook.TimestampTolerance)
+	} else {
+		d.trace.Add("signature", true, "the signature matches the trigger's secret")
+	}
 	return nil
 }
 

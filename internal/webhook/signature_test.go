@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVerifySignature(t *testing.T) {
@@ -55,7 +57,7 @@ func TestVerifySignature(t *testing.T) {
 			for _, v := range tt.header {
 				h.Add("X-Hub-Signature-256", v)
 			}
-			err := VerifySignature(h, tt.body, secret)
+			err := VerifySignature(h, tt.body, secret, time.Now(), false)
 			if tt.message == "" {
 				if err != nil {
 					t.Fatalf("VerifySignature = %v, want nil", err)
@@ -74,6 +76,58 @@ func TestVerifySignature(t *testing.T) {
 			}
 			if strings.Contains(strings.ToLower(e.Message), good) {
 				t.Errorf("message %q leaks the expected signature", e.Message)
+			}
+		})
+	}
+}
+
+// TestVerifySignatureTimestamp: with X-Flowd-Timestamp the signature covers "timestamp." and
+// the body and the timestamp must be within TimestampTolerance of now, either way; a trigger
+// that requires it refuses a request without it; without it, GitHub's scheme is unchanged.
+func TestVerifySignatureTimestamp(t *testing.T) {
+	t.Parallel()
+	secret, body := []byte("k"), []byte(`{"abc":"1"}`)
+	now := time.Unix(1_800_000_000, 0)
+	sign := func(text string) string {
+		mac := hmac.New(sha256.New, secret)
+		mac.Write([]byte(text))
+		return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	at := func(d time.Duration) string { return strconv.FormatInt(now.Add(d).Unix(), 10) }
+	tests := []struct {
+		name    string
+		ts      string // X-Flowd-Timestamp; "" = none
+		sig     string
+		require bool
+		message string // "" = accepted
+	}{
+		{name: "timestamped", ts: at(0), sig: sign(at(0) + "." + string(body))},
+		{name: "at the tolerance, behind", ts: at(-TimestampTolerance), sig: sign(at(-TimestampTolerance) + "." + string(body))},
+		{name: "at the tolerance, ahead", ts: at(TimestampTolerance), sig: sign(at(TimestampTolerance) + "." + string(body))},
+		{name: "required and given", ts: at(0), sig: sign(at(0) + "." + string(body)), require: true},
+		{name: "no timestamp: GitHub's scheme", sig: sign(string(body))},
+		{name: "a second too old", ts: at(-TimestampTolerance - time.Second), sig: sign(at(-TimestampTolerance-time.Second) + "." + string(body)), message: "5m1s from the server's clock"},
+		{name: "a second too new", ts: at(TimestampTolerance + time.Second), sig: sign(at(TimestampTolerance+time.Second) + "." + string(body)), message: "more than the 5m0s allowed"},
+		{name: "body-only signature with a timestamp", ts: at(0), sig: sign(string(body)), message: "does not match"},
+		{name: "timestamp changed after signing", ts: at(1 * time.Second), sig: sign(at(0) + "." + string(body)), message: "does not match"},
+		{name: "not a number", ts: "yesterday", sig: sign("yesterday." + string(body)), message: "Unix time in whole seconds"},
+		{name: "milliseconds", ts: at(0) + "000", sig: sign(at(0) + "000." + string(body)), message: "Unix time in whole seconds"},
+		{name: "required, missing", sig: sign(string(body)), require: true, message: "this webhook requires X-Flowd-Timestamp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{"X-Hub-Signature-256": {tt.sig}}
+			if tt.ts != "" {
+				h.Set(TimestampHeader, tt.ts)
+			}
+			err := VerifySignature(h, body, secret, now, tt.require)
+			var e *Error
+			switch {
+			case tt.message == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.message != "" && (!errors.As(err, &e) || e.Code != CodeInvalidSignature || !strings.Contains(e.Message, tt.message)):
+				t.Errorf("got %v, want invalid_signature saying %q", err, tt.message)
 			}
 		})
 	}

@@ -450,7 +450,7 @@
         h('dt', {}, 'State'), h('dd', { id: 'hook-state' }, t.enabled ? h('strong', { class: 'i-success' }, '● on') : h('strong', { class: 'muted' }, '○ off'),
           t.enabled ? ' — requests to the URL start runs' : (t.enabled_by ? ' — the URL answers 404 until enabled again' : ' — never enabled')),
         t.enabled_by ? [h('dt', {}, 'Owner'), h('dd', {}, t.enabled_by, t.enabled_at ? [' · since ', when(t.enabled_at)] : '')] : null,
-        h('dt', {}, 'Signature'), h('dd', {}, t.has_secret ? 'required: X-Hub-Signature-256 (HMAC-SHA256 of the body)' : 'none: the URL alone is the credential'));
+        h('dt', {}, 'Signature'), h('dd', {}, t.has_secret ? (t.require_timestamp ? 'required: X-Hub-Signature-256 (HMAC-SHA256 of X-Flowd-Timestamp, "." and the body; the timestamp within 5 minutes)' : 'required: X-Hub-Signature-256 (HMAC-SHA256 of the body, or of X-Flowd-Timestamp, "." and the body)') : 'none: the URL alone is the credential'));
       box.append(facts);
       if (t.enabled_by && t.owner_can_run === false) {
         box.append(h('p', { class: 'alert warn', role: 'alert', id: 'hook-owner-warning' }, '⚠ ', t.owner_problem || ('The owner ' + t.enabled_by + ' can no longer run this pipeline; deliveries are refused. Disable and enable the trigger again as a user who may run it.')));
@@ -474,8 +474,9 @@
         varBody = JSON.stringify({ [first.name]: value });
       }
       const q = (text) => "'" + text.replace(/'/g, "'\\''") + "'"; // one shell word
+      // Signed: the Unix time in X-Flowd-Timestamp and the HMAC of "timestamp.body" (replay protection).
       const sign = (body) => t.has_secret
-        ? 'body=' + q(body) + "\nsig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac \"$WEBHOOK_SECRET\" | sed 's/^.* //')\ncurl -X POST -H 'Content-Type: application/json' -H \"X-Hub-Signature-256: sha256=$sig\" --data \"$body\" " + q(url)
+        ? 'ts=$(date +%s)\nbody=' + q(body) + "\nsig=$(printf '%s' \"$ts.$body\" | openssl dgst -sha256 -hmac \"$WEBHOOK_SECRET\" | sed 's/^.* //')\ncurl -X POST -H 'Content-Type: application/json' -H \"X-Flowd-Timestamp: $ts\" -H \"X-Hub-Signature-256: sha256=$sig\" --data \"$body\" " + q(url)
         : "curl -X POST -H 'Content-Type: application/json' --data " + q(body) + ' ' + q(url);
       const general = sign('{}');
       const withVars = sign(varBody);

@@ -7,5 +7,10 @@
 -- webhook_idempotency.body_sha256 is the SHA-256 of the body that claimed the key: the same key
 -- with another body is refused (idempotency_key_mismatch). NULL for keys claimed before.
 
+--
+-- webhook_triggers.require_timestamp: the general webhook's signature must cover a fresh
+-- X-Flowd-Timestamp (replay protection, opt-in per trigger).
+
 ALTER TABLE deliveries ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhook_triggers ADD COLUMN require_timestamp BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE webhook_idempotency ADD COLUMN body_sha256 BYTEA;
