@@ -109,10 +109,10 @@ func redactForm(body []byte, secret map[string]bool, values []string) []byte {
 		}
 		enc := k
 		if newKey != key {
-			enc = []byte(url.QueryEscape(newKey))
+			enc = []byte(formEscape(newKey))
 		}
 		if hasValue || newVal != "" {
-			enc = append(append(enc, '='), strings.ReplaceAll(url.QueryEscape(newVal), "%2A", "*")...)
+			enc = append(append(enc, '='), formEscape(newVal)...)
 		}
 		parts[i], changed = enc, true
 	}
@@ -120,6 +120,11 @@ func redactForm(body []byte, secret map[string]bool, values []string) []byte {
 		return body
 	}
 	return bytes.Join(parts, []byte("&"))
+}
+
+// formEscape is url.QueryEscape with "*" left as it is (it needs no escape), so *** reads.
+func formEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "%2A", "*")
 }
 
 // formVariable is the variable a form field names: NAME for variables[NAME] (GitLab's form

@@ -39,8 +39,9 @@ type dryRunAnswer struct {
 	Trace            webhook.Trace `json:"trace"`
 }
 
-// run is the last step: a dry run says what would start; any other delivery stores its run
-// with it in one transaction, unless its idempotency key replays an earlier answer.
+// run is the last step, and always answers: a dry run says what would start; any other
+// delivery stores its run with it in one transaction, unless its idempotency key replays an
+// earlier answer (or came with another body).
 func (w *Webhooks) run(ctx context.Context, d *delivery) *Outcome {
 	what := fmt.Sprintf("a run of %s as %s", d.pipe.Name, d.owner.User.Username)
 	if d.git != nil {

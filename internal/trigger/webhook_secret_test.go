@@ -43,6 +43,28 @@ func TestRedactBody(t *testing.T) {
 	}
 }
 
+// TestRedactStored: values (secrets a rule read, the trigger's token) are masked wherever they
+// are, decoded; values shorter than MinMaskLen only by key.
+func TestRedactStored(t *testing.T) {
+	t.Parallel()
+	secret := map[string]bool{"API_KEY": true}
+	values := []string{"tok-abcdef", "deep-secret", "ab"}
+	cases := []struct{ name, in, want string }{
+		{"a nested JSON string, escaped", `{"a":{"b":"deep\u002dsecret"},"n":1}`, `{"a":{"b":"***"},"n":1}`},
+		{"inside a longer string", `{"url":"https://ci/pipeline/webhook/tok-abcdef?x=1"}`, `{"url":"https://ci/pipeline/webhook/***?x=1"}`},
+		{"a JSON key", `{"deep-secret":1}`, `{"***":1}`},
+		{"a percent-encoded form value", "x=%64eep-secret&y=2", "x=***&y=2"},
+		{"inside a payload field's JSON", "payload=" + url.QueryEscape(`{"a":["deep-secret"]}`), "payload=" + strings.ReplaceAll(url.QueryEscape(`{"a":["***"]}`), "%2A", "*")},
+		{"a short value stays, unless by key", `{"abc":"ab","API_KEY":"ab"}`, `{"abc":"ab","API_KEY":"***"}`},
+		{"raw in a body that is neither", "--deep-secret--", "--***--"},
+	}
+	for _, c := range cases {
+		if got := string(trigger.RedactStored([]byte(c.in), secret, values)); got != c.want {
+			t.Errorf("%s: RedactStored(%q) = %q, want %q", c.name, c.in, got, c.want)
+		}
+	}
+}
+
 // TestDeliverMasksSecretValues: a body that sets a secret variable is stored with the value
 // masked, on every path (started, refused before the pipeline is read, refused by the variables
 // step); the value is in no trace or answer; a redelivery of the masked body runs with the
