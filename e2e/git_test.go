@@ -29,6 +29,13 @@ func newGitRepo(t *testing.T) gitRepo {
 		t.Skip("git is not installed")
 	}
 	dir := t.TempDir()
+	// Checkouts run as the job's step user, who must be able to read the repository, as with
+	// a repository on any server's disk.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	work := filepath.Join(dir, "work")
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)

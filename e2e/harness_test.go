@@ -114,7 +114,7 @@ func startServer(t *testing.T, data, dsn string, args ...string) *server {
 	if err := trackSources(); err != nil {
 		t.Fatalf("read the sources: %v", err)
 	}
-	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--database", dsn}, args...)
+	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--database", dsn, "--step-user", stepUIDs(data)}, args...)
 	cmd := exec.Command(flowdBin, all...)
 	cmd.Env = append(baseEnv(t), "FLOWD_ADMIN_PASSWORD="+adminPassword)
 	stdout, err := cmd.StdoutPipe()
@@ -159,6 +159,28 @@ func startServer(t *testing.T, data, dsn string, args ...string) *server {
 	}
 	return s
 }
+
+// stepUIDs gives each data folder a uid range of its own (the same one when a server restarts
+// on it), so that servers running at once never share step users.
+func stepUIDs(data string) string {
+	if os.Geteuid() != 0 {
+		return "auto" // steps run as this user: only pipelines a global admin saved run
+	}
+	stepUIDsMu.Lock()
+	defer stepUIDsMu.Unlock()
+	r, ok := stepUIDsOf[data]
+	if !ok {
+		first := 2147300000 + 16*len(stepUIDsOf)
+		r = fmt.Sprintf("%d-%d", first, first+15)
+		stepUIDsOf[data] = r
+	}
+	return r
+}
+
+var (
+	stepUIDsMu sync.Mutex
+	stepUIDsOf = map[string]string{}
+)
 
 // stop sends SIGTERM and waits for a clean exit.
 func (s *server) stop() {

@@ -18,6 +18,8 @@ func pipelineCommands() []command {
 		{name: "ls", summary: "list the pipelines you can see", run: (*cli).cmdPipelineList},
 		{name: "show", summary: "show a pipeline: variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
 		{name: "rm", summary: "delete a pipeline and its runs", run: (*cli).cmdPipelineRemove},
+		{name: "trust", summary: "let a pipeline run where steps run as the server's own user (global admins)", run: (*cli).cmdPipelineTrust},
+		{name: "untrust", summary: "take a pipeline's trusted mark away (global admins)", run: (*cli).cmdPipelineUntrust},
 	}
 }
 
@@ -129,6 +131,11 @@ are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
 	fmt.Fprintf(w, "Your role:   %s\n", dash(pl.Role))
 	fmt.Fprintf(w, "Created:     %s by %s\n", fmtTime(pl.CreatedAt), dash(pl.CreatedBy))
 	fmt.Fprintf(w, "Updated:     %s\n", fmtTime(pl.UpdatedAt))
+	if pl.Trusted {
+		fmt.Fprintf(w, "Trusted:     yes, by %s\n", pl.TrustedBy)
+	} else {
+		fmt.Fprintln(w, "Trusted:     no")
+	}
 
 	fmt.Fprintln(w, "\nVariables:")
 	if len(pl.Variables) == 0 {
@@ -175,4 +182,38 @@ func (c *cli) cmdPipelineRemove(ctx context.Context, args []string) int {
 		return code
 	}
 	return c.done(cl.PipelineDelete(ctx, pos[0]), "pipeline %s deleted", pos[0])
+}
+
+const trustHelp = `
+A server that cannot run steps as users of their own (it does not run as root, or --step-user
+is none) runs only trusted pipelines: their steps run as the server's own OS user and could read
+its data folder, secret key and database, so trust a pipeline only if you trust everyone who can
+change what its steps run (its admins and, with a Git source, everyone who can push). A pipeline
+a global admin creates is trusted; a change saved by anyone else takes the mark away. On a
+server whose steps run as users of their own, the mark changes nothing. Global admins only.`
+
+func (c *cli) cmdPipelineTrust(ctx context.Context, args []string) int {
+	return c.pipelineTrust(ctx, args, true, "pipeline trust", "flowd pipeline trust NAME", "Mark a pipeline trusted."+trustHelp)
+}
+
+func (c *cli) cmdPipelineUntrust(ctx context.Context, args []string) int {
+	return c.pipelineTrust(ctx, args, false, "pipeline untrust", "flowd pipeline untrust NAME", "Take a pipeline's trusted mark away."+trustHelp)
+}
+
+func (c *cli) pipelineTrust(ctx context.Context, args []string, trusted bool, name, usage, help string) int {
+	f := newFlags(name, usage, help, 1, 1)
+	cl, pos, code := c.connect(f, args)
+	if code >= 0 {
+		return code
+	}
+	pl, err := cl.PipelineTrust(ctx, pos[0], trusted)
+	if err != nil {
+		return c.fail(err)
+	}
+	if pl.Trusted {
+		fmt.Fprintf(c.stdout, "pipeline %s is trusted (by %s)\n", pl.Name, pl.TrustedBy)
+	} else {
+		fmt.Fprintf(c.stdout, "pipeline %s is no longer trusted\n", pl.Name)
+	}
+	return 0
 }

@@ -150,6 +150,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"DELETE /api/v1/pipelines/{name}", func(f *matrixFixture, c int) request {
 				return request{method: "DELETE", path: "/api/v1/pipelines/" + f.pipeline()}
 			}, [numCallers]int{unauth, forbid, forbid, noContent, noContent, notFound}},
+			{"POST /api/v1/pipelines/{name}/trust", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: "/api/v1/pipelines/" + f.pipeline() + "/trust"}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/untrust", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: "/api/v1/pipelines/" + f.pipeline() + "/untrust"}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, notFound}},
 			{"GET /api/v1/pipelines/{name}/members", get("/api/v1/pipelines/" + shared + "/members"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"PUT /api/v1/pipelines/{name}/members/{user}", func(f *matrixFixture, c int) request {
 				u := f.e.user("member"+f.next(), false)

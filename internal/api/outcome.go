@@ -26,7 +26,7 @@ func outcomeStatus(code trigger.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case trigger.CodeInvalidSignature:
 		return http.StatusUnauthorized
-	case trigger.CodeInsufficientPerms:
+	case trigger.CodeInsufficientPerms, trigger.CodeUntrusted:
 		return http.StatusForbidden
 	case trigger.CodeInvalidJSON, trigger.CodeBadRequest:
 		return http.StatusBadRequest

@@ -25,6 +25,8 @@ type pipelineJSON struct {
 	Variables   []variableJSON `json:"variables"`
 	Stages      []stageJSON    `json:"stages"`
 	CreatedBy   string         `json:"created_by"`
+	Trusted     bool           `json:"trusted"`              // may run on a server whose steps run as its own user
+	TrustedBy   string         `json:"trusted_by,omitempty"` // the global admin who marked it
 	CreatedAt   time.Time      `json:"created_at"`
 	UpdatedAt   time.Time      `json:"updated_at"`
 	Role        auth.Role      `json:"role"` // the caller's effective role
@@ -54,6 +56,7 @@ type pipelineSummaryJSON struct {
 	Description string      `json:"description"`
 	Revision    int64       `json:"revision"`
 	Role        auth.Role   `json:"role"`
+	Trusted     bool        `json:"trusted"`
 	UpdatedAt   time.Time   `json:"updated_at"`
 	LastRun     *runSummary `json:"last_run"`
 }
@@ -72,6 +75,8 @@ func toPipelineJSON(p store.Pipeline, role auth.Role) (pipelineJSON, error) {
 		Variables:   []variableJSON{},
 		Stages:      []stageJSON{},
 		CreatedBy:   p.CreatedBy,
+		Trusted:     p.TrustedBy != "",
+		TrustedBy:   p.TrustedBy,
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
 		Role:        role,
@@ -122,7 +127,7 @@ func (s *Server) pipelineList(w http.ResponseWriter, r *http.Request) {
 		if role == auth.None {
 			continue // the list changed under us
 		}
-		pj := pipelineSummaryJSON{Name: p.Name, Revision: p.Revision, Role: role, UpdatedAt: p.UpdatedAt}
+		pj := pipelineSummaryJSON{Name: p.Name, Revision: p.Revision, Role: role, Trusted: p.TrustedBy != "", UpdatedAt: p.UpdatedAt}
 		if def, err := pipeline.Parse([]byte(p.Source)); err == nil {
 			pj.Description = def.Description
 		}
@@ -169,11 +174,15 @@ func (s *Server) pipelineCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	trusted, ok := s.saveAllowed(w, u, def.Name)
+	if !ok {
+		return
+	}
 	masked, sealed, ok := s.maskAndSeal(w, r, src, def, store.Pipeline{})
 	if !ok {
 		return
 	}
-	p, err := s.Store.PipelineCreate(r.Context(), def.Name, string(masked), sealed, u.ID)
+	p, err := s.Store.PipelineCreateTrust(r.Context(), def.Name, string(masked), sealed, u.ID, trusted)
 	if err != nil {
 		s.storeError(w, r, err, "", fmt.Sprintf("a pipeline named %q exists; change it with PUT /api/v1/pipelines/%s or choose another name", def.Name, def.Name))
 		return
@@ -199,11 +208,15 @@ func (s *Server) pipelineUpdate(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("name: must be %q, the name in the URL", name))
 		return
 	}
+	keepTrust, ok := s.saveAllowed(w, u, name)
+	if !ok {
+		return
+	}
 	masked, sealed, ok := s.maskAndSeal(w, r, src, def, p)
 	if !ok {
 		return
 	}
-	p, err := s.Store.PipelineUpdate(r.Context(), p.ID, string(masked), sealed, u.ID)
+	p, err := s.Store.PipelineUpdateTrust(r.Context(), p.ID, string(masked), sealed, u.ID, keepTrust)
 	if err != nil {
 		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", name), "")
 		return

@@ -117,6 +117,10 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 			writeVariableProblems(w, verr)
 			return
 		}
+		if uerr := (*trigger.UntrustedError)(nil); errors.As(err, &uerr) {
+			untrusted(w, p.Name)
+			return
+		}
 		var gerr *trigger.GitError
 		if errors.As(err, &gerr) {
 			writeError(w, outcomeStatus(gerr.Code), string(gerr.Code), gerr.Message)

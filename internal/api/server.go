@@ -70,6 +70,9 @@ type Server struct {
 	// WebhookBodyTimeout bounds how long a webhook request may take to send its body once it
 	// has a slot (0 = DefaultWebhookBodyTimeout), so a slow sender cannot hold a slot.
 	WebhookBodyTimeout time.Duration
+	// RequireTrusted is set when steps run as the server's own OS user (no step users): then
+	// only trusted pipelines may be saved by non-admins or run (see trust.go).
+	RequireTrusted bool
 
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()
@@ -98,6 +101,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/pipelines/{name}", s.pipelineGet)
 	mux.HandleFunc("PUT /api/v1/pipelines/{name}", s.pipelineUpdate)
 	mux.HandleFunc("DELETE /api/v1/pipelines/{name}", s.pipelineDelete)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/trust", s.pipelineTrust(true))
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/untrust", s.pipelineTrust(false))
 
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/members", s.memberList)
 	mux.HandleFunc("PUT /api/v1/pipelines/{name}/members/{user}", s.memberSet)

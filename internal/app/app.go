@@ -11,14 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/flowd/flowd/internal/api"
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/config"
-	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/logs"
 	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/scheduler"
@@ -31,8 +28,8 @@ import (
 // Run starts flowd and blocks until ctx is done, then shuts down cleanly. out receives the
 // messages for the person who started it: the generated admin password and the address.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) error {
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("app: data folder: %w", err)
+	if err := privateFolder(cfg.Data); err != nil {
+		return err
 	}
 	key, err := secret.LoadKey(cfg.SecretKey, cfg.Data)
 	if err != nil {
@@ -55,36 +52,43 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	if err := m.WatchStore(st); err != nil {
 		return err
 	}
+	exec, err := newExecutor(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	requireTrusted := exec.Users == nil
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	sched := scheduler.New(scheduler.Config{
-		Store:     st,
-		Executor:  executor.NewLocal(logger.With("component", "executor")),
-		Logs:      appender,
-		Box:       box,
-		Slots:     cfg.Executors,
-		Workspace: filepath.Join(cfg.Data, "workspaces"),
-		Metrics:   m,
-		Logger:    logger.With("component", "scheduler"),
+		Store:          st,
+		Executor:       exec,
+		Logs:           appender,
+		Box:            box,
+		Slots:          cfg.Executors,
+		Workspace:      cfg.Workspaces,
+		Metrics:        m,
+		Logger:         logger.With("component", "scheduler"),
+		RequireTrusted: requireTrusted,
 	})
 	if err := sched.Recover(ctx); err != nil {
 		return err
 	}
-	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel}
+	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel, RequireTrusted: requireTrusted}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	srv := &api.Server{
-		Store:        st,
-		Triggers:     triggers,
-		Box:          box,
-		LogChanged:   appender.Changed,
-		Canceler:     sched,
-		Metrics:      m,
-		ExternalURL:  cfg.ExternalURL,
-		MaxBody:      cfg.MaxBody,
-		WebhookRate:  cfg.WebhookRate,
-		WebhookBurst: cfg.WebhookBurst,
-		SignIn:       signIn,
-		Logger:       logger.With("component", "api"),
+		Store:          st,
+		Triggers:       triggers,
+		Box:            box,
+		LogChanged:     appender.Changed,
+		Canceler:       sched,
+		Metrics:        m,
+		ExternalURL:    cfg.ExternalURL,
+		MaxBody:        cfg.MaxBody,
+		WebhookRate:    cfg.WebhookRate,
+		WebhookBurst:   cfg.WebhookBurst,
+		SignIn:         signIn,
+		Logger:         logger.With("component", "api"),
+		RequireTrusted: requireTrusted,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -66,6 +66,16 @@ func (c *Client) PipelineDelete(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, p("pipelines", name), nil, nil)
 }
 
+// PipelineTrust marks a pipeline trusted (global admins only), or with trusted false no longer
+// trusted. A server whose steps run as its own OS user runs only trusted pipelines.
+func (c *Client) PipelineTrust(ctx context.Context, name string, trusted bool) (*Pipeline, error) {
+	verb := "untrust"
+	if trusted {
+		verb = "trust"
+	}
+	return call[Pipeline](ctx, c, http.MethodPost, p("pipelines", name, verb), nil)
+}
+
 func (c *Client) sendYAML(ctx context.Context, method, path string, yaml []byte) (*Pipeline, error) {
 	var out Pipeline
 	r := request{method: method, path: path, body: bytes.NewReader(yaml), contentType: yamlType}

@@ -55,6 +55,8 @@ type Pipeline struct {
 	Variables   []Variable      `json:"variables,omitempty"`
 	Stages      []PipelineStage `json:"stages,omitempty"`
 	CreatedBy   string          `json:"created_by,omitempty"`
+	Trusted     bool            `json:"trusted"`              // may run where steps run as the server's user
+	TrustedBy   string          `json:"trusted_by,omitempty"` // the global admin who marked it
 	CreatedAt   *time.Time      `json:"created_at,omitempty"`
 	UpdatedAt   *time.Time      `json:"updated_at,omitempty"`
 	Role        string          `json:"role"`               // the caller's role on it

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,12 +12,21 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/flowd/flowd/internal/executor"
 )
 
 // Config is everything `flowd serve` needs to start.
 type Config struct {
-	Addr        string // listen address
-	Data        string // data folder: SQLite database, secret.key, workspaces
+	Addr string // listen address
+	Data string // data folder: SQLite database, secret.key (mode 0700, the server's only)
+	// Workspaces is the folder of job workspaces, outside Data; "" = a folder of this server's
+	// own under /var/tmp (see Validate).
+	Workspaces string
+	// StepUser is who runs host steps: "auto" (a uid range of its own when flowd runs as root,
+	// else "none"), "none" (the server's own user: trusted pipelines only), or a uid range
+	// "FIRST-LAST" (each job a uid of its own).
+	StepUser    string
 	Database    string // "sqlite:PATH" or "postgres://…"; "" = sqlite in Data
 	ExternalURL string // base URL users reach flowd at, for links; "" = http://Addr
 	Executors   int    // jobs run at once across the server
@@ -46,6 +57,7 @@ func Default() Config {
 	return Config{
 		Addr:           "127.0.0.1:8080",
 		Data:           "./flowd-data",
+		StepUser:       "auto",
 		Executors:      4,
 		MaxBody:        1 << 20,
 		WebhookRate:    20,
@@ -62,7 +74,9 @@ func Default() Config {
 // line (getenv is os.Getenv in production).
 func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() error {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen `address` (FLOWD_ADDR)")
-	fs.StringVar(&c.Data, "data", c.Data, "data `folder`: SQLite database, secret.key, job workspaces (FLOWD_DATA)")
+	fs.StringVar(&c.Data, "data", c.Data, "data `folder`: SQLite database and secret.key, private to the server (FLOWD_DATA)")
+	fs.StringVar(&c.Workspaces, "workspaces", c.Workspaces, "`folder` of job workspaces, outside the data folder (FLOWD_WORKSPACES); default /var/tmp/flowd-workspaces-<hash of the data folder>")
+	fs.StringVar(&c.StepUser, "step-user", c.StepUser, "who runs steps on this host: auto, none, or a uid range FIRST-LAST, each job a uid of its own (FLOWD_STEP_USER); auto = "+executor.DefaultStepUIDs+" when flowd runs as root, else none (then only pipelines a global admin marked trusted run)")
 	fs.StringVar(&c.Database, "database", c.Database, "database `DSN`: sqlite:PATH or postgres://… (FLOWD_DATABASE); default sqlite in the data folder")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "`URL` users reach flowd at, used in links and webhook URLs (FLOWD_EXTERNAL_URL)")
 	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server (FLOWD_EXECUTORS)")
@@ -119,6 +133,24 @@ func (c *Config) Validate() error {
 	if c.MaxJobLog < 64<<10 {
 		errs = append(errs, fmt.Errorf("--max-job-log must be at least 64KiB, got %v", c.MaxJobLog))
 	}
+	switch c.StepUser {
+	case "auto", "none":
+	default:
+		if _, _, err := executor.ParseUIDRange(c.StepUser); err != nil {
+			errs = append(errs, fmt.Errorf("--step-user must be auto, none or a uid range FIRST-LAST: %w", err))
+		}
+	}
+	if c.Workspaces == "" && c.Data != "" {
+		sum := sha256.Sum256([]byte(c.Data))
+		c.Workspaces = filepath.Join("/var/tmp", "flowd-workspaces-"+hex.EncodeToString(sum[:6]))
+	} else if c.Workspaces != "" {
+		if abs, err := filepath.Abs(c.Workspaces); err == nil {
+			c.Workspaces = abs
+		}
+		if c.Data != "" && (c.Workspaces == c.Data || strings.HasPrefix(c.Workspaces, c.Data+string(filepath.Separator))) {
+			errs = append(errs, fmt.Errorf("--workspaces must be outside the data folder %s (steps must never reach it), got %s", c.Data, c.Workspaces))
+		}
+	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")
 	} else if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
@@ -134,4 +166,21 @@ func (c *Config) Validate() error {
 		c.ShutdownGrace = 10 * time.Second
 	}
 	return errors.Join(errs...)
+}
+
+// StepUIDs resolves StepUser for a server whose effective uid is euid: the uid range steps run
+// as, or ok false when steps run as the server's own user.
+func (c *Config) StepUIDs(euid int) (first, last uint32, ok bool) {
+	spec := c.StepUser
+	if spec == "auto" {
+		if euid != 0 {
+			return 0, 0, false
+		}
+		spec = executor.DefaultStepUIDs
+	}
+	if spec == "none" {
+		return 0, 0, false
+	}
+	first, last, err := executor.ParseUIDRange(spec)
+	return first, last, err == nil
 }

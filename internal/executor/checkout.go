@@ -85,7 +85,7 @@ func (r *localRun) checkout(ctx context.Context, c Checkout, gitBin string, grac
 	if c.Username != "" || c.Password != "" {
 		user, pass = c.Username, c.Password
 	}
-	g := &gitRunner{dir: r.job.Workspace, grace: grace}
+	g := &gitRunner{dir: r.job.Workspace, grace: grace, cred: r.cred}
 	if pass != "" {
 		g.secrets = []string{pass, url.QueryEscape(pass), url.PathEscape(pass), url.UserPassword(user, pass).String()}
 	}
@@ -121,6 +121,19 @@ func (r *localRun) checkout(ctx context.Context, c Checkout, gitBin string, grac
 		say(checkoutNoteFormat, "the username and password are for http(s) URLs only; this one uses its own authentication")
 	}
 	g.env = gitEnv(r.job.Env, g.header)
+	if r.cred != nil {
+		// The checkout runs as the job's own uid, which owns no repository on this machine:
+		// without safe.directory, git refuses a source.url that is a path on the server
+		// ("dubious ownership"). It must be in a global config file (git drops GIT_CONFIG_* for
+		// the upload-pack of a local repository). What such a repository's config could do, it
+		// does as the job's uid.
+		conf := filepath.Join(homeOf(r.job.Workspace), ".flowd-checkout.gitconfig")
+		if err := os.WriteFile(conf, []byte("[safe]\n\tdirectory = *\n"), 0o644); err != nil {
+			return &checkoutError{msg: fmt.Sprintf("cannot write the checkout's git config: %v", err)}
+		}
+		defer os.Remove(conf)
+		g.env = append(g.env, "GIT_CONFIG_GLOBAL="+conf)
+	}
 	g.bin = gitBin
 	if g.bin == "" {
 		bin, err := lookPathIn("git", envValue(g.env, "PATH"))
@@ -405,6 +418,7 @@ type gitRunner struct {
 	header  string   // the Authorization header, "" without credentials
 	secrets []string // what to mask in git's output
 	grace   time.Duration
+	cred    *syscall.Credential // the job's uid, nil for the server's own
 }
 
 // run runs git with args in the workspace, in a session (and process group) of its own with
@@ -417,7 +431,7 @@ func (g *gitRunner) run(ctx context.Context, args ...string) (string, error) {
 	var buf cappedBuffer
 	cmd.Stdout = &buf
 	cmd.Stderr = &buf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: g.cred}
 	var termAt time.Time
 	cmd.Cancel = func() error {
 		termAt = time.Now()

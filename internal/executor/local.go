@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,14 +39,26 @@ type Local struct {
 	Git string
 	// Logger receives errors that do not end the job (a Reporter error, a failed kill).
 	Logger *slog.Logger
+	// Shim is the command that starts each step's process: the flowd binary (ShimMain runs
+	// behind ShimCommand), which keeps every process the step starts in its tree and kills
+	// them all when the step ends, is canceled, or the server dies. Required.
+	Shim string
+	// Users, when set, runs every job's checkout and steps as a uid of its own from the pool,
+	// owning the job's workspace (mode 0700) and a private HOME and TMPDIR beside it; nil runs
+	// them as the server's own user (only for trusted pipelines: see DESIGN.md "Isolation").
+	Users *Users
+
+	mu   sync.Mutex
+	uids map[string]uint32 // workspace → the uid its job holds until Cleanup
 }
 
-// NewLocal returns a Local executor with the default shell and kill grace.
-func NewLocal(logger *slog.Logger) *Local {
+// NewLocal returns a Local executor with the default shell and kill grace that starts steps
+// through shim (see Local.Shim) and, with users set, runs them as users of the pool.
+func NewLocal(logger *slog.Logger, shim string, users *Users) *Local {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Local{Shell: []string{"/bin/sh", "-e", "-c"}, KillGrace: time.Second, Logger: logger}
+	return &Local{Shell: []string{"/bin/sh", "-e", "-c"}, KillGrace: time.Second, Logger: logger, Shim: shim, Users: users}
 }
 
 var _ Executor = (*Local)(nil)
@@ -91,11 +103,29 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 		defer cancel()
 	}
 
-	if err := os.MkdirAll(job.Workspace, 0o700); err != nil {
+	if l.Shim == "" {
+		msg := "flowd is misconfigured: the executor has no step shim"
+		r.say("✖ %s\n", msg)
+		r.skip(0)
+		return Result{Status: run.Failed, Message: msg}
+	}
+	r.shim = l.Shim
+	if err := l.prepare(ctx, r); err != nil {
 		msg := fmt.Sprintf("cannot create workspace: %v", err)
 		r.say("✖ %s\n", msg)
 		r.skip(0)
 		return Result{Status: run.Failed, Message: msg}
+	}
+	if r.cred != nil {
+		// Nothing the job started outlives it: every process of its uid, however it
+		// detached, is killed before the job's end is reported.
+		defer func() {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+			defer cancel()
+			if err := killUIDs(kctx, func(id uint32) bool { return id == r.cred.Uid }); err != nil {
+				logger.Error("kill the job's processes", "uid", r.cred.Uid, "err", err)
+			}
+		}()
 	}
 
 	if job.Checkout != nil {
@@ -145,28 +175,126 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 
 // Cleanup removes the job's workspace; a missing workspace is not an error. Folders a step made
 // read-only (such as Go's module cache) are made writable first.
+//
+// For a job that ran as a uid of Users, every process of that uid is killed first and its
+// files in the shared temporary folders removed, then its private HOME; only then does the
+// uid go back to the pool.
 func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	if job.Workspace == "" {
 		return nil
 	}
-	if err := os.RemoveAll(job.Workspace); err == nil {
+	l.mu.Lock()
+	uid, held := l.uids[job.Workspace]
+	l.mu.Unlock()
+	var errs []error
+	if held {
+		if err := l.Users.Reclaim(ctx, uid, l.shell()[0]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, dir := range []string{job.Workspace, homeOf(job.Workspace)} {
+		if err := removeTree(dir); err != nil {
+			errs = append(errs, fmt.Errorf("executor: remove workspace: %w", err))
+		}
+	}
+	if held && len(errs) == 0 {
+		l.mu.Lock()
+		delete(l.uids, job.Workspace)
+		l.mu.Unlock()
+		l.Users.release(uid)
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes dir; folders a step made read-only (such as Go's module cache) are made
+// writable first. A missing dir is not an error.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
-	filepath.WalkDir(job.Workspace, func(path string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			os.Chmod(path, 0o700)
 		}
 		return nil
 	})
-	if err := os.RemoveAll(job.Workspace); err != nil {
-		return fmt.Errorf("executor: remove workspace: %w", err)
+	return os.RemoveAll(dir)
+}
+
+func (l *Local) shell() []string {
+	if len(l.Shell) == 0 {
+		return []string{"/bin/sh", "-e", "-c"}
 	}
+	return l.Shell
+}
+
+// homeOf is the private HOME of the job whose workspace is ws: a folder beside it, so tools'
+// caches do not land in the checkout.
+func homeOf(ws string) string { return ws + ".home" }
+
+// prepare makes the job's workspace. Without Users it is a folder of the server's user (mode
+// 0700). With Users the job takes a uid of its own (held until Cleanup), and its workspace and
+// a private HOME holding its TMPDIR are made fresh, mode 0700, owned by that uid; the
+// environment's HOME and TMPDIR point at them.
+func (l *Local) prepare(ctx context.Context, r *localRun) error {
+	ws := r.job.Workspace
+	if l.Users == nil {
+		return os.MkdirAll(ws, 0o700)
+	}
+	uid, err := l.Users.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.uids == nil {
+		l.uids = map[string]uint32{}
+	}
+	l.uids[ws] = uid
+	l.mu.Unlock()
+	home := homeOf(ws)
+	for _, dir := range []string{ws, home, filepath.Join(home, "tmp")} {
+		if err := freshDir(dir, uid); err != nil {
+			return err
+		}
+	}
+	r.cred = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
+	env := make([]string, 0, len(r.job.Env)+2)
+	for _, kv := range r.job.Env {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	r.job.Env = append(env, "HOME="+home, "TMPDIR="+filepath.Join(home, "tmp"))
 	return nil
+}
+
+// freshDir makes dir anew (whatever was there is removed), mode 0700, owned by uid.
+func freshDir(dir string, uid uint32) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
+		if err := removeTree(dir); err != nil {
+			return err
+		}
+		err = os.Mkdir(dir, 0o700)
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := os.Lchown(dir, int(uid), int(uid)); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // localRun is the state of one Local.Run call.
 type localRun struct {
 	job    Job
+	shim   string              // see Local.Shim
+	cred   *syscall.Credential // the job's uid (Local.Users), nil to run as the server's user
 	out    *lineWriter
 	rep    Reporter
 	logger *slog.Logger
@@ -175,46 +303,73 @@ type localRun struct {
 
 // step runs one step and returns its status (Success, Failed or, when the job's context ended,
 // Canceled or Failed for a timeout), its exit code if it exited on its own, and a reason.
+//
+// The step's process is the shim (ShimMain) in a process group of its own, with the shell as
+// its child; the environment goes to the shim over a pipe and the shell's status comes back
+// over another. The shim kills everything the step left when the shell exits. On cancel the
+// group gets SIGTERM and the shim gives the tree the grace before it kills it; the server
+// waits for the shim a little longer, and kills the group itself only if the shim is stuck.
 func (r *localRun) step(ctx context.Context, step Step, shell []string, grace time.Duration) (run.Status, *int, string) {
 	r.started(step.ID)
 	r.say(headerFormat, step.Name)
 	begin := time.Now()
 
-	args := append(append([]string(nil), shell[1:]...), step.Script)
-	cmd := exec.CommandContext(ctx, shell[0], args...)
-	cmd.Dir = r.job.Workspace
-	cmd.Env = r.job.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{} // nil would mean the server's environment
+	uid, gid := -1, -1
+	if r.cred != nil {
+		uid, gid = int(r.cred.Uid), int(r.cred.Gid)
 	}
+	args := []string{ShimCommand, strconv.FormatInt(grace.Milliseconds(), 10), strconv.Itoa(uid), strconv.Itoa(gid), r.job.Workspace, "--"}
+	args = append(append(args, shell...), step.Script)
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return r.cannotStart(step, shell, err)
+	}
+	defer statusR.Close()
+	envR, envW, err := os.Pipe()
+	if err != nil {
+		statusW.Close()
+		return r.cannotStart(step, shell, err)
+	}
+	cmd := exec.CommandContext(ctx, r.shim, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{} // the shim gets nothing; the step's environment goes over envW
 	cmd.Stdout = r.out
 	cmd.Stderr = r.out // the same writer: exec gives both one pipe, so order is kept
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = []*os.File{statusW, envR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	var termAt time.Time
 	cmd.Cancel = func() error {
 		termAt = time.Now()
 		return killGroup(cmd.Process.Pid, syscall.SIGTERM)
 	}
-	// After ctx is done (or the shell exited) Wait gives the pipe this long before closing it,
-	// so a background child that holds it cannot hang the step.
-	cmd.WaitDelay = grace
+	// The shim ends the tree within the grace; Wait gives it more before it kills the shim.
+	cmd.WaitDelay = grace + shimExtraWait
 
-	if err := cmd.Start(); err != nil {
-		reason := fmt.Sprintf("cannot start %s: %v", shell[0], err)
-		r.say(failFormat, step.Name, reason)
-		return run.Failed, nil, reason
+	err = cmd.Start()
+	statusW.Close()
+	envR.Close()
+	if err != nil {
+		envW.Close()
+		return r.cannotStart(step, shell, err)
 	}
+	go func() {
+		defer envW.Close()
+		for _, kv := range r.job.Env {
+			if _, err := envW.Write(append([]byte(kv), 0)); err != nil {
+				return
+			}
+		}
+	}()
+	statusLine := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(statusR, 4096))
+		statusLine <- strings.TrimSpace(string(b))
+	}()
 	pgid := cmd.Process.Pid
 	waitErr := cmd.Wait()
 	elapsed := time.Since(begin)
-
-	// No process of the step outlives it. A canceled group gets the rest of its grace first.
-	if !termAt.IsZero() {
-		waitGroupGone(pgid, termAt.Add(grace))
-	}
-	if err := killGroup(pgid, syscall.SIGKILL); err != nil {
-		r.logger.Warn("kill step process group", "step_id", step.ID, "pgid", pgid, "err", err)
-	}
+	killGroup(pgid, syscall.SIGKILL) // only the stuck shim's group could be left
+	reported := <-statusLine
 
 	if !termAt.IsZero() { // the job's context ended while the step ran
 		if context.Cause(ctx) == errJobTimeout {
@@ -226,31 +381,46 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 		return run.Canceled, nil, canceledReason
 	}
 
-	ps := cmd.ProcessState
+	kind, val, _ := strings.Cut(reported, " ")
+	n, convErr := strconv.Atoi(val)
 	switch {
-	case ps == nil:
-		reason := fmt.Sprintf("wait: %v", waitErr)
-		r.say(failFormat, step.Name, reason)
-		return run.Failed, nil, reason
-	case ps.Success():
-		// waitErr may be exec.ErrWaitDelay (a background child kept the pipe open) or an
-		// error writing the output; neither changes how the step ended.
+	case kind == "start":
+		return r.cannotStart(step, shell, errors.New(val))
+	case kind == "exit" && convErr == nil && n == 0:
+		// waitErr may be an error writing the output; it does not change how the step ended.
 		if waitErr != nil && !errors.Is(waitErr, exec.ErrWaitDelay) {
-			r.logger.Warn("step output", "step_id", step.ID, "err", waitErr)
+			var ee *exec.ExitError
+			if !errors.As(waitErr, &ee) {
+				r.logger.Warn("step output", "step_id", step.ID, "err", waitErr)
+			}
 		}
 		code := 0
 		r.say(successFormat, step.Name, formatDuration(elapsed))
 		return run.Success, &code, ""
+	case kind == "exit" && convErr == nil:
+		r.say(exitFormat, step.Name, n, formatDuration(elapsed))
+		return run.Failed, &n, fmt.Sprintf("exit code %d", n)
+	case kind == "signal" && convErr == nil:
+		sig := syscall.Signal(n)
+		reason := fmt.Sprintf("killed by signal %d (%s)", n, sig)
+		r.say(failFormat, step.Name, reason)
+		return run.Failed, nil, reason
 	default:
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			reason := fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
-			r.say(failFormat, step.Name, reason)
-			return run.Failed, nil, reason
-		}
-		code := ps.ExitCode()
-		r.say(exitFormat, step.Name, code, formatDuration(elapsed))
-		return run.Failed, &code, fmt.Sprintf("exit code %d", code)
+		reason := fmt.Sprintf("the step's shim ended without a status (%v)", waitErr)
+		r.say(failFormat, step.Name, reason)
+		return run.Failed, nil, reason
 	}
+}
+
+// shimExtraWait is how much longer than the kill grace the server waits for a canceled step's
+// shim before it kills the shim's process group itself.
+const shimExtraWait = 3 * time.Second
+
+// cannotStart is the result of a step whose process could not be started.
+func (r *localRun) cannotStart(step Step, shell []string, err error) (run.Status, *int, string) {
+	reason := fmt.Sprintf("cannot start %s: %v", shell[0], err)
+	r.say(failFormat, step.Name, reason)
+	return run.Failed, nil, reason
 }
 
 // stopped is the Result of a job whose context ended: canceled, or timed out.
@@ -321,29 +491,10 @@ func waitGroupGone(pgid int, deadline time.Time) {
 }
 
 // groupHasLive reports whether a process of group pgid is alive, zombies aside (orphans wait
-// as zombies until init reaps them, and kill(2) still finds those). When /proc cannot be
-// read it answers true, so the caller waits out the grace.
+// as zombies until init reaps them, and kill(2) still finds those).
 func groupHasLive(pgid int) bool {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return true
-	}
-	want := strconv.Itoa(pgid)
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
+	for _, p := range procs() {
+		if p.pgrp == pgid && p.state != 'Z' && p.state != 'X' {
 			return true
 		}
 	}

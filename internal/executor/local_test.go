@@ -22,6 +22,9 @@ import (
 const leakVar = "FLOWD_EXECUTOR_TEST_LEAK"
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == ShimCommand { // the test binary is the steps' shim
+		RunShim(os.Args[2:])
+	}
 	os.Setenv(leakVar, "leaked")
 	code := m.Run()
 	if repoDir != "" {
@@ -101,7 +104,17 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 }
 
 func newLocal(t *testing.T) *Local {
-	return NewLocal(slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
+	return NewLocal(slog.New(slog.NewTextHandler(testLogWriter{t}, nil)), testShim(t), nil)
+}
+
+// testShim is the test binary itself, which TestMain turns into the step shim.
+func testShim(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 // newJob returns a job with a fresh workspace (not yet created) and a minimal environment.
@@ -375,10 +388,10 @@ func startAndStop(t *testing.T, job Job, stop func()) (Result, string, []string)
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	for name, script := range map[string]string{
-		"sleep":            "echo pgid=$$; sleep 600 & sleep 600",
-		"grandchildren":    `echo pgid=$$; sh -c 'sleep 600 & sleep 600; wait'`,
-		"ignores SIGTERM":  `echo pgid=$$; trap '' TERM; sh -c 'sleep 600 & sleep 600; wait'`,
-		"child holds pipe": `echo pgid=$$; (trap '' TERM; sleep 600) & sleep 600`,
+		"sleep":            "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); sleep 600 & sleep 600",
+		"grandchildren":    `echo pgid=$(cut -d' ' -f5 /proc/$$/stat); sh -c 'sleep 600 & sleep 600; wait'`,
+		"ignores SIGTERM":  `echo pgid=$(cut -d' ' -f5 /proc/$$/stat); trap '' TERM; sh -c 'sleep 600 & sleep 600; wait'`,
+		"child holds pipe": `echo pgid=$(cut -d' ' -f5 /proc/$$/stat); (trap '' TERM; sleep 600) & sleep 600`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -400,7 +413,7 @@ func TestCancel(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	t.Parallel()
-	job := newJob(t, "echo pgid=$$; sleep 600 & sleep 600", "echo never")
+	job := newJob(t, "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); sleep 600 & sleep 600", "echo never")
 	job.Timeout = 300 * time.Millisecond
 	res, out, events := startAndStop(t, job, func() {})
 	if res.Status != run.Failed || res.Message != "job timed out after 300ms" {
@@ -434,7 +447,7 @@ func TestCanceledBeforeStart(t *testing.T) {
 // A background child that keeps the output pipe open neither hangs the step nor survives it.
 func TestBackgroundChildDoesNotHang(t *testing.T) {
 	t.Parallel()
-	job := newJob(t, "echo pgid=$$; sleep 600 &", "echo next")
+	job := newJob(t, "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); sleep 600 &", "echo next")
 	begin := time.Now()
 	res, out, _ := runJob(t, context.Background(), job)
 	if res.Status != run.Success || !strings.Contains(out, "next\n") {

@@ -56,7 +56,15 @@ type Config struct {
 	Logger    *slog.Logger
 	// Poll is how often the scheduler looks for work nobody woke it for; default 1s.
 	Poll time.Duration
+	// RequireTrusted is set when the executor runs steps as the server's own OS user: then a
+	// job of a pipeline that is not trusted (now, when it is claimed) fails before it starts,
+	// whatever let its run be queued.
+	RequireTrusted bool
 }
+
+// UntrustedMessage ends a job that RequireTrusted refused.
+const UntrustedMessage = "refused: this server runs steps as its own OS user, and this pipeline is not trusted; " +
+	"a global admin can run `flowd pipeline trust NAME`, or run flowd as root so each job runs as a user of its own"
 
 // Why a job's context was canceled.
 var (
@@ -320,6 +328,11 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 		}
 	}()
 
+	if s.cfg.RequireTrusted && !c.Trusted {
+		end.Message = strings.Replace(UntrustedMessage, "NAME", c.Run.Pipeline, 1)
+		s.line(c, end.Message)
+		return
+	}
 	secrets, err := s.secretVariables(c.Run)
 	if err != nil {
 		end.Message = "cannot decrypt the run's secret variables: " + err.Error()

@@ -556,7 +556,7 @@ func TestMaxRunningWaits(t *testing.T) {
 func TestWorkspacesLeaveNothingBehind(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	f := newFixtureWorkspace(t, "sqlite", 2, root, executor.NewLocal(nil))
+	f := newFixtureWorkspace(t, "sqlite", 2, root, executor.NewLocal(nil, testShim(t), nil))
 	var ids []int64
 	for range 3 {
 		r := f.create(t, nil, job(0, "a", `pwd > "$FLOWD_WORKSPACE/x" && cat x`), job(0, "b", `pwd`), job(1, "c", `pwd`))

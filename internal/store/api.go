@@ -64,6 +64,9 @@ type Pipeline struct {
 	CreatedBy string
 	CreatedAt time.Time
 	UpdatedAt time.Time // when Revision was written
+	// TrustedBy names the global admin who marked the pipeline trusted; "" = not trusted. Only
+	// trusted pipelines run on a server whose steps run as its own user (DESIGN.md "Isolation").
+	TrustedBy string
 }
 
 // PipelineSummary is a pipeline with its newest run (nil when it has none), for lists.
@@ -112,4 +115,6 @@ type RunListParams struct {
 type Claim struct {
 	Job run.Job
 	Run run.Run
+	// Trusted tells whether the run's pipeline is trusted now (see Pipeline.TrustedBy).
+	Trusted bool
 }

@@ -148,7 +148,10 @@ func claimOne(ctx context.Context, tx db, startFirst bool) (Claim, error) {
 		return Claim{}, fmt.Errorf("claimed job %d not found", jobID)
 	}
 	c.Job = jobs[0]
-	c.Run, err = loadRun(ctx, tx, runID, false)
+	if c.Run, err = loadRun(ctx, tx, runID, false); err != nil {
+		return Claim{}, err
+	}
+	err = tx.queryRow(ctx, "SELECT trusted_by IS NOT NULL FROM pipelines WHERE id = ?", c.Run.PipelineID).Scan(&c.Trusted)
 	return c, err
 }
 

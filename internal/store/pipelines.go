@@ -7,12 +7,12 @@ import (
 
 // pipelineSelect reads a pipeline joined with one of its revisions (pr); UpdatedAt is when that
 // revision was written.
-const pipelineSelect = `SELECT p.id, p.name, pr.revision, pr.source, pr.secrets, p.created_by, p.created_at, pr.created_at
+const pipelineSelect = `SELECT p.id, p.name, pr.revision, pr.source, pr.secrets, p.created_by, p.created_at, pr.created_at, COALESCE(p.trusted_by, '')
 	FROM pipelines p JOIN pipeline_revisions pr ON pr.pipeline_id = p.id`
 
 func scanPipeline(row interface{ Scan(...any) error }, p *Pipeline) error {
 	return row.Scan(&p.ID, &p.Name, &p.Revision, &p.Source, &p.Secrets, &p.CreatedBy,
-		timeScan{&p.CreatedAt}, timeScan{&p.UpdatedAt})
+		timeScan{&p.CreatedAt}, timeScan{&p.UpdatedAt}, &p.TrustedBy)
 }
 
 // username is the name of user id, for the created_by columns; ErrNotFound when there is none.
@@ -25,6 +25,12 @@ func username(ctx context.Context, tx db, id int64) (string, error) {
 // PipelineCreate stores revision 1 and makes the creator the pipeline's admin, in one
 // transaction; ErrConflict when the name is taken.
 func (s *Store) PipelineCreate(ctx context.Context, name, source string, secrets []byte, creatorID int64) (Pipeline, error) {
+	return s.PipelineCreateTrust(ctx, name, source, secrets, creatorID, false)
+}
+
+// PipelineCreateTrust is PipelineCreate that, with trusted, also marks the pipeline trusted by
+// its creator (a global admin: the caller checks).
+func (s *Store) PipelineCreateTrust(ctx context.Context, name, source string, secrets []byte, creatorID int64, trusted bool) (Pipeline, error) {
 	at := now()
 	p := Pipeline{Name: name, Revision: 1, Source: source, Secrets: secrets, CreatedAt: at, UpdatedAt: at}
 	err := s.write(ctx, func(tx db) error {
@@ -32,8 +38,12 @@ func (s *Store) PipelineCreate(ctx context.Context, name, source string, secrets
 		if p.CreatedBy, err = username(ctx, tx, creatorID); err != nil {
 			return err
 		}
-		err = tx.queryRow(ctx, `INSERT INTO pipelines (name, revision, created_by, created_at, updated_at)
-			VALUES (?, 1, ?, ?, ?) RETURNING id`, name, p.CreatedBy, tx.ts(at), tx.ts(at)).Scan(&p.ID)
+		var trustedBy *string
+		if trusted {
+			trustedBy, p.TrustedBy = &p.CreatedBy, p.CreatedBy
+		}
+		err = tx.queryRow(ctx, `INSERT INTO pipelines (name, revision, created_by, created_at, updated_at, trusted_by)
+			VALUES (?, 1, ?, ?, ?, ?) RETURNING id`, name, p.CreatedBy, tx.ts(at), tx.ts(at), trustedBy).Scan(&p.ID)
 		if err != nil {
 			return err
 		}
@@ -53,6 +63,12 @@ func (s *Store) PipelineCreate(ctx context.Context, name, source string, secrets
 // PipelineUpdate stores a new revision. CreatedBy stays the pipeline's creator; the revision
 // records userID's name as its author. ErrNotFound when the pipeline or the user is gone.
 func (s *Store) PipelineUpdate(ctx context.Context, id int64, source string, secrets []byte, userID int64) (Pipeline, error) {
+	return s.PipelineUpdateTrust(ctx, id, source, secrets, userID, true)
+}
+
+// PipelineUpdateTrust is PipelineUpdate that, without keepTrust, also clears the pipeline's
+// trusted mark in the same transaction (a revision saved by someone who is not a global admin).
+func (s *Store) PipelineUpdateTrust(ctx context.Context, id int64, source string, secrets []byte, userID int64, keepTrust bool) (Pipeline, error) {
 	var p Pipeline
 	err := s.write(ctx, func(tx db) error {
 		by, err := username(ctx, tx, userID)
@@ -71,6 +87,11 @@ func (s *Store) PipelineUpdate(ctx context.Context, id int64, source string, sec
 		if _, err := tx.exec(ctx, "UPDATE pipelines SET revision = ?, updated_at = ? WHERE id = ? AND revision = ?",
 			rev+1, tx.ts(at), id, rev); err != nil {
 			return err
+		}
+		if !keepTrust {
+			if _, err := tx.exec(ctx, "UPDATE pipelines SET trusted_by = NULL WHERE id = ?", id); err != nil {
+				return err
+			}
 		}
 		return scanPipeline(tx.queryRow(ctx, pipelineSelect+" AND pr.revision = p.revision WHERE p.id = ?", id), &p)
 	})
@@ -103,7 +124,7 @@ func (s *Store) PipelineRevision(ctx context.Context, pipelineID, revision int64
 // PipelineList lists pipelines by name with their newest run: all of them, or those userID is
 // a member of. It is one query.
 func (s *Store) PipelineList(ctx context.Context, userID int64, all bool) ([]PipelineSummary, error) {
-	q := `SELECT p.id, p.name, pr.revision, pr.source, pr.secrets, p.created_by, p.created_at, pr.created_at, ` + runColsNullable + `
+	q := `SELECT p.id, p.name, pr.revision, pr.source, pr.secrets, p.created_by, p.created_at, pr.created_at, COALESCE(p.trusted_by, ''), ` + runColsNullable + `
 		FROM pipelines p
 		JOIN pipeline_revisions pr ON pr.pipeline_id = p.id AND pr.revision = p.revision
 		LEFT JOIN runs r ON r.pipeline_id = p.id
@@ -127,7 +148,7 @@ func (s *Store) PipelineList(ctx context.Context, userID int64, all bool) ([]Pip
 		)
 		p := &ps.Pipeline
 		dest := append([]any{&p.ID, &p.Name, &p.Revision, &p.Source, &p.Secrets, &p.CreatedBy,
-			timeScan{&p.CreatedAt}, timeScan{&p.UpdatedAt}}, rs.dest()...)
+			timeScan{&p.CreatedAt}, timeScan{&p.UpdatedAt}, &p.TrustedBy}, rs.dest()...)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, wrap("list pipelines", err)
 		}
@@ -154,4 +175,32 @@ func (s *Store) PipelineDelete(ctx context.Context, id int64) error {
 		return err
 	})
 	return wrap("delete pipeline", err)
+}
+
+// PipelineTrust marks a pipeline trusted by global admin userID, or (trusted false) untrusted;
+// ErrNotFound when the pipeline or the user is gone.
+func (s *Store) PipelineTrust(ctx context.Context, id, userID int64, trusted bool) (Pipeline, error) {
+	var p Pipeline
+	err := s.write(ctx, func(tx db) error {
+		by, err := username(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		var trustedBy *string
+		if trusted {
+			trustedBy = &by
+		}
+		n, err := tx.execN(ctx, "UPDATE pipelines SET trusted_by = ? WHERE id = ?", trustedBy, id)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return sql.ErrNoRows
+		}
+		return scanPipeline(tx.queryRow(ctx, pipelineSelect+" AND pr.revision = p.revision WHERE p.id = ?", id), &p)
+	})
+	if err != nil {
+		return Pipeline{}, wrap("trust pipeline", err)
+	}
+	return p, nil
 }

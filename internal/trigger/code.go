@@ -22,6 +22,7 @@ const (
 	CodePayloadTooLarge   Code = "payload_too_large"          // body over MaxBody
 	CodeInvalidSignature  Code = webhook.CodeInvalidSignature // signature or token header missing or wrong
 	CodeInsufficientPerms Code = "insufficient_permissions"   // the trigger's owner may not run the pipeline
+	CodeUntrusted         Code = "untrusted_pipeline"         // steps run as the server's user and the pipeline is not trusted
 	CodeInvalidJSON       Code = webhook.CodeInvalidJSON
 	CodeInvalidVariables  Code = webhook.CodeInvalidVariables
 	CodeUnsupportedMedia  Code = webhook.CodeUnsupportedMediaType

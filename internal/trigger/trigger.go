@@ -41,6 +41,10 @@ type Service struct {
 	// called for the older running runs a new run supersedes (concurrency.cancel_previous).
 	Cancel func(runID int64)
 	Logger *slog.Logger // nil = discard
+	// RequireTrusted is set when steps run as the server's own OS user: then only trusted
+	// pipelines (store.Pipeline.TrustedBy) may start runs; Build refuses others with an
+	// *UntrustedError.
+	RequireTrusted bool
 
 	programs programs  // compiled CEL of concurrency groups
 	plans    planCache // parsed and planned pipeline revisions
@@ -99,6 +103,23 @@ func (s *Service) StartAt(ctx context.Context, p store.Pipeline, trig run.Trigge
 	return r, b.Resolved, nil
 }
 
+// UntrustedError refuses a run of a pipeline that is not trusted on a server whose steps run as
+// its own OS user (Service.RequireTrusted).
+type UntrustedError struct{ Pipeline string }
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("pipeline %s is not trusted, and this server runs steps as its own OS user", e.Pipeline)
+}
+
+// Advice says why the pipeline cannot run here and what to do, for the person who asked.
+func (e *UntrustedError) Advice() string {
+	return "this server runs steps as its own OS user (it does not run as root, or --step-user is none), " +
+		"so it runs only pipelines a global admin marked trusted: a step of any other pipeline could read the " +
+		"server's data folder, secret key and database. A global admin can run `flowd pipeline trust " + e.Pipeline +
+		"` (a pipeline a global admin creates is trusted); or run flowd as root, so that every job runs as a user " +
+		"of its own (docs/DESIGN.md, \"Isolation\")"
+}
+
 // Built is a run ready to be stored: what Build made of a pipeline and its overrides.
 type Built struct {
 	Create   store.RunCreate    // the run to store: variables, sealed secrets, planned jobs
@@ -135,6 +156,9 @@ func (b *Built) Masked() map[string]string {
 // a pipeline revision are worked out once and cached (see planCache); Def is shared and must
 // not be changed.
 func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (*Built, error) {
+	if s.RequireTrusted && p.TrustedBy == "" {
+		return nil, &UntrustedError{Pipeline: p.Name}
+	}
 	pl, err := s.planned(p)
 	if err != nil {
 		return nil, err

@@ -187,6 +187,10 @@ func (w *Webhooks) variables(ctx context.Context, d *delivery) *Outcome {
 		trig = run.TriggerPush
 	}
 	built, err := w.Runs.Build(d.pipe, trig, d.owner.User.Username, d.overrides)
+	if uerr := (*UntrustedError)(nil); errors.As(err, &uerr) {
+		d.trace.Add("permission", false, "%s", uerr.Error())
+		return w.refuse(ctx, d, CodeUntrusted, uerr.Advice(), nil)
+	}
 	if err != nil {
 		var verr *pipeline.VariableError
 		if !errors.As(err, &verr) {

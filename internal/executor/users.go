@@ -1,0 +1,151 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultStepUIDs is the uid range `--step-user auto` uses when flowd runs as root: high enough
+// to collide with no account a distribution or an administrator makes, below 2^31 so that no
+// tool reads it as negative.
+const DefaultStepUIDs = "2147000000-2147001023"
+
+// Users hands out the uids of a range to jobs, one uid to one job at a time, so that a job's
+// processes and files belong to a user no other running job has: another job cannot read its
+// workspace, see its environment in /proc, signal or trace its processes. The group id is the
+// uid; the uids need no account (no /etc/passwd entry). Giving them out needs root (or
+// CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL).
+//
+// A uid goes back to the pool only after every process running as it was killed (Reclaim), and
+// uids are handed out least recently used first.
+type Users struct {
+	First, Last uint32
+	free        chan uint32
+}
+
+// NewUsers returns the pool of uids first..last.
+func NewUsers(first, last uint32) (*Users, error) {
+	if first == 0 || last < first || last-first >= 1<<20 {
+		return nil, fmt.Errorf("step uids %d-%d: want a range of 1 to 1048576 uids above 0", first, last)
+	}
+	u := &Users{First: first, Last: last, free: make(chan uint32, last-first+1)}
+	for id := first; ; id++ {
+		u.free <- id
+		if id == last {
+			break
+		}
+	}
+	return u, nil
+}
+
+// ParseUIDRange reads "FIRST-LAST".
+func ParseUIDRange(s string) (first, last uint32, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	x, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
+	y, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
+	if !ok || err1 != nil || err2 != nil || x == 0 || y < x {
+		return 0, 0, fmt.Errorf("%q is not a uid range FIRST-LAST above 0 (e.g. %s)", s, DefaultStepUIDs)
+	}
+	return uint32(x), uint32(y), nil
+}
+
+// Size is how many uids the pool has.
+func (u *Users) Size() int { return int(u.Last - u.First + 1) }
+
+// acquire takes a free uid, waiting for one while ctx lasts.
+func (u *Users) acquire(ctx context.Context) (uint32, error) {
+	select {
+	case id := <-u.free:
+		return id, nil
+	case <-ctx.Done():
+		return 0, context.Cause(ctx)
+	}
+}
+
+// release gives uid back; only after Reclaim found no process of it left.
+func (u *Users) release(uid uint32) { u.free <- uid }
+
+// Reclaim kills every process running as uid, however it detached (it waits up to a few
+// seconds for the kernel to finish them), and removes the files uid left at the top of the
+// shared temporary folders (/tmp, /var/tmp, /dev/shm), so the next job given uid inherits
+// nothing. shell runs `kill -KILL -1` as uid, which signals every process of uid in one
+// atomic sweep of the process table (a fork cannot slip past it); a scan of /proc checks.
+func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string) error {
+	cmd := exec.CommandContext(ctx, shell, "-c", "kill -KILL -1 2>/dev/null; exit 0")
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	runErr := cmd.Run()
+	err := killUIDs(ctx, func(id uint32) bool { return id == uid })
+	for _, dir := range []string{os.TempDir(), "/tmp", "/var/tmp", "/dev/shm"} {
+		removeOwned(dir, uid)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("executor: kill processes of uid %d: %w", uid, err), runErr)
+	}
+	return nil
+}
+
+// KillAll kills every process running as a uid of the pool: those a server that was killed
+// left behind. Call it once at start, before any job runs.
+func (u *Users) KillAll(ctx context.Context) error {
+	return killUIDs(ctx, func(id uint32) bool { return id >= u.First && id <= u.Last })
+}
+
+// killUIDs kills, from /proc, every process any of whose uids (real, effective, saved, file
+// system) match, again and again until none is left alive or ctx ends.
+func killUIDs(ctx context.Context, match func(uint32) bool) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		alive := 0
+		for _, p := range procs() {
+			if p.state == 'Z' || p.state == 'X' {
+				continue
+			}
+			ids, ok := procUIDs(p.pid)
+			if !ok || !(match(ids[0]) || match(ids[1]) || match(ids[2]) || match(ids[3])) {
+				continue
+			}
+			alive++
+			syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+		if alive == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d processes still alive after SIGKILL", alive)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// removeOwned removes the entries of dir (not below) that uid owns. RemoveAll never follows a
+// symbolic link, so a link planted there cannot make it remove anything else.
+func removeOwned(dir string, uid uint32) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) == nil && st.Uid == uid {
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// CanSwitchUsers reports whether this process may run steps as other users: it runs as root.
+func CanSwitchUsers() bool { return os.Geteuid() == 0 }
