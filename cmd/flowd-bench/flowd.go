@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,7 @@ func startInProcess(ctx context.Context, data string, o opts) (*instance, error)
 	cfg.WebhookRate, cfg.WebhookBurst = o.webhookRate, o.burst
 	cfg.AdminPassword = adminPassword
 	cfg.ShutdownGrace = 5 * time.Second
+	cfg.StepUser = stepUser()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -96,6 +98,19 @@ func startInProcess(ctx context.Context, data string, o opts) (*instance, error)
 	return in, in.login(ctx)
 }
 
+// stepRanges counts the instances started, for their step uid ranges.
+var stepRanges atomic.Int32
+
+// stepUser is the --step-user of a new instance: as root a uid range of its own (an instance
+// still stopping holds its range's lock), else auto.
+func stepUser() string {
+	if os.Geteuid() != 0 {
+		return "auto"
+	}
+	first := 2147600000 + int(stepRanges.Add(1))*1024
+	return fmt.Sprintf("%d-%d", first, first+1023)
+}
+
 // startBinary runs the built flowd binary with `serve` on a free port.
 func startBinary(ctx context.Context, bin, data string, o opts) (*instance, error) {
 	o = o.fill()
@@ -105,6 +120,7 @@ func startBinary(ctx context.Context, bin, data string, o opts) (*instance, erro
 	if o.dsn != "" {
 		args = append(args, "--database", o.dsn)
 	}
+	args = append(args, "--step-user", stepUser())
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "FLOWD_ADMIN_PASSWORD="+adminPassword)
 	out, err := cmd.StdoutPipe()

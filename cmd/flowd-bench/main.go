@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/flowd/flowd/internal/executor"
 	"io"
 	"os"
 	"os/exec"
@@ -58,6 +59,9 @@ Flags:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand {
+		executor.RunShim(os.Args[2:]) // in-process flowd starts its steps through this binary
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

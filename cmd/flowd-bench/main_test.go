@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/flowd/flowd/internal/executor"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +14,13 @@ import (
 // TestQuick runs the tool in --quick mode and checks only that it completes and writes valid
 // JSON with every section present: numbers on a shared test machine prove nothing, so none is
 // asserted. PostgreSQL is used when FLOWD_TEST_DATABASE_URL names one.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand { // in-process flowd's step shim
+		executor.RunShim(os.Args[2:])
+	}
+	os.Exit(m.Run())
+}
+
 func TestQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds flowd and runs it; skipped with -short")

@@ -258,11 +258,21 @@ type TriggerToStart struct {
 func triggerToStart(ctx context.Context, p plan) TriggerToStart {
 	res := TriggerToStart{Method: "the step is `echo \"$abc\" > \"$MARK\"` (shell builtin, no fork beyond the step's own /bin/sh) into a FIFO the tool reads; time = line read − POST sent"}
 	data, _ := os.MkdirTemp(p.tmp, "flowd-")
-	fifo := filepath.Join(data, "mark.fifo")
+	// The FIFO is written by steps that run as users of their own (flowd as root): it lives in
+	// a folder of /tmp anyone may pass through, and anyone may write it.
+	markDir, err := os.MkdirTemp("", "flowd-bench-mark-")
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer os.RemoveAll(markDir)
+	os.Chmod(markDir, 0o755)
+	fifo := filepath.Join(markDir, "mark.fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		res.Error = err.Error()
 		return res
 	}
+	os.Chmod(fifo, 0o622)
 	f, err := os.OpenFile(fifo, os.O_RDWR, 0) // RDWR: never EOF, writers never block on open
 	if err != nil {
 		res.Error = err.Error()

@@ -52,10 +52,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	if err := m.WatchStore(st); err != nil {
 		return err
 	}
-	exec, err := newExecutor(ctx, cfg, logger)
+	exec, releaseUIDs, err := newExecutor(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	defer releaseUIDs() // when Run returns: the scheduler has stopped every job by then
 	requireTrusted := exec.Users == nil
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)

@@ -68,53 +68,57 @@ func workspaceRoot(dir string, isolated bool) error {
 // newExecutor builds the local executor: steps through flowd's own binary as the shim, run as
 // users of their own when --step-user gives (or, as root, defaults to) a uid range. Processes
 // a killed server left running as those users are killed first.
-func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (*executor.Local, error) {
+//
+// release gives the uid range back (see lockUIDs) once the executor's jobs have ended.
+func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (exec *executor.Local, release func(), err error) {
 	shim, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("app: find flowd's own binary (it starts every step): %w", err)
+		return nil, nil, fmt.Errorf("app: find flowd's own binary (it starts every step): %w", err)
 	}
 	log := logger.With("component", "executor")
 	first, last, isolated := cfg.StepUIDs(os.Geteuid())
 	if err := workspaceRoot(cfg.Workspaces, isolated); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !isolated {
 		log.Warn("steps run as flowd's own OS user, so only trusted pipelines run: run flowd as root (or give --step-user a uid range) to run each job as a user of its own",
 			"step_user", cfg.StepUser, "workspaces", cfg.Workspaces)
-		return executor.NewLocal(log, shim, nil), nil
+		return executor.NewLocal(log, shim, nil), func() {}, nil
 	}
 	if !executor.CanSwitchUsers() {
-		return nil, fmt.Errorf("app: --step-user %s needs flowd to run as root, to run steps as those users; use --step-user none to run only trusted pipelines as flowd's own user", cfg.StepUser)
+		return nil, nil, fmt.Errorf("app: --step-user %s needs flowd to run as root, to run steps as those users; use --step-user none to run only trusted pipelines as flowd's own user", cfg.StepUser)
 	}
 	users, err := executor.NewUsers(first, last)
 	if err != nil {
-		return nil, fmt.Errorf("app: --step-user: %w", err)
+		return nil, nil, fmt.Errorf("app: --step-user: %w", err)
 	}
 	if users.Size() < cfg.Executors {
-		return nil, fmt.Errorf("app: --step-user %d-%d has %d uids, fewer than --executors %d (each running job needs one)", first, last, users.Size(), cfg.Executors)
+		return nil, nil, fmt.Errorf("app: --step-user %d-%d has %d uids, fewer than --executors %d (each running job needs one)", first, last, users.Size(), cfg.Executors)
 	}
-	if err := lockUIDs(first, last); err != nil {
-		return nil, err
+	release, err = lockUIDs(first, last)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := users.KillAll(ctx); err != nil {
-		return nil, fmt.Errorf("app: kill steps left running: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("app: kill steps left running: %w", err)
 	}
 	log.Info("steps run as users of their own", "uids", fmt.Sprintf("%d-%d", first, last), "workspaces", cfg.Workspaces)
-	return executor.NewLocal(log, shim, users), nil
+	return executor.NewLocal(log, shim, users), release, nil
 }
 
 // lockUIDs takes, for the life of the process, a lock named after the uid range in /run (a
 // folder only root may write), so that two servers on one machine never share step users:
 // the second would kill the first's steps at start and hand out the uids it uses.
-func lockUIDs(first, last uint32) error {
+func lockUIDs(first, last uint32) (release func(), err error) {
 	path := fmt.Sprintf("/run/flowd-step-uids-%d-%d.lock", first, last)
 	fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("app: lock the step uids: %w", err)
+		return nil, fmt.Errorf("app: lock the step uids: %w", err)
 	}
 	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		syscall.Close(fd)
-		return fmt.Errorf("app: another flowd on this machine runs its steps as uids %d-%d: give each server a range of its own with --step-user FIRST-LAST", first, last)
+		return nil, fmt.Errorf("app: another flowd on this machine runs its steps as uids %d-%d: give each server a range of its own with --step-user FIRST-LAST", first, last)
 	}
-	return nil // the descriptor stays open, and locked, until the process ends
+	return func() { syscall.Close(fd) }, nil // closing the descriptor drops the lock
 }
