@@ -149,6 +149,12 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 			// Start a run from the form with another value.
 			b.open("/pipelines/ui-hello")
 			b.waitJS("the run form", `document.querySelector("#var-abc") && document.querySelector("#var-abc").value === "123"`)
+			// A global admin sees whether the pipeline is trusted and can change it.
+			b.waitJS("the trusted mark", `document.querySelector("#trust").textContent.includes("trusted by admin")`)
+			b.click("#trust-toggle")
+			b.waitJS("the pipeline no longer trusted", `document.querySelector("#trust").textContent.includes("not trusted")`)
+			b.click("#trust-toggle")
+			b.waitJS("the pipeline trusted again", `document.querySelector("#trust").textContent.includes("trusted by admin")`)
 			b.fill("#var-abc", "789")
 			b.click(`#run-form button[type=submit]`)
 			b.waitJS("the new run's page", `location.pathname.startsWith("/runs/")`)
@@ -356,7 +362,7 @@ func TestUIAdminPagesAndViewer(t *testing.T) {
 	b.waitJS("the definition", `document.querySelector("#yaml").value.includes("name: ui-hello")`)
 	b.waitJS("the webhook panel", `document.querySelector("#hook-state") !== null`)
 	b.waitJS("the members", `document.querySelector("#member-list tbody").textContent.includes("vera")`)
-	for _, sel := range []string{"#hook-enabled", "#hook-url", "#hook-rotate", "#yaml-save", "#run-form", "#member-add", "#member-list select", `a[href="/admin/users"]`, `a[href$="/deliveries"]`} {
+	for _, sel := range []string{"#hook-enabled", "#hook-url", "#hook-rotate", "#yaml-save", "#run-form", "#trust-toggle", "#member-add", "#member-list select", `a[href="/admin/users"]`, `a[href$="/deliveries"]`} {
 		if b.truthy(fmt.Sprintf(`document.querySelector(%s)`, jsString(sel))) {
 			t.Errorf("a viewer sees %s on the pipeline page", sel)
 		}

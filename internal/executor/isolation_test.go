@@ -91,6 +91,7 @@ func TestIsolatedStepCannotReachTheServer(t *testing.T) {
 		`kill -0 `+strconv.Itoa(os.Getpid())+` && echo SIGNALED; true`,
 		`grep NoNewPrivs /proc/self/status`,
 		`touch `+filepath.Join(root, "planted")+` && echo PLANTED; true`,
+		`echo left > /tmp/flowd-isolation-test-$(id -u); mkdir -p /dev/shm/flowd-isolation-test-$(id -u)`,
 	)
 	var out syncBuffer
 	res := l.Run(context.Background(), job, &out, &recorder{t: t})
@@ -120,7 +121,8 @@ func TestIsolatedStepCannotReachTheServer(t *testing.T) {
 	if err := l.Cleanup(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{job.Workspace, homeOf(job.Workspace)} {
+	left := fmt.Sprintf("flowd-isolation-test-%d", users.First)
+	for _, dir := range []string{job.Workspace, homeOf(job.Workspace), "/tmp/" + left, "/dev/shm/" + left} {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%s left after Cleanup: %v", dir, err)
 		}

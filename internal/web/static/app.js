@@ -306,6 +306,7 @@
     function drawDef() {
       $('#description').textContent = def.description || '';
       $('#revision').textContent = 'revision ' + def.revision + ' · updated ' + ago(def.updated_at);
+      drawTrust();
       ed.set(def.yaml);
       const vt = empty($('#var-list tbody'));
       if (!def.variables.length) vt.append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No variables.')));
@@ -316,6 +317,25 @@
           h('td', { class: 'muted' }, [v.description, v.options.length ? 'one of: ' + v.options.join(', ') : ''].filter(Boolean).join(' · '))));
       }
       if (canRun) drawRunForm();
+    }
+    // Trusted: may run where steps run as the server's own OS user (docs/DESIGN.md "Isolation").
+    // Global admins mark and unmark it here.
+    function drawTrust() {
+      const box = empty($('#trust'));
+      box.append(h('span', { title: 'A trusted pipeline may run on a server whose steps run as its own OS user' },
+        def.trusted ? '· trusted by ' + def.trusted_by : '· not trusted'));
+      if (root.dataset.globalAdmin !== 'true') return;
+      const btn = h('button', { type: 'button', class: 'btn small', id: 'trust-toggle' }, def.trusted ? 'Untrust' : 'Trust');
+      btn.addEventListener('click', async () => {
+        busy(btn, true);
+        const r = await api('POST', base + (def.trusted ? '/untrust' : '/trust'));
+        busy(btn, false);
+        if (!r.ok) { toast(errText(r), true); return; }
+        def = r.data;
+        drawTrust();
+        toast(def.trusted ? 'Trusted: it may run where steps run as the server\'s user' : 'No longer trusted');
+      });
+      box.append(' ', btn);
     }
     function drawRunForm() {
       const box = empty($('#run-vars'));
