@@ -122,7 +122,7 @@ loop:
 			if r.pid == proc.Pid {
 				ws := r.status
 				shell = &ws
-				if !terminating {
+				if !terminating && hasChildren() {
 					killTree(os.Getpid()) // the step ended: nothing it started outlives it
 				}
 			}
@@ -243,8 +243,64 @@ func killTree(pid int) {
 	}
 }
 
-// descendants lists the live (not zombie) processes below pid, from /proc.
+// descendants lists the live (not zombie) processes below pid. It follows the kernel's lists of
+// each task's children (/proc/PID/task/TID/children), which costs a few reads for a small tree,
+// and reads every process's stat only where those lists are missing.
 func descendants(pid int) []int {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/task"); err != nil {
+		return nil
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		kids, ok := childrenOf(p)
+		if !ok {
+			return scanDescendants(pid)
+		}
+		out = append(out, kids...)
+		queue = append(queue, kids...)
+	}
+	return out
+}
+
+// childrenOf reads the children of every thread of pid; ok is false where the kernel has no
+// such lists (CONFIG_PROC_CHILDREN). Zombies are left out.
+func childrenOf(pid int) (kids []int, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, true // gone
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(dir + "/" + t.Name()); serr == nil {
+				return nil, false // the task is there, its list is not
+			}
+			continue
+		}
+		for f := range strings.FieldsSeq(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil && !isZombie(c) {
+				kids = append(kids, c)
+			}
+		}
+	}
+	return kids, true
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // gone
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+// scanDescendants is descendants from every process's stat line.
+func scanDescendants(pid int) []int {
 	children := map[int][]int{}
 	for _, p := range procs() {
 		if p.state != 'Z' && p.state != 'X' {
@@ -259,6 +315,18 @@ func descendants(pid int) []int {
 		out = append(out, next...)
 	}
 	return out
+}
+
+// hasChildren tells whether the shim has a child left (a process the step left behind was
+// re-parented to it, or still runs under one that is). With none, nothing of the step is left:
+// every process it started is below a child of the shim.
+func hasChildren() bool {
+	const (
+		pAll    = 0
+		wNoWait = 0x01000000 // look without reaping
+	)
+	_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pAll, 0, 0, syscall.WEXITED|syscall.WNOHANG|wNoWait, 0, 0)
+	return errno != syscall.ECHILD
 }
 
 // proc is what the shim and the executor read of a process in /proc.
