@@ -209,6 +209,29 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 			b.click("#dl-dryrun")
 			b.waitJS("the dry run's answer", `document.querySelector("#dl-result").textContent.includes("would start a run")`)
 
+			// A request that failed the signature check cannot be redelivered: the button's
+			// answer says so, and no run starts.
+			if code := s.api(admin, "POST", "/api/v1/pipelines/ui-hello/triggers/webhook/enable", map[string]any{"secret": "ui-k"}, nil); code != 200 {
+				t.Fatalf("set a secret: %d", code)
+			}
+			if code, _, _ := post(t, hookURL, `{"abc":"unsigned"}`); code != 401 {
+				t.Fatalf("unsigned POST to a webhook with a secret = %d, want 401", code)
+			}
+			var runsBefore struct{ Runs []runView }
+			s.api(admin, "GET", "/api/v1/pipelines/ui-hello/runs", nil, &runsBefore)
+			b.open("/pipelines/ui-hello/deliveries")
+			b.waitJS("the unsigned delivery, newest", `document.querySelector("#dl-list tr[data-id]") !== null && document.querySelector("#dl-list tr[data-id]").textContent.includes("401")`)
+			b.click(`#dl-list tr[data-id] button`)
+			b.waitJS("its details", `document.querySelector("#dl-redeliver") && document.querySelector("#dl-body") && document.querySelector("#dl-body").textContent.includes("unsigned")`)
+			b.acceptConfirms()
+			b.click("#dl-redeliver")
+			b.waitJS("the refusal", `document.querySelector("#dl-result").textContent.includes("409") && document.querySelector("#dl-result").textContent.includes("failed the signature check")`)
+			var runsAfter struct{ Runs []runView }
+			s.api(admin, "GET", "/api/v1/pipelines/ui-hello/runs", nil, &runsAfter)
+			if len(runsAfter.Runs) != len(runsBefore.Runs) {
+				t.Errorf("the refused redelivery started a run: %d runs, had %d", len(runsAfter.Runs), len(runsBefore.Runs))
+			}
+
 			// Forged changes with the session cookie but without the CSRF token are refused.
 			var before struct{ Runs []runView }
 			s.api(admin, "GET", "/api/v1/pipelines/ui-hello/runs", nil, &before)

@@ -125,6 +125,9 @@ func (w *Webhooks) signature(ctx context.Context, d *delivery) *Outcome {
 		return w.redelivered(ctx, d)
 	case d.in.SkipSignature:
 		d.rec.Signature = store.SignatureSkipped
+		if len(d.trig.SecretSealed) == 0 {
+			d.rec.Signature = store.SignatureNone // nothing to check: redeliverable
+		}
 		d.trace.Add("signature", true, "%s", cmp.Or(d.in.SkipSignatureWhy, "not checked: sent through the API by "+d.in.Actor))
 		return nil
 	case len(d.trig.SecretSealed) == 0:
