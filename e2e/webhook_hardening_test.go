@@ -35,12 +35,12 @@ stages:
 // form body with an encoded payload name gives the run its secret and the delivery log (read
 // with 'flowd delivery') keeps ***; 'flowd redeliver' of a request that failed the signature
 // check is refused and starts nothing; a NUL byte or a 131,100-byte value is refused 422
-// before any run; a reused Idempotency-Key with another body is 422.
+// before any run; a reused Idempotency-Key with another body is 422. SQLite only: the API tests
+// run each of these on both stores, and the e2e package is near go test's 10-minute limit.
 func TestWebhookHardening(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range dialects {
+	for _, dialect := range []string{"sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
 			data, dsn := newDatabase(t, dialect)
 			srv := startServer(t, data, dsn)
 			admin := srv.token("admin", adminPassword)
