@@ -22,7 +22,8 @@ With no flags it keeps its SQLite database in ./flowd-data and listens on 127.0.
 empty database it creates the user "admin" with the password in FLOWD_ADMIN_PASSWORD, or prints
 a random one once. Every flag can also be set as FLOWD_<FLAG> (e.g. FLOWD_ADDR, FLOWD_DATABASE).
 FLOWD_SECRET_KEY (64 hex characters) sets the key for secrets at rest; without it flowd keeps a
-generated key in <data>/secret.key (mode 0600). SIGINT or SIGTERM stops it cleanly.
+generated key in <data>/secret.key (mode 0600). /metrics answers only global admins' API tokens
+and the --metrics-token, or anyone on its own --metrics-addr. SIGINT or SIGTERM stops it cleanly.
 
 Flags:
 `

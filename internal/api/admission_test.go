@@ -103,7 +103,7 @@ func TestWebhookAdmission(t *testing.T) {
 	if r := <-send(); r.status != http.StatusAccepted {
 		t.Errorf("after the slot was freed: %d %s, want 202", r.status, r.body)
 	}
-	m := e.call("GET", "/metrics", "", nil)
+	m := e.call("GET", "/metrics", testMetricsToken, nil)
 	if want := `flowd_webhook_deliveries_total{code="unavailable",pipeline=""} 2`; !strings.Contains(string(m.Body), want) {
 		t.Errorf("metrics lack %s", want)
 	}

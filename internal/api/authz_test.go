@@ -213,7 +213,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}, [numCallers]int{accepted, accepted, accepted, accepted, accepted, accepted}},
 			{"GET /healthz", get("/healthz"), [numCallers]int{ok, ok, ok, ok, ok, ok}},
 			{"GET /readyz", get("/readyz"), [numCallers]int{ok, ok, ok, ok, ok, ok}},
-			{"GET /metrics", get("/metrics"), [numCallers]int{ok, ok, ok, ok, ok, ok}},
+			{"GET /metrics", get("/metrics"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
 		}
 
 		// Every endpoint of the contract has a row.

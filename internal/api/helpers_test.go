@@ -22,6 +22,9 @@ import (
 	"github.com/flowd/flowd/internal/trigger"
 )
 
+// testMetricsToken may read /metrics in every test server.
+const testMetricsToken = "test-metrics-token-5c2e"
+
 // secretValue is the secret default of testDefinition; it must never leave the server in clear.
 const secretValue = "sup3r-s3cret-value-7d1f"
 
@@ -99,6 +102,7 @@ func newEnvWithStore(tb testing.TB, st *store.Store, configure ...func(*api.Serv
 		MaxBody:      64 << 10,
 		Logger:       storetest.Logger(tb),
 		PasswordCost: 4,
+		MetricsToken: testMetricsToken,
 	}
 	for _, c := range configure {
 		c(e.server)

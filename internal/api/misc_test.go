@@ -2,11 +2,13 @@ package api_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/flowd/flowd/internal/api"
 	"github.com/flowd/flowd/internal/auth"
+	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/store/storetest"
 )
 
@@ -45,7 +47,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	e.createPipeline("hello", alice, nil)
 	e.startRun("hello", alice.Token)
 	e.call("GET", "/api/v1/runs/12345", alice.Token, nil)
-	r := e.call("GET", "/metrics", "", nil)
+	r := e.call("GET", "/metrics", testMetricsToken, nil)
 	for _, want := range []string{
 		`flowd_http_requests_total{code="201",route="POST /api/v1/pipelines/{name}/runs"} 1`,
 		`flowd_http_requests_total{code="404",route="GET /api/v1/runs/{id}"} 1`,
@@ -245,5 +247,71 @@ func TestPanicIsRecovered(t *testing.T) {
 	r := e.call("GET", "/api/v1/user", "flowd_x", nil)
 	if r.Status != http.StatusInternalServerError || r.errorCode() != "internal" {
 		t.Errorf("panic: %s, want 500 internal", r)
+	}
+}
+
+// TestMetricsAccess: /metrics names pipelines, so it answers only the metrics token and global
+// admins: anonymous callers get 401 with how to read it, other users 403, a wrong token 401;
+// the handler for --metrics-addr is open without a metrics token and needs it when one is set.
+func TestMetricsAccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "sqlite")
+	alice, root := e.user("alice", false), e.user("root", true)
+	if r := e.hook(e.newHook("private-plans", nil).token, "application/json", `{}`); r.Status != http.StatusAccepted {
+		t.Fatalf("webhook: %s", r)
+	}
+	cases := []struct {
+		name, token string
+		want        int
+	}{
+		{"anonymous", "", http.StatusUnauthorized},
+		{"a user", alice.Token, http.StatusForbidden},
+		{"a wrong token", "test-metrics-token-5c2f", http.StatusUnauthorized},
+		{"a global admin", root.Token, http.StatusOK},
+		{"the metrics token", testMetricsToken, http.StatusOK},
+	}
+	for _, c := range cases {
+		r := e.call("GET", "/metrics", c.token, nil)
+		if r.Status != c.want {
+			t.Errorf("%s → %s, want %d", c.name, r, c.want)
+		}
+		if leaks := strings.Contains(string(r.Body), "private-plans"); leaks != (c.want == http.StatusOK) {
+			t.Errorf("%s: the answer names the pipeline: %v", c.name, leaks)
+		}
+		if c.want == http.StatusUnauthorized && c.token == "" && !strings.Contains(string(r.Body), "--metrics-token") {
+			t.Errorf("the 401 does not say how to read /metrics: %s", r)
+		}
+	}
+
+	for _, token := range []string{"", testMetricsToken} {
+		srv := httptest.NewServer((&api.Server{Store: e.st, Metrics: metrics.New(), MetricsToken: token}).MetricsHandler())
+		t.Cleanup(srv.Close)
+		get := func(bearer string) int {
+			req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if token == "" {
+			if code := get(""); code != http.StatusOK {
+				t.Errorf("the metrics address without a metrics token, anonymous → %d, want 200", code)
+			}
+			continue
+		}
+		if code := get(""); code != http.StatusUnauthorized {
+			t.Errorf("the metrics address with a metrics token, anonymous → %d, want 401", code)
+		}
+		if code := get(root.Token); code != http.StatusUnauthorized {
+			t.Errorf("the metrics address with a metrics token, an admin's API token → %d, want 401", code)
+		}
+		if code := get(token); code != http.StatusOK {
+			t.Errorf("the metrics address with its token → %d, want 200", code)
+		}
 	}
 }

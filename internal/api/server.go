@@ -47,6 +47,9 @@ type Server struct {
 	LogChanged func(runID int64) <-chan struct{}
 	Canceler   Canceler         // nil: the scheduler notices cancel_requested by itself
 	Metrics    *metrics.Metrics // nil: no /metrics and no request metrics
+	// MetricsToken, when set, is a bearer token that may read /metrics (as may a global
+	// admin's API token); see metrics and MetricsHandler.
+	MetricsToken string
 	// ExternalURL is the base URL users reach flowd at, without a trailing slash, for links.
 	ExternalURL string
 	MaxBody     int64 // request body limit in bytes; 0 = DefaultMaxBody
@@ -127,7 +130,7 @@ func (s *Server) Handler() http.Handler {
 
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.Metrics.Handler())
+	mux.HandleFunc("GET /metrics", s.metrics)
 
 	var h http.Handler = s.unmatched(mux)
 	h = s.limitBody(h)

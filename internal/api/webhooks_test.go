@@ -295,7 +295,7 @@ func TestWebhookStatusTable(t *testing.T) {
 			if r := e.hook(other.token, "", ""); r.Status != 202 {
 				t.Errorf("another trigger: %s", r)
 			}
-			m := e.call("GET", "/metrics", "", nil)
+			m := e.call("GET", "/metrics", testMetricsToken, nil)
 			for _, line := range []string{
 				`flowd_webhook_deliveries_total{code="rate_limited",pipeline="limited"} 1`,
 				`flowd_webhook_deliveries_total{code="started",pipeline="limited"} 2`,

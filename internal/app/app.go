@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		SignIn:         signIn,
 		Logger:         logger.With("component", "api"),
 		RequireTrusted: requireTrusted,
+		MetricsToken:   cfg.MetricsToken,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -107,6 +108,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(out, "flowd is listening on http://%s\n", ln.Addr())
+	if cfg.MetricsAddr != "" {
+		metricsSrv, err := serveMetrics(cfg.MetricsAddr, srv.MetricsHandler(), logger)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		fmt.Fprintf(out, "flowd serves /metrics on http://%s/metrics\n", metricsSrv.Addr)
+		defer metricsSrv.Close()
+	}
 
 	// The log appender outlives the scheduler: jobs canceled at shutdown still write their
 	// last lines.
@@ -208,4 +218,25 @@ func pruneDeliveries(ctx context.Context, st *store.Store, cfg config.Config, lo
 		case <-t.C:
 		}
 	}
+}
+
+// serveMetrics serves h (api.Server.MetricsHandler) on addr (--metrics-addr) until it is
+// closed; its Addr is the address it listens on.
+func serveMetrics(addr string, h http.Handler, logger *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: listen for metrics (--metrics-addr): %w", err)
+	}
+	s := &http.Server{
+		Addr:              ln.Addr().String(),
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return s, nil
 }

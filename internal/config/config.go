@@ -50,6 +50,12 @@ type Config struct {
 	SecretKey string
 	// ShutdownGrace bounds how long a stop may take.
 	ShutdownGrace time.Duration
+	// MetricsToken is a bearer token that may read /metrics (FLOWD_METRICS_TOKEN); "" = only
+	// global admins' API tokens may.
+	MetricsToken string
+	// MetricsAddr is a listen address of its own for /metrics, open to whoever reaches it (or
+	// to MetricsToken when set); "" = none.
+	MetricsAddr string
 }
 
 // Default returns the zero-config settings.
@@ -85,6 +91,8 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
 	fs.IntVar(&c.DeliveryKeep, "delivery-keep", c.DeliveryKeep, "webhook `deliveries` kept per pipeline (FLOWD_DELIVERY_KEEP)")
 	fs.DurationVar(&c.DeliveryMaxAge, "delivery-max-age", c.DeliveryMaxAge, "how long webhook deliveries are kept, e.g. 720h (FLOWD_DELIVERY_MAX_AGE)")
+	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer `token` that may read /metrics besides global admins' API tokens; prefer FLOWD_METRICS_TOKEN, which ps does not show")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen `address` serving only /metrics, to whoever reaches it (with --metrics-token: only to that token) (FLOWD_METRICS_ADDR)")
 	fs.Var(&c.MaxJobLog, "max-job-log", "largest `size` of one job's log, e.g. 64MiB; past it the first and last halves are kept (FLOWD_MAX_JOB_LOG)")
 	return func() error {
 		given := map[string]bool{}
@@ -150,6 +158,12 @@ func (c *Config) Validate() error {
 		if c.Data != "" && (c.Workspaces == c.Data || strings.HasPrefix(c.Workspaces, c.Data+string(filepath.Separator))) {
 			errs = append(errs, fmt.Errorf("--workspaces must be outside the data folder %s (steps must never reach it), got %s", c.Data, c.Workspaces))
 		}
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, fmt.Errorf("--metrics-token must be at least 16 characters, got %d; e.g. openssl rand -hex 32", len(c.MetricsToken)))
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") { // :0 = any free port
+		errs = append(errs, fmt.Errorf("--metrics-addr must differ from --addr (both %s)", c.Addr))
 	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")

@@ -39,12 +39,13 @@ func TestDefaults(t *testing.T) {
 func TestEnvironmentAndFlags(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"FLOWD_ADDR": "0.0.0.0:9000", "FLOWD_EXECUTORS": "2", "FLOWD_ADMIN_PASSWORD": "pw",
-		"FLOWD_EXTERNAL_URL": "https://ci.example.com/"}
-	c, err := parse(t, []string{"--executors", "8"}, env)
+		"FLOWD_EXTERNAL_URL": "https://ci.example.com/", "FLOWD_METRICS_TOKEN": "metrics-token-0123456789"}
+	c, err := parse(t, []string{"--executors", "8", "--metrics-addr", "127.0.0.1:9100"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != "0.0.0.0:9000" || c.Executors != 8 || c.AdminPassword != "pw" || c.ExternalURL != "https://ci.example.com" {
+	if c.Addr != "0.0.0.0:9000" || c.Executors != 8 || c.AdminPassword != "pw" || c.ExternalURL != "https://ci.example.com" ||
+		c.MetricsToken != "metrics-token-0123456789" || c.MetricsAddr != "127.0.0.1:9100" {
 		t.Fatalf("a flag must win over the environment, which wins over defaults: %+v", c)
 	}
 }
@@ -64,6 +65,8 @@ func TestInvalid(t *testing.T) {
 		{[]string{"--max-job-log", "1KiB"}, nil, "--max-job-log"},
 		{[]string{"--max-job-log", "lots"}, nil, "max-job-log"},
 		{nil, map[string]string{"FLOWD_MAX_JOB_LOG": "64 parsecs"}, "FLOWD_MAX_JOB_LOG"},
+		{nil, map[string]string{"FLOWD_METRICS_TOKEN": "short"}, "--metrics-token"},
+		{[]string{"--addr", "127.0.0.1:9000", "--metrics-addr", "127.0.0.1:9000"}, nil, "--metrics-addr"},
 	}
 	for _, c := range cases {
 		if _, err := parse(t, c.args, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
