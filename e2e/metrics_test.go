@@ -29,15 +29,12 @@ func metricsStatus(t *testing.T, url, bearer string) (int, string) {
 
 var metricsAddrRE = regexp.MustCompile(`serves /metrics on (http://\S+/metrics)`)
 
-// TestMetricsNotPublic: /metrics names pipelines, so the server's address answers it only to
-// the metrics token (--metrics-token; a global admin's API token too, tested in internal/api),
-// and --metrics-addr serves it alone on an address of its own (open without a metrics token,
-// also tested in internal/api). No sign-in here: bcrypt is slow in a race build.
-func TestMetricsNotPublic(t *testing.T) {
-	t.Parallel()
-	const token = "e2e-metrics-token-0123456789"
-	data, dsn := newDatabase(t, "sqlite")
-	s := startServer(t, data, dsn, "--metrics-token", token, "--metrics-addr", "127.0.0.1:0")
+// metricsNotPublic: /metrics names pipelines, so s (started with --metrics-token
+// hostileMetricsToken and --metrics-addr) answers it only to that token (a global admin's API
+// token too, tested in internal/api), and serves it alone on the metrics address (open without
+// a metrics token, also tested in internal/api).
+func metricsNotPublic(t *testing.T, s *server) {
+	const token = hostileMetricsToken
 	var m []string
 	waitFor(t, "flowd to say where it serves /metrics", func() bool {
 		m = metricsAddrRE.FindStringSubmatch(s.out.String())

@@ -81,24 +81,19 @@ func (c *counts) get() (map[int]int, int) {
 	return out, c.n
 }
 
-// TestWebhookStarvation is the attack over the real binary: 600 connections post to
-// random tokens with a 1-byte/s body (and come back a second after each answer), 100 more
-// trickle into one valid URL, and meanwhile 50 legitimate deliveries to another URL are sent,
-// one every 200 ms.
-// Every legitimate delivery is accepted (202, none 503); the random tokens are all answered 404
-// without a slot; the valid URL's slow senders hold at most its share of the slots (1/4 of 256):
-// the rest are refused 503 before their bodies are read.
-func TestWebhookStarvation(t *testing.T) {
-	t.Parallel()
+// webhookStarvation is the attack on s: 600 connections post to random tokens with a
+// 1-byte/s body (and come back a second after each answer), 100 more trickle into one valid URL,
+// and meanwhile 50 legitimate deliveries to another URL are sent, one every 200 ms. Every
+// legitimate delivery is accepted (202, none 503); the random tokens are all answered 404
+// without a slot; the valid URL's slow senders hold at most its share of the slots (1/4 of
+// 256): the rest are refused 503 before their bodies are read.
+func webhookStarvation(t *testing.T, s *server, admin string) {
 	const (
 		randomConns = 600
 		slowConns   = 100
 		share       = 256 / 4 // the default MaxWebhooks and trigger share (internal/api)
 		legit       = 50
 	)
-	data, dsn := newDatabase(t, "sqlite")
-	s := startServer(t, data, dsn)
-	admin := s.token("admin", adminPassword)
 	slowURL := s.enableHook(admin, slowPipeline("slowed", 0), "slowed", "")
 	legitURL := s.enableHook(admin, slowPipeline("legit", 0), "legit", "")
 	host := strings.TrimPrefix(s.URL, "http://")
