@@ -6,7 +6,7 @@ BENCH_BIN ?= $(or $(TMPDIR),/tmp)/flowd-bench/flowd
 
 .PHONY: test bench
 test:
-	go test -race ./...
+	go test -race -timeout 30m ./...
 
 bench:
 	mkdir -p $(dir $(BENCH_BIN))

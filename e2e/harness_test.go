@@ -170,7 +170,9 @@ func stepUIDs(data string) string {
 	defer stepUIDsMu.Unlock()
 	r, ok := stepUIDsOf[data]
 	if !ok {
-		first := 2147300000 + 16*len(stepUIDsOf)
+		// Spread by process too: the lock of a range is machine-wide, and two test processes
+		// (two packages' or two checkouts' e2e runs) may run at once.
+		first := 1900000000 + 1600*(os.Getpid()%10000) + 16*len(stepUIDsOf)
 		r = fmt.Sprintf("%d-%d", first, first+15)
 		stepUIDsOf[data] = r
 	}
