@@ -111,7 +111,7 @@ func envProblems(vars []Variable, values map[string]string) []VariableProblem {
 				"the value has a NUL byte (at byte %d), which no process environment can hold: send the value without it", strings.IndexByte(val, 0))})
 		case size > MaxEnvEntry:
 			probs = append(probs, VariableProblem{Key: v.Name, Message: fmt.Sprintf(
-				"%s=value is %d bytes, over the %d bytes one environment entry may have (Linux MAX_ARG_STRLEN); send large data in the webhook body and read it from the file named by $FLOWD_WEBHOOK_PAYLOAD", v.Name, size, MaxEnvEntry)})
+				"%s=value is %d bytes, over the %d bytes one environment entry may have (Linux MAX_ARG_STRLEN); pass large data by reference instead (a URL or a path the step fetches)", v.Name, size, MaxEnvEntry)})
 		}
 		total += size + 1 + 8
 		if size > largestSize {
@@ -120,7 +120,7 @@ func envProblems(vars []Variable, values map[string]string) []VariableProblem {
 	}
 	if len(probs) == 0 && total > MaxEnvTotal {
 		probs = append(probs, VariableProblem{Key: largest, Message: fmt.Sprintf(
-			"the run's variables take %d bytes of environment, over the limit of %d (half of Linux's usual ARG_MAX, the rest is for the job's env and script); %s is the largest at %d bytes: send large data in the webhook body and read it from the file named by $FLOWD_WEBHOOK_PAYLOAD", total, MaxEnvTotal, largest, largestSize)})
+			"the run's variables take %d bytes of environment, over the limit of %d (half of Linux's usual ARG_MAX, the rest is for the job's env and script); %s is the largest at %d bytes: pass large data by reference instead (a URL or a path the step fetches)", total, MaxEnvTotal, largest, largestSize)})
 	}
 	slices.SortFunc(probs, func(a, b VariableProblem) int { return strings.Compare(a.Key, b.Key) })
 	return probs
