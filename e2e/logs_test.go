@@ -3,6 +3,7 @@ package e2e
 import (
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,4 +241,98 @@ func smallDisk(t *testing.T) string {
 		}
 	})
 	return dir
+}
+
+// TestLogRetentionAndLeftWorkspaces: a server killed while a job runs leaves its workspace,
+// and the next start removes it; a run finished longer ago than --log-retention loses its log
+// at start (the sweep), keeps its record, and the API, the CLI and the run say the log expired,
+// while a recent run keeps its log.
+func TestLogRetentionAndLeftWorkspaces(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--log-retention", "1h")
+	tok := srv.token("admin", adminPassword)
+	secs := 600 + rand.IntN(10000)
+	marker := fmt.Sprintf("sleep %d", secs)
+	t.Cleanup(func() { killProcesses(marker) })
+	pipeline := fmt.Sprintf(`name: keep
+variables:
+  SLOW: ""
+stages:
+  - name: build
+    jobs:
+      - name: say
+        steps:
+          - name: say
+            run: |
+              echo "workspace=$FLOWD_WORKSPACE"
+              echo "a line to keep"
+              if [ -n "$SLOW" ]; then %s; fi
+`, marker)
+	if _, errOut, code := srv.cliIn(tok, pipeline, "pipeline", "apply", "-f", "-"); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	out, errOut, code := srv.cli(tok, "run", "keep", "--follow")
+	if code != 0 {
+		t.Fatalf("run: %d %s%s", code, out, errOut)
+	}
+	old := runID(t, out)
+
+	out, errOut, code = srv.cli(tok, "run", "keep", "--var", "SLOW=1")
+	if code != 0 {
+		t.Fatalf("run: %d %s%s", code, out, errOut)
+	}
+	slow := runID(t, out)
+	var ws string
+	waitFor(t, "the slow step to start", func() bool {
+		m := regexp.MustCompile(`workspace=(\S+)`).FindStringSubmatch(srv.log(tok, slow))
+		if m != nil {
+			ws = m[1]
+		}
+		return m != nil && processAlive(marker)
+	})
+	srv.crash()
+	killProcesses(marker)
+	if _, err := os.Stat(ws); err != nil {
+		t.Fatalf("the crash should have left the workspace %s: %v", ws, err)
+	}
+	// The first run finished long ago.
+	conn, err := sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Exec("UPDATE runs SET finished_at = 1 WHERE id = ?", old); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+
+	srv = startServer(t, data, dsn, "--log-retention", "1h")
+	if _, err := os.Stat(ws); !os.IsNotExist(err) {
+		t.Errorf("the workspace left by the crash is still there after the restart: %v", err)
+	}
+	var r struct {
+		Status       string     `json:"status"`
+		LogExpiredAt *time.Time `json:"log_expired_at"`
+	}
+	waitFor(t, "the old run's log to expire", func() bool {
+		srv.api(tok, "GET", fmt.Sprintf("/api/v1/runs/%d", old), nil, &r)
+		return r.LogExpiredAt != nil
+	})
+	if r.Status != "success" {
+		t.Errorf("the run's record changed: %s", r.Status)
+	}
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if code := srv.api(tok, "GET", fmt.Sprintf("/api/v1/runs/%d/log", old), nil, &e); code != 410 || e.Error.Code != "log_expired" ||
+		!strings.Contains(e.Error.Message, "expired on") || !strings.Contains(e.Error.Message, "--log-retention") {
+		t.Errorf("GET the expired log: %d %+v", code, e)
+	}
+	if out, errOut, code := srv.cli(tok, "logs", fmt.Sprint(old)); code == 0 || !strings.Contains(errOut, "expired on") {
+		t.Errorf("flowd logs of an expired log: exit %d\n%s%s", code, out, errOut)
+	}
+	if log := srv.log(tok, slow); !strings.Contains(log, "a line to keep") {
+		t.Errorf("the recent run lost its log:\n%s", log)
+	}
 }

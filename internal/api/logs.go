@@ -8,13 +8,19 @@ import (
 
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/logs"
+	"github.com/flowd/flowd/internal/run"
 )
 
 // runLog: GET /api/v1/runs/{id}/log[?follow=1] (viewer) → the log as text/plain; with follow
-// the answer streams until the run has ended and all of its log is sent.
+// the answer streams until the run has ended and all of its log is sent. A log the retention
+// sweep deleted is 410 log_expired.
 func (s *Server) runLog(w http.ResponseWriter, r *http.Request) {
 	rn, _, ok := s.runAccess(w, r, auth.Viewer)
 	if !ok {
+		return
+	}
+	if rn.LogExpiredAt != nil {
+		writeError(w, http.StatusGone, "log_expired", LogExpiredMessage(rn))
 		return
 	}
 	follow := false
@@ -52,6 +58,12 @@ func (s *Server) runLog(w http.ResponseWriter, r *http.Request) {
 		// Part of the log was sent with 200 already; the client sees it end early.
 		s.logger().Warn("api: log stream broke off", "run", rn.ID, "err", err)
 	}
+}
+
+// LogExpiredMessage says that run's log expired, when, and why.
+func LogExpiredMessage(rn run.Run) string {
+	return fmt.Sprintf("the log of run #%d of %s expired on %s: the server deletes the logs of runs that finished longer ago than its --log-retention; the run's record is kept",
+		rn.Number, rn.Pipeline, rn.LogExpiredAt.UTC().Format("2006-01-02 15:04 MST"))
 }
 
 // firstWrite remembers whether the body has started.

@@ -43,6 +43,8 @@ type runSummary struct {
 	Git *run.Git `json:"git"`
 	// ConcurrencyGroup is the run's group under the pipeline's concurrency option ("" = none).
 	ConcurrencyGroup string `json:"concurrency_group"`
+	// LogExpiredAt is when the log retention sweep deleted the run's log; null while it is kept.
+	LogExpiredAt *time.Time `json:"log_expired_at"`
 }
 
 // runDetail is a run with its stages, jobs and steps.
@@ -60,7 +62,7 @@ func (s *Server) toRunSummary(r run.Run) runSummary {
 		ID: r.ID, Number: r.Number, Pipeline: r.Pipeline, Revision: r.Revision, Status: r.Status,
 		Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Variables: vars,
 		CancelRequested: r.CancelRequested, Message: r.Message,
-		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, LogExpiredAt: r.LogExpiredAt,
 		URL: s.runPageURL(r.ID), APIURL: s.runAPIURL(r.ID),
 		Git: r.Git, ConcurrencyGroup: r.ConcurrencyGroup,
 	}

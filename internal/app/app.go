@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	if err := sched.Recover(ctx); err != nil {
 		return err
 	}
+	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
 	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel, RequireTrusted: requireTrusted}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	srv := &api.Server{
@@ -135,6 +136,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		defer close(pruneDone)
 		pruneDeliveries(runCtx, st, cfg, logger)
 	}()
+	expireDone := make(chan struct{})
+	go func() { defer close(expireDone); expireLogs(runCtx, st, time.Duration(cfg.LogRetention), logger) }()
 
 	var serveErr error
 	select {
@@ -153,6 +156,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 
 	schedErr := <-schedDone // running jobs canceled, their statuses written
 	<-pruneDone
+	<-expireDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed
 	if err := <-shutdownDone; err != nil {

@@ -42,6 +42,8 @@ type Config struct {
 	// MaxJobLog bounds one job's stored log: past it the head and the tail are kept with a
 	// marker between them (see logs.Writer).
 	MaxJobLog Size
+	// LogRetention is how long the logs of finished runs are kept; 0 keeps them forever.
+	LogRetention Age
 	// AdminPassword sets the first admin's password on an empty database (FLOWD_ADMIN_PASSWORD);
 	// "" = a random one printed once.
 	AdminPassword string
@@ -71,6 +73,7 @@ func Default() Config {
 		DeliveryKeep:   1000,
 		DeliveryMaxAge: 30 * 24 * time.Hour,
 		MaxJobLog:      64 << 20,
+		LogRetention:   Age(90 * 24 * time.Hour),
 		ShutdownGrace:  10 * time.Second,
 	}
 }
@@ -94,6 +97,7 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer `token` that may read /metrics besides global admins' API tokens; prefer FLOWD_METRICS_TOKEN, which ps does not show")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen `address` serving only /metrics, to whoever reaches it (with --metrics-token: only to that token) (FLOWD_METRICS_ADDR)")
 	fs.Var(&c.MaxJobLog, "max-job-log", "largest `size` of one job's log, e.g. 64MiB; past it the first and last halves are kept (FLOWD_MAX_JOB_LOG)")
+	fs.Var(&c.LogRetention, "log-retention", "how long the logs of finished runs are kept, e.g. 90d or 720h; 0 keeps them forever (FLOWD_LOG_RETENTION)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -164,6 +168,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") { // :0 = any free port
 		errs = append(errs, fmt.Errorf("--metrics-addr must differ from --addr (both %s)", c.Addr))
+	}
+	if c.LogRetention != 0 && time.Duration(c.LogRetention) < time.Hour {
+		errs = append(errs, fmt.Errorf("--log-retention must be 0 (keep forever) or at least 1h, got %v", c.LogRetention))
 	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")

@@ -67,6 +67,8 @@ func TestInvalid(t *testing.T) {
 		{nil, map[string]string{"FLOWD_MAX_JOB_LOG": "64 parsecs"}, "FLOWD_MAX_JOB_LOG"},
 		{nil, map[string]string{"FLOWD_METRICS_TOKEN": "short"}, "--metrics-token"},
 		{[]string{"--addr", "127.0.0.1:9000", "--metrics-addr", "127.0.0.1:9000"}, nil, "--metrics-addr"},
+		{[]string{"--log-retention", "10m"}, nil, "--log-retention"},
+		{[]string{"--log-retention", "ninety days"}, nil, "log-retention"},
 	}
 	for _, c := range cases {
 		if _, err := parse(t, c.args, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -77,15 +79,18 @@ func TestInvalid(t *testing.T) {
 
 func TestSizesAndAges(t *testing.T) {
 	t.Parallel()
-	c, err := parse(t, []string{"--max-job-log", "1MiB"}, nil)
+	c, err := parse(t, []string{"--max-job-log", "1MiB"}, map[string]string{"FLOWD_LOG_RETENTION": "30d"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxJobLog != 1<<20 {
-		t.Fatalf("--max-job-log 1MiB: got %v", c.MaxJobLog)
+	if c.MaxJobLog != 1<<20 || time.Duration(c.LogRetention) != 30*24*time.Hour {
+		t.Fatalf("--max-job-log 1MiB and FLOWD_LOG_RETENTION=30d: got %v and %v", c.MaxJobLog, c.LogRetention)
 	}
-	if d := Default(); d.MaxJobLog.String() != "64MiB" {
-		t.Fatalf("default --max-job-log prints as %v, want 64MiB", d.MaxJobLog)
+	if d := Default(); d.MaxJobLog.String() != "64MiB" || d.LogRetention.String() != "90d" {
+		t.Fatalf("defaults print as %v and %v, want 64MiB and 90d", d.MaxJobLog, d.LogRetention)
+	}
+	if c, err := parse(t, []string{"--log-retention", "0"}, nil); err != nil || c.LogRetention != 0 {
+		t.Fatalf("--log-retention 0 (forever): %v, %v", c.LogRetention, err)
 	}
 	sizes := map[string]int64{"64MiB": 64 << 20, "64mib": 64 << 20, "512k": 512 << 10, "1 GiB": 1 << 30, "1GB": 1e9,
 		"100": 100, "100B": 100, "2M": 2 << 20, "3KB": 3000}

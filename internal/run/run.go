@@ -108,6 +108,8 @@ type Run struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	StartedAt       *time.Time `json:"started_at"`
 	FinishedAt      *time.Time `json:"finished_at"`
+	// LogExpiredAt is when the log retention sweep deleted the run's log; nil while it is kept.
+	LogExpiredAt *time.Time `json:"log_expired_at,omitempty"`
 	// Git is the commit the run builds; nil for pipelines without a source.
 	Git *Git `json:"git"`
 	// ConcurrencyGroup is the run's group under the pipeline's concurrency option ("" = none);

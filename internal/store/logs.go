@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/flowd/flowd/internal/run"
 )
@@ -97,4 +98,40 @@ func (s *Store) LogRead(ctx context.Context, runID, afterSeq int64, limit int) (
 		return nil, wrap("read log", err)
 	}
 	return out, nil
+}
+
+// logExpireBatch is how many runs one LogExpire transaction handles.
+const logExpireBatch = 50
+
+// LogExpire deletes the log chunks of up to logExpireBatch runs that finished before before and
+// whose log is still kept, and records on each run when its log expired. It returns how many
+// runs it expired: call it again until that is 0. Each call is one relaxed transaction
+// (nothing is acknowledged to anybody), so a long backlog is worked off in short steps.
+func (s *Store) LogExpire(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	err := s.writeRelaxed(ctx, func(tx db) error {
+		ids, err := queryAll(ctx, tx, func(row scanner, id *int64) error { return row.Scan(id) },
+			`SELECT id FROM runs WHERE log_expired_at IS NULL AND finished_at IS NOT NULL AND finished_at < ?
+			ORDER BY finished_at LIMIT ?`, tx.ts(before), logExpireBatch)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		in := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		if _, err := tx.exec(ctx, "DELETE FROM log_chunks WHERE run_id IN "+in, args...); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, "UPDATE runs SET log_expired_at = ? WHERE id IN "+in, append([]any{tx.ts(now())}, args...)...); err != nil {
+			return err
+		}
+		n = len(ids)
+		return nil
+	})
+	if err != nil {
+		return 0, wrap("expire logs", err)
+	}
+	return n, nil
 }

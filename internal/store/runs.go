@@ -20,7 +20,7 @@ import (
 // every one may be NULL when the run comes from a LEFT JOIN.
 const runColsNullable = `r.id, r.pipeline_id, r.number, r.revision, r.status, r.trigger_kind, r.triggered_by,
 	r.variables, r.secret_variables, r.stage, r.cancel_requested, r.message, r.created_at, r.started_at, r.finished_at,
-	r.git, r.concurrency_group, r.max_running`
+	r.git, r.concurrency_group, r.max_running, r.log_expired_at`
 
 // runSelect reads p.name then runColsNullable.
 const runSelect = "SELECT p.name, " + runColsNullable + " FROM runs r JOIN pipelines p ON p.id = r.pipeline_id"
@@ -33,7 +33,7 @@ type runScan struct {
 	variables                                           map[string]string
 	secrets                                             []byte
 	created                                             time.Time
-	started, finished                                   *time.Time
+	started, finished, logExpired                       *time.Time
 	git                                                 *run.Git
 }
 
@@ -41,7 +41,7 @@ func (s *runScan) dest() []any {
 	return []any{&s.id, &s.pipelineID, &s.number, &s.revision, &s.status, &s.trigger, &s.triggeredBy,
 		jsonMap{&s.variables}, &s.secrets, &s.stage, &s.cancel, &s.message,
 		timeScan{&s.created}, nullTimeScan{&s.started}, nullTimeScan{&s.finished},
-		gitScan{&s.git}, &s.group, &s.maxRunning}
+		gitScan{&s.git}, &s.group, &s.maxRunning, nullTimeScan{&s.logExpired}}
 }
 
 func (s *runScan) run() run.Run {
@@ -61,6 +61,7 @@ func (s *runScan) run() run.Run {
 		CreatedAt:        s.created,
 		StartedAt:        s.started,
 		FinishedAt:       s.finished,
+		LogExpiredAt:     s.logExpired,
 		Git:              s.git,
 		ConcurrencyGroup: s.group.String,
 		MaxRunning:       int(s.maxRunning.Int64),

@@ -735,7 +735,15 @@
       try {
         res = await fetch('/api/v1/runs/' + id + '/log?follow=1', { credentials: 'same-origin' });
       } catch (e) { state.textContent = 'disconnected; retrying…'; setTimeout(restart, 3000); return; }
-      if (!res.ok) { state.textContent = 'the log cannot be read (' + res.status + ')'; return; }
+      if (!res.ok) {
+        // 410: the retention sweep deleted the log; the answer says when and why.
+        let msg = '';
+        try { msg = (await res.json()).error.message; } catch (e) { /* not JSON */ }
+        empty(log);
+        log.append(h('div', { class: 'empty' }, msg || 'The log cannot be read (' + res.status + ').'));
+        state.textContent = res.status === 410 ? 'log expired' : 'the log cannot be read (' + res.status + ')';
+        return;
+      }
       state.textContent = '● live';
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';

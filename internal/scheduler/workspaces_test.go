@@ -1,0 +1,71 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/run"
+)
+
+// SweepWorkspaces removes the workspaces a crash left behind (of finished runs, and of runs
+// that no longer exist), even read-only ones, and keeps those of running runs and every folder
+// that is not a workspace.
+func TestSweepWorkspaces(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			f := newFixtureWorkspace(t, dialect, 2, root, executor.NewLocal(nil))
+			done := f.create(t, nil, job(0, "quick", "true"))
+			done = f.wait(t, done.ID, func(r run.Run) bool { return r.Status.Terminal() })
+			busy := f.create(t, nil, job(0, "slow", "sleep 60"))
+			busy = f.wait(t, busy.ID, func(r run.Run) bool { return r.Status == run.Running })
+			busyDir := workspace(root, busy.ID, busy.Jobs[0].ID)
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(busyDir); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the running job's workspace never appeared")
+				}
+			}
+			// What a crash leaves: the finished job's folder (with a read-only folder inside, as
+			// Go's module cache makes), one of a run that no longer exists; and other entries.
+			left := workspace(root, done.ID, done.Jobs[0].ID)
+			if err := os.MkdirAll(filepath.Join(left, "cache", "mod"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(left, "cache", "mod", "f"), []byte("x"), 0o444)
+			os.Chmod(filepath.Join(left, "cache"), 0o555)
+			gone := filepath.Join(root, fmt.Sprintf("%d-1", busy.ID+1000))
+			os.Mkdir(gone, 0o700)
+			for _, other := range []string{"notes", "7-x", "07-1"} {
+				os.Mkdir(filepath.Join(root, other), 0o700)
+			}
+
+			n, err := f.sched.SweepWorkspaces(context.Background(), root, f.st)
+			if err != nil || n != 2 {
+				t.Fatalf("SweepWorkspaces = %d, %v; want 2 removed", n, err)
+			}
+			for _, p := range []string{left, gone} {
+				if _, err := os.Stat(p); !os.IsNotExist(err) {
+					t.Errorf("%s is still there (%v)", p, err)
+				}
+			}
+			for _, p := range []string{busyDir, filepath.Join(root, "notes"), filepath.Join(root, "7-x"), filepath.Join(root, "07-1")} {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("%s was removed: %v", p, err)
+				}
+			}
+			if n, err := f.sched.SweepWorkspaces(context.Background(), filepath.Join(root, "missing"), f.st); n != 0 || err != nil {
+				t.Errorf("a missing root: %d, %v", n, err)
+			}
+		})
+	}
+}
