@@ -2,14 +2,17 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/store"
 )
 
 // SweepWorkspaces removes the workspaces a crash left behind (of finished runs, and of runs
@@ -67,5 +70,16 @@ func TestSweepWorkspaces(t *testing.T) {
 				t.Errorf("a missing root: %d, %v", n, err)
 			}
 		})
+	}
+}
+
+func TestLogFailure(t *testing.T) {
+	t.Parallel()
+	full := fmt.Errorf("logs: append: store: append log: %w: database or disk is full (13)", store.ErrFull)
+	if got := logFailure(full); !strings.HasPrefix(got, "log write failed: disk full (") {
+		t.Errorf("logFailure(full disk) = %q", got)
+	}
+	if got := logFailure(errors.New("logs: append: boom")); got != "log write failed: logs: append: boom" {
+		t.Errorf("logFailure(other) = %q", got)
 	}
 }
