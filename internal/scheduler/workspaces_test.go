@@ -24,7 +24,7 @@ func TestSweepWorkspaces(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
-			f := newFixtureWorkspace(t, dialect, 2, root, executor.NewLocal(nil))
+			f := newFixtureWorkspace(t, dialect, 2, root, executor.NewLocal(nil, testShim(t), nil))
 			done := f.create(t, nil, job(0, "quick", "true"))
 			done = f.wait(t, done.ID, func(r run.Run) bool { return r.Status.Terminal() })
 			busy := f.create(t, nil, job(0, "slow", "sleep 60"))
