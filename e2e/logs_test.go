@@ -16,8 +16,8 @@ import (
 )
 
 // TestJobLogLimit runs a step that prints 21 MiB (11 MiB once masked) under a 1 MiB
-// --max-job-log: the job succeeds, and its stored log is the first and last half MiB with the limit's notice and marker between
-// them, with a secret printed on both sides of the cut masked.
+// --max-job-log: the job succeeds, and its stored log is the first and last half MiB with the
+// limit's notice and marker between them, with a secret printed on both sides of the cut masked.
 func TestJobLogLimit(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range dialects {
