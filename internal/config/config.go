@@ -97,7 +97,7 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer `token` that may read /metrics besides global admins' API tokens; prefer FLOWD_METRICS_TOKEN, which ps does not show")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen `address` serving only /metrics, to whoever reaches it (with --metrics-token: only to that token) (FLOWD_METRICS_ADDR)")
 	fs.Var(&c.MaxJobLog, "max-job-log", "largest `size` of one job's log, e.g. 64MiB; past it the first and last halves are kept (FLOWD_MAX_JOB_LOG)")
-	fs.Var(&c.LogRetention, "log-retention", "how long the logs of finished runs are kept, e.g. 90d or 720h; 0 keeps them forever (FLOWD_LOG_RETENTION)")
+	fs.Var(&c.LogRetention, "log-retention", "how long the logs of finished runs are kept: a `duration` such as 90d or 720h; 0 keeps them forever (FLOWD_LOG_RETENTION)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
