@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/flowd/flowd/internal/rules"
@@ -28,8 +30,16 @@ func FuzzParse(f *testing.F) {
 			if p != nil {
 				t.Errorf("Parse returned a pipeline and an error")
 			}
-			if perr, ok := err.(*Error); !ok || len(perr.Problems) == 0 {
-				t.Errorf("error = %#v, want *Error with problems", err)
+			perr, ok := err.(*Error)
+			if !ok || len(perr.Problems) == 0 {
+				t.Fatalf("error = %#v, want *Error with problems", err)
+			}
+			// A syntax error is placed inside the source (or just after its last line).
+			lines := bytes.Count(src, []byte("\n")) + 1
+			for _, pr := range perr.Problems {
+				if strings.HasPrefix(pr.Message, "invalid YAML") && (pr.Line < 1 || pr.Line > lines || pr.Column < 1) {
+					t.Errorf("syntax error at %d:%d of a %d-line source: %s", pr.Line, pr.Column, lines, pr.Message)
+				}
 			}
 			return
 		}

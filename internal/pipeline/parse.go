@@ -7,7 +7,6 @@ import (
 	"io"
 	"iter"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,19 +56,6 @@ func newError(probs []Problem) *Error {
 	return &Error{Problems: probs}
 }
 
-// yamlLine matches the position the YAML library puts in its messages.
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// yamlProblem turns an error of the YAML library into a Problem.
-func yamlProblem(err error) Problem {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return Problem{Line: line, Message: "invalid YAML: " + m[2]}
-	}
-	return Problem{Message: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-}
-
 // decode reads the one YAML document of src and returns its root node (a non-null, non-document
 // node), or the problems that prevent it.
 func decode(src []byte) (*yaml.Node, []Problem) {
@@ -79,7 +65,7 @@ func decode(src []byte) (*yaml.Node, []Problem) {
 		if errors.Is(err, io.EOF) {
 			return nil, []Problem{{Message: "definition is empty"}}
 		}
-		return nil, []Problem{yamlProblem(err)}
+		return nil, []Problem{yamlProblem(src, err)}
 	}
 	var probs []Problem
 	var next yaml.Node
@@ -87,7 +73,7 @@ func decode(src []byte) (*yaml.Node, []Problem) {
 	case err == nil:
 		probs = append(probs, Problem{Line: next.Line, Column: next.Column, Message: "only one YAML document is allowed"})
 	case !errors.Is(err, io.EOF):
-		probs = append(probs, yamlProblem(err))
+		probs = append(probs, yamlProblem(src, err))
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {

@@ -201,8 +201,8 @@ func TestParseInvalid(t *testing.T) {
 		{"null document", "~\n", []string{"1:1: definition is empty"}},
 		{"not a mapping", "- a\n- b\n", []string{"1:1: definition must be a mapping, not a sequence"}},
 		{"scalar document", "hello\n", []string{"1:1: definition must be a mapping, not a value"}},
-		{"malformed", "name: x\nstages: [\n", []string{"2:0: invalid YAML: did not find expected node content"}},
-		{"bad indentation", "name: x\n  stages: 1\n", []string{"2:0: invalid YAML: mapping values are not allowed in this context"}},
+		{"malformed", "name: x\nstages: [\n", []string{"2:9: invalid YAML: did not find expected node content (the '[' here is never closed)"}},
+		{"bad indentation", "name: x\n  stages: 1\n", []string{"2:9: invalid YAML: mapping values are not allowed in this context"}},
 		{"two documents", minimal + "---\nname: y\n", []string{"8:1: only one YAML document is allowed"}},
 		{"missing name and stages", "description: d\n", []string{"1:1: name: is required", "1:1: stages: at least one stage is required"}},
 		{"empty name", "name: ''\n" + minimal[8:], []string{"1:1: name: is required"}},
@@ -280,7 +280,7 @@ func TestParseInvalid(t *testing.T) {
 			"1:14: concurrency.group: is required",
 			"1:28: concurrency.max_running: must be a whole number",
 		}},
-		{"unknown alias", "name: *nope\n" + minimal[8:], []string{"0:0: invalid YAML: unknown anchor 'nope' referenced"}},
+		{"unknown alias", "name: *nope\n" + minimal[8:], []string{"1:7: invalid YAML: unknown anchor 'nope' referenced"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,6 +291,65 @@ func TestParseInvalid(t *testing.T) {
 			}
 			if got := problems(t, err); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("problems =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestParseYAMLSyntaxErrors: every syntax error is placed at the token that broke the document
+// (the YAML library gives a line only, often the one before), or at the quote or bracket that is
+// never closed.
+func TestParseYAMLSyntaxErrors(t *testing.T) {
+	t.Parallel()
+	steps := "name: x\nstages:\n  - name: a\n    jobs:\n      - name: j\n        steps:\n"
+	tests := []struct {
+		name, src, want string
+	}{
+		{"key indented less than its siblings", "name: x\nstages:\n  - name: a\n   jobs: []\n",
+			"4:4: invalid YAML: did not find expected '-' indicator"},
+		{"key at the indentation of a sequence", "name: x\nstages:\n  - a\n  b: 1\n",
+			"4:3: invalid YAML: did not find expected '-' indicator"},
+		{"key between two levels", "name: x\nvariables:\n  a: 1\n b: 2\n",
+			"4:2: invalid YAML: did not find expected key"},
+		{"text after a block scalar", "name: x\ndescription: |\n  ok\n bad\n",
+			"4:2: invalid YAML: did not find expected key"},
+		{"colon in a plain value", steps + "          - run: echo a: b\n",
+			"7:24: invalid YAML: mapping values are not allowed in this context"},
+		{"indented key", "name: x\n  bad: 1\n",
+			"2:6: invalid YAML: mapping values are not allowed in this context"},
+		{"tab as indentation", "name: x\nstages:\n\t- a\n",
+			"3:1: invalid YAML: found character that cannot start any token"},
+		{"reserved character", "name: x\ndescription: @me\n",
+			"2:14: invalid YAML: found character that cannot start any token"},
+		{"after a multi-byte character", "description: héllo\nname: @x\n",
+			"2:7: invalid YAML: found character that cannot start any token"},
+		{"unclosed double quote", "name: x\ndescription: \"abc\nstages: []\n",
+			"2:14: invalid YAML: found unexpected end of stream (the quoted string that starts here is never closed)"},
+		{"unclosed single quote", steps + "          - run: 'echo it''s\n",
+			"7:18: invalid YAML: found unexpected end of stream (the quoted string that starts here is never closed)"},
+		{"unknown escape", "name: x\ndescription: \"a \\q b\"\n",
+			"2:17: invalid YAML: found unknown escape character"},
+		{"unclosed flow sequence", "name: x\nstages: [\n",
+			"2:9: invalid YAML: did not find expected node content (the '[' here is never closed)"},
+		{"unclosed flow sequence after a plain value with a bracket", "description: echo it's [x\nstages: [a, b\n",
+			"2:9: invalid YAML: did not find expected ',' or ']' (the '[' here is never closed)"},
+		{"unclosed flow mapping", "name: x\nvariables: {a: 1, b\n",
+			"2:12: invalid YAML: did not find expected ',' or '}' (the '{' here is never closed)"},
+		{"missing comma in a flow sequence", "name: x\nstages: [a, \"b\" c]\n",
+			"2:17: invalid YAML: did not find expected ',' or ']' (in the '[' at 2:9)"},
+		{"flow sequence running into the next key", "name: x\nstages: [a, b\nfoo: 1\n",
+			"3:1: invalid YAML: did not find expected ',' or ']' (in the '[' at 2:9)"},
+		{"unknown alias", "name: x\ndescription: *nope\n",
+			"2:14: invalid YAML: unknown anchor 'nope' referenced"},
+		{"in a second document", minimal + "---\nx: [\n",
+			"9:4: invalid YAML: did not find expected node content (the '[' here is never closed)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tt.src))
+			if got := problems(t, err); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("problems = %q, want %q", got, tt.want)
 			}
 		})
 	}
