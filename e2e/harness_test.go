@@ -111,17 +111,31 @@ var trackSources = sync.OnceValue(func() error {
 // startServer starts flowd serve on a free port and waits until it listens.
 func startServer(t *testing.T, data, dsn string, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, data, dsn, nil, args...)
+}
+
+// startServerEnv is startServer with env added to (and overriding) the server's environment.
+func startServerEnv(t *testing.T, data, dsn string, env []string, args ...string) *server {
+	t.Helper()
 	if err := trackSources(); err != nil {
 		t.Fatalf("read the sources: %v", err)
 	}
 	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--database", dsn, "--step-user", stepUIDs(data)}, args...)
 	cmd := exec.Command(flowdBin, all...)
-	cmd.Env = append(baseEnv(t), "FLOWD_ADMIN_PASSWORD="+adminPassword)
+	cmd.Env = append(append(baseEnv(t), "FLOWD_ADMIN_PASSWORD="+adminPassword), env...)
+	s := launch(t, cmd)
+	s.Data, s.DSN = data, dsn
+	return s
+}
+
+// launch starts cmd, a `flowd serve`, and waits until it listens.
+func launch(t *testing.T, cmd *exec.Cmd) *server {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, cmd: cmd, Data: data, DSN: dsn, out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -187,16 +201,27 @@ var (
 // stop sends SIGTERM and waits for a clean exit.
 func (s *server) stop() {
 	s.t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	s.signal(syscall.SIGTERM, "SIGTERM")
+}
+
+// interrupt stops the server as Ctrl-C does and waits for a clean exit.
+func (s *server) interrupt() {
+	s.t.Helper()
+	s.signal(os.Interrupt, "Ctrl-C")
+}
+
+func (s *server) signal(sig os.Signal, name string) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
 	select {
 	case err := <-s.done:
 		if err != nil {
-			s.t.Fatalf("flowd did not exit cleanly on SIGTERM: %v\n%s", err, s.out.String())
+			s.t.Fatalf("flowd did not exit cleanly on %s: %v\n%s", name, err, s.out.String())
 		}
 	case <-time.After(60 * time.Second):
-		s.t.Fatalf("flowd did not stop on SIGTERM:\n%s", s.out.String())
+		s.t.Fatalf("flowd did not stop on %s:\n%s", name, s.out.String())
 	}
 }
 

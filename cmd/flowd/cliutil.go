@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/flowd/flowd/internal/client"
 	"github.com/flowd/flowd/internal/pipeline"
 )
@@ -390,6 +392,22 @@ func (c *cli) readLine(prompt string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
+// readSecret prints prompt on stderr and reads a line of stdin; when stdin is a terminal, with
+// its echo off, so what is typed does not show.
+func (c *cli) readSecret(prompt string) (string, error) {
+	f, ok := c.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return c.readLine(prompt)
+	}
+	fmt.Fprint(c.stderr, prompt)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(c.stderr) // the Enter that was not echoed
+	if err != nil {
+		return "", fmt.Errorf("read the terminal: %w", err)
+	}
+	return string(b), nil
+}
+
 // readAllStdin reads a secret piped to stdin, without a trailing line ending.
 func (c *cli) readAllStdin() (string, error) {
 	r := c.stdin
@@ -404,7 +422,7 @@ func (c *cli) readAllStdin() (string, error) {
 }
 
 // password returns a password from stdin (fromStdin), else the environment variable env, else a
-// prompt line read from stdin (echoed: use the other two ways where that matters).
+// prompt: at a terminal what is typed is not echoed; from a pipe it is one line of stdin.
 func (c *cli) password(fromStdin bool, env, prompt string) (string, error) {
 	var pw string
 	var err error
@@ -414,7 +432,7 @@ func (c *cli) password(fromStdin bool, env, prompt string) (string, error) {
 	case c.getenv(env) != "":
 		pw = c.getenv(env)
 	default:
-		pw, err = c.readLine(prompt)
+		pw, err = c.readSecret(prompt)
 	}
 	if err != nil {
 		return "", err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 
 	"github.com/flowd/flowd/internal/client"
@@ -16,17 +17,28 @@ Sign in to a flowd server with a username and password, and save a new API token
 other commands in the config file ($XDG_CONFIG_HOME/flowd/config.json, or ~/.config/flowd/
 config.json; FLOWD_CONFIG names another file). The file is readable by you only (0600).
 
+The server comes from --server, else FLOWD_SERVER, else the one of the saved login, else
+`+defaultServer+`. It is saved with the token, and every later command talks to it unless
+given --server or FLOWD_SERVER: after 'flowd login --server http://127.0.0.1:8081' the other
+commands need no flag.
+
 The password comes from stdin with --password-stdin (echo "$PW" | flowd login --user alice
---password-stdin), else from FLOWD_PASSWORD, else from a prompt (the typed line is echoed).
+--password-stdin), else from FLOWD_PASSWORD, else from a prompt (not echoed at a terminal).
 The username comes from --user, else FLOWD_USER, else a prompt.`, 0, 0)
-	server := f.String("server", "", "flowd server `URL` (default: FLOWD_SERVER, or "+defaultServer+")")
+	server := f.String("server", "", "flowd server `URL` (default: FLOWD_SERVER, the saved login's, or "+defaultServer+")")
 	user := f.String("user", "", "`username` (default: FLOWD_USER, or a prompt)")
 	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
 	name := f.String("name", "", "`name` of the new token (default: flowd-cli@HOSTNAME)")
 	if _, code := c.parse(f, args); code >= 0 {
 		return code
 	}
-	srv := normalizeServer(firstOf(*server, c.getenv("FLOWD_SERVER"), defaultServer))
+	srv := firstOf(*server, c.getenv("FLOWD_SERVER"))
+	if srv == "" {
+		if saved, err := c.loadConfig(); err == nil {
+			srv = saved.Server
+		}
+	}
+	srv = normalizeServer(firstOf(srv, defaultServer))
 	username := firstOf(*user, c.getenv("FLOWD_USER"))
 	if username == "" {
 		if *fromStdin {
@@ -47,6 +59,11 @@ The username comes from --user, else FLOWD_USER, else a prompt.`, 0, 0)
 		tokenName = "flowd-cli@" + firstOf(host, "unknown")
 	}
 	tok, err := client.New(srv, "", c.hc).Login(ctx, username, pw, tokenName)
+	if ae := (*client.Error)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		// Not a token problem (fail's hint): the user or the password is wrong.
+		fmt.Fprintf(c.stderr, "flowd: %s (signing in to %s as %s)\n", ae.Message, srv, username)
+		return 1
+	}
 	if err != nil {
 		return c.fail(err)
 	}

@@ -20,7 +20,9 @@ const serveUsage = `Usage: flowd serve [flags]
 Start the flowd server: the HTTP API, the webhook endpoint, the scheduler and the local executor.
 With no flags it keeps its SQLite database in ./flowd-data and listens on 127.0.0.1:8080. On an
 empty database it creates the user "admin" with the password in FLOWD_ADMIN_PASSWORD, or prints
-a random one once. Every flag can also be set as FLOWD_<FLAG> (e.g. FLOWD_ADDR, FLOWD_DATABASE).
+a random one once; on a database with users it ignores the variable and says so, unless given
+--reset-admin-password, which sets admin's password to it at this start. Every flag can also be
+set as FLOWD_<FLAG> (e.g. FLOWD_ADDR, FLOWD_DATABASE).
 FLOWD_SECRET_KEY (64 hex characters) sets the key for secrets at rest; without it flowd keeps a
 generated key in <data>/secret.key (mode 0600). /metrics answers only global admins' API tokens
 and the --metrics-token, or anyone on its own --metrics-addr. SIGINT or SIGTERM stops it cleanly.

@@ -19,7 +19,7 @@ func userCommands() []command {
 }
 
 const newPasswordHelp = `The password (8 characters or more) comes from stdin with --password-stdin, else from
-FLOWD_NEW_PASSWORD, else from a prompt (the typed line is echoed).`
+FLOWD_NEW_PASSWORD, else from a prompt (not echoed at a terminal).`
 
 func (c *cli) cmdUserAdd(ctx context.Context, args []string) int {
 	f := newFlags("user add", "flowd user add NAME [--admin] [--password-stdin]", `

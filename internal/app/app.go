@@ -44,7 +44,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	defer st.Close()
-	if err := bootstrapAdmin(ctx, st, cfg.AdminPassword, out); err != nil {
+	if err := bootstrapAdmin(ctx, st, cfg, logger, out); err != nil {
 		return err
 	}
 
@@ -170,24 +170,37 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	return errors.Join(serveErr, schedErr, logsErr)
 }
 
-// bootstrapAdmin creates the user admin on an empty database.
-func bootstrapAdmin(ctx context.Context, st *store.Store, password string, out io.Writer) error {
+// bootstrapAdmin creates the user admin on an empty database, with cfg.AdminPassword or a random
+// password printed on out. On a database with users it changes nothing, but says so when
+// FLOWD_ADMIN_PASSWORD is set and is not admin's password, since whoever set it expects to sign
+// in with it; cfg.ResetAdminPassword makes it set admin's password anyway (resetAdmin).
+func bootstrapAdmin(ctx context.Context, st *store.Store, cfg config.Config, logger *slog.Logger, out io.Writer) error {
 	n, err := st.UserCount(ctx)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		return nil
+	if n > 0 && cfg.ResetAdminPassword {
+		return resetAdmin(ctx, st, cfg.AdminPassword, logger, out)
 	}
-	generated := password == ""
-	if generated {
-		if password, err = auth.RandomPassword(); err != nil {
+	if n > 0 {
+		if cfg.AdminPassword == "" {
+			return nil
+		}
+		u, err := st.UserGet(ctx, "admin")
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if err == nil && auth.CheckPassword(u.PasswordHash, cfg.AdminPassword) {
+			return nil
+		}
+		msg := "FLOWD_ADMIN_PASSWORD is ignored: this database has users already, and the variable only sets the first admin's password on an empty database"
+		logger.Warn(msg, "fix", "sign in with admin's current password and run `flowd user passwd admin`, or start once with --reset-admin-password")
+		fmt.Fprintf(out, "flowd: %s.\n(sign in with admin's current password, e.g. the one printed at the first start, and change it with `flowd user passwd admin`;\nor start once with `flowd serve --reset-admin-password` to give admin the password in FLOWD_ADMIN_PASSWORD)\n", msg)
+		return nil
 	}
-	hash, err := auth.HashPassword(password)
+	hash, generated, err := adminPassword(cfg.AdminPassword)
 	if err != nil {
-		return fmt.Errorf("FLOWD_ADMIN_PASSWORD: %w", err)
+		return err
 	}
 	if _, err := st.UserCreate(ctx, "admin", hash, true); err != nil {
 		if errors.Is(err, store.ErrConflict) { // another server made it first
@@ -195,12 +208,54 @@ func bootstrapAdmin(ctx context.Context, st *store.Store, password string, out i
 		}
 		return err
 	}
-	if generated {
-		fmt.Fprintf(out, "created the user admin with the password %s\n(it is shown only this once; sign in with `flowd login --user admin` and change it)\n", password)
+	if generated != "" {
+		fmt.Fprintf(out, "created the user admin with the password %s\n(it is shown only this once; sign in with `flowd login --user admin` and change it)\n", generated)
 	} else {
 		fmt.Fprintln(out, "created the user admin with the password from FLOWD_ADMIN_PASSWORD")
 	}
 	return nil
+}
+
+// resetAdmin gives the user admin password (a random one, printed on out, when ""), makes it an
+// enabled global admin and ends its web sessions; it creates admin if it is gone.
+func resetAdmin(ctx context.Context, st *store.Store, password string, logger *slog.Logger, out io.Writer) error {
+	hash, generated, err := adminPassword(password)
+	if err != nil {
+		return err
+	}
+	u, err := st.UserGet(ctx, "admin")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_, err = st.UserCreate(ctx, "admin", hash, true)
+	case err == nil:
+		yes, no := true, false
+		_, err = st.UserUpdate(ctx, u.ID, store.UserUpdate{PasswordHash: &hash, Admin: &yes, Disabled: &no})
+	}
+	if err != nil {
+		return fmt.Errorf("app: reset the admin password: %w", err)
+	}
+	logger.Warn("the password of the user admin was reset (--reset-admin-password)")
+	if generated != "" {
+		fmt.Fprintf(out, "reset the password of the user admin to %s\n(it is shown only this once; start without --reset-admin-password from now on)\n", generated)
+	} else {
+		fmt.Fprintln(out, "reset the password of the user admin to the one in FLOWD_ADMIN_PASSWORD (start without --reset-admin-password from now on)")
+	}
+	return nil
+}
+
+// adminPassword hashes password for the user admin, or a new random one when it is "", which
+// it also returns as generated, to be shown once.
+func adminPassword(password string) (hash, generated string, err error) {
+	if password == "" {
+		if password, err = auth.RandomPassword(); err != nil {
+			return "", "", err
+		}
+		generated = password
+	}
+	if hash, err = auth.HashPassword(password); err != nil {
+		return "", "", fmt.Errorf("FLOWD_ADMIN_PASSWORD: %w", err)
+	}
+	return hash, generated, nil
 }
 
 // pruneDeliveries bounds the delivery log (count and age per pipeline) once a minute until ctx

@@ -47,6 +47,9 @@ type Config struct {
 	// AdminPassword sets the first admin's password on an empty database (FLOWD_ADMIN_PASSWORD);
 	// "" = a random one printed once.
 	AdminPassword string
+	// ResetAdminPassword gives the user admin AdminPassword (or a random one, printed) at this
+	// start even when users exist: the way back in when the admin password is lost.
+	ResetAdminPassword bool
 	// SecretKey is the key for secrets at rest (FLOWD_SECRET_KEY, 64 hex characters);
 	// "" = Data/secret.key, generated on first start.
 	SecretKey string
@@ -93,6 +96,7 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.Float64Var(&c.WebhookRate, "webhook-rate", c.WebhookRate, "webhook `requests` per second each trigger accepts on average (FLOWD_WEBHOOK_RATE)")
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
 	fs.IntVar(&c.DeliveryKeep, "delivery-keep", c.DeliveryKeep, "webhook `deliveries` kept per pipeline (FLOWD_DELIVERY_KEEP)")
+	fs.BoolVar(&c.ResetAdminPassword, "reset-admin-password", c.ResetAdminPassword, "at this start, set the password of the user admin to FLOWD_ADMIN_PASSWORD, or a random one printed once, and make it an enabled global admin (FLOWD_RESET_ADMIN_PASSWORD)")
 	fs.DurationVar(&c.DeliveryMaxAge, "delivery-max-age", c.DeliveryMaxAge, "how long webhook deliveries are kept, e.g. 720h (FLOWD_DELIVERY_MAX_AGE)")
 	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer `token` that may read /metrics besides global admins' API tokens; prefer FLOWD_METRICS_TOKEN, which ps does not show")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen `address` serving only /metrics, to whoever reaches it (with --metrics-token: only to that token) (FLOWD_METRICS_ADDR)")
