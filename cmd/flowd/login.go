@@ -62,6 +62,9 @@ The username comes from --user, else FLOWD_USER, else a prompt.`, 0, 0)
 	if ae := (*client.Error)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 		// Not a token problem (fail's hint): the user or the password is wrong.
 		fmt.Fprintf(c.stderr, "flowd: %s (signing in to %s as %s)\n", ae.Message, srv, username)
+		if username == "admin" && ae.Code == "unauthorized" {
+			fmt.Fprintln(c.stderr, "(admin's password is the one of the server's first start: FLOWD_ADMIN_PASSWORD then, or the random one it printed; 'flowd serve --reset-admin-password' sets a new one)")
+		}
 		return 1
 	}
 	if err != nil {

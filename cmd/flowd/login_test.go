@@ -61,6 +61,11 @@ func TestLoginWrongPassword(t *testing.T) {
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("wrong password: exit %d, stderr %q, want %q", r.code, r.stderr, want)
 	}
+	// For admin, where its password comes from.
+	r = runCLI(t, env, "nope-nope\n", "login", "--user", "admin", "--password-stdin")
+	if r.code != 1 || !strings.Contains(r.stderr, "flowd: wrong username or password") || !strings.Contains(r.stderr, "--reset-admin-password") || strings.Contains(r.stderr, "token") {
+		t.Errorf("wrong admin password: exit %d, stderr %q", r.code, r.stderr)
+	}
 	// A command with a bad token still gets the token hint.
 	env["FLOWD_TOKEN"] = "revoked"
 	if r := runCLI(t, env, "", "runs", "hello"); r.code != 1 || !strings.Contains(r.stderr, "token is missing, revoked or expired") {
