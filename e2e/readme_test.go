@@ -15,7 +15,8 @@ import (
 
 // TestReadmeTourAsWritten follows the README's tour as a newcomer would, from its own text: it
 // reads the commands out of README.md and runs them with /bin/sh in a fresh folder holding the
-// examples and the binary as ./flowd, with nothing in the environment but HOME and PATH. The
+// examples and the binary as ./flowd, with nothing in the environment but HOME, PATH and
+// FLOWD_STEP_USER (a uid range of its own, see stepUIDs). The
 // server listens on a free port through the tour's own "if port 8080 is taken" lines (so
 // `flowd login --server` is what every later command relies on), every "# prints:" comment is
 // checked, the ids the tour cancels and reads by are the ones the CLI printed, the server is
@@ -28,7 +29,9 @@ func TestReadmeTourAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyDir(t, "../examples", filepath.Join(dir, "examples"))
-	env := baseEnv(t)
+	// Each server of the tests steps as uids of its own (the README's server would take the
+	// default range, which another server on this machine may hold).
+	env := append(baseEnv(t), "FLOWD_STEP_USER="+stepUIDs(dir))
 	port := freePort(t)
 	local := func(line string) string {
 		line = strings.ReplaceAll(line, "127.0.0.1:8081", "127.0.0.1:"+port)
