@@ -137,6 +137,12 @@ func launch(t *testing.T, cmd *exec.Cmd) *server {
 	}
 	s := &server{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.out
+	// A test binary that dies (a timeout's panic) takes its servers with it, so none is left
+	// running and holding its step uid range's lock.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
