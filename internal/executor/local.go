@@ -228,9 +228,12 @@ func (l *Local) shell() []string {
 	return l.Shell
 }
 
-// homeOf is the private HOME of the job whose workspace is ws: a folder beside it, so tools'
-// caches do not land in the checkout.
-func homeOf(ws string) string { return ws + ".home" }
+// HomeSuffix names the private HOME of a job run as a step user: the folder beside its
+// workspace whose name is the workspace's and HomeSuffix, so tools' caches do not land in the
+// checkout. Cleanup removes both.
+const HomeSuffix = ".home"
+
+func homeOf(ws string) string { return ws + HomeSuffix }
 
 // prepare makes the job's workspace. Without Users it is a folder of the server's user (mode
 // 0700). With Users the job takes a uid of its own (held until Cleanup), and its workspace and

@@ -20,7 +20,7 @@ type RunStatuser interface {
 }
 
 // SweepWorkspaces removes the job workspaces under root (folders named "<run id>-<job id>", see
-// workspace) whose run is no longer running: a job's workspace is removed when the job ends,
+// workspace, and their private HOMEs beside them) whose run is no longer running: a job's workspace is removed when the job ends,
 // but a crash (kill -9, a power cut) skips that, and its folder would stay forever. The
 // scheduler's executor removes them (Cleanup), as it removes any workspace. Other entries of
 // root, and workspaces of runs still queued or running (on another server sharing the
@@ -36,11 +36,16 @@ func (s *Scheduler) SweepWorkspaces(ctx context.Context, root string, runs RunSt
 	}
 	removed := 0
 	var errs []error
+	seen := map[string]bool{}
 	for _, e := range entries {
-		runID, jobID, ok := parseWorkspace(e.Name())
-		if !ok || !e.IsDir() {
+		// A job's private HOME (executor.HomeSuffix) goes with its workspace, even when a
+		// crash left only the HOME.
+		name := strings.TrimSuffix(e.Name(), executor.HomeSuffix)
+		runID, jobID, ok := parseWorkspace(name)
+		if !ok || !e.IsDir() || seen[name] {
 			continue
 		}
+		seen[name] = true
 		st, err := runs.RunStatus(ctx, runID)
 		switch {
 		case errors.Is(err, store.ErrNotFound): // the run was deleted
@@ -49,7 +54,7 @@ func (s *Scheduler) SweepWorkspaces(ctx context.Context, root string, runs RunSt
 		case !st.Terminal():
 			continue
 		}
-		job := executor.Job{RunID: runID, JobID: jobID, Workspace: filepath.Join(root, e.Name())}
+		job := executor.Job{RunID: runID, JobID: jobID, Workspace: filepath.Join(root, name)}
 		if err := s.cfg.Executor.Cleanup(ctx, job); err != nil {
 			errs = append(errs, err)
 			continue

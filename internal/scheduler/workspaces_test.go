@@ -48,20 +48,26 @@ func TestSweepWorkspaces(t *testing.T) {
 			os.Chmod(filepath.Join(left, "cache"), 0o555)
 			gone := filepath.Join(root, fmt.Sprintf("%d-1", busy.ID+1000))
 			os.Mkdir(gone, 0o700)
-			for _, other := range []string{"notes", "7-x", "07-1"} {
+			// A step user's private HOME beside the finished job's folder, and one whose
+			// workspace was removed before a crash.
+			leftHome := left + executor.HomeSuffix
+			os.Mkdir(leftHome, 0o700)
+			loneHome := filepath.Join(root, fmt.Sprintf("%d-2", busy.ID+1000)+executor.HomeSuffix)
+			os.Mkdir(loneHome, 0o700)
+			for _, other := range []string{"notes", "notes" + executor.HomeSuffix, "7-x", "07-1"} {
 				os.Mkdir(filepath.Join(root, other), 0o700)
 			}
 
 			n, err := f.sched.SweepWorkspaces(context.Background(), root, f.st)
-			if err != nil || n != 2 {
-				t.Fatalf("SweepWorkspaces = %d, %v; want 2 removed", n, err)
+			if err != nil || n != 3 {
+				t.Fatalf("SweepWorkspaces = %d, %v; want 3 removed (two jobs' folders, one lone HOME)", n, err)
 			}
-			for _, p := range []string{left, gone} {
+			for _, p := range []string{left, leftHome, gone, loneHome} {
 				if _, err := os.Stat(p); !os.IsNotExist(err) {
 					t.Errorf("%s is still there (%v)", p, err)
 				}
 			}
-			for _, p := range []string{busyDir, filepath.Join(root, "notes"), filepath.Join(root, "7-x"), filepath.Join(root, "07-1")} {
+			for _, p := range []string{busyDir, filepath.Join(root, "notes"), filepath.Join(root, "notes"+executor.HomeSuffix), filepath.Join(root, "7-x"), filepath.Join(root, "07-1")} {
 				if _, err := os.Stat(p); err != nil {
 					t.Errorf("%s was removed: %v", p, err)
 				}
