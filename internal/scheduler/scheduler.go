@@ -62,9 +62,11 @@ type Config struct {
 	RequireTrusted bool
 }
 
-// UntrustedMessage ends a job that RequireTrusted refused.
-const UntrustedMessage = "refused: this server runs steps as its own OS user, and this pipeline is not trusted; " +
-	"a global admin can run `flowd pipeline trust NAME`, or run flowd as root so each job runs as a user of its own"
+// untrustedMessage ends a job of pipeline that RequireTrusted refused.
+func untrustedMessage(pipeline string) string {
+	return "refused: this server runs steps as its own OS user, and this pipeline is not trusted; " +
+		"a global admin can run `flowd pipeline trust " + pipeline + "`, or run flowd as root so each job runs as a user of its own"
+}
 
 // Why a job's context was canceled.
 var (
@@ -329,7 +331,7 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 	}()
 
 	if s.cfg.RequireTrusted && !c.Trusted {
-		end.Message = strings.Replace(UntrustedMessage, "NAME", c.Run.Pipeline, 1)
+		end.Message = untrustedMessage(c.Run.Pipeline)
 		s.line(c, end.Message)
 		return
 	}
