@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -61,6 +62,12 @@ type Config struct {
 	// MetricsAddr is a listen address of its own for /metrics, open to whoever reaches it (or
 	// to MetricsToken when set); "" = none.
 	MetricsAddr string
+	// NodeName names this server among the servers and agents sharing one database; "" =
+	// hostname + "-" + a hash of the data folder (see Validate). Attempts it claims carry it.
+	NodeName string
+	// LeaseTTL is how long a job attempt's lease lasts without a renewal; runners renew every
+	// LeaseTTL/3, and the leader rescues attempts whose lease expired (database time).
+	LeaseTTL time.Duration
 }
 
 // Default returns the zero-config settings.
@@ -78,6 +85,7 @@ func Default() Config {
 		MaxJobLog:      64 << 20,
 		LogRetention:   Age(90 * 24 * time.Hour),
 		ShutdownGrace:  10 * time.Second,
+		LeaseTTL:       60 * time.Second,
 	}
 }
 
@@ -102,6 +110,8 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen `address` serving only /metrics, to whoever reaches it (with --metrics-token: only to that token) (FLOWD_METRICS_ADDR)")
 	fs.Var(&c.MaxJobLog, "max-job-log", "largest `size` of one job's log, e.g. 64MiB; past it the first and last halves are kept (FLOWD_MAX_JOB_LOG)")
 	fs.Var(&c.LogRetention, "log-retention", "how long the logs of finished runs are kept: a `duration` such as 90d or 720h; 0 keeps them forever (FLOWD_LOG_RETENTION)")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "`name` of this server among those sharing one database (FLOWD_NODE_NAME); default hostname-<hash of the data folder>")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long a running job's lease lasts without a heartbeat before it is rescued, e.g. 60s (FLOWD_LEASE_TTL)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -187,6 +197,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--external-url must be an http(s) URL, got %q", c.ExternalURL))
 	}
 	c.ExternalURL = strings.TrimRight(c.ExternalURL, "/")
+	if c.LeaseTTL < time.Second || c.LeaseTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("--lease-ttl must be between 1s and 1h, got %v", c.LeaseTTL))
+	}
+	if c.NodeName == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "flowd"
+		}
+		sum := sha256.Sum256([]byte(c.Data))
+		c.NodeName = host + "-" + hex.EncodeToString(sum[:3])
+	} else if len(c.NodeName) > 100 || strings.ContainsAny(c.NodeName, "/ \t\n") {
+		errs = append(errs, fmt.Errorf("--node-name must be at most 100 characters with no '/' or spaces, got %q", c.NodeName))
+	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
