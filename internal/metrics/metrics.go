@@ -1,7 +1,8 @@
 // Package metrics holds flowd's Prometheus metrics in one registry owned by a Metrics value (no
 // global registry, no package state): HTTP requests by route pattern, step durations reported
 // by the scheduler, and, read from the store at scrape time, runs by status and the job queue
-// depth; plus the Go runtime and process collectors.
+// depth; the leases, rescues and lost attempts of jobs (see LeasesRenewed); plus the Go runtime
+// and process collectors.
 //
 // Every method is safe on a nil *Metrics and then does nothing, so metrics may be left out of
 // tests and tools.
@@ -30,6 +31,12 @@ type Metrics struct {
 	// delivery from its request to its committed run.
 	deliveries *prometheus.CounterVec
 	runLatency prometheus.Histogram
+	// Job attempt leases (see LeasesRenewed): counters without labels, so each series exists,
+	// at 0, from the start and an alert on its rate needs no absent().
+	leasesRenewed prometheus.Counter
+	leasesExpired prometheus.Counter
+	rescues       prometheus.Counter
+	attemptsLost  prometheus.Counter
 }
 
 // New returns the metrics with the Go and process collectors registered.
@@ -59,9 +66,26 @@ func New() *Metrics {
 			Help:    "Time from a webhook request's arrival to its run being committed to the database.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 		}),
+		leasesRenewed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowd_leases_renewed_total",
+			Help: "Job attempt leases this server renewed (one per attempt per heartbeat).",
+		}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowd_leases_expired_total",
+			Help: "Job attempt leases this server's rescuer found expired (their runner stopped renewing them).",
+		}),
+		rescues: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowd_rescues_total",
+			Help: "Job attempts this server rescued: expired leases swept as leader, and its previous instance's attempts at start.",
+		}),
+		attemptsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowd_attempts_lost_total",
+			Help: "Job attempts this server marked lost (the job then failed with runner_lost, was retried, or ended canceled).",
+		}),
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.steps, m.deliveries, m.runLatency,
+		m.leasesRenewed, m.leasesExpired, m.rescues, m.attemptsLost,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -130,6 +154,42 @@ func (m *Metrics) WebhookRunLatency(d time.Duration) {
 		return
 	}
 	m.runLatency.Observe(d.Seconds())
+}
+
+// LeasesRenewed counts n job attempt leases renewed by one heartbeat of this server's runners.
+func (m *Metrics) LeasesRenewed(n int) {
+	if m != nil {
+		addCount(m.leasesRenewed, n)
+	}
+}
+
+// LeasesExpired counts n attempts whose lease the rescuer found expired.
+func (m *Metrics) LeasesExpired(n int) {
+	if m != nil {
+		addCount(m.leasesExpired, n)
+	}
+}
+
+// Rescued counts n attempts rescued: by the leader's sweep of expired leases, or at start, the
+// attempts this node's previous instance left.
+func (m *Metrics) Rescued(n int) {
+	if m != nil {
+		addCount(m.rescues, n)
+	}
+}
+
+// AttemptsLost counts n attempts marked lost.
+func (m *Metrics) AttemptsLost(n int) {
+	if m != nil {
+		addCount(m.attemptsLost, n)
+	}
+}
+
+// addCount adds n to c when it is positive: a counter only goes up.
+func addCount(c prometheus.Counter, n int) {
+	if n > 0 {
+		c.Add(float64(n))
+	}
 }
 
 // Store is what the metrics read from the store at scrape time.

@@ -112,6 +112,10 @@ func TestNilMetrics(t *testing.T) {
 	t.Parallel()
 	var m *metrics.Metrics
 	m.StepDuration(run.Success, 1)
+	m.LeasesRenewed(1)
+	m.LeasesExpired(1)
+	m.Rescued(1)
+	m.AttemptsLost(1)
 	if err := m.WatchStore(fakeStore{}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +125,29 @@ func TestNilMetrics(t *testing.T) {
 	if rec.Code != http.StatusTeapot {
 		t.Fatalf("status %d", rec.Code)
 	}
+}
+
+func TestLeaseCounters(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	// Every counter is on /metrics at 0 before anything happened, so a rate() has a series.
+	wantLines(t, scrape(t, m),
+		`flowd_leases_renewed_total 0`,
+		`flowd_leases_expired_total 0`,
+		`flowd_rescues_total 0`,
+		`flowd_attempts_lost_total 0`,
+	)
+	m.LeasesRenewed(3)
+	m.LeasesRenewed(2)
+	m.LeasesExpired(1)
+	m.Rescued(4)
+	m.AttemptsLost(2)
+	m.AttemptsLost(0)  // nothing lost: no change
+	m.AttemptsLost(-1) // never counts down
+	wantLines(t, scrape(t, m),
+		`flowd_leases_renewed_total 5`,
+		`flowd_leases_expired_total 1`,
+		`flowd_rescues_total 4`,
+		`flowd_attempts_lost_total 2`,
+	)
 }
