@@ -284,6 +284,25 @@ func (d db) ts(t time.Time) any {
 	return t.UnixNano()
 }
 
+// clock is the SQL expression of the database's current time as the dialect stores times.
+// Heartbeats and leases are written and compared with it, never with a process's clock, so
+// servers whose clocks disagree still agree on who is live.
+func (d db) clock() string {
+	if d.pg {
+		return "now()"
+	}
+	return "CAST(unixepoch('subsec')*1000000000 AS INTEGER)"
+}
+
+// clockMinus is the SQL expression of the database's current time less dur, and the argument
+// of its one placeholder.
+func (d db) clockMinus(dur time.Duration) (string, any) {
+	if d.pg {
+		return "(now() - ? * interval '1 microsecond')", dur.Microseconds()
+	}
+	return "(" + d.clock() + " - ?)", dur.Nanoseconds()
+}
+
 // forUpdate is the row-lock clause of a SELECT that is about to change the row: PostgreSQL
 // locks it; SQLite's single writer already serialises.
 func (d db) forUpdate() string {
