@@ -3,27 +3,22 @@
 // environment and a log writer, records step and job statuses, and cancels jobs on request or
 // at shutdown. It wakes on new work (Wake) and polls as a fallback for work written elsewhere.
 //
-// A job of a run with Git gets an executor.Checkout of the run's commit (see Checkout for the
-// clone credentials) and the FLOWD_* Git variables (see Environment). Concurrency groups are
+// What a job runs with (steps, environment, checkout, secrets to mask) is built by package
+// jobspec from the claim; the scheduler adds the policy (RequireTrusted). Concurrency groups are
 // the store's: JobClaim holds back runs waiting for a slot of their group, and Cancel stops
 // runs that RunSupersede superseded as it stops canceled ones.
 package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/jobspec"
 	"github.com/flowd/flowd/internal/logs"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/secret"
@@ -335,41 +330,16 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 		s.line(c, end.Message)
 		return
 	}
-	secrets, err := s.secretVariables(c.Run)
-	if err != nil {
-		end.Message = "cannot decrypt the run's secret variables: " + err.Error()
-		s.line(c, end.Message)
-		return
-	}
-	var secretValues []string
-	for _, v := range secrets {
-		if v != "" {
-			secretValues = append(secretValues, v)
-		}
-	}
-	checkout, err := Checkout(c.Run.Git, secrets)
+	spec, err := jobspec.Build(c, s.cfg.Box, s.cfg.Workspace)
 	if err != nil {
 		end.Message = err.Error()
 		s.line(c, end.Message)
 		return
 	}
-	if checkout != nil && checkout.Password != "" {
-		secretValues = append(secretValues, checkout.Password) // a secret variable already; kept explicit
-	}
-	job = executor.Job{
-		RunID:     c.Run.ID,
-		JobID:     c.Job.ID,
-		Workspace: workspace(s.cfg.Workspace, c.Run.ID, c.Job.ID),
-		Timeout:   c.Job.Timeout,
-		Checkout:  checkout,
-	}
-	job.Env = Environment(c.Run, c.Job, secrets, job.Workspace)
-	for _, st := range c.Job.Steps {
-		job.Steps = append(job.Steps, executor.Step{ID: st.ID, Name: st.Name, Script: st.Script})
-	}
+	job = spec.ExecutorJob()
 
-	w = s.cfg.Logs.Writer(c.Run.ID, c.Job.ID, secretValues)
-	fmt.Fprintf(w, "── %s / %s ──\n", c.Job.StageName, c.Job.Name)
+	w = s.cfg.Logs.Writer(c.Run.ID, c.Job.ID, spec.Secrets)
+	fmt.Fprintf(w, "── %s / %s ──\n", spec.Stage, spec.Job)
 	res := s.cfg.Executor.Run(ctx, job, w, rep)
 	release()
 	end.Status, end.Message = res.Status, res.Message
@@ -389,14 +359,6 @@ func logFailure(err error) string {
 		return "log write failed: disk full (the database or its disk is full; free space, then run it again)"
 	}
 	return "log write failed: " + err.Error()
-}
-
-// workspace is the folder of job jobID of run runID under root: one level, "<run>-<job>", so
-// that creating it costs one mkdir (the executor's MkdirAll; root exists after the first job)
-// and removing it (Cleanup) leaves nothing behind. A folder per run holding its jobs' folders
-// cost a second mkdir per job and stayed behind, empty, after its jobs were cleaned up.
-func workspace(root string, runID, jobID int64) string {
-	return filepath.Join(root, strconv.FormatInt(runID, 10)+"-"+strconv.FormatInt(jobID, 10))
 }
 
 // complete writes a job's end with JobComplete. Should that fail (a step report the store
@@ -453,149 +415,6 @@ func (s *Scheduler) line(c store.Claim, text string) {
 	if err := s.cfg.Logs.Line(ctx, c.Run.ID, c.Job.ID, text); err != nil {
 		s.cfg.Logger.Error("write log line", "run", c.Run.ID, "err", err)
 	}
-}
-
-func (s *Scheduler) secretVariables(r run.Run) (map[string]string, error) {
-	if len(r.SecretVariables) == 0 {
-		return nil, nil
-	}
-	plain, err := s.cfg.Box.Open(r.SecretVariables)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]string
-	if err := json.Unmarshal(plain, &m); err != nil {
-		return nil, fmt.Errorf("scheduler: secret variables: %w", err)
-	}
-	return m, nil
-}
-
-// Clone user names for token credentials, by Git host (run.Git.Provider). A host reads the
-// token from the password and ignores or requires a particular user name: GitHub takes
-// "x-access-token" (installation and personal tokens alike), GitLab and Codeup "oauth2"
-// (personal, project and OAuth tokens), Bitbucket Cloud "x-token-auth" (repository and
-// workspace access tokens). Every other host, and runs with no provider (manual runs), get
-// "flowd": Gitea, Gogs and Forgejo accept a token with any user name. A host that insists on
-// the token owner's own user name cannot be served by source.credentials alone.
-const (
-	userGitHub    = "x-access-token"
-	userGitLab    = "oauth2"
-	userBitbucket = "x-token-auth"
-	userDefault   = "flowd"
-)
-
-// cloneUser is the user name a checkout sends with the token of a run of provider.
-func cloneUser(provider string) string {
-	switch provider {
-	case "github":
-		return userGitHub
-	case "gitlab", "codeup":
-		return userGitLab
-	case "bitbucket":
-		return userBitbucket
-	}
-	return userDefault
-}
-
-// Checkout is the checkout of a job of a run with Git g (nil for a run without Git: no
-// checkout). URL, SHA and Ref come from g. When g.CredentialsVar names a variable, the
-// checkout authenticates with its value from secrets (the run's decrypted secret variables) as
-// the password and cloneUser(g.Provider) as the user name; an empty value means no credentials
-// (a public repository). A CredentialsVar missing from secrets is an error whose message says
-// what to fix: the job fails before anything runs.
-func Checkout(g *run.Git, secrets map[string]string) (*executor.Checkout, error) {
-	if g == nil {
-		return nil, nil
-	}
-	c := &executor.Checkout{URL: g.RepoURL, SHA: g.SHA, Ref: g.Ref}
-	if g.CredentialsVar == "" {
-		return c, nil
-	}
-	token, ok := secrets[g.CredentialsVar]
-	if !ok {
-		return nil, fmt.Errorf("source.credentials names %q, which this run has no secret value for: "+
-			"declare it under variables with secret: true and give it the token", g.CredentialsVar)
-	}
-	if token != "" {
-		c.Username, c.Password = cloneUser(g.Provider), token
-	}
-	return c, nil
-}
-
-// Environment is the complete environment of a job's steps, as DESIGN.md's "Run environment":
-// PATH and HOME of the server, the job's env, the run's variables (secret ones included), and
-// the FLOWD_* built-ins, which nothing may override. Nothing else of the server's environment
-// (such as FLOWD_SECRET_KEY) reaches a step.
-//
-// A run with Git also gets FLOWD_REPO_URL (without credentials), FLOWD_COMMIT_SHA,
-// FLOWD_BRANCH (branch runs) or FLOWD_TAG (tag runs), FLOWD_EVENT, FLOWD_COMMIT_MESSAGE and
-// FLOWD_COMMIT_AUTHOR. The clone token is not added: the variable source.credentials names is
-// a secret variable the user declared, so it is in the environment as every secret variable
-// is, under its own name, and nowhere else.
-func Environment(r run.Run, j run.Job, secrets map[string]string, workspace string) []string {
-	env := map[string]string{
-		"PATH": os.Getenv("PATH"),
-		"HOME": os.Getenv("HOME"),
-	}
-	if env["PATH"] == "" {
-		env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-	}
-	if env["HOME"] == "" {
-		env["HOME"] = workspace
-	}
-	for k, v := range j.Env {
-		env[k] = v
-	}
-	for k, v := range r.Variables {
-		env[k] = v
-	}
-	for k, v := range secrets {
-		env[k] = v
-	}
-	env["FLOWD_RUN_ID"] = strconv.FormatInt(r.ID, 10)
-	env["FLOWD_RUN_NUMBER"] = strconv.FormatInt(r.Number, 10)
-	env["FLOWD_PIPELINE"] = r.Pipeline
-	env["FLOWD_TRIGGER"] = string(r.Trigger)
-	env["FLOWD_TRIGGERED_BY"] = r.TriggeredBy
-	env["FLOWD_WORKSPACE"] = workspace
-	env["FLOWD_JOB"] = j.Name
-	env["FLOWD_STAGE"] = j.StageName
-	if g := r.Git; g != nil {
-		env["FLOWD_REPO_URL"] = withoutCredentials(g.RepoURL)
-		env["FLOWD_COMMIT_SHA"] = g.SHA
-		if g.Tag != "" {
-			env["FLOWD_TAG"] = g.Tag
-		} else if g.Branch != "" {
-			env["FLOWD_BRANCH"] = g.Branch
-		}
-		env["FLOWD_EVENT"] = g.Event
-		env["FLOWD_COMMIT_MESSAGE"] = g.Message
-		env["FLOWD_COMMIT_AUTHOR"] = g.Author
-	}
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-// withoutCredentials is a repository URL without a password, and for http(s) without any user
-// name either (as the executor's checkout shows it). run.Git.RepoURL holds none already; this
-// keeps a mistake upstream from putting a token in every step's environment.
-func withoutCredentials(raw string) string {
-	if !strings.Contains(raw, "://") {
-		return raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if s := strings.ToLower(u.Scheme); s == "http" || s == "https" {
-		u.User = nil
-	} else {
-		u.User = url.User(u.User.Username())
-	}
-	return u.String()
 }
 
 // reporter writes step statuses to the store as the executor reports them, without making the

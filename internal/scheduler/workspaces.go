@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/jobspec"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 )
@@ -20,7 +21,7 @@ type RunStatuser interface {
 }
 
 // SweepWorkspaces removes the job workspaces under root (folders named "<run id>-<job id>", see
-// workspace, and their private HOMEs beside them) whose run is no longer running: a job's workspace is removed when the job ends,
+// jobspec.WorkspaceName, and their private HOMEs beside them) whose run is no longer running: a job's workspace is removed when the job ends,
 // but a crash (kill -9, a power cut) skips that, and its folder would stay forever. The
 // scheduler's executor removes them (Cleanup), as it removes any workspace. Other entries of
 // root, and workspaces of runs still queued or running (on another server sharing the
@@ -67,7 +68,7 @@ func (s *Scheduler) SweepWorkspaces(ctx context.Context, root string, runs RunSt
 	return removed, nil
 }
 
-// parseWorkspace reads the run and job ids out of a workspace folder's name (see workspace).
+// parseWorkspace reads the run and job ids out of a workspace folder's name (see jobspec.WorkspaceName).
 func parseWorkspace(name string) (runID, jobID int64, ok bool) {
 	r, j, found := strings.Cut(name, "-")
 	if !found {
@@ -75,7 +76,7 @@ func parseWorkspace(name string) (runID, jobID int64, ok bool) {
 	}
 	runID, err1 := strconv.ParseInt(r, 10, 64)
 	jobID, err2 := strconv.ParseInt(j, 10, 64)
-	if err1 != nil || err2 != nil || runID <= 0 || jobID <= 0 || workspace("", runID, jobID) != name {
+	if err1 != nil || err2 != nil || runID <= 0 || jobID <= 0 || jobspec.WorkspaceName(runID, jobID) != name {
 		return 0, 0, false
 	}
 	return runID, jobID, true

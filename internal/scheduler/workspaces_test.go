@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/jobspec"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 )
@@ -29,7 +30,7 @@ func TestSweepWorkspaces(t *testing.T) {
 			done = f.wait(t, done.ID, func(r run.Run) bool { return r.Status.Terminal() })
 			busy := f.create(t, nil, job(0, "slow", "sleep 60"))
 			busy = f.wait(t, busy.ID, func(r run.Run) bool { return r.Status == run.Running })
-			busyDir := workspace(root, busy.ID, busy.Jobs[0].ID)
+			busyDir := filepath.Join(root, jobspec.WorkspaceName(busy.ID, busy.Jobs[0].ID))
 			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				if _, err := os.Stat(busyDir); err == nil {
 					break
@@ -40,7 +41,7 @@ func TestSweepWorkspaces(t *testing.T) {
 			}
 			// What a crash leaves: the finished job's folder (with a read-only folder inside, as
 			// Go's module cache makes), one of a run that no longer exists; and other entries.
-			left := workspace(root, done.ID, done.Jobs[0].ID)
+			left := filepath.Join(root, jobspec.WorkspaceName(done.ID, done.Jobs[0].ID))
 			if err := os.MkdirAll(filepath.Join(left, "cache", "mod"), 0o755); err != nil {
 				t.Fatal(err)
 			}

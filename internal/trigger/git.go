@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowd/flowd/internal/jobspec"
 	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/run"
-	"github.com/flowd/flowd/internal/scheduler"
 	"github.com/flowd/flowd/internal/webhook/githost"
 )
 
@@ -105,11 +105,11 @@ func resolveGit(ctx context.Context, src *pipeline.Source, ref GitRef, secrets m
 }
 
 // lsRemote asks g.RepoURL for the commit of g.Ref with `git ls-remote`, within LsRemoteTimeout,
-// authenticated as the checkout would be (scheduler.Checkout): the credentials reach git only
+// authenticated as the checkout would be (jobspec.Checkout): the credentials reach git only
 // through its environment (GIT_CONFIG_* http.extraHeader), never its arguments. An annotated
 // tag gives the commit it points at. Errors are *GitError.
 func lsRemote(ctx context.Context, g *run.Git, secrets map[string]string) (string, error) {
-	c, err := scheduler.Checkout(g, secrets)
+	c, err := jobspec.Checkout(g, secrets)
 	if err != nil {
 		return "", &GitError{Code: CodeNoCommit, Message: err.Error()}
 	}

@@ -1,0 +1,223 @@
+package jobspec
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/secret"
+	"github.com/flowd/flowd/internal/store"
+)
+
+func newBox(t *testing.T) *secret.Box {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	box, err := secret.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
+func seal(t *testing.T, box *secret.Box, vars map[string]string) []byte {
+	t.Helper()
+	b, err := json.Marshal(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := box.Seal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
+}
+
+func TestBuild(t *testing.T) {
+	t.Parallel()
+	box := newBox(t)
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	c := store.Claim{
+		Run: run.Run{ID: 7, Number: 3, Pipeline: "hello", Trigger: run.TriggerWebhook,
+			Variables:       map[string]string{"PLAIN": "p"},
+			SecretVariables: seal(t, box, map[string]string{"TOKEN": "tok", "API_KEY": "k", "EMPTY": ""}),
+			Git: &run.Git{RepoURL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Branch: "main",
+				Provider: "gitlab", CredentialsVar: "TOKEN"}},
+		Job: run.Job{ID: 11, Name: "say", StageName: "build", Timeout: time.Minute,
+			Steps: []run.Step{{ID: 21, Name: "one", Script: "echo 1"}, {ID: 22, Name: "two", Script: "echo 2"}}},
+	}
+	s, err := Build(c, box, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RunID != 7 || s.JobID != 11 || s.Pipeline != "hello" || s.Stage != "build" || s.Job != "say" ||
+		s.Timeout != time.Minute || s.Workspace != "/ws/7-11" {
+		t.Errorf("Build = %+v", s)
+	}
+	wantSteps := []executor.Step{{ID: 21, Name: "one", Script: "echo 1"}, {ID: 22, Name: "two", Script: "echo 2"}}
+	if !slices.Equal(s.Steps, wantSteps) {
+		t.Errorf("steps = %+v, want %+v", s.Steps, wantSteps)
+	}
+	wantCheckout := executor.Checkout{URL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Username: "oauth2", Password: "tok"}
+	if s.Checkout == nil || *s.Checkout != wantCheckout {
+		t.Errorf("checkout = %+v, want %+v", s.Checkout, wantCheckout)
+	}
+	// Every non-empty secret value is masked, the clone password too; an empty one would mask
+	// every position of the log.
+	for _, v := range []string{"tok", "k"} {
+		if !slices.Contains(s.Secrets, v) {
+			t.Errorf("secrets to mask %q lack %q", s.Secrets, v)
+		}
+	}
+	if slices.Contains(s.Secrets, "") {
+		t.Errorf("secrets to mask %q hold an empty value", s.Secrets)
+	}
+	for _, kv := range []string{"PLAIN=p", "TOKEN=tok", "API_KEY=k", "EMPTY=", "FLOWD_WORKSPACE=/ws/7-11", "FLOWD_BRANCH=main"} {
+		if !slices.Contains(s.Env, kv) {
+			t.Errorf("environment lacks %s: %v", kv, s.Env)
+		}
+	}
+	j := s.ExecutorJob()
+	if j.RunID != 7 || j.JobID != 11 || j.Workspace != "/ws/7-11" || j.Timeout != time.Minute ||
+		j.Checkout != s.Checkout || !slices.Equal(j.Steps, wantSteps) || !slices.Equal(j.Env, s.Env) {
+		t.Errorf("ExecutorJob = %+v, want the spec's fields", j)
+	}
+}
+
+// A run without secret variables needs no key (a server without one runs it), and masks nothing.
+func TestBuildWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	s, err := Build(store.Claim{Run: run.Run{ID: 1}, Job: run.Job{ID: 2}}, nil, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Checkout != nil || len(s.Secrets) != 0 || s.Workspace != "/ws/1-2" {
+		t.Errorf("Build = %+v, want no checkout, nothing to mask", s)
+	}
+}
+
+// Build's errors are the job's failure message: they say what is wrong.
+func TestBuildFails(t *testing.T) {
+	t.Parallel()
+	box := newBox(t)
+	cases := []struct {
+		name string
+		r    run.Run
+		want string
+	}{
+		{"another key", run.Run{SecretVariables: seal(t, newBox(t), map[string]string{"A": "b"})},
+			"cannot decrypt the run's secret variables: "},
+		{"credentials not declared", run.Run{SecretVariables: seal(t, box, map[string]string{"A": "b"}),
+			Git: &run.Git{RepoURL: "https://h/a.git", CredentialsVar: "GIT_TOKEN"}},
+			`source.credentials names "GIT_TOKEN", which this run has no secret value for: declare it under variables with secret: true and give it the token`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Build(store.Claim{Run: c.r}, box, "/ws")
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("Build error = %v, want one starting %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentIsExact(t *testing.T) {
+	t.Setenv("FLOWD_SECRET_KEY_TEST_LEAK", "x") // must not reach a step
+	base := map[string]string{"abc": "456", "GREETING": "from-run", "ONLY_JOB": "1", "API_KEY": "k",
+		"FLOWD_RUN_ID": "7", "FLOWD_RUN_NUMBER": "3", "FLOWD_PIPELINE": "hello", "FLOWD_TRIGGER": "webhook",
+		"FLOWD_TRIGGERED_BY": "alice", "FLOWD_WORKSPACE": "/ws", "FLOWD_JOB": "say", "FLOWD_STAGE": "build"}
+	with := func(extra map[string]string) map[string]string {
+		out := maps.Clone(base)
+		maps.Copy(out, extra)
+		return out
+	}
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	cases := []struct {
+		name string
+		git  *run.Git
+		want map[string]string
+	}{
+		{"no git", nil, base},
+		{"branch push", &run.Git{RepoURL: "https://git.example.com/acme/app.git", SHA: sha, Ref: "refs/heads/main",
+			Branch: "main", Event: "push", Provider: "github", Message: "fix it\n\nbody", Author: "Ada <ada@example.com>",
+			CredentialsVar: "API_KEY"},
+			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/acme/app.git", "FLOWD_COMMIT_SHA": sha,
+				"FLOWD_BRANCH": "main", "FLOWD_EVENT": "push", "FLOWD_COMMIT_MESSAGE": "fix it\n\nbody",
+				"FLOWD_COMMIT_AUTHOR": "Ada <ada@example.com>"})},
+		{"tag, credentials in the URL", &run.Git{RepoURL: "https://bot:hunter2@git.example.com/app.git", SHA: sha,
+			Ref: "refs/tags/v1", Tag: "v1", Event: "tag"},
+			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/app.git", "FLOWD_COMMIT_SHA": sha,
+				"FLOWD_TAG": "v1", "FLOWD_EVENT": "tag", "FLOWD_COMMIT_MESSAGE": "", "FLOWD_COMMIT_AUTHOR": ""})},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := run.Run{ID: 7, Number: 3, Pipeline: "hello", Trigger: run.TriggerWebhook, TriggeredBy: "alice",
+				Variables: map[string]string{"abc": "456", "GREETING": "from-run"}, Git: c.git}
+			j := run.Job{Name: "say", StageName: "build", Env: map[string]string{"GREETING": "hi", "ONLY_JOB": "1"}}
+			env := Environment(r, j, map[string]string{"API_KEY": "k"}, "/ws")
+			got := map[string]string{}
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				if _, dup := got[k]; dup {
+					t.Errorf("%s set twice", k)
+				}
+				got[k] = v
+			}
+			for k, v := range c.want {
+				if gv, ok := got[k]; !ok || gv != v {
+					t.Errorf("%s = %q (set: %v), want %q", k, gv, ok, v)
+				}
+			}
+			for k := range got {
+				if _, ok := c.want[k]; !ok && k != "PATH" && k != "HOME" {
+					t.Errorf("unexpected variable %s in a step's environment", k)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckout(t *testing.T) {
+	t.Parallel()
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	secrets := map[string]string{"TOKEN": "tok", "EMPTY": ""}
+	git := func(provider, credVar string) *run.Git {
+		return &run.Git{RepoURL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Provider: provider, CredentialsVar: credVar}
+	}
+	cases := []struct {
+		name       string
+		git        *run.Git
+		user, pass string
+	}{
+		{"github", git("github", "TOKEN"), "x-access-token", "tok"},
+		{"gitlab", git("gitlab", "TOKEN"), "oauth2", "tok"},
+		{"codeup", git("codeup", "TOKEN"), "oauth2", "tok"},
+		{"bitbucket", git("bitbucket", "TOKEN"), "x-token-auth", "tok"},
+		{"gitea", git("gitea", "TOKEN"), "flowd", "tok"},
+		{"manual run", git("", "TOKEN"), "flowd", "tok"},
+		{"no credentials", git("github", ""), "", ""},
+		{"empty token", git("github", "EMPTY"), "", ""},
+	}
+	for _, c := range cases {
+		co, err := Checkout(c.git, secrets)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := executor.Checkout{URL: "https://h/a.git", SHA: sha, Ref: "refs/heads/main", Username: c.user, Password: c.pass}
+		if co == nil || *co != want {
+			t.Errorf("%s: Checkout = %+v, want %+v", c.name, co, want)
+		}
+	}
+	if co, err := Checkout(nil, secrets); co != nil || err != nil {
+		t.Errorf("Checkout(nil) = %+v, %v; want no checkout", co, err)
+	}
+	if _, err := Checkout(git("github", "MISSING"), secrets); err == nil || !strings.Contains(err.Error(), `"MISSING"`) {
+		t.Errorf("Checkout(missing variable) error = %v, want one naming MISSING", err)
+	}
+}
