@@ -39,6 +39,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	if err != nil {
 		return err
 	}
+	unlock, err := lockSQLite(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer unlock() // after the store is closed
 	st, err := store.Open(ctx, cfg.Database, logger)
 	if err != nil {
 		return err

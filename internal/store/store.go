@@ -100,6 +100,10 @@ type Store struct {
 	g      *groupWriter // SQLite: the one goroutine that runs writes, several per commit; nil on PostgreSQL
 	rc     *stmtCache   // SQLite: prepared statements of the reader pool; nil on PostgreSQL
 	logger *slog.Logger
+
+	dsn    string // PostgreSQL: what Listen connects to
+	schema string // PostgreSQL: the current schema, part of every notification channel's name
+	hub    hub    // Subscribe's subscribers, fed by Notify (SQLite) or Listen (PostgreSQL)
 }
 
 // Open connects to dsn ("sqlite:PATH" or "postgres://…"), applies the migrations and returns
@@ -183,7 +187,14 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open postgres: %w: %w", ErrUnavailable, err)
 	}
-	return &Store{pg: true, w: db, r: db}, nil
+	// Notification channels are per database, not per schema: name them after the schema, so
+	// stores in two schemas of one database (tests do that) never hear each other.
+	var schema string
+	if err := db.QueryRowContext(ctx, "SELECT COALESCE(current_schema(), '')").Scan(&schema); err != nil {
+		db.Close()
+		return nil, wrap("open postgres", err)
+	}
+	return &Store{pg: true, w: db, r: db, dsn: dsn, schema: schema}, nil
 }
 
 // Close closes the database.
