@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -213,7 +214,6 @@ func TestRunSupersede(t *testing.T) {
 		otherGroup := groupRun(t, s, p.ID, "lint", 0, "o")
 		noGroup := groupRun(t, s, p.ID, "", 0, "n")
 		newest := groupRun(t, s, p.ID, "deploy", 0, "new")
-		newer := groupRun(t, s, p.ID, "deploy", 0, "newer") // newer than newest: left alone
 
 		ids, err := s.RunSupersede(ctx, newest.ID)
 		if err != nil {
@@ -235,6 +235,7 @@ func TestRunSupersede(t *testing.T) {
 		if d := mustGet(t, s, done.ID); d.Message != "canceled by alice" {
 			t.Errorf("finished run's message became %q", d.Message)
 		}
+		newer := groupRun(t, s, p.ID, "deploy", 0, "newer") // after newest's supersede: left alone
 		for _, id := range []int64{otherGroup.ID, noGroup.ID, newest.ID, newer.ID} {
 			if got := mustGet(t, s, id); got.Status != run.Queued || got.Message != "" {
 				t.Errorf("run %d: %s %q, want untouched", got.Number, got.Status, got.Message)
@@ -268,6 +269,55 @@ func TestRunSupersede(t *testing.T) {
 		}
 		if got := mustGet(t, s, newer.ID); got.Status != run.Queued {
 			t.Errorf("newer is %s, want queued", got.Status)
+		}
+	})
+}
+
+// TestRunSupersedeLateOlder: a run whose supersede finds a newer run of its group and revision
+// (the newer one committed and superseded before this one was visible, as happens when numbers
+// are taken before COMMIT) supersedes itself as well as the older ones; a newer run of another
+// revision (another definition, perhaps without cancel_previous) does not count.
+func TestRunSupersedeLateOlder(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		_, p := fixture(t, s)
+		older := groupRun(t, s, p.ID, "g", 0, "o")
+		late := groupRun(t, s, p.ID, "g", 0, "l")
+		newer := groupRun(t, s, p.ID, "g", 0, "n")
+		otherRevision, err := s.RunCreate(ctx, store.RunCreate{PipelineID: p.ID, Revision: 99, Trigger: run.TriggerPush,
+			ConcurrencyGroup: "g", Jobs: []run.Job{job(0, "build", 0, "x", "step")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []int64{older.ID, late.ID} {
+			if c := mustClaim(t, s); c.Run.ID != want {
+				t.Fatalf("claimed run %d, want %d", c.Run.ID, want)
+			}
+		}
+		ids, err := s.RunSupersede(ctx, late.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int64{older.ID, late.ID}; !slices.Equal(ids, want) {
+			t.Errorf("RunSupersede(late) = %v, want %v (both running)", ids, want)
+		}
+		for id, msg := range map[int64]string{
+			older.ID: fmt.Sprintf("superseded by run #%d", late.Number),
+			late.ID:  fmt.Sprintf("superseded by run #%d", newer.Number),
+		} {
+			if got := mustGet(t, s, id); got.Status != run.Running || !got.CancelRequested || got.Message != msg {
+				t.Errorf("run #%d: %s requested=%v %q; want running, cancel requested, %q", got.Number, got.Status, got.CancelRequested, got.Message, msg)
+			}
+		}
+		// newer's supersede: only a run of another revision is newer, so newer stays.
+		if _, err := s.RunSupersede(ctx, newer.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{newer.ID, otherRevision.ID} {
+			if got := mustGet(t, s, id); got.Status != run.Queued || got.Message != "" {
+				t.Errorf("run #%d: %s %q, want queued, untouched", got.Number, got.Status, got.Message)
+			}
 		}
 	})
 }

@@ -156,7 +156,7 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 			}
 			var r *run.Run // the run created, if any
 			if rec.NewRun != nil && !replayed {
-				created, err := createRun(ctx, tx, newRun)
+				created, err := createRun(ctx, tx, s.numbers(tx), newRun)
 				if err != nil {
 					return err
 				}

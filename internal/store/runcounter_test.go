@@ -11,8 +11,9 @@ import (
 	"github.com/flowd/flowd/internal/store/storetest"
 )
 
-// TestRunCounterMigration stores runs under the schema before 0005, applies 0005 by opening the
-// store again, and checks that numbering continues after the highest existing number.
+// TestRunCounterMigration stores runs under the schema before 0005, applies 0005 (the counter
+// column) and 0010 (the counter table that replaces it) by opening the store again, and checks
+// that numbering continues after the highest existing number.
 func TestRunCounterMigration(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range []string{"sqlite", "postgres"} {
@@ -40,8 +41,8 @@ func TestRunCounterMigration(t *testing.T) {
 			// then the schema as it was before 0005.
 			for _, q := range []string{
 				"UPDATE runs SET number = number + 10 WHERE pipeline_id = ?",
-				"ALTER TABLE pipelines DROP COLUMN last_run_number",
-				"DELETE FROM schema_migrations WHERE version = 5",
+				"DROP TABLE run_counters",
+				"DELETE FROM schema_migrations WHERE version IN (5, 10)",
 			} {
 				var args []any
 				if q[0] == 'U' {
@@ -56,8 +57,8 @@ func TestRunCounterMigration(t *testing.T) {
 			s = open()
 			defer s.Close()
 			for pid, want := range map[int64]int64{p.ID: 13, other.ID: 1} {
-				if got, err := s.CountForTest(ctx, "SELECT last_run_number FROM pipelines WHERE id = ?", pid); err != nil || got != want {
-					t.Errorf("last_run_number of pipeline %d after 0005 = %d, %v; want %d", pid, got, err, want)
+				if got, err := s.CountForTest(ctx, "SELECT last_number FROM run_counters WHERE pipeline_id = ?", pid); err != nil || got != want {
+					t.Errorf("counter of pipeline %d after 0005 and 0010 = %d, %v; want %d", pid, got, err, want)
 				}
 			}
 			for _, want := range []int64{14, 15} {
@@ -87,13 +88,13 @@ func TestRunCounterGaps(t *testing.T) {
 		_, p := fixture(t, s)
 		mustRun(t, s, p.ID, nil)
 		mustRun(t, s, p.ID, nil)
-		if _, err := s.ExecForTest(ctx, "UPDATE pipelines SET last_run_number = 0 WHERE id = ?", p.ID); err != nil {
+		if _, err := s.ExecForTest(ctx, "UPDATE run_counters SET last_number = 0 WHERE pipeline_id = ?", p.ID); err != nil {
 			t.Fatal(err)
 		}
 		if r := mustRun(t, s, p.ID, nil); r.Number != 3 {
 			t.Errorf("number with the counter behind = %d, want 3", r.Number)
 		}
-		if _, err := s.ExecForTest(ctx, "UPDATE pipelines SET last_run_number = 40 WHERE id = ?", p.ID); err != nil {
+		if _, err := s.ExecForTest(ctx, "UPDATE run_counters SET last_number = 40 WHERE pipeline_id = ?", p.ID); err != nil {
 			t.Fatal(err)
 		}
 		if r := mustRun(t, s, p.ID, nil); r.Number != 41 {

@@ -205,7 +205,7 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 	var out run.Run
 	err := s.write(ctx, func(tx db) error {
 		var err error
-		out, err = createRun(ctx, tx, p)
+		out, err = createRun(ctx, tx, s.numbers(tx), p)
 		return err
 	})
 	if err != nil {
@@ -215,16 +215,22 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 }
 
 // createRun is RunCreate inside the caller's write transaction. It numbers the run from the
-// pipeline's counter (pipelines.last_run_number) and returns the stored run with its jobs and
-// steps, built from the values it inserted and the ids the inserts returned: nothing is read
-// back.
+// pipeline's counter (run_counters) through numbers (see Store.numbers) and returns the stored
+// run with its jobs and steps, built from the values it inserted and the ids the inserts
+// returned: nothing is read back.
 //
-// On PostgreSQL the counter's UPDATE locks the pipeline row until COMMIT, so it runs as late as
-// it can: in the same statement as the run's INSERT, after everything that can be computed
-// before. The counter never goes below the pipeline's highest run number, so runs stored by
-// other means (a restore, a seeded database) cannot make two runs share a number; numbers may
-// have gaps (runs deleted with their pipeline's history), never repeats.
-func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
+// On PostgreSQL numbers is not tx: the number is taken in a statement of its own, committed at
+// once, so concurrent runs of one pipeline never wait for each other's COMMIT (with the
+// number taken in tx, the counter row stayed locked from the run's INSERT to COMMIT, and one
+// pipeline's deliveries went one commit at a time). The price: a number whose transaction then
+// fails is never used (a gap), and runs may become visible out of number order for the
+// moments between taking a number and COMMIT (see RunSupersede). On SQLite, with its one
+// writer, numbers is tx and nothing changes.
+//
+// The counter never goes below the pipeline's highest run number, so runs stored by other
+// means (a restore, a seeded database) cannot make two runs share a number; numbers may have
+// gaps, never repeats.
+func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error) {
 	vars, err := toJSON(p.Variables)
 	if err != nil {
 		return run.Run{}, fmt.Errorf("variables: %w", err)
@@ -266,7 +272,7 @@ func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 			r.Stage = min(r.Stage, j.Stage)
 		}
 	}
-	if err := insertRun(ctx, tx, &r, vars, finished, git); err != nil {
+	if err := insertRun(ctx, tx, numbers, &r, vars, finished, git); err != nil {
 		return run.Run{}, err
 	}
 	if len(p.Jobs) == 0 {
@@ -278,38 +284,54 @@ func createRun(ctx context.Context, tx db, p RunCreate) (run.Run, error) {
 	return r, nil
 }
 
-// nextRunNumber is the SET of the counter's UPDATE: one more than the larger of the counter and
-// the pipeline's highest run number (an index look-up), so the counter heals itself.
-const nextRunNumber = `last_run_number = %s(last_run_number, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0)) + 1`
+// nextRunNumber takes the pipeline's next run number and reads its current revision and name:
+// one more than the larger of its counter and its highest run number (an index look-up), so
+// the counter heals itself. A pipeline's first run makes its counter row. %s is the dialect's
+// two-argument maximum.
+const nextRunNumber = `INSERT INTO run_counters AS c (pipeline_id, last_number)
+	VALUES (?, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0) + 1)
+	ON CONFLICT (pipeline_id) DO UPDATE
+		SET last_number = %s(c.last_number, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = excluded.pipeline_id), 0)) + 1
+	RETURNING last_number, (SELECT revision FROM pipelines WHERE id = ?), (SELECT name FROM pipelines WHERE id = ?)`
 
-// insertRun numbers r, stores it and sets r.ID, r.Number, r.Revision (when 0) and r.Pipeline.
-func insertRun(ctx context.Context, tx db, r *run.Run, vars string, finished, git any) error {
-	const cols = `pipeline_id, number, revision, status, trigger_kind, triggered_by, variables, secret_variables,
-		stage, cancel_requested, message, created_at, started_at, finished_at, git, concurrency_group, max_running`
-	if tx.pg {
-		// One statement: the row lock is taken here and held only for what follows.
-		return tx.queryRow(ctx, `WITH n AS (
-				UPDATE pipelines SET `+fmt.Sprintf(nextRunNumber, "GREATEST")+` WHERE id = ?
-				RETURNING last_run_number, revision, name)
-			INSERT INTO runs (`+cols+`)
-			SELECT ?, n.last_run_number, CASE WHEN ?::BIGINT = 0 THEN n.revision ELSE ?::BIGINT END, ?, ?, ?, ?, ?,
-				?, FALSE, '', ?, ?, ?, ?, ?, ? FROM n
-			RETURNING id, number, revision, (SELECT name FROM n)`,
-			r.PipelineID, r.PipelineID,
-			r.PipelineID, r.Revision, r.Revision, r.Status, r.Trigger, r.TriggeredBy, vars, r.SecretVariables,
-			r.Stage, tx.ts(r.CreatedAt), finished, finished, git, r.ConcurrencyGroup, r.MaxRunning,
-		).Scan(&r.ID, &r.Number, &r.Revision, &r.Pipeline)
+var (
+	nextRunNumberPG     = fmt.Sprintf(nextRunNumber, "GREATEST")
+	nextRunNumberSQLite = fmt.Sprintf(nextRunNumber, "MAX")
+)
+
+// numbers is where createRun takes run numbers for a write in tx: the counter pool on
+// PostgreSQL (outside tx, committed at once), tx itself on SQLite.
+func (s *Store) numbers(tx db) db {
+	if s.counter != nil {
+		return db{q: s.counter, pg: true}
 	}
-	// SQLite has one writer: the order of the two statements does not matter.
-	var current int64
-	if err := tx.queryRow(ctx, `UPDATE pipelines SET `+fmt.Sprintf(nextRunNumber, "MAX")+` WHERE id = ?
-		RETURNING last_run_number, revision, name`, r.PipelineID, r.PipelineID).Scan(&r.Number, &current, &r.Pipeline); err != nil {
+	return tx
+}
+
+// insertRun numbers r through numbers, stores it in tx and sets r.ID, r.Number, r.Revision
+// (when 0) and r.Pipeline.
+func insertRun(ctx context.Context, tx, numbers db, r *run.Run, vars string, finished, git any) error {
+	q := nextRunNumberSQLite
+	if numbers.pg {
+		q = nextRunNumberPG
+	}
+	var (
+		current sql.NullInt64
+		name    sql.NullString
+	)
+	if err := numbers.queryRow(ctx, q, r.PipelineID, r.PipelineID, r.PipelineID, r.PipelineID).Scan(&r.Number, &current, &name); err != nil {
 		return err
 	}
-	if r.Revision == 0 {
-		r.Revision = current
+	if !name.Valid { // deleted between the counter and here; the INSERT below would fail too
+		return fmt.Errorf("pipeline %d: %w", r.PipelineID, ErrNotFound)
 	}
-	return tx.queryRow(ctx, `INSERT INTO runs (`+cols+`)
+	r.Pipeline = name.String
+	if r.Revision == 0 {
+		r.Revision = current.Int64
+	}
+	return tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
+			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at, git,
+			concurrency_group, max_running)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?) RETURNING id`,
 		r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, vars, r.SecretVariables, r.Stage,
 		tx.ts(r.CreatedAt), finished, finished, git, r.ConcurrencyGroup, r.MaxRunning).Scan(&r.ID)
@@ -549,50 +571,69 @@ const SupersededMessage = "superseded by run #%d"
 // cancel's message. Runs of other groups, newer runs and finished runs are left alone; a run
 // with no group ("") supersedes nothing.
 //
-// It returns the ids of the older runs that were running, oldest first, so the caller can
-// stop their processes (Scheduler.Cancel); ErrNotFound when runID does not exist.
+// runID itself is superseded the same way when the group already holds a newer run of the same
+// revision (so made by the same definition, which asks for cancel_previous too): on PostgreSQL
+// a run's number is taken before its transaction commits (see createRun), so the newer run may
+// have become visible, and applied its own cancel_previous, before this one existed for it.
+// The message then names the newest such run.
+//
+// It returns the ids of the runs that were running (older ones, and runID when it was
+// superseded), in id order, so the caller can stop their processes (Scheduler.Cancel);
+// ErrNotFound when runID does not exist.
 func (s *Store) RunSupersede(ctx context.Context, runID int64) (running []int64, err error) {
 	err = s.write(ctx, func(tx db) error {
 		running = nil
 		var (
-			pipelineID, number int64
-			group              string
+			pipelineID, number, revision int64
+			group                        string
 		)
-		if err := tx.queryRow(ctx, "SELECT pipeline_id, number, concurrency_group FROM runs WHERE id = ?", runID).
-			Scan(&pipelineID, &number, &group); err != nil {
+		if err := tx.queryRow(ctx, "SELECT pipeline_id, number, revision, concurrency_group FROM runs WHERE id = ?", runID).
+			Scan(&pipelineID, &number, &revision, &group); err != nil {
 			return err
 		}
 		if group == "" {
 			return nil
 		}
+		var newest sql.NullInt64
+		if err := tx.queryRow(ctx, `SELECT MAX(number) FROM runs
+			WHERE pipeline_id = ? AND concurrency_group = ? AND number > ? AND revision = ?`,
+			pipelineID, group, number, revision).Scan(&newest); err != nil {
+			return err
+		}
 		// Lock order: runs in id order, as every other multi-run lock does.
 		rows, err := tx.query(ctx, `SELECT id, status, cancel_requested FROM runs
-			WHERE pipeline_id = ? AND concurrency_group = ? AND number < ? AND status IN ('queued', 'running')
-			ORDER BY id`+tx.forUpdate(), pipelineID, group, number)
+			WHERE pipeline_id = ? AND concurrency_group = ? AND (number < ? OR id = ?) AND status IN ('queued', 'running')
+			ORDER BY id`+tx.forUpdate(), pipelineID, group, number, runID)
 		if err != nil {
 			return err
 		}
-		type older struct {
+		type target struct {
 			id        int64
 			status    run.Status
 			requested bool
 		}
-		var olders []older
+		var targets []target
 		for rows.Next() {
-			var o older
+			var o target
 			if err := rows.Scan(&o.id, &o.status, &o.requested); err != nil {
 				rows.Close()
 				return err
 			}
-			olders = append(olders, o)
+			targets = append(targets, o)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		message := fmt.Sprintf(SupersededMessage, number)
 		at := now()
-		for _, o := range olders {
+		for _, o := range targets {
+			message := fmt.Sprintf(SupersededMessage, number)
+			if o.id == runID {
+				if !newest.Valid {
+					continue
+				}
+				message = fmt.Sprintf(SupersededMessage, newest.Int64)
+			}
 			if err := cancelRun(ctx, tx, o.id, o.status, o.requested, message, at); err != nil {
 				return err
 			}

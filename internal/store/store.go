@@ -79,8 +79,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"           // registers the "sqlite" database/sql driver
 )
 
 // The dialects Store.Dialect reports.
@@ -104,6 +105,14 @@ type Store struct {
 	dsn    string // PostgreSQL: what Listen connects to
 	schema string // PostgreSQL: the current schema, part of every notification channel's name
 	hub    hub    // Subscribe's subscribers, fed by Notify (SQLite) or Listen (PostgreSQL)
+
+	// counter (PostgreSQL only) is a small pool whose sessions run with synchronous_commit
+	// off, for the run counter's statements, each committed at once outside the run's
+	// transaction (see createRun). Not waiting for the flush is safe: the WAL is one ordered
+	// log, and a run that uses a number commits after the counter did, so once the run is
+	// durable the counter is too; a counter lost in a crash was used by no durable run (and
+	// the counter heals itself from the runs' highest number anyway).
+	counter *sql.DB
 }
 
 // Open connects to dsn ("sqlite:PATH" or "postgres://…"), applies the migrations and returns
@@ -174,7 +183,7 @@ func openSQLite(ctx context.Context, p string) (*Store, error) {
 	return &Store{w: w, r: r, g: startGroupWriter(w), rc: newStmtCache(r)}, nil
 }
 
-// openPostgres opens one pool used for reads and writes alike.
+// openPostgres opens one pool used for reads and writes alike, and the run counter's pool.
 func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -194,7 +203,20 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, wrap("open postgres", err)
 	}
-	return &Store{pg: true, w: db, r: db, dsn: dsn, schema: schema}, nil
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	counter := stdlib.OpenDB(*cfg)
+	// Its own pool, never the main one: a run's transaction holds a main connection while it
+	// waits for a number, so numbers taken from the main pool could exhaust it. Its statements
+	// take microseconds; a few connections serve many transactions.
+	counter.SetMaxOpenConns(4)
+	counter.SetMaxIdleConns(4)
+	counter.SetConnMaxIdleTime(5 * time.Minute)
+	return &Store{pg: true, w: db, r: db, dsn: dsn, schema: schema, counter: counter}, nil
 }
 
 // Close closes the database.
@@ -205,6 +227,9 @@ func (s *Store) Close() error {
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
+	}
+	if s.counter != nil {
+		err = errors.Join(err, s.counter.Close())
 	}
 	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
