@@ -264,7 +264,7 @@ func TestRunGetAndCancel(t *testing.T) {
 		e.canceler.mu.Lock()
 		e.canceler.onCancel = func(runID int64) {
 			go func() { // the scheduler stops the job after the cancel call returned
-				if _, err := e.st.JobFinish(context.Background(), c.Job.ID, run.Canceled, "canceled"); err != nil {
+				if _, err := e.st.JobFinish(context.Background(), c.Attempt.ID, c.Job.ID, run.Canceled, "canceled"); err != nil {
 					t.Errorf("finish job: %v", err)
 				}
 			}()
@@ -301,7 +301,7 @@ func finishAll(t *testing.T, e *env, id int64, status run.Status) {
 		if c.Run.ID != id {
 			t.Fatalf("claimed a job of run %d, want %d", c.Run.ID, id)
 		}
-		if _, err := e.st.JobFinish(ctx, c.Job.ID, status, ""); err != nil {
+		if _, err := e.st.JobFinish(ctx, c.Attempt.ID, c.Job.ID, status, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +65,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	defer releaseUIDs() // when Run returns: the scheduler has stopped every job by then
 	requireTrusted := exec.Users == nil
+	holder := store.Holder{Node: cfg.NodeName, Instance: newInstance()}
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	sched := scheduler.New(scheduler.Config{
@@ -75,8 +78,24 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Metrics:        m,
 		Logger:         logger.With("component", "scheduler"),
 		RequireTrusted: requireTrusted,
+		Holder:         holder,
+		TTL:            cfg.LeaseTTL,
 	})
-	if err := sched.Recover(ctx); err != nil {
+	rescuer := &scheduler.Rescuer{
+		Store:        st,
+		Holder:       holder,
+		TTL:          cfg.LeaseTTL,
+		Metrics:      m,
+		Logger:       logger.With("component", "rescuer"),
+		AllInstances: st.Dialect() == "sqlite", // one server per SQLite database
+		Rescued: func(runID int64) {
+			appender.Notify(runID)
+			sched.Wake()
+		},
+	}
+	// Jobs this node's previous instance was running (it crashed or was killed) are settled
+	// now, not after their leases run out.
+	if err := rescuer.RescuePrevious(ctx); err != nil {
 		return err
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
@@ -134,6 +153,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	defer stopRun()
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- sched.Run(runCtx) }()
+	rescueDone := make(chan struct{})
+	go func() { defer close(rescueDone); rescuer.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.Serve(ln) }()
 	pruneDone := make(chan struct{})
@@ -160,6 +181,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	go func() { shutdownDone <- httpSrv.Shutdown(shutdownCtx) }()
 
 	schedErr := <-schedDone // running jobs canceled, their statuses written
+	<-rescueDone
 	<-pruneDone
 	<-expireDone
 	stopLogs()
@@ -173,6 +195,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	logger.Info("stopped")
 	return errors.Join(serveErr, schedErr, logsErr)
+}
+
+// newInstance is a random id of this process, told apart from the node's earlier and later
+// ones: the attempts it claims carry it (see store.Holder).
+func newInstance() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // bootstrapAdmin creates the user admin on an empty database, with cfg.AdminPassword or a random

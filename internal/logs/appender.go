@@ -18,6 +18,13 @@ type Sink interface {
 	LogAppend(ctx context.Context, chunks []run.LogChunk) error
 }
 
+// fencedError is the error of a Sink that stored a batch except the chunks of attempts that
+// are no longer their job's live attempt (the store's *FencedError): those are not retried.
+type fencedError interface {
+	error
+	Fenced(attempt int64) bool
+}
+
 // ErrStopped is returned by writes that reach an Appender whose Run has returned.
 var ErrStopped = errors.New("logs: appender stopped")
 
@@ -178,15 +185,23 @@ gather:
 	if len(chunks) > 0 {
 		err = a.append(ctx, chunks, patient)
 	}
+	// A sink that refuses the chunks of attempts no longer live (fencing) stores the others:
+	// only the Writers of the refused ones hear of it.
+	var fenced fencedError
+	partial := errors.As(err, &fenced)
 	for _, it := range batch {
+		itErr := err
+		if partial && (it.barrier || !fenced.Fenced(it.chunk.Attempt)) {
+			itErr = nil
+		}
 		if it.done != nil {
-			it.done <- err
+			it.done <- itErr
 		}
 		if it.w != nil {
-			it.w.committed(err)
+			it.w.committed(itErr)
 		}
 	}
-	if err == nil {
+	if err == nil || partial {
 		runs := make(map[int64]bool)
 		for _, c := range chunks {
 			if !runs[c.RunID] {
@@ -238,6 +253,10 @@ func (a *Appender) append(ctx context.Context, chunks []run.LogChunk, patient bo
 		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		err = a.sink.LogAppend(cctx, chunks)
 		cancel()
+		var fenced fencedError
+		if errors.As(err, &fenced) {
+			return err // the rest is stored; the refused chunks must never be
+		}
 		if err == nil {
 			if attempt > 1 {
 				a.logger.Info("append log chunks: committed after retrying", "chunks", len(chunks), "attempts", attempt)

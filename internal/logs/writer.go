@@ -37,6 +37,8 @@ var ErrClosed = errors.New("logs: writer closed")
 type Writer struct {
 	a            *Appender
 	runID, jobID int64
+	attempt      int64           // the job attempt whose output this is; see SetAttempt
+	onCommitErr  func(err error) // called once, on the first failed commit
 	pats         [][]byte
 	limit        int64
 
@@ -68,6 +70,14 @@ func (a *Appender) Writer(runID, jobID int64, secrets []string) *Writer {
 	w.timer = time.AfterFunc(time.Hour, w.tick)
 	w.timer.Stop()
 	return w
+}
+
+// SetAttempt makes the Writer's chunks those of job attempt id, which the store refuses once
+// that attempt is no longer live, and sets a function called (once, from the Appender's
+// goroutine; it must not block) with the first error that kept a chunk from being committed:
+// the runner stops the job when it is the store's ErrFenced. Call it before the first Write.
+func (w *Writer) SetAttempt(id int64, onCommitErr func(error)) {
+	w.attempt, w.onCommitErr = id, onCommitErr
 }
 
 // Write buffers p and hands over whatever it completes; see Writer. It returns len(p) unless
@@ -210,7 +220,7 @@ func (w *Writer) chunks(masked []byte) []run.LogChunk {
 	pieces := split(masked)
 	out := make([]run.LogChunk, len(pieces))
 	for i, piece := range pieces {
-		out[i] = run.LogChunk{RunID: w.runID, JobID: w.jobID, Data: piece, At: now}
+		out[i] = run.LogChunk{RunID: w.runID, JobID: w.jobID, Attempt: w.attempt, Data: piece, At: now}
 	}
 	return out
 }
@@ -292,8 +302,8 @@ func (w *Writer) Detach() ([]run.LogChunk, error) {
 
 // committed records the end of one chunk's commit, and a failure.
 func (w *Writer) committed(err error) {
-	if err != nil {
-		w.commitErr.CompareAndSwap(nil, &err)
+	if err != nil && w.commitErr.CompareAndSwap(nil, &err) && w.onCommitErr != nil {
+		w.onCommitErr(err)
 	}
 	w.inFlight.Add(-1)
 }

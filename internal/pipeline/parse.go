@@ -668,7 +668,7 @@ func (ps *parser) concurrency(f field) *Concurrency {
 
 var (
 	stageKeys = []string{"name", "jobs"}
-	jobKeys   = []string{"name", "timeout", "env", "steps"}
+	jobKeys   = []string{"name", "timeout", "env", "retry", "steps"}
 	stepKeys  = []string{"name", "run"}
 )
 
@@ -786,6 +786,8 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 				stepsField = g
 			case "timeout":
 				job.Timeout = ps.timeout(g)
+			case "retry":
+				job.RetryRunnerLost = ps.retry(g)
 			case "env":
 				for _, e := range ps.mapping(g.val, g.path, nil) {
 					if !ps.variableName(e) {
@@ -811,6 +813,49 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 		jobs = append(jobs, job)
 	}
 	return jobs
+}
+
+// retryKeys are the fields of a job's retry.
+var retryKeys = []string{"when", "max"}
+
+// retry reads a job's retry: {when: [runner_lost], max: N} and returns N. runner_lost is the
+// only condition: a job whose step failed is not retried (run it again instead), since a
+// step may have had effects; a job whose runner died never reported how it ended.
+func (ps *parser) retry(g *field) int {
+	var (
+		n     int
+		whens []string
+		pos   = ps.valueOrKey(*g)
+	)
+	sawMax := false
+	for _, f := range ps.mapping(g.val, g.path, retryKeys) {
+		switch f.name {
+		case "when":
+			whens = ps.strList(f.val, f.path)
+			for i, w := range whens {
+				if w != "runner_lost" {
+					ps.addf(ps.node(f.val), index(f.path, i), "unknown condition %q: the only one is runner_lost (the job's runner stopped renewing its lease: a server or agent died)", w)
+				}
+			}
+		case "max":
+			sawMax = true
+			v, ok := ps.str(f.val, f.path)
+			m, err := strconv.Atoi(strings.TrimSpace(v))
+			if ok && (err != nil || m < 1 || m > MaxRetries) {
+				ps.addf(ps.valueOrKey(f), f.path, "must be a whole number from 1 to %d, got %q", MaxRetries, v)
+				continue
+			}
+			n = m
+		}
+	}
+	if len(whens) == 0 {
+		ps.addf(pos, g.path, "needs when: [runner_lost]")
+		return 0
+	}
+	if !sawMax {
+		ps.addf(pos, g.path, "needs max: how many more attempts (1 to %d)", MaxRetries)
+	}
+	return n
 }
 
 // timeout reads a job timeout.

@@ -37,6 +37,9 @@ import (
 // DefaultJobTimeout is a job's timeout when its definition gives none.
 const DefaultJobTimeout = 60 * time.Minute
 
+// MaxRetries bounds a job's retry max.
+const MaxRetries = 3
+
 // MaxJobTimeout is the longest timeout a job may ask for.
 const MaxJobTimeout = 24 * time.Hour
 
@@ -98,7 +101,10 @@ type Job struct {
 	Name    string
 	Timeout time.Duration // DefaultJobTimeout when omitted; at most MaxJobTimeout
 	Env     map[string]string
-	Steps   []Step
+	// RetryRunnerLost is how many more attempts the job gets when its runner is lost
+	// (retry: {when: [runner_lost], max: N}); 0 = none, at most MaxRetries.
+	RetryRunnerLost int
+	Steps           []Step
 }
 
 // Step is one shell command of a job. Name defaults to the first non-blank line of Run, trimmed and

@@ -137,18 +137,51 @@ type Git struct {
 
 // Job is one job of a run; the jobs of a stage run in parallel.
 type Job struct {
-	ID         int64             `json:"id"`
-	RunID      int64             `json:"-"`
-	Stage      int               `json:"-"`
-	StageName  string            `json:"-"`
-	Index      int               `json:"-"`
-	Name       string            `json:"name"`
-	Status     Status            `json:"status"`
-	Timeout    time.Duration     `json:"-"`
-	Env        map[string]string `json:"-"`
-	StartedAt  *time.Time        `json:"started_at"`
-	FinishedAt *time.Time        `json:"finished_at"`
-	Steps      []Step            `json:"steps"`
+	ID        int64             `json:"id"`
+	RunID     int64             `json:"-"`
+	Stage     int               `json:"-"`
+	StageName string            `json:"-"`
+	Index     int               `json:"-"`
+	Name      string            `json:"name"`
+	Status    Status            `json:"status"`
+	Timeout   time.Duration     `json:"-"`
+	Env       map[string]string `json:"-"`
+	// RetryLost is how many more attempts the job gets when its runner is lost.
+	RetryLost  int        `json:"-"`
+	Message    string     `json:"message,omitempty"` // why it failed or was canceled
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	// Attempt is the number of the job's current attempt (0 while it never started).
+	Attempt  int       `json:"attempt"`
+	Attempts []Attempt `json:"attempts,omitempty"`
+	Steps    []Step    `json:"steps"`
+}
+
+// AttemptState is where one attempt of a job is. A claim creates it running; a cancel moves
+// it to canceling; the runner's end of the job moves it to finished; the rescuer moves an
+// attempt whose lease expired to lost.
+type AttemptState string
+
+// The attempt states.
+const (
+	AttemptRunning   AttemptState = "running"
+	AttemptCanceling AttemptState = "canceling"
+	AttemptFinished  AttemptState = "finished"
+	AttemptLost      AttemptState = "lost"
+)
+
+// Attempt is one claim of a job by a runner: who held it and its lease.
+type Attempt struct {
+	ID          int64        `json:"-"`
+	Number      int          `json:"number"`
+	Runner      string       `json:"runner"` // "<node>/<slot>" for a server's slot
+	Node        string       `json:"node"`
+	State       AttemptState `json:"state"`
+	Reason      string       `json:"reason,omitempty"`
+	StartedAt   time.Time    `json:"started_at"`
+	HeartbeatAt time.Time    `json:"heartbeat_at"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
 }
 
 // Step is one command of a job.
@@ -168,9 +201,12 @@ type Step struct {
 type LogChunk struct {
 	RunID int64
 	JobID int64 // 0 for lines of the run itself (e.g. "the server stopped")
-	Seq   int64 // 1, 2, 3… per run, in the order written
-	Data  []byte
-	At    time.Time
+	// Attempt is the id of the job attempt whose runner wrote the chunk: the store refuses it
+	// unless that attempt is still the job's live one (fencing). 0 for flowd's own lines.
+	Attempt int64
+	Seq     int64 // 1, 2, 3… per run, in the order written
+	Data    []byte
+	At      time.Time
 }
 
 // StageView is a run's stage with its jobs, as the API shows it.

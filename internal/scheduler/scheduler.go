@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,15 +30,18 @@ import (
 // Store is what the scheduler needs of the store.
 type Store interface {
 	JobsClaim(ctx context.Context, p store.JobsClaim) ([]store.Claim, error)
-	StepAdvance(ctx context.Context, finished []store.StepResult, startID int64) error
+	StepAdvance(ctx context.Context, attempt int64, finished []store.StepResult, startID int64) error
 	JobComplete(ctx context.Context, e store.JobEnd) (run.Status, error)
-	JobFinish(ctx context.Context, jobID int64, status run.Status, message string) (run.Run, error)
-	RecoverInterrupted(ctx context.Context, message string) ([]int64, error)
+	JobFinish(ctx context.Context, attempt, jobID int64, status run.Status, message string) (run.Run, error)
+	AttemptsRenew(ctx context.Context, ids []int64, ttl time.Duration) ([]store.LiveAttempt, error)
+	AttemptStates(ctx context.Context, ids []int64) ([]store.LiveAttempt, error)
 }
 
-// StepObserver records step durations (the metrics package implements it).
+// StepObserver records step durations and lease renewals (the metrics package implements it).
 type StepObserver interface {
 	StepDuration(status run.Status, seconds float64)
+	LeasesRenewed(n int)
+	LeasesExpired(n int)
 }
 
 // Config is what a Scheduler is built from.
@@ -51,6 +56,15 @@ type Config struct {
 	Logger    *slog.Logger
 	// Poll is how often the scheduler looks for work nobody woke it for; default 1s.
 	Poll time.Duration
+	// Holder is this node and process: the attempts it claims carry it, their runners are
+	// "<node>/<slot>".
+	Holder store.Holder
+	// TTL is each attempt's lease (default store.DefaultLeaseTTL); the scheduler renews the
+	// leases of its jobs every TTL/3.
+	TTL time.Duration
+	// CancelPoll is how often, while it runs jobs, the scheduler looks for cancel requests
+	// made on any server (AttemptStates); default 1s. CancelCheck looks at once.
+	CancelPoll time.Duration
 	// RequireTrusted is set when the executor runs steps as the server's own OS user: then a
 	// job of a pipeline that is not trusted (now, when it is claimed) fails before it starts,
 	// whatever let its run be queued.
@@ -67,18 +81,21 @@ func untrustedMessage(pipeline string) string {
 var (
 	errCanceledByUser = errors.New("canceled")
 	errShutdown       = errors.New("flowd is shutting down")
+	// errLost: the job's attempt is no longer live (its lease ran out and the rescuer took
+	// it, e.g. while this process was stopped): its processes are killed and nothing more of
+	// it is written.
+	errLost = errors.New("this attempt was lost: its lease ran out and the job was rescued")
 )
 
-// RecoverMessage is written to runs that were running when the server stopped.
-const RecoverMessage = "flowd stopped while this run was running; it was marked failed when flowd started again"
-
-// Scheduler claims and runs jobs. Build it with New, call Recover once, then Run.
+// Scheduler claims and runs jobs. Build it with New, then Run.
 type Scheduler struct {
-	cfg  Config
-	wake chan struct{}
+	cfg         Config
+	wake        chan struct{}
+	cancelCheck chan struct{}
 
-	mu      sync.Mutex
-	running map[int64]map[int64]context.CancelCauseFunc // run id → job id → cancel
+	mu       sync.Mutex
+	running  map[int64]map[int64]context.CancelCauseFunc // run id → job id → cancel
+	attempts map[int64]context.CancelCauseFunc           // attempt id → cancel of its job
 	// canceled remembers recent Cancel calls, so a job claimed just before its run's cancel
 	// request (and not yet tracked when Cancel came) is stopped as soon as it is tracked.
 	canceled map[int64]time.Time
@@ -101,25 +118,32 @@ func New(cfg Config) *Scheduler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = store.DefaultLeaseTTL
+	}
+	if cfg.CancelPoll <= 0 {
+		cfg.CancelPoll = time.Second
+	}
+	if cfg.Holder.Node == "" {
+		cfg.Holder.Node = "local"
+	}
 	return &Scheduler{
-		cfg:      cfg,
-		wake:     make(chan struct{}, 1),
-		running:  map[int64]map[int64]context.CancelCauseFunc{},
-		canceled: map[int64]time.Time{},
+		cfg:         cfg,
+		wake:        make(chan struct{}, 1),
+		cancelCheck: make(chan struct{}, 1),
+		running:     map[int64]map[int64]context.CancelCauseFunc{},
+		attempts:    map[int64]context.CancelCauseFunc{},
+		canceled:    map[int64]time.Time{},
 	}
 }
 
-// Recover finishes jobs a previous server left running (they are failed, with a log line) so
-// that their runs do not stay running forever. Queued runs are left to run.
-func (s *Scheduler) Recover(ctx context.Context) error {
-	ids, err := s.cfg.Store.RecoverInterrupted(ctx, RecoverMessage)
-	if err != nil {
-		return fmt.Errorf("scheduler: recover: %w", err)
+// CancelCheck tells the scheduler that a cancel may have been requested on some server for a
+// job it runs: it looks at its attempts' states at once. It never blocks.
+func (s *Scheduler) CancelCheck() {
+	select {
+	case s.cancelCheck <- struct{}{}:
+	default:
 	}
-	if len(ids) > 0 {
-		s.cfg.Logger.Warn("failed runs interrupted by a stop", "runs", ids)
-	}
-	return nil
 }
 
 // Wake tells the scheduler that work may be ready. It never blocks.
@@ -162,6 +186,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	defer s.claimEnded()
+	leasesDone := make(chan struct{})
+	leasesCtx, stopLeases := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { defer close(leasesDone); s.watchLeases(leasesCtx) }()
+	defer func() { <-leasesDone }()
+	defer stopLeases() // after the jobs have ended (deferred calls run last first)
+	// free holds the numbers of the free slots, which name the runners: "<node>/<slot>".
+	var (
+		freeMu sync.Mutex
+		free   []int
+	)
+	for i := s.cfg.Slots; i >= 1; i-- {
+		free = append(free, i)
+	}
 	slots := make(chan struct{}, s.cfg.Slots)
 	ending := make(chan struct{}, s.cfg.Slots) // jobs past their executor, not yet recorded
 	ticker := time.NewTicker(s.cfg.Poll)
@@ -172,19 +209,26 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		free := 1
+		n := 1
 	more:
-		for free < s.cfg.Slots {
+		for n < s.cfg.Slots {
 			select {
 			case slots <- struct{}{}:
-				free++
+				n++
 			default:
 				break more
 			}
 		}
-		claims, err := s.cfg.Store.JobsClaim(ctx, store.JobsClaim{Max: free, StartFirstStep: true})
+		freeMu.Lock()
+		runners := make([]string, 0, n)
+		for i := range n {
+			runners = append(runners, s.cfg.Holder.Node+"/"+strconv.Itoa(free[len(free)-1-i]))
+		}
+		freeMu.Unlock()
+		claims, err := s.cfg.Store.JobsClaim(ctx, store.JobsClaim{Max: n, StartFirstStep: true,
+			Holder: s.cfg.Holder, Runners: runners, TTL: s.cfg.TTL})
 		s.claimEnded()
-		for range free - len(claims) {
+		for range n - len(claims) {
 			<-slots
 		}
 		if err != nil {
@@ -202,23 +246,31 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, claim := range claims {
+		freeMu.Lock()
+		taken := slices.Clone(free[len(free)-len(claims):])
+		free = free[:len(free)-len(claims)]
+		freeMu.Unlock()
+		for i, claim := range claims {
+			slot := taken[len(taken)-1-i]
 			jobCtx, cancel := context.WithCancelCause(jobsCtx)
-			s.track(claim.Run.ID, claim.Job.ID, cancel)
+			s.track(claim, cancel)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer s.untrack(claim.Run.ID, claim.Job.ID)
+				defer s.untrack(claim)
 				defer cancel(nil)
 				var once sync.Once
 				release := func() {
 					once.Do(func() {
 						ending <- struct{}{}
+						freeMu.Lock()
+						free = append(free, slot)
+						freeMu.Unlock()
 						<-slots
 						s.Wake()
 					})
 				}
-				s.runJob(jobCtx, claim, release)
+				s.runJob(jobCtx, claim, release, cancel)
 				release()
 				<-ending
 				s.Wake() // the next stage, or a job waiting for a slot, may be ready
@@ -252,24 +304,120 @@ func (s *Scheduler) claimEnded() {
 // records its own end.
 const claimWait = 5 * time.Millisecond
 
-func (s *Scheduler) track(runID, jobID int64, cancel context.CancelCauseFunc) {
+func (s *Scheduler) track(c store.Claim, cancel context.CancelCauseFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	runID := c.Run.ID
 	if s.running[runID] == nil {
 		s.running[runID] = map[int64]context.CancelCauseFunc{}
 	}
-	s.running[runID][jobID] = cancel
+	s.running[runID][c.Job.ID] = cancel
+	s.attempts[c.Attempt.ID] = cancel
 	if _, ok := s.canceled[runID]; ok {
 		cancel(errCanceledByUser)
 	}
 }
 
-func (s *Scheduler) untrack(runID, jobID int64) {
+func (s *Scheduler) untrack(c store.Claim) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.running[runID], jobID)
+	runID := c.Run.ID
+	delete(s.running[runID], c.Job.ID)
 	if len(s.running[runID]) == 0 {
 		delete(s.running, runID)
+	}
+	delete(s.attempts, c.Attempt.ID)
+}
+
+// held returns the ids of the attempts whose jobs run here now.
+func (s *Scheduler) held() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]int64, 0, len(s.attempts))
+	for id := range s.attempts {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// watchLeases renews the leases of the attempts running here every TTL/3 and, every
+// CancelPoll while any runs (or at once on CancelCheck), looks for cancel requests made on any
+// server. An attempt found canceling is canceled (its executor stops the processes); one no
+// longer live (the rescuer took it after its lease ran out, e.g. while this process was
+// stopped) is stopped at once, and nothing more of it is written (fencing refuses it anyway).
+func (s *Scheduler) watchLeases(ctx context.Context) {
+	renew := time.NewTicker(s.cfg.TTL / 3)
+	defer renew.Stop()
+	poll := time.NewTicker(s.cfg.CancelPoll)
+	defer poll.Stop()
+	for {
+		renewing := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			renewing = true
+		case <-poll.C:
+		case <-s.cancelCheck:
+		}
+		ids := s.held()
+		if len(ids) == 0 {
+			continue
+		}
+		var (
+			live []store.LiveAttempt
+			err  error
+		)
+		cctx, cancel := context.WithTimeout(ctx, max(s.cfg.TTL/3, time.Second))
+		if renewing {
+			live, err = s.cfg.Store.AttemptsRenew(cctx, ids, s.cfg.TTL)
+		} else {
+			live, err = s.cfg.Store.AttemptStates(cctx, ids)
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("look at job leases", "renew", renewing, "err", err)
+			}
+			continue
+		}
+		s.applyStates(ids, live, renewing)
+	}
+}
+
+// applyStates cancels the jobs of attempts asked for (ids) that are canceling or no longer
+// live (missing from live).
+func (s *Scheduler) applyStates(ids []int64, live []store.LiveAttempt, renewed bool) {
+	state := make(map[int64]run.AttemptState, len(live))
+	for _, a := range live {
+		state[a.ID] = a.State
+	}
+	lost := 0
+	s.mu.Lock()
+	for _, id := range ids {
+		cancel, ok := s.attempts[id]
+		if !ok {
+			continue // ended meanwhile
+		}
+		switch st, live := state[id]; {
+		case !live:
+			lost++
+			cancel(errLost)
+		case st == run.AttemptCanceling:
+			cancel(errCanceledByUser)
+		}
+	}
+	s.mu.Unlock()
+	if s.cfg.Metrics != nil {
+		if renewed {
+			s.cfg.Metrics.LeasesRenewed(len(live))
+		}
+		if lost > 0 {
+			s.cfg.Metrics.LeasesExpired(lost)
+		}
+	}
+	if lost > 0 {
+		s.cfg.Logger.Warn("stopped jobs whose attempts were lost (their leases ran out and they were rescued)", "count", lost)
 	}
 }
 
@@ -287,10 +435,19 @@ func finalCtx() (context.Context, context.CancelFunc) {
 // final without its last lines. It is written after the claim loop has claimed the job that
 // takes the slot (bounded by claimWait), so that claim, which a step waits for, is not queued
 // behind this write; then the workspace is removed.
-func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
-	log := s.cfg.Logger.With("run", c.Run.ID, "job", c.Job.ID)
-	end := store.JobEnd{JobID: c.Job.ID, Status: run.Failed}
-	rep := newReporter(s.cfg.Store, s.cfg.Metrics, log, c.Job)
+//
+// Every write names the claim's attempt; the first the store refuses as fenced (the attempt
+// was lost: its lease ran out and the rescuer took the job) stops the job through stop, and
+// its end is not written: the rescuer settled it.
+func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func(), stop context.CancelCauseFunc) {
+	log := s.cfg.Logger.With("run", c.Run.ID, "job", c.Job.ID, "attempt", c.Attempt.Number)
+	end := store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, Status: run.Failed}
+	onWriteErr := func(err error) {
+		if errors.Is(err, store.ErrFenced) {
+			stop(errLost)
+		}
+	}
+	rep := newReporter(s.cfg.Store, s.cfg.Metrics, log, c, onWriteErr)
 	var (
 		w   *logs.Writer
 		job executor.Job
@@ -339,14 +496,22 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func()) {
 	job = spec.ExecutorJob()
 
 	w = s.cfg.Logs.Writer(c.Run.ID, c.Job.ID, spec.Secrets)
-	fmt.Fprintf(w, "── %s / %s ──\n", spec.Stage, spec.Job)
+	w.SetAttempt(c.Attempt.ID, onWriteErr)
+	if c.Attempt.Number > 1 {
+		fmt.Fprintf(w, "── %s / %s (attempt %d, %s) ──\n", c.Job.StageName, c.Job.Name, c.Attempt.Number, s.cfg.Holder.Node)
+	} else {
+		fmt.Fprintf(w, "── %s / %s ──\n", c.Job.StageName, c.Job.Name)
+	}
 	res := s.cfg.Executor.Run(ctx, job, w, rep)
 	release()
 	end.Status, end.Message = res.Status, res.Message
 	if end.Status == run.Canceled {
 		end.Message = "canceled by request"
-		if errors.Is(context.Cause(ctx), errShutdown) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errShutdown):
 			end.Message = "canceled: flowd shut down while the job ran"
+		case errors.Is(cause, errLost):
+			end.Message = errLost.Error()
 		}
 		fmt.Fprintf(w, "%s\n", end.Message)
 	}
@@ -371,11 +536,16 @@ func (s *Scheduler) complete(log *slog.Logger, end store.JobEnd) {
 	if err == nil {
 		return
 	}
+	if errors.Is(err, store.ErrFenced) {
+		// The attempt was lost and the rescuer settled the job: this runner's end is stale.
+		log.Warn("the job's end was refused: its attempt was lost and the job rescued", "err", err)
+		return
+	}
 	log.Error("record job end", "err", err)
 	if err := s.cfg.Logs.Append(ctx, end.Logs); err != nil {
 		log.Error("write job log", "err", err)
 	}
-	if _, err := s.cfg.Store.JobFinish(ctx, end.JobID, end.Status, end.Message); err != nil {
+	if _, err := s.cfg.Store.JobFinish(ctx, end.Attempt, end.JobID, end.Status, end.Message); err != nil {
 		log.Error("record job end", "err", err)
 		if errors.Is(err, store.ErrUnavailable) { // down, or full: it may come back
 			s.finishLater(log, end)
@@ -394,7 +564,7 @@ func (s *Scheduler) finishLater(log *slog.Logger, end store.JobEnd) {
 	for pause := time.Second; time.Now().Before(deadline); pause = min(2*pause, 5*time.Second) {
 		time.Sleep(pause)
 		ctx, cancel := finalCtx()
-		_, err := s.cfg.Store.JobFinish(ctx, end.JobID, end.Status, end.Message)
+		_, err := s.cfg.Store.JobFinish(ctx, end.Attempt, end.JobID, end.Status, end.Message)
 		cancel()
 		if err == nil {
 			log.Info("recorded the job's end after retrying")
@@ -405,7 +575,7 @@ func (s *Scheduler) finishLater(log *slog.Logger, end store.JobEnd) {
 			return
 		}
 	}
-	log.Error("the job's end could not be recorded; it is marked failed when flowd starts again")
+	log.Error("the job's end could not be recorded; its lease runs out and the rescuer fails it (runner_lost)")
 }
 
 // line writes one line of flowd's own into a job's log.
@@ -423,10 +593,12 @@ func (s *Scheduler) line(c store.Claim, text string) {
 // left at the job's end go into its JobComplete (finish). The first step, which JobsClaim
 // started already when the job has no checkout, costs no write at all.
 type reporter struct {
-	store   Store
-	metrics StepObserver
-	log     *slog.Logger
-	queued  int // capacity of queue: one batch per step at most
+	store      Store
+	metrics    StepObserver
+	log        *slog.Logger
+	attempt    int64       // every write names it
+	onWriteErr func(error) // told of each failed write (ErrFenced stops the job)
+	queued     int         // capacity of queue: one batch per step at most
 
 	mu      sync.Mutex
 	begun   int64 // the step JobsClaim started (0: none)
@@ -442,8 +614,10 @@ type stepBatch struct {
 	start    int64
 }
 
-func newReporter(st Store, metrics StepObserver, log *slog.Logger, j run.Job) *reporter {
-	r := &reporter{store: st, metrics: metrics, log: log, queued: len(j.Steps) + 1, started: map[int64]time.Time{}}
+func newReporter(st Store, metrics StepObserver, log *slog.Logger, c store.Claim, onWriteErr func(error)) *reporter {
+	j := c.Job
+	r := &reporter{store: st, metrics: metrics, log: log, attempt: c.Attempt.ID, onWriteErr: onWriteErr,
+		queued: len(j.Steps) + 1, started: map[int64]time.Time{}}
 	if len(j.Steps) > 0 && j.Steps[0].Status == run.Running {
 		r.begun = j.Steps[0].ID
 	}
@@ -492,8 +666,9 @@ func (r *reporter) write(queue <-chan stepBatch, done chan<- struct{}) {
 	defer close(done)
 	for b := range queue {
 		ctx, cancel := finalCtx()
-		if err := r.store.StepAdvance(ctx, b.finished, b.start); err != nil {
+		if err := r.store.StepAdvance(ctx, r.attempt, b.finished, b.start); err != nil {
 			r.log.Error("record step status", "step", b.start, "err", err)
+			r.onWriteErr(err)
 		}
 		cancel()
 	}

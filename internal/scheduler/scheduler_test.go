@@ -285,7 +285,7 @@ func TestCancelBeforeTrackIsRemembered(t *testing.T) {
 	s.Cancel(42)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	s.track(42, 1, cancel)
+	s.track(store.Claim{Run: run.Run{ID: 42}, Job: run.Job{ID: 1}, Attempt: store.AttemptRef{ID: 9}}, cancel)
 	if ctx.Err() == nil || context.Cause(ctx) != errCanceledByUser {
 		t.Fatal("a job tracked after its run's cancel was not canceled")
 	}
@@ -320,32 +320,6 @@ func TestSecretsMaskedInLog(t *testing.T) {
 		log := f.log(t, r.ID)
 		if strings.Contains(log, "hunter2") || !strings.Contains(log, "echo ***") {
 			t.Fatalf("secret not masked:\n%s", log)
-		}
-	})
-}
-
-func TestRecoverFailsInterruptedRuns(t *testing.T) {
-	t.Parallel()
-	forEach(t, func(t *testing.T, dialect string) {
-		st := storetest.Open(t, dialect)
-		ctx := context.Background()
-		hash, _ := auth.HashPasswordCost("password1", 4)
-		u, _ := st.UserCreate(ctx, "bob", hash, false)
-		p, _ := st.PipelineCreate(ctx, "q", "name: q\n", nil, u.ID)
-		running, _ := st.RunCreate(ctx, store.RunCreate{PipelineID: p.ID, Trigger: run.TriggerManual, TriggeredBy: "bob", Jobs: []run.Job{job(0, "a", "echo")}})
-		if _, err := st.JobClaim(ctx); err != nil {
-			t.Fatal(err)
-		}
-		queued, _ := st.RunCreate(ctx, store.RunCreate{PipelineID: p.ID, Trigger: run.TriggerManual, TriggeredBy: "bob", Jobs: []run.Job{job(0, "a", "echo")}})
-		s := New(Config{Store: st})
-		if err := s.Recover(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := st.RunStatus(ctx, running.ID); got != run.Failed {
-			t.Errorf("interrupted run is %s, want failed", got)
-		}
-		if got, _ := st.RunStatus(ctx, queued.ID); got != run.Queued {
-			t.Errorf("queued run is %s, want still queued", got)
 		}
 	})
 }

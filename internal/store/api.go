@@ -115,6 +115,8 @@ type RunListParams struct {
 type Claim struct {
 	Job run.Job
 	Run run.Run
+	// Attempt is the attempt the claim created: every write for the job names its ID.
+	Attempt AttemptRef
 	// Trusted tells whether the run's pipeline is trusted now (see Pipeline.TrustedBy).
 	Trusted bool
 }

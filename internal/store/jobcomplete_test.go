@@ -36,7 +36,7 @@ func TestJobsClaimStartsFirstStepAndTakesSeveral(t *testing.T) {
 		got := mustGet(t, s, r1.ID)
 		wantStatuses(t, got, map[string]run.Status{"compile/fetch": run.Running, "compile/make": run.Queued})
 		// The claim started it: starting it again is refused.
-		if err := s.StepAdvance(ctx, nil, cs[0].Job.Steps[0].ID); !errors.Is(err, store.ErrConflict) {
+		if err := s.StepAdvance(ctx, cs[0].Attempt.ID, nil, cs[0].Job.Steps[0].ID); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("StepAdvance of a started step: %v; want ErrConflict", err)
 		}
 		// Only one ready job is left (run 3's compile), though 5 are asked for.
@@ -66,13 +66,14 @@ func TestJobCompleteInOneWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		zero, one := 0, 1
-		if err := s.StepAdvance(ctx, []store.StepResult{{StepID: fetch, Status: run.Success, ExitCode: &zero}}, mk); err != nil {
+		if err := s.StepAdvance(ctx, c.Attempt.ID, []store.StepResult{{StepID: fetch, Status: run.Success, ExitCode: &zero}}, mk); err != nil {
 			t.Fatal(err)
 		}
 		wantStatuses(t, mustGet(t, s, r.ID), map[string]run.Status{
 			"compile/fetch": run.Success, "compile/make": run.Running, "compile/pack": run.Queued})
 
 		end := store.JobEnd{
+			Attempt: c.Attempt.ID,
 			JobID:   c.Job.ID,
 			Steps:   []store.StepResult{{StepID: mk, Status: run.Failed, ExitCode: &one}, {StepID: pack, Status: run.Skipped}},
 			Logs:    []run.LogChunk{{RunID: r.ID, JobID: c.Job.ID, Data: []byte("two\n")}, {RunID: r.ID, JobID: c.Job.ID, Data: []byte("three\n")}},
@@ -128,10 +129,10 @@ func TestJobCompleteInOneWrite(t *testing.T) {
 		if chunks, _ := s.LogRead(ctx, r.ID, 0, 10); len(chunks) != 3 {
 			t.Fatalf("a refused JobComplete wrote %d chunks", len(chunks)-3)
 		}
-		if _, err := s.JobComplete(ctx, store.JobEnd{JobID: 999999, Status: run.Success}); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.JobComplete(ctx, store.JobEnd{Attempt: c.Attempt.ID, JobID: 999999, Status: run.Success}); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("JobComplete(999999): %v; want ErrNotFound", err)
 		}
-		if _, err := s.JobComplete(ctx, store.JobEnd{JobID: c.Job.ID, Status: run.Queued}); err == nil {
+		if _, err := s.JobComplete(ctx, store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, Status: run.Queued}); err == nil {
 			t.Fatal("JobComplete(queued) succeeded")
 		}
 	})
@@ -164,7 +165,7 @@ func TestJobCompleteParallelAdvancesOnce(t *testing.T) {
 				}
 				wg.Go(func() {
 					zero := 0
-					st, err := s.JobComplete(ctx, store.JobEnd{JobID: c.Job.ID, Status: run.Success,
+					st, err := s.JobComplete(ctx, store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, Status: run.Success,
 						Steps: []store.StepResult{{StepID: c.Job.Steps[0].ID, Status: run.Success, ExitCode: &zero}},
 						Logs:  []run.LogChunk{{RunID: r.ID, JobID: c.Job.ID, Data: []byte(c.Job.Name + "\n")}}})
 					if err != nil {

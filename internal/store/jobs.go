@@ -64,7 +64,7 @@ const claimSkipLimit = 16
 // slot; a group locked by another claim is passed over for this claim. SQLite's single writer
 // serialises claims already.
 func (s *Store) JobClaim(ctx context.Context) (Claim, error) {
-	cs, err := s.JobsClaim(ctx, JobsClaim{Max: 1})
+	cs, err := s.JobsClaim(ctx, JobsClaim{Max: 1, Holder: Holder{Node: "local", Instance: "local"}})
 	if err != nil {
 		return Claim{}, err
 	}
@@ -80,7 +80,17 @@ type JobsClaim struct {
 	// step starts later). The claim's Job.Steps[0] then shows it running; the caller must not
 	// StepStart it again.
 	StartFirstStep bool
+	// Holder is the node and process instance claiming; Runners names the runner of each job
+	// claimed, in claim order ("<node>/<slot>"; a missing one is "<node>/?").
+	Holder  Holder
+	Runners []string
+	// TTL is the lease of each attempt created: it ends at the database's now() + TTL unless
+	// renewed (AttemptsRenew). 0 means DefaultLeaseTTL.
+	TTL time.Duration
 }
+
+// DefaultLeaseTTL is an attempt's lease when JobsClaim.TTL is 0.
+const DefaultLeaseTTL = 60 * time.Second
 
 // JobsClaim takes up to p.Max ready jobs in one transaction, oldest first, each as JobClaim
 // takes one (the job and its run move to running; see JobClaim for concurrency groups and
@@ -97,7 +107,11 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 	err = s.writeRelaxed(ctx, func(tx db) error {
 		out = out[:0]
 		for len(out) < max(p.Max, 1) {
-			c, err := claimOne(ctx, tx, p.StartFirstStep)
+			runner := p.Holder.Node + "/?"
+			if len(out) < len(p.Runners) {
+				runner = p.Runners[len(out)]
+			}
+			c, err := claimOne(ctx, tx, p, runner)
 			if errors.Is(err, sql.ErrNoRows) && len(out) > 0 {
 				return nil
 			}
@@ -114,20 +128,26 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 	return out, nil
 }
 
-// claimOne picks and claims one ready job in tx; sql.ErrNoRows when none is ready.
-func claimOne(ctx context.Context, tx db, startFirst bool) (Claim, error) {
+// claimOne picks and claims one ready job in tx for runner, creating its attempt and lease;
+// sql.ErrNoRows when none is ready.
+func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, error) {
 	jobID, runID, err := pickJob(ctx, tx)
 	if err != nil {
 		return Claim{}, err
 	}
 	at := now()
-	n, err := tx.execN(ctx, "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), jobID)
+	ttl := p.TTL
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	ref, err := createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
+	}
 	if err != nil {
 		return Claim{}, err
 	}
-	if n != 1 {
-		return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
-	}
+	startFirst := p.StartFirstStep
 	if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
 		return Claim{}, err
 	}
@@ -139,7 +159,7 @@ func claimOne(ctx context.Context, tx db, startFirst bool) (Claim, error) {
 			return Claim{}, err
 		}
 	}
-	var c Claim
+	c := Claim{Attempt: ref}
 	jobs, err := loadJobs(ctx, tx, "j.id = ?", jobID)
 	if err != nil {
 		return Claim{}, err
@@ -214,9 +234,13 @@ func groupSlotLocked(ctx context.Context, tx db, pipelineID int64, group string,
 	return n < maxRunning, err
 }
 
-// StepStart moves a step from queued to running.
-func (s *Store) StepStart(ctx context.Context, stepID int64) error {
+// StepStart moves a step of the job of attempt from queued to running; ErrFenced when attempt
+// is not the job's live attempt.
+func (s *Store) StepStart(ctx context.Context, attempt, stepID int64) error {
 	err := s.writeRelaxed(ctx, func(tx db) error {
+		if err := fenceStep(ctx, tx, attempt, stepID); err != nil {
+			return err
+		}
 		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
 			tx.ts(now()), stepID)
 		if err == nil && n == 0 {
@@ -227,12 +251,16 @@ func (s *Store) StepStart(ctx context.Context, stepID int64) error {
 	return wrap("start step", err)
 }
 
-// StepFinish moves a step to a terminal status, recording the exit code when there is one.
-func (s *Store) StepFinish(ctx context.Context, stepID int64, status run.Status, exitCode *int) error {
+// StepFinish moves a step of the job of attempt to a terminal status, recording the exit code
+// when there is one; ErrFenced when attempt is not the job's live attempt.
+func (s *Store) StepFinish(ctx context.Context, attempt, stepID int64, status run.Status, exitCode *int) error {
 	if !status.Terminal() {
 		return fmt.Errorf("store: finish step: %q is not a final status", status)
 	}
 	err := s.writeRelaxed(ctx, func(tx db) error {
+		if err := fenceStep(ctx, tx, attempt, stepID); err != nil {
+			return err
+		}
 		in, args := statusIn(run.From(status))
 		n, err := tx.execN(ctx, "UPDATE steps SET status = ?, exit_code = ?, finished_at = ? WHERE id = ? AND status IN "+in,
 			append([]any{string(status), nullInt(exitCode), tx.ts(now()), stepID}, args...)...)
@@ -244,6 +272,28 @@ func (s *Store) StepFinish(ctx context.Context, stepID int64, status run.Status,
 	return wrap("finish step", err)
 }
 
+// fenceStep is fence for a write to step stepID: attempt must be live and the step one of its job.
+func fenceStep(ctx context.Context, tx db, attempt, stepID int64) error {
+	jobID, err := fence(ctx, tx, attempt)
+	if err != nil {
+		return err
+	}
+	var owner int64
+	if err := tx.queryRow(ctx, "SELECT job_id FROM steps WHERE id = ?", stepID).Scan(&owner); err != nil {
+		return err
+	}
+	if owner != jobID {
+		return fmt.Errorf("step %d is not a step of job %d: %w", stepID, jobID, ErrConflict)
+	}
+	return nil
+}
+
+// endAttempt marks attempt finished after its runner ended the job.
+func endAttempt(ctx context.Context, tx db, attempt int64) error {
+	_, err := tx.exec(ctx, "UPDATE attempts SET state = 'finished', finished_at = "+tx.clock()+" WHERE id = ? AND state IN "+liveStates, attempt)
+	return err
+}
+
 // JobFinish moves a running job to a terminal status (its steps still queued become skipped)
 // and advances its run in the same transaction. It returns the run after.
 //
@@ -253,13 +303,18 @@ func (s *Store) StepFinish(ctx context.Context, stepID int64, status run.Status,
 // run's queued jobs become skipped either way); otherwise the next stage opens, or the run
 // succeeds after its last one. A cancel-requested run is canceled, with the message given to
 // RunCancel, as soon as one of its jobs finishes canceled, or when its stage ends.
-func (s *Store) JobFinish(ctx context.Context, jobID int64, status run.Status, message string) (run.Run, error) {
+//
+// attempt is the job's attempt ending it: ErrFenced (nothing written) unless it is the job's
+// live attempt, which becomes finished.
+func (s *Store) JobFinish(ctx context.Context, attempt, jobID int64, status run.Status, message string) (run.Run, error) {
 	if !run.CanTransition(run.Running, status) {
 		return run.Run{}, fmt.Errorf("store: finish job: %q is not a final status of a running job", status)
 	}
 	var out run.Run
 	err := s.writeRelaxed(ctx, func(tx db) error {
-		runID, err := finishJob(ctx, tx, jobID, status, message, nil)
+		runID, err := finishJob(ctx, tx, jobID, status, message, func(int64, time.Time) error {
+			return fenceJob(ctx, tx, attempt, jobID)
+		})
 		if err != nil {
 			return err
 		}
@@ -279,23 +334,46 @@ type StepResult struct {
 	ExitCode *int       // set when the step's process exited on its own
 }
 
+// fenceJob is fence for a write that ends job jobID: attempt must be its live attempt; it
+// becomes finished.
+func fenceJob(ctx context.Context, tx db, attempt, jobID int64) error {
+	owner, err := fence(ctx, tx, attempt)
+	if err != nil {
+		return err
+	}
+	if owner != jobID {
+		return fmt.Errorf("attempt %d is not an attempt of job %d: %w", attempt, jobID, ErrConflict)
+	}
+	return endAttempt(ctx, tx, attempt)
+}
+
 // StepAdvance records, in one transaction, the ends of finished steps (each as StepFinish
 // would, in order) and then, unless startID is 0, the start of step startID (as StepStart). The
 // scheduler calls it when a job moves from one step to the next. A step in the wrong state
 // fails the whole call with ErrConflict; nothing is written then.
-func (s *Store) StepAdvance(ctx context.Context, finished []StepResult, startID int64) error {
+//
+// attempt is the attempt of the job whose steps these are: ErrFenced when it is not the job's
+// live attempt, and steps of other jobs are refused.
+func (s *Store) StepAdvance(ctx context.Context, attempt int64, finished []StepResult, startID int64) error {
 	for _, r := range finished {
 		if !r.Status.Terminal() {
 			return fmt.Errorf("store: advance steps: %q is not a final status", r.Status)
 		}
 	}
 	err := s.writeRelaxed(ctx, func(tx db) error {
+		jobID, err := fence(ctx, tx, attempt)
+		if err != nil {
+			return err
+		}
 		at := now()
-		if err := finishSteps(ctx, tx, 0, finished, at); err != nil {
+		if err := finishSteps(ctx, tx, jobID, finished, at); err != nil {
 			return err
 		}
 		if startID == 0 {
 			return nil
+		}
+		if err := fenceStep(ctx, tx, attempt, startID); err != nil {
+			return err
 		}
 		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
 			tx.ts(at), startID)
@@ -341,7 +419,10 @@ func finishSteps(ctx context.Context, tx db, jobID int64, results []StepResult, 
 
 // JobEnd is everything that ends a running job, for JobComplete.
 type JobEnd struct {
-	JobID int64
+	// Attempt is the attempt ending the job: the whole call fails with ErrFenced unless it is
+	// the job's live attempt, which becomes finished.
+	Attempt int64
+	JobID   int64
 	// Steps are the step results not recorded yet, in order (steps of other jobs are refused).
 	Steps []StepResult
 	// Logs are the job's last log chunks, appended as LogAppend does (Seq assigned after the
@@ -375,6 +456,9 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 			}
 			if js != run.Running {
 				return transitionError(ctx, tx, "job", e.JobID, e.Status)
+			}
+			if err := fenceJob(ctx, tx, e.Attempt, e.JobID); err != nil {
+				return err
 			}
 			if err := finishSteps(ctx, tx, e.JobID, e.Steps, at); err != nil {
 				return err
@@ -522,63 +606,4 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// RecoverInterrupted finishes, after a restart, every job left running by a server that stopped:
-// the job and its running steps become failed, and its run failed with message; a line with
-// message is appended to each such run's log. It returns the ids of the runs it failed.
-//
-// Queued steps of those jobs and queued jobs of those runs become skipped. Runs still queued,
-// or running between two stages, are left to run. With several servers on one PostgreSQL
-// database it fails jobs the other servers are running too: call it only when no other server
-// runs jobs.
-func (s *Store) RecoverInterrupted(ctx context.Context, message string) ([]int64, error) {
-	var failed []int64
-	err := s.writeRelaxed(ctx, func(tx db) error {
-		failed = nil
-		ids, err := queryIDs(ctx, tx, `SELECT id FROM runs WHERE id IN (SELECT run_id FROM jobs WHERE status = 'running')
-			ORDER BY id`+tx.forUpdate())
-		if err != nil {
-			return err
-		}
-		at := now()
-		line := message
-		if len(line) == 0 || line[len(line)-1] != '\n' {
-			line += "\n"
-		}
-		for _, id := range ids {
-			running := "SELECT id FROM jobs WHERE run_id = ? AND status = 'running'"
-			if _, err := tx.exec(ctx, "UPDATE steps SET status = 'failed', finished_at = ? WHERE status = 'running' AND job_id IN ("+running+")",
-				tx.ts(at), id); err != nil {
-				return err
-			}
-			if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE status = 'queued' AND job_id IN ("+running+")", id); err != nil {
-				return err
-			}
-			if _, err := tx.exec(ctx, "UPDATE jobs SET status = 'failed', message = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
-				message, tx.ts(at), id); err != nil {
-				return err
-			}
-			if err := skipQueuedJobs(ctx, tx, id, run.Skipped, at); err != nil {
-				return err
-			}
-			n, err := tx.execN(ctx, "UPDATE runs SET status = 'failed', message = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
-				message, tx.ts(at), id)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				continue // already ended (canceled while a job still ran): only its jobs were left
-			}
-			if err := appendLogs(ctx, tx, []run.LogChunk{{RunID: id, Data: []byte(line), At: at}}); err != nil {
-				return err
-			}
-			failed = append(failed, id)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, wrap("recover interrupted jobs", err)
-	}
-	return failed, nil
 }

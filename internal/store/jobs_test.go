@@ -59,11 +59,11 @@ func TestRunSucceedsThroughStages(t *testing.T) {
 		r := mustRun(t, s, p.ID, twoStages())
 		finishAll := func(c store.Claim) run.Run {
 			for _, st := range c.Job.Steps {
-				if err := s.StepStart(ctx, st.ID); err != nil {
+				if err := s.StepStart(ctx, c.Attempt.ID, st.ID); err != nil {
 					t.Fatal(err)
 				}
 				zero := 0
-				if err := s.StepFinish(ctx, st.ID, run.Success, &zero); err != nil {
+				if err := s.StepFinish(ctx, c.Attempt.ID, st.ID, run.Success, &zero); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -105,11 +105,11 @@ func TestRunFailsAndSkipsLaterJobs(t *testing.T) {
 		mustRun(t, s, p.ID, twoStages())
 		c := mustClaim(t, s)
 		first := c.Job.Steps[0].ID
-		if err := s.StepStart(ctx, first); err != nil {
+		if err := s.StepStart(ctx, c.Attempt.ID, first); err != nil {
 			t.Fatal(err)
 		}
 		one := 1
-		if err := s.StepFinish(ctx, first, run.Failed, &one); err != nil {
+		if err := s.StepFinish(ctx, c.Attempt.ID, first, run.Failed, &one); err != nil {
 			t.Fatal(err)
 		}
 		got := mustFinish(t, s, c.Job.ID, run.Failed, "step fetch exited with 1")
@@ -203,18 +203,18 @@ func TestGuardedTransitions(t *testing.T) {
 		c := mustClaim(t, s)
 		mustFinish(t, s, c.Job.ID, run.Success, "")
 
-		_, err := s.JobFinish(ctx, c.Job.ID, run.Failed, "again")
-		var te *run.ErrTransition
-		if !errors.Is(err, store.ErrConflict) || !errors.As(err, &te) || te.From != run.Success || te.To != run.Failed {
-			t.Fatalf("second JobFinish: %v; want ErrConflict from success to failed", err)
+		// The attempt that ended the job is finished: it can end nothing again.
+		_, err := s.JobFinish(ctx, c.Attempt.ID, c.Job.ID, run.Failed, "again")
+		if !errors.Is(err, store.ErrFenced) || !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second JobFinish: %v; want ErrFenced (a conflict)", err)
 		}
-		if _, err := s.JobFinish(ctx, queuedJob.ID, run.Success, ""); !errors.Is(err, store.ErrConflict) {
+		if _, err := s.JobFinish(ctx, c.Attempt.ID, queuedJob.ID, run.Success, ""); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("JobFinish of a queued job: %v; want ErrConflict", err)
 		}
-		if _, err := s.JobFinish(ctx, 9999, run.Success, ""); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.JobFinish(ctx, c.Attempt.ID, 9999, run.Success, ""); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("JobFinish(9999): %v; want ErrNotFound", err)
 		}
-		if _, err := s.JobFinish(ctx, c.Job.ID, run.Queued, ""); err == nil {
+		if _, err := s.JobFinish(ctx, c.Attempt.ID, c.Job.ID, run.Queued, ""); err == nil {
 			t.Fatal("JobFinish(queued) succeeded")
 		}
 		got := mustGet(t, s, r.ID)
@@ -224,77 +224,38 @@ func TestGuardedTransitions(t *testing.T) {
 		}
 
 		step := got.Jobs[1].Steps[0].ID
-		if err := s.StepFinish(ctx, step, run.Success, nil); !errors.Is(err, store.ErrConflict) {
+		// The finished job's attempt may write nothing more, to its own steps or another job's.
+		if err := s.StepStart(ctx, c.Attempt.ID, c.Job.Steps[0].ID); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("StepStart by a finished attempt: %v; want ErrFenced", err)
+		}
+		c2 := mustClaim(t, s)
+		if err := s.StepStart(ctx, c.Attempt.ID, step); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("StepStart of another job's step by a finished attempt: %v; want ErrFenced", err)
+		}
+		if err := s.StepFinish(ctx, c2.Attempt.ID, step, run.Success, nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("StepFinish(success) of a queued step: %v; want ErrConflict", err)
 		}
-		if err := s.StepStart(ctx, step); err != nil {
+		if err := s.StepStart(ctx, c2.Attempt.ID, step); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.StepStart(ctx, step); !errors.Is(err, store.ErrConflict) {
+		if err := s.StepStart(ctx, c2.Attempt.ID, step); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("second StepStart: %v; want ErrConflict", err)
 		}
-		if err := s.StepFinish(ctx, step, run.Canceled, nil); err != nil {
+		if err := s.StepFinish(ctx, c2.Attempt.ID, step, run.Canceled, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.StepFinish(ctx, step, run.Success, nil); !errors.Is(err, store.ErrConflict) {
+		if err := s.StepFinish(ctx, c2.Attempt.ID, step, run.Success, nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("StepFinish after canceled: %v; want ErrConflict", err)
 		}
-		if err := s.StepStart(ctx, 9999); !errors.Is(err, store.ErrNotFound) {
+		if err := s.StepStart(ctx, c2.Attempt.ID, 9999); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("StepStart(9999): %v; want ErrNotFound", err)
 		}
-		if err := s.StepFinish(ctx, step, run.Running, nil); err == nil {
+		if err := s.StepFinish(ctx, c2.Attempt.ID, step, run.Running, nil); err == nil {
 			t.Fatal("StepFinish(running) succeeded")
 		}
 		got = mustGet(t, s, r.ID)
 		if st := got.Jobs[1].Steps[0]; st.Status != run.Canceled || st.ExitCode != nil {
 			t.Fatalf("step = %+v, want canceled without exit code", st)
-		}
-	})
-}
-
-func TestRecoverInterrupted(t *testing.T) {
-	t.Parallel()
-	forEachStore(t, func(t *testing.T, s *store.Store) {
-		ctx := t.Context()
-		_, p := fixture(t, s)
-		interrupted := mustRun(t, s, p.ID, twoStages())
-		waiting := mustRun(t, s, p.ID, twoStages())
-		c := mustClaim(t, s)
-		if err := s.StepStart(ctx, c.Job.Steps[0].ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.LogAppend(ctx, []run.LogChunk{{RunID: interrupted.ID, JobID: c.Job.ID, Data: []byte("fetching\n")}}); err != nil {
-			t.Fatal(err)
-		}
-
-		ids, err := s.RecoverInterrupted(ctx, "the server stopped while this job ran")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !equal(ids, []int64{interrupted.ID}) {
-			t.Fatalf("RecoverInterrupted = %v, want [%d]", ids, interrupted.ID)
-		}
-		got := mustGet(t, s, interrupted.ID)
-		if got.Status != run.Failed || got.Message != "the server stopped while this job ran" || got.FinishedAt == nil {
-			t.Fatalf("interrupted run = %+v", got)
-		}
-		wantStatuses(t, got, map[string]run.Status{
-			"compile": run.Failed, "compile/fetch": run.Failed, "compile/make": run.Skipped,
-			"unit": run.Skipped, "lint": run.Skipped,
-		})
-		logs, err := s.LogRead(ctx, interrupted.ID, 0, 10)
-		if err != nil || len(logs) != 2 || string(logs[1].Data) != "the server stopped while this job ran\n" || logs[1].JobID != 0 || logs[1].Seq != 2 {
-			t.Fatalf("log = %+v, %v", logs, err)
-		}
-		if st := mustGet(t, s, waiting.ID); st.Status != run.Queued {
-			t.Fatalf("queued run became %s", st.Status)
-		}
-		// Nothing left to recover; the queued run is still claimable.
-		if ids, err := s.RecoverInterrupted(ctx, "again"); err != nil || len(ids) != 0 {
-			t.Fatalf("second RecoverInterrupted = %v, %v", ids, err)
-		}
-		if c := mustClaim(t, s); c.Run.ID != waiting.ID {
-			t.Fatalf("claim after recovery = run %d, want %d", c.Run.ID, waiting.ID)
 		}
 	})
 }

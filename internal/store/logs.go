@@ -14,16 +14,38 @@ const logInsertBatch = 200
 
 // LogAppend stores chunks in one transaction; Seq is assigned per run, in order. After it
 // returns without error, chunks[i].Seq holds the number given (and a zero At the time used).
+//
+// A chunk of an attempt that is no longer its job's live one (Attempt set; see fence) is not
+// stored: the others are, and LogAppend returns a *FencedError naming the attempts refused
+// (their chunks keep Seq 0).
 func (s *Store) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
-	out := slices.Clone(chunks)
-	err := s.writeRelaxed(ctx, func(tx db) error { return appendLogs(ctx, tx, out) })
+	var (
+		kept    []run.LogChunk
+		refused []int64
+	)
+	err := s.writeRelaxed(ctx, func(tx db) error {
+		var err error
+		if kept, refused, err = fenceChunks(ctx, tx, slices.Clone(chunks)); err != nil {
+			return err
+		}
+		return appendLogs(ctx, tx, kept)
+	})
 	if err != nil {
 		return wrap("append log", err)
 	}
-	copy(chunks, out)
+	k := 0
+	for i := range chunks {
+		if k < len(kept) && !slices.Contains(refused, chunks[i].Attempt) {
+			chunks[i] = kept[k]
+			k++
+		}
+	}
+	if len(refused) > 0 {
+		return &FencedError{Attempts: refused}
+	}
 	return nil
 }
 
@@ -31,6 +53,9 @@ func (s *Store) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
 // advisory lock per run (taken in run id order) keeps two servers appending to one run from
 // picking the same numbers; on SQLite the one writer does.
 func appendLogs(ctx context.Context, tx db, chunks []run.LogChunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
 	var runs []int64
 	for _, c := range chunks {
 		if !slices.Contains(runs, c.RunID) {

@@ -142,7 +142,7 @@ func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error
 }
 
 const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
-	j.started_at, j.finished_at`
+	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost`
 
 // loadJobs reads the jobs that match where (on alias j) with their steps, in stage and index
 // order: two queries however many jobs there are.
@@ -160,7 +160,7 @@ func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, 
 			timeoutMS int64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.Stage, &j.StageName, &j.Index, &j.Name, &j.Status, &timeoutMS,
-			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}); err != nil {
+			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}, &j.Message, &j.Attempt, &j.RetryLost); err != nil {
 			return nil, err
 		}
 		j.Timeout = time.Duration(timeoutMS) * time.Millisecond
@@ -173,6 +173,9 @@ func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, 
 	rows.Close()
 	if len(jobs) == 0 {
 		return nil, nil
+	}
+	if err := loadAttempts(ctx, d, jobs); err != nil {
+		return nil, err
 	}
 	srows, err := d.query(ctx, `SELECT s.id, s.job_id, s.idx, s.name, s.script, s.status, s.exit_code, s.started_at, s.finished_at
 		FROM steps s JOIN jobs j ON j.id = s.job_id WHERE `+where+` ORDER BY s.job_id, s.idx, s.id`, args...)
@@ -348,13 +351,13 @@ func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []st
 	for i, j := range in {
 		jobs[i] = run.Job{RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
 			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
-			Env: copyMap(j.Env)}
+			Env: copyMap(j.Env), RetryLost: j.RetryLost}
 	}
-	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env) VALUES ",
-		"(?, ?, ?, ?, ?, 'queued', ?, ?)", len(jobs),
+	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) VALUES ",
+		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?)", len(jobs),
 		func(i int) []any {
 			j := jobs[i]
-			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i]}
+			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost}
 		},
 		func(i int, id int64) { jobs[i].ID = id })
 	if err != nil {
@@ -551,10 +554,16 @@ func cancelRun(ctx context.Context, tx db, id int64, status run.Status, requeste
 			return endRun(ctx, tx, id, run.Canceled, message, at)
 		}
 		if !requested {
-			_, err := tx.exec(ctx, `UPDATE runs SET cancel_requested = TRUE, message = ?
-				WHERE id = ? AND status = 'running' AND NOT cancel_requested`, message, id)
-			return err
+			if _, err := tx.exec(ctx, `UPDATE runs SET cancel_requested = TRUE, message = ?
+				WHERE id = ? AND status = 'running' AND NOT cancel_requested`, message, id); err != nil {
+				return err
+			}
 		}
+		// The runners holding the run's jobs see canceling at their next look (AttemptStates,
+		// AttemptsRenew), on whichever node they run.
+		_, err := tx.exec(ctx, `UPDATE attempts SET state = 'canceling' WHERE state = 'running'
+			AND id IN (SELECT attempt_id FROM jobs WHERE run_id = ? AND status = 'running')`, id)
+		return err
 	}
 	return nil
 }

@@ -98,7 +98,11 @@ func wantNoClaim(t *testing.T, s *store.Store) {
 
 func mustFinish(t *testing.T, s *store.Store, jobID int64, st run.Status, msg string) run.Run {
 	t.Helper()
-	r, err := s.JobFinish(t.Context(), jobID, st, msg)
+	attempt, err := s.JobAttempt(t.Context(), jobID)
+	if err != nil {
+		t.Fatalf("JobAttempt(%d): %v", jobID, err)
+	}
+	r, err := s.JobFinish(t.Context(), attempt, jobID, st, msg)
 	if err != nil {
 		t.Fatalf("JobFinish(%d, %s): %v", jobID, st, err)
 	}

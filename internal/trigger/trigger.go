@@ -230,6 +230,7 @@ func Plan(p *pipeline.Pipeline) []run.Job {
 				Status:    run.Queued,
 				Timeout:   j.Timeout,
 				Env:       j.Env,
+				RetryLost: j.RetryRunnerLost,
 			}
 			for k, step := range j.Steps {
 				job.Steps = append(job.Steps, run.Step{Index: k, Name: step.Name, Script: step.Run, Status: run.Queued})
