@@ -391,7 +391,8 @@ func TestGitSourceSupersede(t *testing.T) {
 		return strings.Contains(srv.log(admin, second.Run.ID), "HEAD="+rp.MainPrev)
 	})
 	var canceled gitRunView
-	if code := srv.api(admin, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", second.Run.ID), nil, &canceled); code != 200 || canceled.Status != "canceled" {
-		t.Errorf("cancel the second run: %d %+v", code, canceled)
+	if code := srv.api(admin, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", second.Run.ID), nil, &canceled); code != 202 || canceled.Status != "canceling" {
+		t.Errorf("cancel the second run: %d %+v; want 202 canceling", code, canceled)
 	}
+	waitFor(t, "the second run to end canceled", func() bool { return srv.gitRun(admin, second.Run.ID).Status == "canceled" })
 }

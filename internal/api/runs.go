@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,12 +13,6 @@ import (
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/trigger"
-)
-
-// Cancel waits this long at most for a running run to stop, polling its status.
-const (
-	cancelWait = 10 * time.Second
-	cancelPoll = 50 * time.Millisecond
 )
 
 // runSummary is a run without its stages (lists, last_run).
@@ -58,8 +51,12 @@ func (s *Server) toRunSummary(r run.Run) runSummary {
 	if vars == nil {
 		vars = map[string]string{}
 	}
+	status := r.Status
+	if status == run.Running && r.CancelRequested {
+		status = run.Canceling
+	}
 	return runSummary{
-		ID: r.ID, Number: r.Number, Pipeline: r.Pipeline, Revision: r.Revision, Status: r.Status,
+		ID: r.ID, Number: r.Number, Pipeline: r.Pipeline, Revision: r.Revision, Status: status,
 		Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Variables: vars,
 		CancelRequested: r.CancelRequested, Message: r.Message,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, LogExpiredAt: r.LogExpiredAt,
@@ -251,9 +248,10 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
 }
 
-// runCancel: POST /api/v1/runs/{id}/cancel (developer) → 200 run once it has stopped; 409 when
-// it had finished already. A running run that has not stopped after cancelWait is answered 202
-// with cancel_requested set.
+// runCancel: POST /api/v1/runs/{id}/cancel (developer) → 200 with the run canceled when nothing
+// of it was running; 202 with the run "canceling" while its running jobs stop (their runners,
+// on whichever node, see the cancel within about a second); 409 when it had finished already.
+// It answers at once: a client that wants the end reads the run (GET) until it is final.
 func (s *Server) runCancel(w http.ResponseWriter, r *http.Request) {
 	rn, u, ok := s.runAccess(w, r, auth.Developer)
 	if !ok {
@@ -264,57 +262,21 @@ func (s *Server) runCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := rn.ID
-	msg := fmt.Sprintf("run %d not found", id)
 	rn, err := s.Store.RunCancel(r.Context(), id, "canceled by "+u.Username)
 	if err != nil {
-		s.storeError(w, r, err, msg, fmt.Sprintf("run %d has already finished; there is nothing to cancel", id))
+		s.storeError(w, r, err, fmt.Sprintf("run %d not found", id), fmt.Sprintf("run %d has already finished; there is nothing to cancel", id))
 		return
 	}
 	if rn.Status.Terminal() && rn.Status != run.Canceled {
 		conflict(w, fmt.Sprintf("run %d finished (%s) before it could be canceled", rn.ID, rn.Status))
 		return
 	}
-	if rn.Status == run.Running && s.Canceler != nil {
-		s.Canceler.Cancel(rn.ID)
+	if rn.Status.Terminal() {
+		writeJSON(w, http.StatusOK, s.toRunDetail(rn))
+		return
 	}
-	if !rn.Status.Terminal() {
-		stopped, err := s.waitTerminal(r.Context(), rn.ID)
-		if err != nil {
-			s.storeError(w, r, err, msg, "")
-			return
-		}
-		if rn, err = s.Store.RunGet(r.Context(), rn.ID); err != nil {
-			s.storeError(w, r, err, msg, "")
-			return
-		}
-		if !stopped {
-			writeJSON(w, http.StatusAccepted, s.toRunDetail(rn))
-			return
-		}
+	if s.Canceler != nil {
+		s.Canceler.Cancel(rn.ID) // jobs of this server stop now; others at their runner's next look
 	}
-	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
-}
-
-// waitTerminal polls a run's status until it is terminal (true) or cancelWait passed (false).
-func (s *Server) waitTerminal(ctx context.Context, id int64) (bool, error) {
-	deadline := time.NewTimer(cancelWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(cancelPoll)
-	defer tick.Stop()
-	for {
-		st, err := s.Store.RunStatus(ctx, id)
-		if err != nil {
-			return false, err
-		}
-		if st.Terminal() {
-			return true, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-deadline.C:
-			return false, nil
-		case <-tick.C:
-		}
-	}
+	writeJSON(w, http.StatusAccepted, s.toRunDetail(rn))
 }

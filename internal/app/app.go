@@ -155,6 +155,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	go func() { schedDone <- sched.Run(runCtx) }()
 	rescueDone := make(chan struct{})
 	go func() { defer close(rescueDone); rescuer.Run(runCtx) }()
+	cancels, unsubscribe := st.Subscribe(store.TopicCancel)
+	defer unsubscribe()
+	go func() {
+		for range cancels { // a cancel requested on any server: this one's jobs may be among them
+			sched.CancelCheck()
+		}
+	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.Serve(ln) }()
 	pruneDone := make(chan struct{})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // RunCreate starts a manual run of pipeline with vars overriding the declared defaults (nil: the
@@ -85,10 +86,34 @@ func (c *Client) RunByNumber(ctx context.Context, pipeline string, number int64)
 }
 
 // RunCancel cancels a queued or running run and returns it once it has stopped. A run that
-// already finished is a 409 *Error.
+// already finished is a 409 *Error. The server answers at once, with a running run in
+// canceling; RunCancel then reads the run until it has stopped, for at most CancelWait (it
+// returns the run as it is then, still canceling).
 func (c *Client) RunCancel(ctx context.Context, id int64) (*Run, error) {
-	return call[Run](ctx, c, http.MethodPost, p("runs", strconv.FormatInt(id, 10), "cancel"), nil)
+	r, err := call[Run](ctx, c, http.MethodPost, p("runs", strconv.FormatInt(id, 10), "cancel"), nil)
+	if err != nil || r.Status.Terminal() {
+		return r, err
+	}
+	deadline := time.Now().Add(CancelWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		got, err := c.RunGet(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		if r = got; r.Status.Terminal() {
+			break
+		}
+	}
+	return r, nil
 }
+
+// CancelWait bounds how long RunCancel waits for a canceled run to stop.
+const CancelWait = 30 * time.Second
 
 // Log copies the log of a run to w as it arrives. With follow it keeps reading until the run
 // ends (or ctx is done); without, it copies what has been written so far.

@@ -31,6 +31,9 @@ const (
 	// Skipped: jobs and steps only: never started because something before them failed or
 	// the run was canceled.
 	Skipped Status = "skipped"
+	// Canceling: never stored. The API shows it for a running run whose cancel was requested
+	// (Run.CancelRequested) while its jobs' runners stop them, on whichever node they run.
+	Canceling Status = "canceling"
 )
 
 // Terminal reports whether s is a final status.

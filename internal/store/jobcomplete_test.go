@@ -122,9 +122,8 @@ func TestJobCompleteInOneWrite(t *testing.T) {
 		again := end
 		again.Steps = nil
 		_, err = s.JobComplete(ctx, again)
-		var te *run.ErrTransition
-		if !errors.Is(err, store.ErrConflict) || !errors.As(err, &te) || te.From != run.Failed {
-			t.Fatalf("second JobComplete: %v; want ErrConflict from failed", err)
+		if !errors.Is(err, store.ErrConflict) || !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("second JobComplete: %v; want ErrFenced (the attempt finished), a conflict", err)
 		}
 		if chunks, _ := s.LogRead(ctx, r.ID, 0, 10); len(chunks) != 3 {
 			t.Fatalf("a refused JobComplete wrote %d chunks", len(chunks)-3)

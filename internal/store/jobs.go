@@ -454,11 +454,11 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 			if err := tx.queryRow(ctx, "SELECT status FROM jobs WHERE id = ?", e.JobID).Scan(&js); err != nil {
 				return err
 			}
-			if js != run.Running {
-				return transitionError(ctx, tx, "job", e.JobID, e.Status)
-			}
 			if err := fenceJob(ctx, tx, e.Attempt, e.JobID); err != nil {
 				return err
+			}
+			if js != run.Running {
+				return transitionError(ctx, tx, "job", e.JobID, e.Status)
 			}
 			if err := finishSteps(ctx, tx, e.JobID, e.Steps, at); err != nil {
 				return err

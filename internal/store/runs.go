@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -530,7 +531,18 @@ func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Ru
 	if err != nil {
 		return run.Run{}, wrap("cancel run", err)
 	}
+	if !out.Status.Terminal() {
+		s.notifyCancel(ctx, id)
+	}
 	return out, nil
+}
+
+// notifyCancel tells every server that run id's cancel was requested, so the one running its
+// jobs looks at once; a lost notification only costs the runner's next poll (AttemptStates).
+func (s *Store) notifyCancel(ctx context.Context, id int64) {
+	if err := s.Notify(ctx, TopicCancel, strconv.FormatInt(id, 10)); err != nil {
+		s.logger.Warn("store: notify a cancel", "run", id, "err", err)
+	}
 }
 
 // cancelRun is RunCancel's change to a run the caller has locked and read (status and
@@ -654,6 +666,9 @@ func (s *Store) RunSupersede(ctx context.Context, runID int64) (running []int64,
 	})
 	if err != nil {
 		return nil, wrap("supersede runs", err)
+	}
+	for _, id := range running {
+		s.notifyCancel(ctx, id)
 	}
 	return running, nil
 }
