@@ -277,9 +277,9 @@ func (s *Store) AttemptsRescue(ctx context.Context) ([]Rescued, error) {
 // takes every live attempt of any other instance: for SQLite, which serves one server only.
 func (s *Store) AttemptsRescueInstance(ctx context.Context, h Holder) ([]Rescued, error) {
 	if h.Node == "" {
-		return s.rescue(ctx, "a.instance <> ?", []any{h.Instance}, "was restarted while the job ran")
+		return s.rescue(ctx, "a.instance <> ?", []any{h.Instance}, "stopped: its server was restarted while the job ran")
 	}
-	return s.rescue(ctx, "a.node = ? AND a.instance <> ?", []any{h.Node, h.Instance}, "was restarted while the job ran")
+	return s.rescue(ctx, "a.node = ? AND a.instance <> ?", []any{h.Node, h.Instance}, "stopped: its server was restarted while the job ran")
 }
 
 func (s *Store) dialect() db { return db{pg: s.pg} }

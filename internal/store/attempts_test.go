@@ -228,7 +228,7 @@ func TestRescueInstance(t *testing.T) {
 		old := claimAs(t, s, store.Holder{Node: "a", Instance: "old"}, "a/1", time.Hour)
 		keep := claimAs(t, s, store.Holder{Node: "b", Instance: "other"}, "b/1", time.Hour)
 		got, err := s.AttemptsRescueInstance(ctx, store.Holder{Node: "a", Instance: "new"})
-		if err != nil || len(got) != 1 || got[0].JobID != old.Job.ID || !strings.Contains(got[0].Message, "was restarted") {
+		if err != nil || len(got) != 1 || got[0].JobID != old.Job.ID || !strings.Contains(got[0].Message, "its server was restarted") {
 			t.Fatalf("AttemptsRescueInstance = %+v, %v; want node a's old attempt", got, err)
 		}
 		if st := mustGet(t, s, r1.ID).Status; st != run.Failed {
