@@ -62,6 +62,10 @@ type Server struct {
 	// limit.
 	WebhookRate  float64
 	WebhookBurst int
+	// WebhookLimiter, when set, is the per-trigger rate instead of buckets in this process
+	// built from WebhookRate and WebhookBurst: trigger.SharedLimiter when servers share the
+	// database.
+	WebhookLimiter trigger.RateLimiter
 	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks), 1/4 of
 	// them for one trigger; as many more may wait up to a second for a slot. Others are
 	// answered 503 with Retry-After: 1 before anything is read or stored. Unknown tokens are

@@ -33,8 +33,8 @@ const DefaultWebhookBodyTimeout = 10 * time.Second
 func (s *Server) webhooks() *trigger.Webhooks {
 	s.webhooksOnce.Do(func() {
 		s.admission = newAdmission(cmp.Or(max(s.MaxWebhooks, 0), DefaultMaxWebhooks))
-		var lim *webhook.Limiter
-		if s.WebhookRate > 0 {
+		lim := s.WebhookLimiter
+		if lim == nil && s.WebhookRate > 0 {
 			lim = webhook.NewLimiter(s.WebhookRate, max(s.WebhookBurst, 1), limiterKeys)
 		}
 		s.webhooksSvc = &trigger.Webhooks{

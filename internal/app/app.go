@@ -99,8 +99,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
-	triggers := &trigger.Service{Store: st, Box: box, Wake: sched.Wake, Cancel: sched.Cancel, RequireTrusted: requireTrusted}
+	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
+	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
+	cl.share(signIn, appender)
 	srv := &api.Server{
 		Store:          st,
 		Triggers:       triggers,
@@ -112,6 +114,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		MaxBody:        cfg.MaxBody,
 		WebhookRate:    cfg.WebhookRate,
 		WebhookBurst:   cfg.WebhookBurst,
+		WebhookLimiter: cl.webhookLimiter(),
 		SignIn:         signIn,
 		Logger:         logger.With("component", "api"),
 		RequireTrusted: requireTrusted,
@@ -162,6 +165,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 			sched.CancelCheck()
 		}
 	}()
+	clusterDone := make(chan struct{})
+	go func() { defer close(clusterDone); cl.run(runCtx, sched.Wake, appender, signIn.Window) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.Serve(ln) }()
 	pruneDone := make(chan struct{})
@@ -190,6 +195,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	schedErr := <-schedDone // running jobs canceled, their statuses written
 	<-rescueDone
 	<-pruneDone
+	<-clusterDone
 	<-expireDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed

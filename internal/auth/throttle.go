@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"runtime"
 	"strings"
@@ -17,7 +19,9 @@ import (
 // that waits CheckWait without its turn is refused as busy, so a flood of sign-ins, with known
 // or unknown user names, cannot take the CPUs from webhooks and health checks.
 //
-// It keeps at most MaxKeys keys (the oldest are forgotten first). Safe for concurrent use; the
+// The counts live in the process (at most MaxKeys keys, the oldest forgotten first) unless
+// Shared is set: then they live where every server sees them, so servers sharing a database
+// allow MaxAttempts per key between them, not each. Safe for concurrent use; the
 // zero value is not usable: use NewThrottle. A nil *Throttle throttles nothing and checks
 // passwords without a bound, so callers need no check.
 type Throttle struct {
@@ -25,12 +29,32 @@ type Throttle struct {
 	Window      time.Duration
 	MaxKeys     int
 	CheckWait   time.Duration
+	// Shared, when set, keeps the attempt counts instead of this process: the store on
+	// PostgreSQL, where several servers share the database. The bound on password checks
+	// running at once stays per process (it guards this process's CPUs). Set it before use.
+	Shared Attempts
 
 	mu     sync.Mutex
 	keys   map[string]*failures
 	checks chan struct{} // one token per password check running
 	dummy  string        // the hash an unknown user's password is checked against
 }
+
+// Attempts keeps the sign-in attempt counts of several servers; store.Store implements it on
+// both databases. Keys reach it hashed (sharedKey), so no typed user name is stored.
+type Attempts interface {
+	// SignInReserve counts an attempt for key unless it has maxAttempts in its window already;
+	// then ok is false and wait says when the window ends.
+	SignInReserve(ctx context.Context, key string, maxAttempts int, window time.Duration) (ok bool, wait time.Duration, err error)
+	// SignInRelease gives back an attempt counted but not checked.
+	SignInRelease(ctx context.Context, key string) error
+	// SignInClear forgets key's attempts.
+	SignInClear(ctx context.Context, key string) error
+}
+
+// sharedTimeout bounds giving back or clearing an attempt in Shared; those run even when the
+// caller has gone, since a count left behind would lock the key out for nothing.
+const sharedTimeout = 5 * time.Second
 
 type failures struct {
 	count int       // attempts counted: failed, or being checked
@@ -70,17 +94,21 @@ const (
 // time), then checks the password in one of the bounded slots. The wait is for Throttled and
 // Busy. An error of lookup is returned as it is, with the attempt given back.
 func (t *Throttle) Verify(ctx context.Context, key, password string, lookup func(context.Context) (hash string, err error)) (Verdict, time.Duration, error) {
-	if wait, ok := t.reserve(key, time.Now()); !ok {
+	wait, ok, err := t.reserveShared(ctx, key)
+	if err != nil {
+		return Rejected, 0, err
+	}
+	if !ok {
 		return Throttled, wait, nil
 	}
 	hash, err := lookup(ctx)
 	if err != nil {
-		t.release(key)
+		t.releaseShared(ctx, key)
 		return Rejected, 0, err
 	}
 	done, ok := t.startCheck(ctx)
 	if !ok {
-		t.release(key)
+		t.releaseShared(ctx, key)
 		return Busy, time.Second, nil
 	}
 	right := false
@@ -93,8 +121,49 @@ func (t *Throttle) Verify(ctx context.Context, key, password string, lookup func
 	if !right {
 		return Rejected, 0, nil
 	}
-	t.succeeded(key)
+	t.succeededShared(ctx, key)
 	return Accepted, 0, nil
+}
+
+// reserveShared is reserve, in Shared when it is set.
+func (t *Throttle) reserveShared(ctx context.Context, key string) (wait time.Duration, ok bool, err error) {
+	if t == nil || t.Shared == nil {
+		wait, ok = t.reserve(key, time.Now())
+		return wait, ok, nil
+	}
+	ok, wait, err = t.Shared.SignInReserve(ctx, sharedKey(key), t.MaxAttempts, t.Window)
+	return wait, ok, err
+}
+
+// releaseShared is release, in Shared when it is set. Should Shared fail, the attempt stays
+// counted: the limit errs on the side of refusing.
+func (t *Throttle) releaseShared(ctx context.Context, key string) {
+	if t == nil || t.Shared == nil {
+		t.release(key)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	_ = t.Shared.SignInRelease(ctx, sharedKey(key))
+}
+
+// succeededShared is succeeded, in Shared when it is set. Should Shared fail, the count stays
+// until its window ends; the sign-in has succeeded anyway.
+func (t *Throttle) succeededShared(ctx context.Context, key string) {
+	if t == nil || t.Shared == nil {
+		t.succeeded(key)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	_ = t.Shared.SignInClear(ctx, sharedKey(key))
+}
+
+// sharedKey is key as Shared keeps it: a SHA-256, so a password typed into the user name field
+// is never stored.
+func sharedKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
 
 // dummyHash is the hash an unknown user's password is checked against: of the cost of real

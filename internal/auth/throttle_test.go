@@ -116,13 +116,23 @@ func TestThrottleParallelGuesses(t *testing.T) {
 	t.Parallel()
 	th := NewThrottle(10, time.Minute)
 	th.CheckWait = time.Minute // no attempt is refused as busy here
-	hash := mustHash(t, "right-password")
+	got := guessAtOnce(t, 200, "k", mustHash(t, "right-password"), th)
+	if got[Rejected] != 10 || got[Throttled] != 190 {
+		t.Fatalf("verdicts %v; want 10 Rejected (checked) and 190 Throttled", got)
+	}
+}
+
+// guessAtOnce sends n wrong passwords for key at once, spread over throttles (servers), and
+// counts the verdicts.
+func guessAtOnce(t *testing.T, n int, key, hash string, throttles ...*Throttle) map[Verdict]int {
+	t.Helper()
 	var mu sync.Mutex
 	got := map[Verdict]int{}
 	var wg sync.WaitGroup
-	for range 200 {
+	for i := range n {
+		th := throttles[i%len(throttles)]
 		wg.Go(func() {
-			v, _, err := th.Verify(context.Background(), "k", "wrong", lookupHash(hash))
+			v, _, err := th.Verify(context.Background(), key, "wrong", lookupHash(hash))
 			if err != nil {
 				t.Error(err)
 			}
@@ -132,9 +142,7 @@ func TestThrottleParallelGuesses(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got[Rejected] != 10 || got[Throttled] != 190 {
-		t.Fatalf("verdicts %v; want 10 Rejected (checked) and 190 Throttled", got)
-	}
+	return got
 }
 
 // TestThrottleBusy: with every password check slot taken, an attempt waits CheckWait, is

@@ -70,6 +70,10 @@ type Appender struct {
 	// before its chunks are given up; 0 means DefaultRetryFor. Meanwhile Writes block, so a
 	// step that prints waits for space rather than losing lines. Set it before Run.
 	RetryFor time.Duration
+	// OnChange, when set, is called by Notify with the run whose log or status changed, e.g.
+	// to tell the other servers, whose readers this Appender cannot wake. It must not block.
+	// Set it before Run.
+	OnChange func(runID int64)
 
 	sink   Sink
 	logger *slog.Logger
@@ -212,15 +216,35 @@ gather:
 	}
 }
 
-// Notify wakes the readers waiting on Changed(runID). The Appender calls it after each commit;
-// the scheduler calls it after it moves a run to a final status, so following readers end at
-// once instead of at their next poll.
+// Notify wakes the readers waiting on Changed(runID), and tells OnChange. The Appender calls it
+// after each commit; the scheduler calls it after it moves a run to a final status, so
+// following readers end at once instead of at their next poll.
 func (a *Appender) Notify(runID int64) {
+	a.Wake(runID)
+	if a.OnChange != nil {
+		a.OnChange(runID)
+	}
+}
+
+// Wake wakes the readers waiting on Changed(runID) in this process, and nothing else: for a
+// change another server announced.
+func (a *Appender) Wake(runID int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if w, ok := a.waiters[runID]; ok {
 		close(w.ch)
 		delete(a.waiters, runID)
+	}
+}
+
+// WakeAll wakes every reader waiting on Changed, so each reads again: for when announcements of
+// other servers may have been missed.
+func (a *Appender) WakeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, w := range a.waiters {
+		close(w.ch)
+		delete(a.waiters, id)
 	}
 }
 

@@ -26,6 +26,31 @@ type WebhookStore interface {
 	DeliveryRecord(ctx context.Context, rec store.DeliveryRecord) (store.Delivery, bool, error)
 }
 
+// RateLimiter is the rate of requests each trigger's URL accepts, a token bucket per key:
+// *webhook.Limiter keeps the buckets in this process (one server), SharedLimiter in the
+// database, for servers that share it.
+type RateLimiter interface {
+	// Take takes a token for key; when none is left, ok is false and retryAfter says when one
+	// will be.
+	Take(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// SharedLimiter keeps each trigger's token bucket in the database (store.Store.RateTake), so
+// the servers sharing it accept Rate requests per second and Burst at once between them, not
+// each. Its times are the database's.
+type SharedLimiter struct {
+	Store interface {
+		RateTake(ctx context.Context, key string, rate float64, burst int) (ok bool, retryAfter time.Duration, err error)
+	}
+	Rate  float64
+	Burst int
+}
+
+// Take takes a token from the bucket of trigger key.
+func (l SharedLimiter) Take(ctx context.Context, key string) (bool, time.Duration, error) {
+	return l.Store.RateTake(ctx, "webhook:"+key, l.Rate, l.Burst)
+}
+
 // DefaultMaxBody is the webhook body limit when Webhooks.MaxBody is 0.
 const DefaultMaxBody = 1 << 20
 
@@ -58,10 +83,10 @@ const recordTimeout = 30 * time.Second
 // records the status the caller got.
 type Webhooks struct {
 	Store   WebhookStore
-	Runs    *Service         // builds runs exactly as manual starts do, and wakes the scheduler
-	Box     *secret.Box      // opens triggers' signature secrets
-	Limiter *webhook.Limiter // per-trigger rate of requests to the URL; nil = unlimited
-	MaxBody int64            // body limit in bytes; 0 = DefaultMaxBody
+	Runs    *Service    // builds runs exactly as manual starts do, and wakes the scheduler
+	Box     *secret.Box // opens triggers' signature secrets
+	Limiter RateLimiter // per-trigger rate of requests to the URL; nil = unlimited
+	MaxBody int64       // body limit in bytes; 0 = DefaultMaxBody
 	// RunURL is the link to a run's web page in answers; nil gives "".
 	RunURL func(id int64) string
 	// APIURL is the link to the run in the API in answers; nil gives "".

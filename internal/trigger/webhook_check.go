@@ -69,7 +69,7 @@ func (w *Webhooks) enabled(ctx context.Context, d *delivery) *Outcome {
 	out := w.notFound(d)
 	out.Pipeline = d.trig.Pipeline // for metrics only
 	if w.Limiter != nil {
-		if ok, _ := w.Limiter.Allow(strconv.FormatInt(d.trig.PipelineID, 10), time.Now()); !ok {
+		if ok, _, err := w.Limiter.Take(ctx, strconv.FormatInt(d.trig.PipelineID, 10)); !ok || err != nil {
 			return out
 		}
 	}
@@ -83,14 +83,17 @@ func (w *Webhooks) enabled(ctx context.Context, d *delivery) *Outcome {
 }
 
 // rate refuses a request over the trigger's rate; such a request is not stored.
-func (w *Webhooks) rate(_ context.Context, d *delivery) *Outcome {
+func (w *Webhooks) rate(ctx context.Context, d *delivery) *Outcome {
 	switch {
 	case d.in.Token == "":
 		d.trace.Add("rate", true, "not limited: sent through the API by a signed-in user")
 	case w.Limiter == nil:
 		d.trace.Add("rate", true, "no rate limit is set")
 	default:
-		ok, wait := w.Limiter.Allow(strconv.FormatInt(d.trig.PipelineID, 10), time.Now())
+		ok, wait, err := w.Limiter.Take(ctx, strconv.FormatInt(d.trig.PipelineID, 10))
+		if err != nil {
+			return w.failure(d, err)
+		}
 		if !ok {
 			secs := max(1, int64(math.Ceil(wait.Seconds())))
 			d.trace.Add("rate", false, "over the trigger's rate limit; retry in %d s", secs)

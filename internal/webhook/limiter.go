@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"math"
 	"sync"
 	"time"
@@ -64,6 +65,13 @@ func (l *Limiter) Allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 	}
 	wait := time.Duration(math.Ceil((1 - b.tokens) / l.rate * float64(time.Second)))
 	return false, max(wait, 1)
+}
+
+// Take is Allow at the current time, for callers that take a limiter of this process or one
+// shared by several servers alike (trigger.RateLimiter). It never fails.
+func (l *Limiter) Take(_ context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	ok, retryAfter = l.Allow(key, time.Now())
+	return ok, retryAfter, nil
 }
 
 // tokensAt returns b's tokens at now, refilled since b.last.
