@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/flowd/flowd/internal/api"
@@ -32,6 +33,15 @@ import (
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) error {
 	if err := privateFolder(cfg.Data); err != nil {
 		return err
+	}
+	if v := os.Getenv("FLOWD_TEST_CLOCK_OFFSET"); v != "" {
+		// A test hook: this process's clock, as far as it stamps records, is off by v.
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("app: FLOWD_TEST_CLOCK_OFFSET=%q: %w", v, err)
+		}
+		store.SetClockOffset(d)
+		logger.Warn("this server's clock is shifted for a test", "offset", d)
 	}
 	key, err := secret.LoadKey(cfg.SecretKey, cfg.Data)
 	if err != nil {

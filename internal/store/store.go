@@ -351,8 +351,16 @@ func (d db) forUpdate() string {
 // now is the current time as the store keeps it: UTC, microseconds (PostgreSQL's precision),
 // so a value written and read back compares equal on both databases.
 func now() time.Time {
-	return time.Now().UTC().Truncate(time.Microsecond)
+	return time.Now().Add(time.Duration(clockOffset.Load())).UTC().Truncate(time.Microsecond)
 }
+
+// clockOffset shifts now() (see SetClockOffset); 0 in production.
+var clockOffset atomic.Int64
+
+// SetClockOffset shifts the time this process stamps on records (created_at and the like) by
+// d: a test hook (FLOWD_TEST_CLOCK_OFFSET) that shows a server with a wrong clock changes no
+// lease, since leases and heartbeats are timed by the database's clock only.
+func SetClockOffset(d time.Duration) { clockOffset.Store(int64(d)) }
 
 // reader is the pool for statements that only read.
 func (s *Store) reader() db {
