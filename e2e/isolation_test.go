@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -297,4 +299,91 @@ func TestTrustedPipelinesOnly(t *testing.T) {
 	if out, errOut, code := srv.cli(admin, "run", "hello", "--follow"); code != 0 {
 		t.Errorf("a run of the trusted pipeline: exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// TestRestartKillsStepsOfAKilledServer kills the server and its step's shim with SIGKILL (the
+// shim would otherwise end the step when the server dies), so the step's shell and `sleep` run
+// on, re-parented to init; the server started again on the same data folder kills them before
+// it listens, from the record of the step's process group.
+func TestRestartKillsStepsOfAKilledServer(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	args := []string{"--step-user", "none", "--executors", "1"}
+	srv := startServer(t, data, dsn, args...)
+	admin := srv.token("admin", adminPassword)
+	secs := 600 + rand.IntN(100000)*10 + 3 // unique to this test: its processes' marker
+	marker := fmt.Sprintf("sleep %d", secs)
+	t.Cleanup(func() { killProcesses(marker) })
+	if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline("slow", secs), nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	if code := srv.api(admin, "POST", "/api/v1/pipelines/slow/runs", map[string]any{}, nil); code != 201 {
+		t.Fatalf("run: %d", code)
+	}
+	// The shim's and the shell's arguments hold the script, hence the marker too.
+	isSleep := func(c string) bool { return c == marker }
+	isShim := func(c string) bool { return strings.Contains(c, marker) && strings.Contains(c, "__step-shim") }
+	ofStep := func(c string) bool { return strings.Contains(c, marker) }
+	waitFor(t, "the step's sleep", func() bool { return len(pidsWhere(isSleep)) > 0 })
+	shims := pidsWhere(isShim)
+	if len(shims) != 1 {
+		t.Fatalf("%d step shims run %q, want 1", len(shims), marker)
+	}
+
+	// Stopped first, so the server cannot end the step when its shim dies.
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every thread of the server to stop", func() bool { return stopped(srv.cmd.Process.Pid) })
+	if err := syscall.Kill(shims[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.crash()
+	waitFor(t, "the shim to be gone", func() bool { return len(pidsWhere(isShim)) == 0 })
+	if len(pidsWhere(isSleep)) == 0 {
+		t.Fatalf("%s did not outlive the killed server and shim: nothing left to test", marker)
+	}
+
+	startServer(t, data, dsn, args...)
+	if pids := pidsWhere(ofStep); len(pids) > 0 {
+		t.Errorf("processes of the killed server's step still run after the restart: %v", pids)
+	}
+	if entries, err := os.ReadDir(filepath.Join(data, "steps")); err != nil || len(entries) > 0 {
+		t.Errorf("step records after the restart: %v (%v), want none", entries, err)
+	}
+}
+
+// pidsWhere lists the processes whose command line (its arguments joined by spaces) matches.
+func pidsWhere(match func(cmdline string) bool) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && len(b) > 0 && match(strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// stopped tells whether every thread of process pid is stopped (SIGSTOP takes effect in each
+// thread when it next runs).
+func stopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if err != nil || i < 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }

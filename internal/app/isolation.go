@@ -66,8 +66,9 @@ func workspaceRoot(dir string, isolated bool) error {
 }
 
 // newExecutor builds the local executor: steps through flowd's own binary as the shim, run as
-// users of their own when --step-user gives (or, as root, defaults to) a uid range. Processes
-// a killed server left running as those users are killed first.
+// users of their own when --step-user gives (or, as root, defaults to) a uid range, each
+// step's process group recorded in the data folder's "steps". Processes a killed server left
+// running (the recorded groups, and every process of the step users) are killed first.
 //
 // release gives the uid range back (see lockUIDs) once the executor's jobs have ended.
 func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (exec *executor.Local, release func(), err error) {
@@ -80,10 +81,14 @@ func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (e
 	if err := workspaceRoot(cfg.Workspaces, isolated); err != nil {
 		return nil, nil, err
 	}
+	procs := filepath.Join(cfg.Data, "steps")
+	killLeftSteps(ctx, procs, log)
 	if !isolated {
 		log.Warn("steps run as flowd's own OS user, so only trusted pipelines run: run flowd as root (or give --step-user a uid range) to run each job as a user of its own",
 			"step_user", cfg.StepUser, "workspaces", cfg.Workspaces)
-		return executor.NewLocal(log, shim, nil), func() {}, nil
+		exec = executor.NewLocal(log, shim, nil)
+		exec.Procs = procs
+		return exec, func() {}, nil
 	}
 	if !executor.CanSwitchUsers() {
 		return nil, nil, fmt.Errorf("app: --step-user %s needs flowd to run as root, to run steps as those users; use --step-user none to run only trusted pipelines as flowd's own user", cfg.StepUser)
@@ -104,7 +109,19 @@ func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (e
 		return nil, nil, fmt.Errorf("app: kill steps left running: %w", err)
 	}
 	log.Info("steps run as users of their own", "uids", fmt.Sprintf("%d-%d", first, last), "workspaces", cfg.Workspaces)
-	return executor.NewLocal(log, shim, users), release, nil
+	exec = executor.NewLocal(log, shim, users)
+	exec.Procs = procs
+	return exec, release, nil
+}
+
+// killLeftSteps kills the step processes a killed server left running, from the records in
+// procs (see executor.KillRecorded). It does not stop the start: what it could not kill is
+// logged, with what an operator can do.
+func killLeftSteps(ctx context.Context, procs string, log *slog.Logger) {
+	if _, err := executor.KillRecorded(ctx, procs, log); err != nil { // it logs what it killed
+		log.Error("kill the step processes a previous flowd left running; look for them with `ps -eo pid,pgid,args` and kill them by hand",
+			"folder", procs, "err", err)
+	}
 }
 
 // lockUIDs takes, for the life of the process, a lock named after the uid range in /run (a

@@ -47,6 +47,10 @@ type Local struct {
 	// owning the job's workspace (mode 0700) and a private HOME and TMPDIR beside it; nil runs
 	// them as the server's own user (only for trusted pipelines: see DESIGN.md "Isolation").
 	Users *Users
+	// Procs, when set, is the folder where each running step's process group is recorded
+	// (one file a step, removed when it ends), so that KillRecorded can kill what a killed
+	// server left running when it starts again. "" records nothing.
+	Procs string
 
 	mu   sync.Mutex
 	uids map[string]uint32 // workspace → the uid its job holds until Cleanup
@@ -109,7 +113,7 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 		r.skip(0)
 		return Result{Status: run.Failed, Message: msg}
 	}
-	r.shim = l.Shim
+	r.shim, r.procs = l.Shim, l.Procs
 	if err := l.prepare(ctx, r); err != nil {
 		msg := fmt.Sprintf("cannot create workspace: %v", err)
 		r.say("✖ %s\n", msg)
@@ -297,6 +301,7 @@ func freshDir(dir string, uid uint32) error {
 type localRun struct {
 	job    Job
 	shim   string              // see Local.Shim
+	procs  string              // see Local.Procs
 	cred   *syscall.Credential // the job's uid (Local.Users), nil to run as the server's user
 	out    *lineWriter
 	rep    Reporter
@@ -307,8 +312,8 @@ type localRun struct {
 // step runs one step and returns its status (Success, Failed or, when the job's context ended,
 // Canceled or Failed for a timeout), its exit code if it exited on its own, and a reason.
 //
-// The step's process is the shim (ShimMain) in a process group of its own, with the shell as
-// its child; the environment goes to the shim over a pipe and the shell's status comes back
+// The step's process is the shim (ShimMain) in a process group of its own (recorded in
+// Local.Procs while it runs), with the shell as its child, in the same group; the environment goes to the shim over a pipe and the shell's status comes back
 // over another. The shim kills everything the step left when the shell exits. On cancel the
 // group gets SIGTERM and the shim gives the tree the grace before it kills it; the server
 // waits for the shim a little longer, and kills the group itself only if the shim is stuck.
@@ -354,6 +359,14 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 	if err != nil {
 		envW.Close()
 		return r.cannotStart(step, shell, err)
+	}
+	if r.procs != "" {
+		// Before the environment is sent: the shim waits for it before it starts the shell.
+		if remove, err := recordStep(r.procs, cmd.Process.Pid); err != nil {
+			r.logger.Warn("record the step's process group", "step_id", step.ID, "err", err)
+		} else {
+			defer remove()
+		}
 	}
 	go func() {
 		defer envW.Close()
