@@ -67,6 +67,13 @@ func newFixture(t *testing.T, dialect string, slots int) *fixture {
 // the jobs run by exec (a real executor) instead of the fake.
 func newFixtureWorkspace(t *testing.T, dialect string, slots int, root string, exec executor.Executor) *fixture {
 	t.Helper()
+	return newFixtureConfig(t, dialect, slots, root, exec, nil)
+}
+
+// newFixtureConfig is newFixtureWorkspace with edit, when not nil, changing the scheduler's
+// Config before it starts.
+func newFixtureConfig(t *testing.T, dialect string, slots int, root string, exec executor.Executor, edit func(*Config)) *fixture {
+	t.Helper()
 	st := storetest.Open(t, dialect)
 	box, err := secret.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -79,8 +86,12 @@ func newFixtureWorkspace(t *testing.T, dialect string, slots int, root string, e
 	if exec != nil {
 		e = exec
 	}
-	f.sched = New(Config{Store: st, Executor: e, Logs: f.logs, Box: box, Slots: slots,
-		Workspace: root, Logger: logger, Poll: 20 * time.Millisecond})
+	cfg := Config{Store: st, Executor: e, Logs: f.logs, Box: box, Slots: slots,
+		Workspace: root, Logger: logger, Poll: 20 * time.Millisecond}
+	if edit != nil {
+		edit(&cfg)
+	}
+	f.sched = New(cfg)
 	ctx := context.Background()
 	hash, _ := auth.HashPasswordCost("password1", 4)
 	u, err := st.UserCreate(ctx, "alice", hash, false)
