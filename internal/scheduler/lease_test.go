@@ -83,4 +83,3 @@ func TestLostAttemptIsStoppedAndFenced(t *testing.T) {
 		}
 	})
 }
-

@@ -428,4 +428,3 @@ func (s *Scheduler) applyStates(ids []int64, live []store.LiveAttempt, renewed b
 func finalCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 15*time.Second)
 }
-
