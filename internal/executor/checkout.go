@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -85,7 +86,7 @@ func (r *localRun) checkout(ctx context.Context, c Checkout, gitBin string, grac
 	if c.Username != "" || c.Password != "" {
 		user, pass = c.Username, c.Password
 	}
-	g := &gitRunner{dir: r.job.Workspace, grace: grace, cred: r.cred}
+	g := &gitRunner{dir: r.job.Workspace, grace: grace, cred: r.cred, procs: r.procs, logger: r.logger}
 	if pass != "" {
 		g.secrets = []string{pass, url.QueryEscape(pass), url.PathEscape(pass), url.UserPassword(user, pass).String()}
 	}
@@ -419,11 +420,15 @@ type gitRunner struct {
 	secrets []string // what to mask in git's output
 	grace   time.Duration
 	cred    *syscall.Credential // the job's uid, nil for the server's own
+	procs   string              // see Local.Procs
+	logger  *slog.Logger
 }
 
 // run runs git with args in the workspace, in a session (and process group) of its own with
 // no terminal, and returns its stdout and stderr, masked and bounded. When ctx ends, the group
-// gets SIGTERM, then SIGKILL after the grace; nothing of it outlives the call.
+// gets SIGTERM, then SIGKILL after the grace; nothing of it outlives the call. The group is
+// recorded in procs while it runs, as a step's is, so that a fetch that hangs on after a
+// `kill -9` of the server is killed when the server starts again.
 func (g *gitRunner) run(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, g.bin, args...)
 	cmd.Dir = g.dir
@@ -442,6 +447,13 @@ func (g *gitRunner) run(ctx context.Context, args ...string) (string, error) {
 		return "", fmt.Errorf("start git: %w", err)
 	}
 	pgid := cmd.Process.Pid
+	if g.procs != "" {
+		if remove, err := recordStep(g.procs, pgid); err != nil {
+			g.logger.Warn("record the checkout's process group", "err", err)
+		} else {
+			defer remove()
+		}
+	}
 	err := cmd.Wait()
 	if !termAt.IsZero() {
 		waitGroupGone(pgid, termAt.Add(g.grace))

@@ -47,9 +47,10 @@ type Local struct {
 	// owning the job's workspace (mode 0700) and a private HOME and TMPDIR beside it; nil runs
 	// them as the server's own user (only for trusted pipelines: see DESIGN.md "Isolation").
 	Users *Users
-	// Procs, when set, is the folder where each running step's process group is recorded
-	// (one file a step, removed when it ends), so that KillRecorded can kill what a killed
-	// server left running when it starts again. "" records nothing.
+	// Procs, when set, is the folder where each running step's process group, and each git
+	// command's of a checkout, is recorded (one file a group, removed when it ends), so that
+	// KillRecorded can kill what a killed server left running when it starts again. ""
+	// records nothing.
 	Procs string
 
 	mu   sync.Mutex

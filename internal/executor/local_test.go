@@ -414,16 +414,18 @@ func TestCancel(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	t.Parallel()
 	job := newJob(t, "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); sleep 600 & sleep 600", "echo never")
-	job.Timeout = 300 * time.Millisecond
+	// Long enough for the step to start and print its group on a loaded machine (a race
+	// build's shim took over 300 ms there), short enough to end within startAndStop's 2 s.
+	job.Timeout = time.Second
 	res, out, events := startAndStop(t, job, func() {})
-	if res.Status != run.Failed || res.Message != "job timed out after 300ms" {
-		t.Errorf("result %+v, want failed: job timed out after 300ms", res)
+	if res.Status != run.Failed || res.Message != "job timed out after 1s" {
+		t.Errorf("result %+v, want failed: job timed out after 1s", res)
 	}
 	want := []string{"1:running", "1:failed", "2:skipped"}
 	if !slices.Equal(events, want) {
 		t.Errorf("events %v, want %v", events, want)
 	}
-	if !strings.Contains(out, "✖ s1: timed out after 300ms\n") {
+	if !strings.Contains(out, "✖ s1: timed out after 1s\n") {
 		t.Errorf("output %q", out)
 	}
 }

@@ -27,7 +27,8 @@ import (
 // names the step's process group — the shim leads it, and the shell and everything it starts
 // stay in it unless they leave on purpose (setsid) — with the start time of its leader, so a
 // pid used again by another process is never taken for the step's. KillRecorded, at the next
-// start, kills what is left of each group.
+// start, kills what is left of each group. The git commands of a checkout, each a group of
+// its own with no shim above it, are recorded the same way right after they start.
 //
 // A record is one line of key=value fields:
 //

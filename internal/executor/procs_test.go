@@ -219,3 +219,36 @@ func TestKillRecordedMissingFolder(t *testing.T) {
 		t.Errorf("KillRecorded of a missing folder = %d, %v", n, err)
 	}
 }
+
+// Each git command of a checkout is recorded while it runs, as a step is: right after it
+// starts (the fake git waits for its record, at most 10 s).
+func TestCheckoutIsRecorded(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "steps")
+	seen := filepath.Join(t.TempDir(), "seen")
+	git := filepath.Join(t.TempDir(), "git")
+	script := fmt.Sprintf("#!/bin/sh\nfor i in $(seq 1000); do [ -n \"$(ls %[1]s 2>/dev/null)\" ] && break; sleep 0.01; done\n"+
+		"{ cat %[1]s/*; echo \"git pid=$$\"; } > %[2]s\nexit 1\n", dir, seen)
+	if err := os.WriteFile(git, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := newLocal(t)
+	l.Procs, l.Git = dir, git
+	job := newJob(t, "echo never")
+	job.Checkout = &Checkout{URL: "https://git.example/x.git", SHA: strings.Repeat("a", 40)}
+	var out syncBuffer
+	if res := l.Run(context.Background(), job, &out, &recorder{t: t}); res.Status != "failed" {
+		t.Fatalf("%+v, want the checkout failed by the fake git\n%s", res, out.String())
+	}
+	b, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`pgid=(\d+) `).FindStringSubmatch(string(b))
+	if m == nil || !strings.Contains(string(b), "git pid="+m[1]+"\n") {
+		t.Errorf("git did not find its own group recorded: %q", b)
+	}
+	if names := listDir(t, dir); len(names) > 0 {
+		t.Errorf("records left after the checkout: %v", names)
+	}
+}
