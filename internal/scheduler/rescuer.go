@@ -57,9 +57,13 @@ func (r *Rescuer) RescuePrevious(ctx context.Context) error {
 	if r.AllInstances {
 		h.Node = ""
 	}
-	done, err := r.Store.AttemptsRescueInstance(ctx, h)
-	r.report(done)
-	return err
+	for {
+		done, err := r.Store.AttemptsRescueInstance(ctx, h)
+		r.report(done)
+		if err != nil || len(done) < store.RescueBatch {
+			return err
+		}
+	}
 }
 
 // Run sweeps while this node leads, until ctx is done; then it gives up the lease.

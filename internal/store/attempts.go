@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -261,20 +262,22 @@ type Rescued struct {
 	Message string
 }
 
-// rescueBatch bounds the attempts one rescue transaction takes.
-const rescueBatch = 50
+// RescueBatch bounds the attempts one rescue call takes.
+const RescueBatch = 50
 
-// AttemptsRescue takes up to rescueBatch live attempts whose lease expired by the database's
-// clock and rescues each (see rescueOne). Call it again while it returns a full batch. Only
+// AttemptsRescue takes up to RescueBatch live attempts whose lease expired by the database's
+// clock and rescues each (see rescueOne); the next sweep takes the rest. Only
 // the leader calls it; the guarded updates make a second caller harmless.
 func (s *Store) AttemptsRescue(ctx context.Context) ([]Rescued, error) {
-	return s.rescue(ctx, "a.expires_at < "+s.dialect().clock(), nil, "stopped renewing its lease")
+	return s.rescue(ctx, "a.expires_at < <clock>", nil, "stopped renewing its lease")
 }
 
 // AttemptsRescueInstance rescues at once, whatever their lease, the live attempts of node held
 // by another instance than the caller's: a node that restarted takes back what its previous
 // instance was running (that process is gone; its lease need not run out). With node "" it
 // takes every live attempt of any other instance: for SQLite, which serves one server only.
+// Like AttemptsRescue it takes up to RescueBatch attempts per call: call it until it returns
+// fewer.
 func (s *Store) AttemptsRescueInstance(ctx context.Context, h Holder) ([]Rescued, error) {
 	if h.Node == "" {
 		return s.rescue(ctx, "a.instance <> ?", []any{h.Instance}, "stopped: its server was restarted while the job ran")
@@ -284,41 +287,38 @@ func (s *Store) AttemptsRescueInstance(ctx context.Context, h Holder) ([]Rescued
 
 func (s *Store) dialect() db { return db{pg: s.pg} }
 
-// rescue runs rescueOne for each live attempt matching cond (on alias a), in batches.
+// rescue runs rescueOne for each live attempt matching cond (on alias a), each in a
+// transaction of its own: a sweep never holds one attempt while it waits for another (a runner
+// renewing several of its attempts at once locks them too).
 func (s *Store) rescue(ctx context.Context, cond string, args []any, why string) ([]Rescued, error) {
+	type cand struct {
+		id, runID int64
+	}
+	cands, err := queryAll(ctx, s.reader(), func(row scanner, c *cand) error { return row.Scan(&c.id, &c.runID) },
+		"SELECT a.id, j.run_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.state IN "+liveStates+
+			" AND "+strings.ReplaceAll(cond, "<clock>", s.dialect().clock())+" ORDER BY a.id LIMIT ?", append(slices.Clone(args), RescueBatch)...)
+	if err != nil {
+		return nil, wrap("rescue attempts", err)
+	}
 	var out []Rescued
-	for {
-		var batch []Rescued
+	for _, c := range cands {
+		var (
+			r  Rescued
+			ok bool
+		)
 		err := s.writeRelaxed(ctx, func(tx db) error {
-			batch = batch[:0]
-			type cand struct {
-				id, jobID, runID int64
-			}
-			cands, err := queryAll(ctx, tx, func(row scanner, c *cand) error { return row.Scan(&c.id, &c.jobID, &c.runID) },
-				"SELECT a.id, a.job_id, j.run_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.state IN "+liveStates+
-					" AND "+cond+" ORDER BY j.run_id, a.id LIMIT ?", append(slices.Clone(args), rescueBatch)...)
-			if err != nil {
-				return err
-			}
-			for _, c := range cands {
-				r, ok, err := rescueOne(ctx, tx, c.id, c.runID, cond, args, why)
-				if err != nil {
-					return err
-				}
-				if ok {
-					batch = append(batch, r)
-				}
-			}
-			return nil
+			var err error
+			r, ok, err = rescueOne(ctx, tx, c.id, c.runID, strings.ReplaceAll(cond, "<clock>", tx.clock()), args, why)
+			return err
 		})
 		if err != nil {
 			return out, wrap("rescue attempts", err)
 		}
-		out = append(out, batch...)
-		if len(batch) < rescueBatch {
-			return out, nil
+		if ok {
+			out = append(out, r)
 		}
 	}
+	return out, nil
 }
 
 // rescueOne moves attempt id (of a job of run runID), if it is still live and matches cond, to
