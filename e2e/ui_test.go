@@ -276,6 +276,7 @@ func uiScreenshots(t *testing.T, b *browser, runID int64) {
 		{"run", fmt.Sprintf("/runs/%d", runID)},
 		{"deliveries", "/pipelines/ui-hello/deliveries"},
 		{"users", "/admin/users"},
+		{"nodes", "/admin/nodes"},
 		{"tokens", "/account/tokens"},
 	}
 	sizes := []struct {

@@ -45,6 +45,7 @@ func commands() []command {
 
 		{"user", "Administration", "add, list, disable, enable and remove users (admins)", nounRunner("user", userCommands)},
 		{"token", "Administration", "list and revoke your API tokens", nounRunner("token", tokenCommands)},
+		{"nodes", "Administration", "list the servers sharing the database, with their heartbeats (admins)", (*cli).cmdNodes},
 
 		{"version", "Other", "print the version of flowd", (*cli).cmdVersion},
 		{"help", "Other", "explain a command: flowd help COMMAND", nil}, // handled in dispatch

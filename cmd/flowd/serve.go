@@ -33,6 +33,7 @@ Flags:
 // cmdServe runs `flowd serve`.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := config.Default()
+	cfg.Version = binaryVersion()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

@@ -48,14 +48,15 @@ func unauthorized(w http.ResponseWriter, message string) {
 	writeError(w, http.StatusUnauthorized, "unauthorized", message)
 }
 
-// requireAdmin authenticates the caller and checks they are a global admin (403 otherwise).
-func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) (store.User, bool) {
+// requireAdmin authenticates the caller and checks they are a global admin (403 otherwise,
+// saying they may not do what, e.g. "manage users").
+func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request, what string) (store.User, bool) {
 	u, ok := s.authenticate(w, r)
 	if !ok {
 		return store.User{}, false
 	}
 	if !u.Admin {
-		forbidden(w, "only global administrators may manage users; ask one of them")
+		forbidden(w, "only global administrators may "+what+"; ask one of them")
 		return store.User{}, false
 	}
 	return u, true

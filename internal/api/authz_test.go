@@ -132,6 +132,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				u := f.e.user("victim"+f.next(), false)
 				return request{method: "DELETE", path: "/api/v1/users/" + u.Username}
 			}, [numCallers]int{unauth, forbid, forbid, forbid, noContent, forbid}},
+			{"GET /api/v1/nodes", get("/api/v1/nodes"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
 			{"GET /api/v1/pipelines", get("/api/v1/pipelines"), [numCallers]int{unauth, ok, ok, ok, ok, ok}},
 			{"POST /api/v1/pipelines", func(f *matrixFixture, c int) request {
 				return request{method: "POST", path: "/api/v1/pipelines", contentType: "application/yaml",

@@ -102,6 +102,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PATCH /api/v1/users/{name}", s.userUpdate)
 	mux.HandleFunc("DELETE /api/v1/users/{name}", s.userDelete)
 
+	mux.HandleFunc("GET /api/v1/nodes", s.nodeList)
+
 	mux.HandleFunc("GET /api/v1/pipelines", s.pipelineList)
 	mux.HandleFunc("POST /api/v1/pipelines", s.pipelineCreate)
 	mux.HandleFunc("POST /api/v1/pipelines/validate", s.pipelineValidate)

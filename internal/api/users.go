@@ -50,7 +50,7 @@ func (s *Server) userMe(w http.ResponseWriter, r *http.Request) {
 
 // userList: GET /api/v1/users (global admin) → every user.
 func (s *Server) userList(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.requireAdmin(w, r); !ok {
+	if _, ok := s.requireAdmin(w, r, "manage users"); !ok {
 		return
 	}
 	us, err := s.Store.UserList(r.Context())
@@ -67,7 +67,7 @@ func (s *Server) userList(w http.ResponseWriter, r *http.Request) {
 
 // userCreate: POST /api/v1/users (global admin) {"username","password","admin"?} → 201 user.
 func (s *Server) userCreate(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.requireAdmin(w, r); !ok {
+	if _, ok := s.requireAdmin(w, r, "manage users"); !ok {
 		return
 	}
 	var in struct {
@@ -99,7 +99,7 @@ func (s *Server) userCreate(w http.ResponseWriter, r *http.Request) {
 // 200 user. An admin cannot take their own admin right or disable themselves, so the server
 // cannot be left without an administrator by mistake.
 func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
-	me, ok := s.requireAdmin(w, r)
+	me, ok := s.requireAdmin(w, r, "manage users")
 	if !ok {
 		return
 	}
@@ -140,7 +140,7 @@ func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
 // userDelete: DELETE /api/v1/users/{name} (global admin) → 204. An admin cannot delete
 // themselves.
 func (s *Server) userDelete(w http.ResponseWriter, r *http.Request) {
-	me, ok := s.requireAdmin(w, r)
+	me, ok := s.requireAdmin(w, r, "manage users")
 	if !ok {
 		return
 	}

@@ -61,6 +61,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	defer st.Close()
+	node, stopNode, err := startNode(ctx, st, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopNode()
 	if err := bootstrapAdmin(ctx, st, cfg, logger, out); err != nil {
 		return err
 	}
@@ -75,7 +80,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	defer releaseUIDs() // when Run returns: the scheduler has stopped every job by then
 	requireTrusted := exec.Users == nil
-	holder := store.Holder{Node: cfg.NodeName, Instance: newInstance()}
+	holder := store.Holder{Node: node.Name, Instance: node.Instance} // the instance registered in nodes
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	sched := scheduler.New(scheduler.Config{

@@ -7,6 +7,23 @@ import (
 	"github.com/flowd/flowd/internal/run"
 )
 
+// Node is a server (or, later, an agent) sharing the database, as GET /api/v1/nodes lists it.
+type Node struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"` // "server" or "agent"
+	Instance string `json:"instance"`
+	Version  string `json:"version"`
+	Addr     string `json:"addr"`
+	// LeaseTTL is the node's --lease-ttl: it is live while its last heartbeat is within it.
+	LeaseTTL    float64   `json:"lease_ttl_seconds"`
+	StartedAt   time.Time `json:"started_at"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	// HeartbeatAge is how long ago the last heartbeat was, by the database's clock.
+	HeartbeatAge float64 `json:"heartbeat_age_seconds"`
+	JobsHeld     int     `json:"jobs_held"`
+	Live         bool    `json:"live"`
+}
+
 // User is a flowd user account.
 type User struct {
 	Username  string    `json:"username"`

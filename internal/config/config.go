@@ -68,6 +68,9 @@ type Config struct {
 	// LeaseTTL is how long a job attempt's lease lasts without a renewal; runners renew every
 	// LeaseTTL/3, and the leader rescues attempts whose lease expired (database time).
 	LeaseTTL time.Duration
+	// Version is the version of the flowd binary, set by cmd/flowd (not a flag); the node
+	// list shows it. "" = unknown.
+	Version string
 }
 
 // Default returns the zero-config settings.

@@ -17,60 +17,65 @@ const (
 // its name across restarts; each start is a new Instance (random), so attempts name the
 // process that holds them and a restarted node can tell its previous instance's from its own.
 type Node struct {
-	Name      string
-	Kind      string // NodeServer or NodeAgent
-	Instance  string
-	Version   string
-	Addr      string // where it serves, for people; "" when it serves nothing
+	Name     string
+	Kind     string // NodeServer or NodeAgent
+	Instance string
+	Version  string
+	Addr     string // where it serves, for people; "" when it serves nothing
+	// TTL is the node's own lease TTL (a server's --lease-ttl): it heartbeats every TTL/3 and
+	// is gone once its last heartbeat is older than TTL. Each node is judged by its own TTL,
+	// so nodes started with different TTLs agree on who is live.
+	TTL       time.Duration
 	StartedAt time.Time
 	// HeartbeatAt is the database's time of its last heartbeat.
 	HeartbeatAt time.Time
+	// HeartbeatAge is how long ago that was by the database's clock (NodeList fills it), so
+	// that "10s ago" does not depend on the clock of whoever shows it.
+	HeartbeatAge time.Duration
 	// JobsHeld counts the attempts in state running or canceling held by the node (any
 	// instance); NodeList fills it.
 	JobsHeld int
-	// Live: the last heartbeat is within the TTL given to NodeList or NodeRegister, by the
-	// database's clock.
+	// Live: the last heartbeat is within TTL, by the database's clock.
 	Live bool
 }
 
 // NodeRegister records n as the running instance of the node n.Name: it inserts the row or
 // replaces it, with started_at and heartbeat_at the database's current time, and returns the
-// row as it was before (the zero Node when there was none; its Live says whether its last
-// heartbeat was within ttl).
+// row as it was before, as NodeList would have listed it (the zero Node when there was none).
 //
 // A name is held by one live instance at a time: when the row belongs to another instance
-// whose heartbeat is within ttl, NodeRegister changes nothing and returns that row with an
-// error wrapping ErrConflict, unless that instance is replaces, the instance the caller knows
-// it succeeds (a server's previous start on the same data folder, killed before its heartbeat
-// went stale). The check and the change are one transaction, so two starts racing for a name
-// cannot both win, and a refused start never takes the row from the live one.
-func (s *Store) NodeRegister(ctx context.Context, n Node, ttl time.Duration, replaces string) (prev Node, err error) {
+// whose heartbeat is within that instance's TTL, NodeRegister changes nothing and returns that
+// row with an error wrapping ErrConflict, unless that instance is replaces, the instance the
+// caller knows it succeeds (a server's previous start on the same data folder, killed before
+// its heartbeat went stale). The check and the change are one transaction, so two starts
+// racing for a name cannot both win, and a refused start never takes the row from the live one.
+func (s *Store) NodeRegister(ctx context.Context, n Node, replaces string) (prev Node, err error) {
 	if n.Kind != NodeServer && n.Kind != NodeAgent {
 		return Node{}, fmt.Errorf("store: register node: kind %q is neither %q nor %q", n.Kind, NodeServer, NodeAgent)
 	}
+	if n.TTL < time.Millisecond {
+		return Node{}, fmt.Errorf("store: register node: TTL %v is under a millisecond", n.TTL)
+	}
+	ttl := n.TTL.Milliseconds()
 	err = s.write(ctx, func(tx db) error {
 		prev = Node{}
-		inserted, err := tx.execN(ctx, `INSERT INTO nodes (name, kind, instance, version, addr, started_at, heartbeat_at)
-			VALUES (?, ?, ?, ?, ?, `+tx.clock()+`, `+tx.clock()+`) ON CONFLICT (name) DO NOTHING`,
-			n.Name, n.Kind, n.Instance, n.Version, n.Addr)
+		inserted, err := tx.execN(ctx, `INSERT INTO nodes (name, kind, instance, version, addr, lease_ttl_ms, started_at, heartbeat_at)
+			VALUES (?, ?, ?, ?, ?, ?, `+tx.clock()+`, `+tx.clock()+`) ON CONFLICT (name) DO NOTHING`,
+			n.Name, n.Kind, n.Instance, n.Version, n.Addr, ttl)
 		if err != nil || inserted == 1 {
 			return err
 		}
 		// The row exists (and, on PostgreSQL, a racing insert has committed): lock and judge it.
-		since, arg := tx.clockMinus(ttl)
-		err = tx.queryRow(ctx, `SELECT name, kind, instance, version, addr, started_at, heartbeat_at,
-				heartbeat_at > `+since+` FROM nodes WHERE name = ?`+tx.forUpdate(), arg, n.Name).
-			Scan(&prev.Name, &prev.Kind, &prev.Instance, &prev.Version, &prev.Addr,
-				timeScan{&prev.StartedAt}, timeScan{&prev.HeartbeatAt}, &prev.Live)
+		err = scanNode(tx.queryRow(ctx, `SELECT `+nodeColumns(tx)+` FROM nodes n WHERE n.name = ?`+tx.forUpdate(), n.Name), &prev)
 		if err != nil {
 			return err
 		}
 		if prev.Live && prev.Instance != n.Instance && prev.Instance != replaces {
 			return fmt.Errorf("%w: node %q is held by the live instance %s", ErrConflict, n.Name, prev.Instance)
 		}
-		_, err = tx.exec(ctx, `UPDATE nodes SET kind = ?, instance = ?, version = ?, addr = ?,
+		_, err = tx.exec(ctx, `UPDATE nodes SET kind = ?, instance = ?, version = ?, addr = ?, lease_ttl_ms = ?,
 				started_at = `+tx.clock()+`, heartbeat_at = `+tx.clock()+` WHERE name = ?`,
-			n.Kind, n.Instance, n.Version, n.Addr, n.Name)
+			n.Kind, n.Instance, n.Version, n.Addr, ttl, n.Name)
 		return err
 	})
 	if err != nil {
@@ -101,21 +106,35 @@ func (s *Store) NodeHeartbeat(ctx context.Context, name, instance string) error 
 }
 
 // NodeList returns every node, servers first, then by name, each with the jobs it holds and
-// whether its last heartbeat is within ttl by the database's clock.
-func (s *Store) NodeList(ctx context.Context, ttl time.Duration) ([]Node, error) {
+// whether it is live.
+func (s *Store) NodeList(ctx context.Context) ([]Node, error) {
 	r := s.reader()
-	since, arg := r.clockMinus(ttl)
-	ns, err := queryAll(ctx, r, scanNode, `SELECT n.name, n.kind, n.instance, n.version, n.addr,
-			n.started_at, n.heartbeat_at, n.heartbeat_at > `+since+`,
-			(SELECT COUNT(*) FROM attempts a WHERE a.node = n.name AND a.state IN ('running', 'canceling'))
-		FROM nodes n ORDER BY n.kind DESC, n.name`, arg)
+	ns, err := queryAll(ctx, r, scanNode, `SELECT `+nodeColumns(r)+` FROM nodes n ORDER BY n.kind DESC, n.name`)
 	if err != nil {
 		return nil, wrap("list nodes", err)
 	}
 	return ns, nil
 }
 
+// nodeColumns are the columns scanNode reads from nodes n: the row, the age of its heartbeat
+// (nanoseconds) and whether that is within its TTL, both by the database's clock, and the
+// attempts it holds.
+func nodeColumns(d db) string {
+	age := d.clock() + " - n.heartbeat_at"
+	live := "n.heartbeat_at > " + d.clock() + " - n.lease_ttl_ms * 1000000"
+	if d.pg {
+		age = "CAST(EXTRACT(EPOCH FROM now() - n.heartbeat_at) * 1000000000 AS BIGINT)"
+		live = "n.heartbeat_at > now() - n.lease_ttl_ms * interval '1 millisecond'"
+	}
+	return `n.name, n.kind, n.instance, n.version, n.addr, n.lease_ttl_ms, n.started_at, n.heartbeat_at,
+		` + age + `, ` + live + `,
+		(SELECT COUNT(*) FROM attempts a WHERE a.node = n.name AND a.state IN ('running', 'canceling'))`
+}
+
 func scanNode(row scanner, n *Node) error {
-	return row.Scan(&n.Name, &n.Kind, &n.Instance, &n.Version, &n.Addr,
-		timeScan{&n.StartedAt}, timeScan{&n.HeartbeatAt}, &n.Live, &n.JobsHeld)
+	var ttl int64
+	err := row.Scan(&n.Name, &n.Kind, &n.Instance, &n.Version, &n.Addr, &ttl,
+		timeScan{&n.StartedAt}, timeScan{&n.HeartbeatAt}, &n.HeartbeatAge, &n.Live, &n.JobsHeld)
+	n.TTL = time.Duration(ttl) * time.Millisecond
+	return err
 }

@@ -15,13 +15,13 @@ import (
 const nodeTTL = time.Minute
 
 func server(name, instance string) store.Node {
-	return store.Node{Name: name, Kind: store.NodeServer, Instance: instance, Version: "v1.2.3", Addr: "http://" + name + ":8080"}
+	return store.Node{Name: name, Kind: store.NodeServer, Instance: instance, Version: "v1.2.3", Addr: "http://" + name + ":8080", TTL: nodeTTL}
 }
 
 // nodeByName lists the nodes and returns the one named name, failing the test without it.
 func nodeByName(t *testing.T, s *store.Store, name string) store.Node {
 	t.Helper()
-	ns, err := s.NodeList(t.Context(), nodeTTL)
+	ns, err := s.NodeList(t.Context())
 	if err != nil {
 		t.Fatalf("NodeList: %v", err)
 	}
@@ -47,18 +47,19 @@ func TestNodeRegister(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := t.Context()
-		prev, err := s.NodeRegister(ctx, server("a", "i1"), nodeTTL, "")
+		prev, err := s.NodeRegister(ctx, server("a", "i1"), "")
 		if err != nil || prev != (store.Node{}) {
 			t.Fatalf("NodeRegister(new) = %+v, %v; want the zero Node", prev, err)
 		}
 		n := nodeByName(t, s, "a")
 		if n.Kind != store.NodeServer || n.Instance != "i1" || n.Version != "v1.2.3" || n.Addr != "http://a:8080" ||
-			!n.Live || n.JobsHeld != 0 || n.StartedAt.IsZero() || !n.HeartbeatAt.Equal(n.StartedAt) {
-			t.Errorf("registered node = %+v; want server a, instance i1, live, started = heartbeat", n)
+			!n.Live || n.JobsHeld != 0 || n.StartedAt.IsZero() || !n.HeartbeatAt.Equal(n.StartedAt) ||
+			n.HeartbeatAge < 0 || n.HeartbeatAge >= nodeTTL {
+			t.Errorf("registered node = %+v; want server a, instance i1, live, started = heartbeat, a heartbeat age within the TTL", n)
 		}
 
 		// Another process under the same name is refused while i1 lives, and i1 keeps the row.
-		prev, err = s.NodeRegister(ctx, server("a", "i2"), nodeTTL, "i0")
+		prev, err = s.NodeRegister(ctx, server("a", "i2"), "i0")
 		if !errors.Is(err, store.ErrConflict) || prev.Instance != "i1" || !prev.Live || !prev.HeartbeatAt.Equal(n.HeartbeatAt) {
 			t.Errorf("NodeRegister(i2 while i1 lives) = %+v, %v; want ErrConflict with i1's live row", prev, err)
 		}
@@ -72,7 +73,7 @@ func TestNodeRegister(t *testing.T) {
 		// The successor of i1 (the same data folder after kill -9) takes over at once.
 		up := server("a", "i2")
 		up.Version = "v1.2.4"
-		prev, err = s.NodeRegister(ctx, up, nodeTTL, "i1")
+		prev, err = s.NodeRegister(ctx, up, "i1")
 		if err != nil || prev.Instance != "i1" || !prev.Live || prev.Version != "v1.2.3" || !prev.StartedAt.Equal(n.StartedAt) {
 			t.Fatalf("NodeRegister(i2 replacing i1) = %+v, %v; want i1's row as it was", prev, err)
 		}
@@ -80,13 +81,13 @@ func TestNodeRegister(t *testing.T) {
 			t.Errorf("after the takeover the row is %+v, want live instance i2 of v1.2.4", got)
 		}
 		// Registering the same instance again (e.g. after its row was deleted) is no conflict.
-		if _, err := s.NodeRegister(ctx, up, nodeTTL, ""); err != nil {
+		if _, err := s.NodeRegister(ctx, up, ""); err != nil {
 			t.Errorf("NodeRegister(i2 again) = %v", err)
 		}
 
 		// Anyone may take a name whose holder stopped heartbeating longer than the TTL ago.
 		ageNode(t, s, "a")
-		prev, err = s.NodeRegister(ctx, server("a", "i3"), nodeTTL, "")
+		prev, err = s.NodeRegister(ctx, server("a", "i3"), "")
 		if err != nil || prev.Instance != "i2" || prev.Live {
 			t.Fatalf("NodeRegister(i3 after i2 went stale) = %+v, %v; want i2's stale row", prev, err)
 		}
@@ -95,8 +96,44 @@ func TestNodeRegister(t *testing.T) {
 			t.Errorf("after the stale takeover the row is %+v; want live i3 started and heartbeating anew (previous %+v)", got, prev)
 		}
 
-		if _, err := s.NodeRegister(ctx, store.Node{Name: "b", Kind: "robot", Instance: "x"}, nodeTTL, ""); err == nil {
+		if _, err := s.NodeRegister(ctx, store.Node{Name: "b", Kind: "robot", Instance: "x", TTL: nodeTTL}, ""); err == nil {
 			t.Error("NodeRegister(kind robot) succeeded")
+		}
+		if _, err := s.NodeRegister(ctx, store.Node{Name: "b", Kind: store.NodeServer, Instance: "x"}, ""); err == nil {
+			t.Error("NodeRegister(no TTL) succeeded")
+		}
+	})
+}
+
+// TestNodeOwnTTL: each node is judged live by its own TTL, not the TTL of whoever asks or
+// registers, so a server with a short --lease-ttl cannot take the name of a live server with a
+// long one.
+func TestNodeOwnTTL(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		long := server("long", "i1")
+		long.TTL = 3 * time.Hour
+		if _, err := s.NodeRegister(ctx, long, ""); err != nil {
+			t.Fatal(err)
+		}
+		ageNode(t, s, "long") // an hour ago: within its 3 h, past a minute
+		short := server("long", "i2")
+		short.TTL = time.Second
+		prev, err := s.NodeRegister(ctx, short, "")
+		if !errors.Is(err, store.ErrConflict) || !prev.Live || prev.TTL != 3*time.Hour {
+			t.Errorf("NodeRegister(1 s TTL over a live 3 h one) = %+v, %v; want ErrConflict and the live row with its 3 h TTL", prev, err)
+		}
+		if got := nodeByName(t, s, "long"); !got.Live || got.TTL != 3*time.Hour || got.Instance != "i1" {
+			t.Errorf("listed node = %+v; want i1, live by its own 3 h TTL", got)
+		}
+		// The same heartbeat age under a one-minute TTL is gone.
+		if _, err := s.NodeRegister(ctx, server("minute", "i3"), ""); err != nil {
+			t.Fatal(err)
+		}
+		ageNode(t, s, "minute")
+		if got := nodeByName(t, s, "minute"); got.Live || got.TTL != nodeTTL {
+			t.Errorf("listed node = %+v; want gone after an hour with a one-minute TTL", got)
 		}
 	})
 }
@@ -105,13 +142,13 @@ func TestNodeHeartbeat(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := t.Context()
-		if _, err := s.NodeRegister(ctx, server("a", "i1"), nodeTTL, ""); err != nil {
+		if _, err := s.NodeRegister(ctx, server("a", "i1"), ""); err != nil {
 			t.Fatal(err)
 		}
 		ageNode(t, s, "a")
 		stale := nodeByName(t, s, "a")
-		if stale.Live {
-			t.Fatalf("node with a heartbeat an hour ago is live: %+v", stale)
+		if stale.Live || stale.HeartbeatAge < time.Hour || stale.HeartbeatAge > 2*time.Hour {
+			t.Fatalf("node with a heartbeat an hour ago = %+v; want not live, its heartbeat an hour old", stale)
 		}
 		if err := s.NodeHeartbeat(ctx, "a", "i1"); err != nil {
 			t.Fatalf("NodeHeartbeat: %v", err)
@@ -121,7 +158,7 @@ func TestNodeHeartbeat(t *testing.T) {
 			t.Errorf("after a heartbeat the node is %+v; want live with a newer heartbeat and the same start (before %+v)", beat, stale)
 		}
 		ageNode(t, s, "a")
-		if _, err := s.NodeRegister(ctx, server("a", "i2"), nodeTTL, ""); err != nil {
+		if _, err := s.NodeRegister(ctx, server("a", "i2"), ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.NodeHeartbeat(ctx, "a", "i1"); !errors.Is(err, store.ErrConflict) {
@@ -140,9 +177,9 @@ func TestNodeListJobsHeld(t *testing.T) {
 		for _, n := range []store.Node{
 			server("b", "ib"),
 			server("a", "ia"),
-			{Name: "agent-1", Kind: store.NodeAgent, Instance: "ig"},
+			{Name: "agent-1", Kind: store.NodeAgent, Instance: "ig", TTL: time.Second},
 		} {
-			if _, err := s.NodeRegister(ctx, n, nodeTTL, ""); err != nil {
+			if _, err := s.NodeRegister(ctx, n, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -167,7 +204,7 @@ func TestNodeListJobsHeld(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ns, err := s.NodeList(ctx, nodeTTL)
+		ns, err := s.NodeList(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +252,7 @@ func TestNodeRegisterRace(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						_, errs[i] = s.NodeRegister(t.Context(), server(name, "i"+string(rune('0'+i))), nodeTTL, "")
+						_, errs[i] = s.NodeRegister(t.Context(), server(name, "i"+string(rune('0'+i))), "")
 					}()
 				}
 				wg.Wait()

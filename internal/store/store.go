@@ -330,15 +330,6 @@ func (d db) clock() string {
 	return "CAST(unixepoch('subsec')*1000000000 AS INTEGER)"
 }
 
-// clockMinus is the SQL expression of the database's current time less dur, and the argument
-// of its one placeholder.
-func (d db) clockMinus(dur time.Duration) (string, any) {
-	if d.pg {
-		return "(now() - ? * interval '1 microsecond')", dur.Microseconds()
-	}
-	return "(" + d.clock() + " - ?)", dur.Nanoseconds()
-}
-
 // forUpdate is the row-lock clause of a SELECT that is about to change the row: PostgreSQL
 // locks it; SQLite's single writer already serialises.
 func (d db) forUpdate() string {

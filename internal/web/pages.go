@@ -165,6 +165,16 @@ func (h *handler) usersPage(w http.ResponseWriter, r *http.Request, rq request) 
 	h.render(w, r, http.StatusOK, "users", h.page(rq, "Users", "users", nil))
 }
 
+// nodesPage: GET /admin/nodes (global admins): the servers sharing the database, from
+// GET /api/v1/nodes.
+func (h *handler) nodesPage(w http.ResponseWriter, r *http.Request, rq request) {
+	if !rq.user.Admin {
+		h.forbidden(w, r, rq, "Only global administrators see the nodes. Ask one of them.")
+		return
+	}
+	h.render(w, r, http.StatusOK, "nodes", h.page(rq, "Nodes", "nodes", nil))
+}
+
 // tokensPage: GET /account/tokens, the caller's API tokens.
 func (h *handler) tokensPage(w http.ResponseWriter, r *http.Request, rq request) {
 	h.render(w, r, http.StatusOK, "tokens", h.page(rq, "API tokens", "tokens", nil))

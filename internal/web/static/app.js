@@ -918,6 +918,39 @@
     load();
   };
 
+  // The servers sharing the database (agents later). Heartbeat ages come from the database's
+  // clock (heartbeat_age_seconds), not this browser's; the list refreshes while it is open.
+  pages.nodes = async function () {
+    const tb = $('#node-list tbody');
+    function age(s) {
+      if (s < 1) return 'just now';
+      if (s < 120) return Math.round(s) + ' s ago';
+      if (s < 7200) return Math.round(s / 60) + ' min ago';
+      if (s < 172800) return Math.round(s / 3600) + ' h ago';
+      return Math.round(s / 86400) + ' d ago';
+    }
+    async function load() {
+      const r = await api('GET', '/api/v1/nodes');
+      empty(tb);
+      if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 7 }, errText(r)))); return; }
+      if (!r.data.nodes.length) tb.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No server has registered yet.')));
+      for (const n of r.data.nodes) {
+        tb.append(h('tr', { 'data-node': n.name },
+          h('td', {}, h('strong', {}, n.name), n.addr ? h('span', { class: 'sub mono' }, n.addr) : null),
+          h('td', { class: 'hide-sm' }, n.kind),
+          h('td', { class: 'hide-sm mono' }, n.version || '—'),
+          h('td', { class: 'hide-sm' }, when(n.started_at)),
+          h('td', {}, h('time', { datetime: n.heartbeat_at, title: new Date(n.heartbeat_at).toLocaleString() }, age(n.heartbeat_age_seconds))),
+          h('td', {}, String(n.jobs_held)),
+          h('td', {}, n.live
+            ? h('span', { class: 'badge s-success' }, h('span', { 'aria-hidden': 'true' }, '✓'), ' live')
+            : h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' gone'))));
+      }
+    }
+    await load();
+    setInterval(() => { if (!document.hidden) load(); }, 10000);
+  };
+
   pages.tokens = async function () {
     const tb = $('#token-list tbody');
     async function load() {

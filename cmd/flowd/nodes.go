@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+func (c *cli) cmdNodes(ctx context.Context, args []string) int {
+	f := newFlags("nodes", "flowd nodes", `
+List the servers sharing the server's database (global admins only): each one's version, when it
+started, how long ago its last heartbeat was (by the database's clock), how many jobs it runs,
+and whether it is live (a heartbeat within --lease-ttl). A server that stopped stays listed.`, 0, 0)
+	cl, _, code := c.connect(f, args)
+	if code >= 0 {
+		return code
+	}
+	nodes, err := cl.NodeList(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	rows := make([][]string, 0, len(nodes))
+	for _, n := range nodes {
+		age := time.Duration(n.HeartbeatAge * float64(time.Second))
+		rows = append(rows, []string{
+			n.Name, n.Kind, dash(n.Version), fmtTime(&n.StartedAt), fmtAgo(age), fmt.Sprint(n.JobsHeld), yesNo(n.Live),
+		})
+	}
+	table(c.stdout, []string{"NAME", "KIND", "VERSION", "STARTED", "HEARTBEAT", "JOBS", "LIVE"}, rows)
+	return 0
+}
+
+// fmtAgo shows an age to the second: "12s ago", "just now" under a second.
+func fmtAgo(d time.Duration) string {
+	if d < time.Second {
+		return "just now"
+	}
+	return d.Round(time.Second).String() + " ago"
+}
