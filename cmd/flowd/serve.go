@@ -23,6 +23,9 @@ empty database it creates the user "admin" with the password in FLOWD_ADMIN_PASS
 a random one once; on a database with users it ignores the variable and says so, unless given
 --reset-admin-password, which sets admin's password to it at this start. Every flag can also be
 set as FLOWD_<FLAG> (e.g. FLOWD_ADDR, FLOWD_DATABASE).
+A SQLite database serves one server: a second serve on the same file refuses to start. Several
+servers share one PostgreSQL database (--database postgres://…), each with its own --data and the
+same FLOWD_SECRET_KEY; webhook rate limits and sign-in limits then hold for all of them together.
 FLOWD_SECRET_KEY (64 hex characters) sets the key for secrets at rest; without it flowd keeps a
 generated key in <data>/secret.key (mode 0600). /metrics answers only global admins' API tokens
 and the --metrics-token, or anyone on its own --metrics-addr. SIGINT or SIGTERM stops it cleanly.
