@@ -133,6 +133,7 @@ func (c *cluster) run(ctx context.Context, wake func(), appender *logs.Appender,
 
 // notify sends what send queued, a batch at a time, at most one batch each notifyEvery.
 func (c *cluster) notify(ctx context.Context) {
+	failing := false // the last batch failed: say so once, not every notifyEvery
 	for {
 		select {
 		case <-ctx.Done():
@@ -144,14 +145,21 @@ func (c *cluster) notify(ctx context.Context) {
 		c.pending = make(map[note]struct{}, len(batch))
 		c.mu.Unlock()
 		sendCtx, cancel := context.WithTimeout(ctx, notifyTimeout)
+		var err error
 		for n := range batch {
-			if err := c.st.Notify(sendCtx, n.topic, n.payload); err != nil && ctx.Err() == nil {
-				// The other servers find the change at their next poll.
-				c.logger.Warn("could not tell the other servers of a change", "topic", n.topic, "err", err)
-				break
+			if err = c.st.Notify(sendCtx, n.topic, n.payload); err != nil {
+				break // the other servers find the changes at their next poll
 			}
 		}
 		cancel()
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			c.logger.Warn("could not tell the other servers of changes; they find them at their next poll (said once until it works again)", "err", err)
+			failing = true
+		case err == nil && failing:
+			c.logger.Info("telling the other servers of changes works again")
+			failing = false
+		}
 		t := time.NewTimer(notifyEvery)
 		select {
 		case <-ctx.Done():
