@@ -65,6 +65,13 @@ func TestNodes(t *testing.T) {
 	waitWithin(t, "a heartbeat of node-b", 30*time.Second, func() bool {
 		return a.nodes(c.Admin)["node-b"].HeartbeatAt.After(nb.HeartbeatAt)
 	})
+	// The lease counters are on /metrics from the start, at 0 or more.
+	code, body := metricsStatus(t, a.URL+"/metrics", c.Admin)
+	for _, name := range []string{"flowd_leases_renewed_total", "flowd_leases_expired_total", "flowd_rescues_total", "flowd_attempts_lost_total"} {
+		if code != 200 || !strings.Contains(body, "\n"+name+" ") {
+			t.Errorf("GET /metrics = %d without %s", code, name)
+		}
+	}
 	vera := a.user(c.Admin, "vera")
 	if _, stderr, code := a.cli(vera, "nodes"); code != 1 || !strings.Contains(stderr, "only global administrators may list the nodes") {
 		t.Errorf("flowd nodes as a user: exit %d, %q; want 1 and a refusal", code, stderr)
