@@ -5,7 +5,7 @@
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
   const CSRF = csrfMeta ? csrfMeta.content : '';
   const TERMINAL = { success: 1, failed: 1, canceled: 1, skipped: 1 };
-  const ICON = { success: '✓', failed: '✗', running: '▶', queued: '…', canceled: '⊘', skipped: '↷' };
+  const ICON = { success: '✓', failed: '✗', running: '▶', canceling: '⊘', queued: '…', canceled: '⊘', skipped: '↷' };
 
   // ---- small helpers ----------------------------------------------------------------------
   function h(tag, attrs, ...kids) {
@@ -645,8 +645,11 @@
               h('span', { class: 'name' }, icon(s.status), ' ', s.name),
               h('span', { class: 'dur' }, s.status === 'failed' && s.exit_code ? 'exit ' + s.exit_code + ' · ' : '', duration(s.started_at, s.finished_at)));
           });
-          return h('li', { class: 'job' },
-            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+          // Who ran it: one line per attempt (a job whose runner was lost may have several).
+          const attempts = (j.attempts || []).map(a => 'attempt ' + a.number + ' on ' + a.runner + ': ' + a.state + (a.reason ? ' (' + a.reason + ')' : ''));
+          const badge = (j.attempts || []).length > 1 ? h('span', { class: 'attempt', title: attempts.join('\n') }, ' · attempt ' + j.attempt) : '';
+          return h('li', { class: 'job', title: attempts.join('\n') + (j.message ? '\n' + j.message : '') },
+            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
             h('ol', {}, steps));
         });
         ol.append(h('li', {},
@@ -677,7 +680,7 @@
         b.disabled = true; b.textContent = 'Canceling…';
         const r = await api('POST', '/api/v1/runs/' + id + '/cancel');
         if (!r.ok) { toast(errText(r), true); b.disabled = false; b.textContent = 'Cancel run'; }
-        else toast('Run canceled');
+        else toast(r.data.status === 'canceling' ? 'Canceling: its running steps are being stopped' : 'Run canceled');
         refresh();
       });
       $('#run-rerun').addEventListener('click', async (e) => {
