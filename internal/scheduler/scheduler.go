@@ -183,16 +183,18 @@ func (s *Scheduler) Cancel(runID int64) {
 func (s *Scheduler) Run(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() {
-		stopJobs(errShutdown)
-		wg.Wait()
-	}()
-	defer s.claimEnded()
+	// The leases are renewed until the last job has recorded its end: a job that takes its
+	// grace to stop at shutdown must not be rescued meanwhile by another server.
 	leasesDone := make(chan struct{})
 	leasesCtx, stopLeases := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer close(leasesDone); s.watchLeases(leasesCtx) }()
-	defer func() { <-leasesDone }()
-	defer stopLeases() // after the jobs have ended (deferred calls run last first)
+	defer func() {
+		stopJobs(errShutdown)
+		wg.Wait()
+		stopLeases()
+		<-leasesDone
+	}()
+	defer s.claimEnded()
 	// free holds the numbers of the free slots, which name the runners: "<node>/<slot>".
 	var (
 		freeMu sync.Mutex
