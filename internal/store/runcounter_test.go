@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -124,11 +125,18 @@ func TestRunCreateReturnsStored(t *testing.T) {
 		for i := range 40 {
 			many = append(many, job(i%3, "s", i, "j", "a", "b"))
 		}
+		// Over 256 jobs and steps: stored in batches of INSERTs on PostgreSQL too, not by one
+		// statement.
+		huge := make([]run.Job, 0, 100)
+		for i := range 100 {
+			huge = append(huge, job(i%2, "s", i, fmt.Sprintf("h%d", i), "a", "b"))
+		}
 		for name, c := range map[string]store.RunCreate{
 			"unordered jobs": {PipelineID: p.ID, Trigger: run.TriggerManual, TriggeredBy: "alice", Jobs: unordered,
 				Variables: map[string]string{"A": "1"}, SecretVariables: []byte{9}},
 			"no jobs":   {PipelineID: p.ID, Trigger: run.TriggerWebhook},
 			"many jobs": {PipelineID: p.ID, Trigger: run.TriggerWebhook, Jobs: many, MaxRunning: 2, ConcurrencyGroup: "g"},
+			"huge run":  {PipelineID: p.ID, Trigger: run.TriggerWebhook, Jobs: huge},
 			"git": {PipelineID: p.ID, Revision: 1, Trigger: run.TriggerPush, Jobs: twoStages(),
 				Git: &run.Git{RepoURL: "https://example.com/r.git", SHA: "0123456789abcdef0123456789abcdef01234567", Branch: "main", CredentialsVar: "TOKEN"}},
 		} {
@@ -162,9 +170,18 @@ func TestDeliveryRecordReturnsStored(t *testing.T) {
 			{Delivery: bare},
 			{Delivery: redelivery},
 		} {
-			d, _, err := s.DeliveryRecord(ctx, rec)
+			var answered *run.Run // the run Answer was given: the one stored
+			if rec.Answer != nil {
+				rec.Answer = func(r run.Run) (int, []byte) { answered = &r; return answer(r) }
+			}
+			d, replayed, err := s.DeliveryRecord(ctx, rec)
 			if err != nil {
 				t.Fatalf("%d: DeliveryRecord: %v", i, err)
+			}
+			if answered != nil && !replayed {
+				if stored := mustGet(t, s, answered.ID); !reflect.DeepEqual(*answered, stored) {
+					t.Errorf("%d: Answer was given\n%+v\nRunGet reads\n%+v", i, *answered, stored)
+				}
 			}
 			got, err := s.DeliveryGet(ctx, d.ID)
 			if err != nil {

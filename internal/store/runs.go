@@ -235,25 +235,70 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 // means (a restore, a seeded database) cannot make two runs share a number; numbers may have
 // gaps, never repeats.
 func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error) {
+	nr, err := newRunRow(tx, p)
+	if err != nil {
+		return run.Run{}, err
+	}
+	if nr.oneStatement(tx) {
+		if err := nr.reserve(ctx, numbers); err != nil {
+			return run.Run{}, err
+		}
+		q, args := nr.inserts()
+		if _, err := tx.exec(ctx, "WITH "+q+" SELECT 1", args...); err != nil {
+			return run.Run{}, err
+		}
+		return nr.r, nil
+	}
+	r := nr.r
+	if err := insertRun(ctx, tx, numbers, &r, nr.vars, nr.finished, nr.git); err != nil {
+		return run.Run{}, err
+	}
+	if len(p.Jobs) == 0 {
+		return r, nil
+	}
+	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, nr.envs); err != nil {
+		return run.Run{}, err
+	}
+	return r, nil
+}
+
+// runRow is a run about to be stored: the run as RunCreate returns it, less what the database
+// gives (number, ids, revision when 0, pipeline name), and its columns' stored forms.
+type runRow struct {
+	r         run.Run
+	jobs      []run.Job // as RunCreate was given them
+	vars      string
+	envs      []string // each job's env as JSON
+	finished  any      // finished_at (and started_at): set for a run without jobs
+	git       any
+	nextSteps int // how many steps the jobs have in all
+	// jobIDs and stepIDs are reserved ids (reserve): jobIDs[i] for jobs[i]; stepIDs for the
+	// steps in order, job by job.
+	jobIDs, stepIDs []int64
+}
+
+// newRunRow checks p and builds its row; tx gives the dialect's time format.
+func newRunRow(tx db, p RunCreate) (*runRow, error) {
 	vars, err := toJSON(p.Variables)
 	if err != nil {
-		return run.Run{}, fmt.Errorf("variables: %w", err)
+		return nil, fmt.Errorf("variables: %w", err)
 	}
 	git, err := gitJSON(p.Git)
 	if err != nil {
-		return run.Run{}, fmt.Errorf("git: %w", err)
+		return nil, fmt.Errorf("git: %w", err)
 	}
 	if p.MaxRunning < 0 {
-		return run.Run{}, fmt.Errorf("max running %d: want 0 (no bound) or more", p.MaxRunning)
+		return nil, fmt.Errorf("max running %d: want 0 (no bound) or more", p.MaxRunning)
 	}
-	envs := make([]string, len(p.Jobs))
+	nr := &runRow{jobs: p.Jobs, vars: vars, git: git, envs: make([]string, len(p.Jobs))}
 	for i, j := range p.Jobs {
-		if envs[i], err = toJSON(j.Env); err != nil {
-			return run.Run{}, fmt.Errorf("env of job %q: %w", j.Name, err)
+		if nr.envs[i], err = toJSON(j.Env); err != nil {
+			return nil, fmt.Errorf("env of job %q: %w", j.Name, err)
 		}
+		nr.nextSteps += len(j.Steps)
 	}
 	at := now()
-	r := run.Run{
+	nr.r = run.Run{
 		PipelineID:       p.PipelineID,
 		Revision:         p.Revision,
 		Status:           run.Queued,
@@ -266,48 +311,164 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 		ConcurrencyGroup: p.ConcurrencyGroup,
 		MaxRunning:       p.MaxRunning,
 	}
-	var finished any
 	if len(p.Jobs) == 0 {
-		r.Status, finished = run.Success, tx.ts(at)
-		r.StartedAt, r.FinishedAt = &at, &at
+		nr.r.Status, nr.finished = run.Success, tx.ts(at)
+		nr.r.StartedAt, nr.r.FinishedAt = &at, &at
 	} else {
-		r.Stage = p.Jobs[0].Stage
+		nr.r.Stage = p.Jobs[0].Stage
 		for _, j := range p.Jobs {
-			r.Stage = min(r.Stage, j.Stage)
+			nr.r.Stage = min(nr.r.Stage, j.Stage)
 		}
 	}
-	if err := insertRun(ctx, tx, numbers, &r, vars, finished, git); err != nil {
-		return run.Run{}, err
-	}
-	if len(p.Jobs) == 0 {
-		return r, nil
-	}
-	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, envs); err != nil {
-		return run.Run{}, err
-	}
-	return r, nil
+	return nr, nil
 }
 
-// nextRunNumber takes the pipeline's next run number and reads its current revision and name:
-// one more than the larger of its counter and its highest run number (an index look-up), so
-// the counter heals itself. A pipeline's first run makes its counter row. %s is the dialect's
-// two-argument maximum.
+// oneStatementRows bounds the jobs and steps of a run stored in one statement (inserts), which
+// keeps its arguments far below PostgreSQL's 65,535; a larger run takes insertJobs' batches.
+const oneStatementRows = 256
+
+// oneStatement says whether the run is stored by one statement of inserts (PostgreSQL: one
+// round trip however many jobs and steps, which is most of a delivery's cost there).
+func (nr *runRow) oneStatement(tx db) bool {
+	return tx.pg && len(nr.jobs)+nr.nextSteps <= oneStatementRows
+}
+
+// reservePG takes, in one statement on numbers (the counter pool, committed at once), the run's
+// number, the pipeline's revision and name, and ids for the run, its jobs and its steps from
+// their identity sequences (which never roll back either), so that every INSERT of the run can
+// be written before any runs.
+var reservePG = `WITH n AS (` + nextRunNumberCounter + `)
+	SELECT n.last_number, p.revision, p.name, nextval('runs_id_seq'),
+		COALESCE((SELECT string_agg(nextval('jobs_id_seq')::TEXT, ',') FROM generate_series(1, ?::INT)), ''),
+		COALESCE((SELECT string_agg(nextval('steps_id_seq')::TEXT, ',') FROM generate_series(1, ?::INT)), '')
+	FROM n LEFT JOIN pipelines p ON p.id = ?`
+
+// reserve sets the run's number, revision (when 0), pipeline name and the ids of the run, its
+// jobs and its steps (reservePG). The jobs and steps are in r.Jobs afterwards, queued, in
+// RunGet's order.
+func (nr *runRow) reserve(ctx context.Context, numbers db) error {
+	r := &nr.r
+	var (
+		current       sql.NullInt64
+		name          sql.NullString
+		jobIDs, steps string
+	)
+	if err := numbers.queryRow(ctx, reservePG, r.PipelineID, r.PipelineID, len(nr.jobs), nr.nextSteps, r.PipelineID).
+		Scan(&r.Number, &current, &name, &r.ID, &jobIDs, &steps); err != nil {
+		return err
+	}
+	if !name.Valid {
+		return fmt.Errorf("pipeline %d: %w", r.PipelineID, ErrNotFound)
+	}
+	r.Pipeline = name.String
+	if r.Revision == 0 {
+		r.Revision = current.Int64
+	}
+	var err error
+	if nr.jobIDs, err = parseIDs(jobIDs, len(nr.jobs)); err != nil {
+		return err
+	}
+	if nr.stepIDs, err = parseIDs(steps, nr.nextSteps); err != nil {
+		return err
+	}
+	if len(nr.jobs) > 0 {
+		r.Jobs = newJobs(r.ID, nr.jobs, nr.jobIDs, nr.stepIDs)
+	}
+	return nil
+}
+
+// parseIDs reads n ids from reservePG's comma-separated list, in increasing order.
+func parseIDs(list string, n int) ([]int64, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) != n {
+		return nil, fmt.Errorf("reserve ids: want %d, got %q", n, list)
+	}
+	ids := make([]int64, n)
+	for i, p := range parts {
+		id, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("reserve ids: %w", err)
+		}
+		ids[i] = id
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// inserts is the run's INSERTs as common table expressions of one statement ("r AS (INSERT …),
+// j AS (…), s AS (…)"), after reserve, with their arguments. Rows referencing each other in one
+// statement are fine: foreign keys are checked at its end.
+func (nr *runRow) inserts() (string, []any) {
+	r := nr.r
+	var q strings.Builder
+	args := []any{r.ID, r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, nr.vars, r.SecretVariables,
+		r.Stage, r.CreatedAt.UTC(), nr.finished, nr.finished, nr.git, r.ConcurrencyGroup, r.MaxRunning}
+	q.WriteString(`r AS (INSERT INTO runs (id, ` + runInsertCols + `) OVERRIDING SYSTEM VALUE
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?))`)
+	if len(nr.jobs) == 0 {
+		return q.String(), args
+	}
+	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) OVERRIDING SYSTEM VALUE VALUES ")
+	for i, j := range nr.jobs {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)")
+		args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost)
+	}
+	q.WriteString(")")
+	if nr.nextSteps == 0 {
+		return q.String(), args
+	}
+	q.WriteString(", s AS (INSERT INTO steps (id, job_id, idx, name, script, status) OVERRIDING SYSTEM VALUE VALUES ")
+	next := 0
+	for i, j := range nr.jobs {
+		for _, st := range j.Steps {
+			if next > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, 'queued')")
+			args = append(args, nr.stepIDs[next], nr.jobIDs[i], st.Index, st.Name, st.Script)
+			next++
+		}
+	}
+	q.WriteString(")")
+	return q.String(), args
+}
+
+// runInsertCols are the columns insertRun and runRow.inserts give a new run (besides its id).
+const runInsertCols = `pipeline_id, number, revision, status, trigger_kind, triggered_by, variables, secret_variables,
+	stage, cancel_requested, message, created_at, started_at, finished_at, git, concurrency_group, max_running`
+
+// nextRunNumber takes the pipeline's next run number: one more than the larger of its counter
+// and its highest run number (an index look-up), so the counter heals itself. A pipeline's
+// first run makes its counter row. The first %s is the dialect's two-argument maximum, the
+// second more of RETURNING.
 const nextRunNumber = `INSERT INTO run_counters AS c (pipeline_id, last_number)
 	VALUES (?, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0) + 1)
 	ON CONFLICT (pipeline_id) DO UPDATE
 		SET last_number = %s(c.last_number, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = excluded.pipeline_id), 0)) + 1
-	RETURNING last_number, (SELECT revision FROM pipelines WHERE id = ?), (SELECT name FROM pipelines WHERE id = ?)`
+	RETURNING last_number%s`
+
+// withPipeline reads, besides the number, the pipeline's current revision and name.
+const withPipeline = `, (SELECT revision FROM pipelines WHERE id = ?), (SELECT name FROM pipelines WHERE id = ?)`
 
 var (
-	nextRunNumberPG     = fmt.Sprintf(nextRunNumber, "GREATEST")
-	nextRunNumberSQLite = fmt.Sprintf(nextRunNumber, "MAX")
+	nextRunNumberPG      = fmt.Sprintf(nextRunNumber, "GREATEST", withPipeline)
+	nextRunNumberSQLite  = fmt.Sprintf(nextRunNumber, "MAX", withPipeline)
+	nextRunNumberCounter = fmt.Sprintf(nextRunNumber, "GREATEST", "")
 )
 
-// numbers is where createRun takes run numbers for a write in tx: the counter pool on
-// PostgreSQL (outside tx, committed at once), tx itself on SQLite.
+// numbers is where createRun takes run numbers for a write in tx: on PostgreSQL the async pool
+// (outside tx, committed at once without waiting for the flush: the WAL is ordered, so a run
+// that is durable makes the counter it used durable too, and a counter lost in a crash was
+// used by no durable run), tx itself on SQLite.
 func (s *Store) numbers(tx db) db {
-	if s.counter != nil {
-		return db{q: s.counter, pg: true}
+	if s.async != nil {
+		return db{q: s.async, pg: true}
 	}
 	return tx
 }
@@ -333,9 +494,7 @@ func insertRun(ctx context.Context, tx, numbers db, r *run.Run, vars string, fin
 	if r.Revision == 0 {
 		r.Revision = current.Int64
 	}
-	return tx.queryRow(ctx, `INSERT INTO runs (pipeline_id, number, revision, status, trigger_kind, triggered_by,
-			variables, secret_variables, stage, cancel_requested, message, created_at, started_at, finished_at, git,
-			concurrency_group, max_running)
+	return tx.queryRow(ctx, `INSERT INTO runs (`+runInsertCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?) RETURNING id`,
 		r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, vars, r.SecretVariables, r.Stage,
 		tx.ts(r.CreatedAt), finished, finished, git, r.ConcurrencyGroup, r.MaxRunning).Scan(&r.ID)
@@ -346,43 +505,56 @@ func insertRun(ctx context.Context, tx, numbers db, r *run.Run, vars string, fin
 const insertRows = 32
 
 // insertJobs stores a run's jobs and their steps, a few multi-row INSERTs in all, and returns
-// them as RunGet reads them: in stage and index order, steps in index order, every one queued.
+// them as RunGet reads them (newJobs).
 func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string) ([]run.Job, error) {
-	jobs := make([]run.Job, len(in))
-	for i, j := range in {
-		jobs[i] = run.Job{RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
-			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
-			Env: copyMap(j.Env), RetryLost: j.RetryLost}
-	}
+	jobIDs := make([]int64, len(in))
 	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) VALUES ",
-		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?)", len(jobs),
+		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?)", len(in),
 		func(i int) []any {
-			j := jobs[i]
+			j := in[i]
 			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost}
 		},
-		func(i int, id int64) { jobs[i].ID = id })
+		func(i int, id int64) { jobIDs[i] = id })
 	if err != nil {
 		return nil, err
 	}
 	type ref struct{ job, step int }
 	var steps []ref
 	for i, j := range in {
+		for k := range j.Steps {
+			steps = append(steps, ref{i, k})
+		}
+	}
+	stepIDs := make([]int64, len(steps))
+	err = insertMany(ctx, tx, "INSERT INTO steps (job_id, idx, name, script, status) VALUES ", "(?, ?, ?, ?, 'queued')", len(steps),
+		func(i int) []any {
+			st := in[steps[i].job].Steps[steps[i].step]
+			return []any{jobIDs[steps[i].job], st.Index, st.Name, st.Script}
+		},
+		func(i int, id int64) { stepIDs[i] = id })
+	if err != nil {
+		return nil, err
+	}
+	return newJobs(runID, in, jobIDs, stepIDs), nil
+}
+
+// newJobs is a run's stored jobs as RunGet reads them — in stage and index order, steps in
+// index order, every one queued — when in[i] got the id jobIDs[i] and the steps, in order job
+// by job, got stepIDs.
+func newJobs(runID int64, in []run.Job, jobIDs, stepIDs []int64) []run.Job {
+	jobs := make([]run.Job, len(in))
+	next := 0
+	for i, j := range in {
+		jobs[i] = run.Job{ID: jobIDs[i], RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
+			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
+			Env: copyMap(j.Env), RetryLost: j.RetryLost}
 		if len(j.Steps) > 0 {
 			jobs[i].Steps = make([]run.Step, len(j.Steps))
 		}
 		for k, st := range j.Steps {
-			jobs[i].Steps[k] = run.Step{JobID: jobs[i].ID, Index: st.Index, Name: st.Name, Script: st.Script, Status: run.Queued}
-			steps = append(steps, ref{i, k})
+			jobs[i].Steps[k] = run.Step{ID: stepIDs[next], JobID: jobIDs[i], Index: st.Index, Name: st.Name, Script: st.Script, Status: run.Queued}
+			next++
 		}
-	}
-	err = insertMany(ctx, tx, "INSERT INTO steps (job_id, idx, name, script, status) VALUES ", "(?, ?, ?, ?, 'queued')", len(steps),
-		func(i int) []any {
-			st := jobs[steps[i].job].Steps[steps[i].step]
-			return []any{st.JobID, st.Index, st.Name, st.Script}
-		},
-		func(i int, id int64) { jobs[steps[i].job].Steps[steps[i].step].ID = id })
-	if err != nil {
-		return nil, err
 	}
 	// RunGet's order: jobs by stage, index, id; steps by index, id (ids grow in insert order).
 	sort.SliceStable(jobs, func(a, b int) bool {
@@ -394,7 +566,7 @@ func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []st
 	for _, j := range jobs {
 		sort.SliceStable(j.Steps, func(a, b int) bool { return j.Steps[a].Index < j.Steps[b].Index })
 	}
-	return jobs, nil
+	return jobs
 }
 
 // insertMany inserts n rows, insertRows at a time, each row's arguments from args, and hands

@@ -106,13 +106,12 @@ type Store struct {
 	schema string // PostgreSQL: the current schema, part of every notification channel's name
 	hub    hub    // Subscribe's subscribers, fed by Notify (SQLite) or Listen (PostgreSQL)
 
-	// counter (PostgreSQL only) is a small pool whose sessions run with synchronous_commit
-	// off, for the run counter's statements, each committed at once outside the run's
-	// transaction (see createRun). Not waiting for the flush is safe: the WAL is one ordered
-	// log, and a run that uses a number commits after the counter did, so once the run is
-	// durable the counter is too; a counter lost in a crash was used by no durable run (and
-	// the counter heals itself from the runs' highest number anyway).
-	counter *sql.DB
+	// async (PostgreSQL only) is a small pool whose sessions commit without waiting for the
+	// WAL flush (synchronous_commit off), for single statements, each its own transaction,
+	// whose loss in a crash harms nothing: the run counter's (see Store.numbers). Such a
+	// commit holds its row lock for microseconds instead of a disk flush, so a hot row (a
+	// pipeline's counter) does not make its writers queue one flush at a time.
+	async *sql.DB
 }
 
 // Open connects to dsn ("sqlite:PATH" or "postgres://…"), applies the migrations and returns
@@ -189,8 +188,11 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
+	// As many idle connections as open ones: database/sql closes a returned connection beyond
+	// the idle bound, and under load (more concurrent requests than that bound) every request
+	// then paid for a new PostgreSQL backend process. Idle ones still go after ConnMaxIdleTime.
 	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(4)
+	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -209,14 +211,14 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	cfg.RuntimeParams["synchronous_commit"] = "off"
-	counter := stdlib.OpenDB(*cfg)
+	async := stdlib.OpenDB(*cfg)
 	// Its own pool, never the main one: a run's transaction holds a main connection while it
 	// waits for a number, so numbers taken from the main pool could exhaust it. Its statements
 	// take microseconds; a few connections serve many transactions.
-	counter.SetMaxOpenConns(4)
-	counter.SetMaxIdleConns(4)
-	counter.SetConnMaxIdleTime(5 * time.Minute)
-	return &Store{pg: true, w: db, r: db, dsn: dsn, schema: schema, counter: counter}, nil
+	async.SetMaxOpenConns(8)
+	async.SetMaxIdleConns(8)
+	async.SetConnMaxIdleTime(5 * time.Minute)
+	return &Store{pg: true, w: db, r: db, dsn: dsn, schema: schema, async: async}, nil
 }
 
 // Close closes the database.
@@ -228,8 +230,8 @@ func (s *Store) Close() error {
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
 	}
-	if s.counter != nil {
-		err = errors.Join(err, s.counter.Close())
+	if s.async != nil {
+		err = errors.Join(err, s.async.Close())
 	}
 	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
