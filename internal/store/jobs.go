@@ -131,26 +131,41 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 // claimOne picks and claims one ready job in tx for runner, creating its attempt and lease;
 // sql.ErrNoRows when none is ready.
 func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, error) {
-	jobID, runID, err := pickJob(ctx, tx)
-	if err != nil {
-		return Claim{}, err
-	}
 	at := now()
 	ttl := p.TTL
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
-	ref, err := createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
+	var (
+		jobID, runID int64
+		ref          AttemptRef
+		claimed      bool
+		err          error
+	)
+	if tx.pg {
+		jobID, runID, ref, claimed, err = claimPG(ctx, tx, p.Holder, runner, ttl, at)
+		if err != nil {
+			return Claim{}, err
+		}
 	}
-	if err != nil {
-		return Claim{}, err
+	if !claimed {
+		// SQLite; or, on PostgreSQL, the oldest ready job is of a run waiting for a slot of
+		// its concurrency group, which pickJob checks under the group's lock.
+		if jobID, runID, err = pickJob(ctx, tx); err != nil {
+			return Claim{}, err
+		}
+		ref, err = createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
+		}
+		if err != nil {
+			return Claim{}, err
+		}
+		if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
+			return Claim{}, err
+		}
 	}
 	startFirst := p.StartFirstStep
-	if _, err := tx.exec(ctx, "UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'", tx.ts(at), runID); err != nil {
-		return Claim{}, err
-	}
 	if startFirst {
 		// The step of the lowest index, only for a run without Git and only while queued.
 		if _, err := tx.exec(ctx, `UPDATE steps SET status = 'running', started_at = ?
@@ -173,6 +188,44 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 	}
 	err = tx.queryRow(ctx, "SELECT trusted_by IS NOT NULL FROM pipelines WHERE id = ?", c.Run.PipelineID).Scan(&c.Trusted)
 	return c, err
+}
+
+// claimPG claims, in one statement, the oldest ready job for runner on PostgreSQL: it picks and
+// locks the job and its run (SKIP LOCKED, so servers claiming at once never wait for each
+// other), creates its attempt with the lease (the database's now() + ttl), and moves the job
+// and its run to running. claimed is false, with the job and run ids, when that job's run
+// waits for a slot of a bounded concurrency group: the caller then claims through pickJob,
+// which checks the group under its lock (this transaction holds the rows already).
+// sql.ErrNoRows when no job is ready.
+func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Duration, at time.Time) (jobID, runID int64, ref AttemptRef, claimed bool, err error) {
+	token, hash := newToken()
+	var (
+		attemptID sql.NullInt64
+		number    sql.NullInt64
+	)
+	err = tx.queryRow(ctx, `WITH p AS (
+			SELECT j.id, j.run_id, (r.status = 'queued' AND r.concurrency_group <> '' AND r.max_running > 0) AS gated`+readyJobs+`
+			ORDER BY j.run_id, j.id LIMIT 1 FOR NO KEY UPDATE OF j, r SKIP LOCKED),
+		a AS (
+			INSERT INTO attempts (job_id, number, runner, node, instance, token_hash, state, created_at, heartbeat_at, expires_at)
+			SELECT j.id, j.attempts + 1, ?, ?, ?, ?, 'running', now(), now(), `+tx.dbLater()+`
+			FROM p JOIN jobs j ON j.id = p.id WHERE NOT p.gated
+			RETURNING id, job_id, number),
+		u AS (
+			UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL, attempt_id = a.id, attempts = a.number
+			FROM a WHERE jobs.id = a.job_id RETURNING jobs.id),
+		ru AS (
+			UPDATE runs SET status = 'running', started_at = ?
+			FROM p JOIN a ON a.job_id = p.id WHERE runs.id = p.run_id AND runs.status = 'queued' RETURNING runs.id)
+		SELECT p.id, p.run_id, a.id, a.number FROM p LEFT JOIN a ON a.job_id = p.id`,
+		runner, h.Node, h.Instance, hash, ttl.Microseconds(), tx.ts(at), tx.ts(at)).Scan(&jobID, &runID, &attemptID, &number)
+	if err != nil {
+		return 0, 0, AttemptRef{}, false, err
+	}
+	if !attemptID.Valid {
+		return jobID, runID, AttemptRef{}, false, nil
+	}
+	return jobID, runID, AttemptRef{ID: attemptID.Int64, Number: int(number.Int64), Token: token}, true, nil
 }
 
 // pickJob finds and, on PostgreSQL, locks the job JobClaim takes: see JobClaim. It returns
