@@ -47,6 +47,8 @@ type opts struct {
 	executors   int
 	webhookRate float64 // 0 = unlimited (a rate no benchmark reaches)
 	burst       int
+	env         []string // the binary only: more environment
+	args        []string // the binary only: more serve flags
 }
 
 func (o opts) fill() opts {
@@ -102,12 +104,13 @@ func startInProcess(ctx context.Context, data string, o opts) (*instance, error)
 var stepRanges atomic.Int32
 
 // stepUser is the --step-user of a new instance: as root a uid range of its own (an instance
-// still stopping holds its range's lock), else auto.
+// still stopping holds its range's lock), else auto. Ranges are spread by process id too:
+// their locks are machine-wide, and another flowd-bench (or test) may run at the same time.
 func stepUser() string {
 	if os.Geteuid() != 0 {
 		return "auto"
 	}
-	first := 2147600000 + int(stepRanges.Add(1))*1024
+	first := 2147600000 + (os.Getpid()%4096)*32*1024 + int(stepRanges.Add(1)%32)*1024
 	return fmt.Sprintf("%d-%d", first, first+1023)
 }
 
@@ -121,8 +124,9 @@ func startBinary(ctx context.Context, bin, data string, o opts) (*instance, erro
 		args = append(args, "--database", o.dsn)
 	}
 	args = append(args, "--step-user", stepUser())
+	args = append(args, o.args...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "FLOWD_ADMIN_PASSWORD="+adminPassword)
+	cmd.Env = append(append(os.Environ(), "FLOWD_ADMIN_PASSWORD="+adminPassword), o.env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

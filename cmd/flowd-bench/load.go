@@ -97,6 +97,13 @@ func (r *recorder) add(d time.Duration, status int, err error) {
 	}
 }
 
+// acceptedSoFar is how many 202s r has counted so far.
+func (r *recorder) acceptedSoFar() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.accepted
+}
+
 func (r *recorder) shed() {
 	r.mu.Lock()
 	r.statuses["shed"]++
@@ -134,14 +141,37 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // closedLoop runs clients goroutines, each sending one request after the other, until dur has
 // passed or maxReq requests were sent.
 func closedLoop(ctx context.Context, url string, clients int, dur time.Duration, maxReq int64) Load {
+	return closedLoopURLs(ctx, []string{url}, clients, dur, maxReq)
+}
+
+// closedLoopURLs is closedLoop over several URLs (several servers): client i sends to
+// urls[i % len(urls)].
+func closedLoopURLs(ctx context.Context, urls []string, clients int, dur time.Duration, maxReq int64) Load {
+	rec := newRecorder()
+	res := rec.result(closedLoopInto(ctx, rec, urls, clients, dur, maxReq))
+	res.Clients = clients
+	return res
+}
+
+// closedLoopInto is closedLoopURLs recording into rec, which may already hold earlier rounds;
+// it returns the time it took.
+func closedLoopInto(ctx context.Context, rec *recorder, urls []string, clients int, dur time.Duration, maxReq int64) time.Duration {
 	hc := newHTTPClient(clients, 10*time.Second)
 	defer hc.CloseIdleConnections()
-	rec := newRecorder()
+	return drive(ctx, rec, clients, dur, maxReq, func(client int, n int64) (int, error) {
+		return post(ctx, hc, urls[client%len(urls)], abcBody(n))
+	})
+}
+
+// drive runs clients goroutines, each calling do (n = 1, 2, … across all of them) one call
+// after the other, until dur has passed or maxReq calls were made; each call's time and
+// outcome (a status: 202 is a success) go to rec. It returns the time it took.
+func drive(ctx context.Context, rec *recorder, clients int, dur time.Duration, maxReq int64, do func(client int, n int64) (int, error)) time.Duration {
 	var sent atomic.Int64
 	start := time.Now()
 	deadline := start.Add(dur)
 	var wg sync.WaitGroup
-	for range clients {
+	for client := range clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				n := sent.Add(1)
@@ -149,15 +179,13 @@ func closedLoop(ctx context.Context, url string, clients int, dur time.Duration,
 					return
 				}
 				t0 := time.Now()
-				status, err := post(ctx, hc, url, abcBody(n))
+				status, err := do(client, n)
 				rec.add(time.Since(t0), status, err)
 			}
 		})
 	}
 	wg.Wait()
-	res := rec.result(time.Since(start))
-	res.Clients = clients
-	return res
+	return time.Since(start)
 }
 
 // openLoop offers rate requests per second for dur, whatever the answers' pace, with at most

@@ -28,18 +28,20 @@ import (
 // Results is the JSON the tool writes; every section is always present (with "error" or
 // "skipped" when it could not be measured).
 type Results struct {
-	Machine        Machine        `json:"machine"`
-	Quick          bool           `json:"quick"`
-	Ceilings       Ceilings       `json:"ceilings"`
-	IngestSQLite   Ingest         `json:"ingest_sqlite"`
-	IngestPostgres Ingest         `json:"ingest_postgres"`
-	Durability     Durability     `json:"durability"`
-	Overload       Overload       `json:"overload"`
-	TriggerToStart TriggerToStart `json:"trigger_to_start"`
-	EndToEnd       []EndToEnd     `json:"end_to_end"`
-	Scale          Scale          `json:"scale"`
-	Idle           Idle           `json:"idle"`
-	Seconds        float64        `json:"seconds"`
+	Machine         Machine        `json:"machine"`
+	Quick           bool           `json:"quick"`
+	Ceilings        Ceilings       `json:"ceilings"`
+	IngestSQLite    Ingest         `json:"ingest_sqlite"`
+	IngestPostgres  Ingest         `json:"ingest_postgres"`
+	CeilingPostgres PGCeiling      `json:"ceiling_postgres_insert"`
+	Durability      Durability     `json:"durability"`
+	Overload        Overload       `json:"overload"`
+	TriggerToStart  TriggerToStart `json:"trigger_to_start"`
+	EndToEnd        []EndToEnd     `json:"end_to_end"`
+	TwoServers      TwoServers     `json:"two_servers"`
+	Scale           Scale          `json:"scale"`
+	Idle            Idle           `json:"idle"`
+	Seconds         float64        `json:"seconds"`
 }
 
 // Durability is flowd on SQLite against the fsync-per-request server.
@@ -77,18 +79,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	clients := fs.Int("clients", 32, "concurrent clients of the ingest loads")
 	dur := fs.Duration("duration", 5*time.Second, "length of each load measurement")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (flowd in-process included) to `file`")
-	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, scale, idle (for profiling)")
+	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle (for profiling)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	p := plan{dur: *dur, clients: *clients, overload: 5, inFlight: 1024, t2sN: 200, e2eN: 500,
 		seedRuns: 100_000, seedLines: 1_000_000, bigLogMiB: 200, apiN: 300,
-		idleWarm: 3 * time.Second, idleWindow: 10 * time.Second, pgDSN: *pg, bin: *bin, quick: *quick}
+		idleWarm: 3 * time.Second, idleWindow: 10 * time.Second, pgDSN: *pg, bin: *bin, quick: *quick,
+		rounds: 3, twoN: 500}
 	if *quick {
 		p.dur, p.clients, p.inFlight = 300*time.Millisecond, min(p.clients, 8), 64
 		p.t2sN, p.e2eN = 5, 10
 		p.seedRuns, p.seedLines, p.bigLogMiB, p.apiN = 500, 5000, 2, 10
 		p.idleWarm, p.idleWindow = 200*time.Millisecond, 300*time.Millisecond
+		p.rounds, p.twoN = 1, 10
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -99,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(tmp)
 	p.tmp = tmp
-	if p.bin == "" && (*only == "" || *only == "scale" || *only == "idle") {
+	if p.bin == "" && (*only == "" || *only == "scale" || *only == "idle" || *only == "two") {
 		p.bin = filepath.Join(tmp, "flowd")
 		fmt.Fprintln(stderr, "building flowd …")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", p.bin, "github.com/flowd/flowd/cmd/flowd")
@@ -131,12 +135,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if want("ingest") || want("overload") {
-		step("ingest on SQLite")
-		res.IngestSQLite = ingest(ctx, p, "sqlite", res.Ceilings)
-	}
-	if want("ingest") {
-		step("ingest on PostgreSQL")
-		res.IngestPostgres = ingest(ctx, p, "postgres", res.Ceilings)
+		step(fmt.Sprintf("ingest: SQLite, the PostgreSQL ceiling, PostgreSQL; %d rounds, alternating", p.rounds))
+		res.IngestSQLite, res.IngestPostgres, res.CeilingPostgres = ingestBoth(ctx, p, res.Ceilings, want("ingest"))
 	}
 	res.Durability = Durability{FlowdPerSec: res.IngestSQLite.Load.PerSec, FsyncPerSec: res.Ceilings.Fsync.PerSec,
 		Ratio: ratio(res.IngestSQLite.Load.PerSec, res.Ceilings.Fsync.PerSec)}
@@ -153,6 +153,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			step(fmt.Sprintf("end to end, parallelism %d", par))
 			res.EndToEnd = append(res.EndToEnd, endToEnd(ctx, p, par))
 		}
+	}
+	if want("two") {
+		step("two servers on one PostgreSQL database: ingest, end to end")
+		res.TwoServers = twoServers(ctx, p)
 	}
 	if want("scale") {
 		step("scale: seed, API, 200 MB log")
@@ -201,6 +205,26 @@ func printTable(w io.Writer, r Results) {
 	}
 	ing(fmt.Sprintf("1. ingest, %d clients, SQLite", r.Ceilings.Bare.Clients), r.IngestSQLite)
 	ing(fmt.Sprintf("1. ingest, %d clients, PostgreSQL", r.Ceilings.Bare.Clients), r.IngestPostgres)
+	// unmeasured prints a section that was skipped or failed and says whether it did.
+	unmeasured := func(name, skipped, err string) bool {
+		switch {
+		case skipped != "":
+			row(name, "skipped", skipped, 0)
+		case err != "":
+			row(name, "error: "+err, "", 0)
+		default:
+			return false
+		}
+		return true
+	}
+	if pc := r.CeilingPostgres; !unmeasured("1. PostgreSQL ceiling: one-row INSERTs", pc.Skipped, pc.Error) {
+		row(fmt.Sprintf("1. PostgreSQL ingest vs %d pgx clients' INSERTs", pc.Load.Clients), fmt.Sprintf("%.0f/s", r.IngestPostgres.Load.PerSec),
+			"INSERTs "+load(pc.Load), r.IngestPostgres.VsCeiling)
+		row("1. PostgreSQL ingest vs SQLite ingest", fmt.Sprintf("%.0f/s", r.IngestPostgres.Load.PerSec),
+			fmt.Sprintf("SQLite %.0f/s", r.IngestSQLite.Load.PerSec), r.IngestPostgres.VsSQLite)
+		row("   rounds (alternating): SQLite, ceiling, PostgreSQL", fmt.Sprintf("%v; %v", r.IngestSQLite.RoundsPerSec, r.IngestPostgres.RoundsPerSec),
+			fmt.Sprintf("%v", pc.RoundsPerSec), 0)
+	}
 	row("2. durability: SQLite vs fsync per request", fmt.Sprintf("%.0f/s", r.Durability.FlowdPerSec),
 		"fsync "+load(r.Ceilings.Fsync), r.Durability.Ratio)
 	o := r.Overload
@@ -218,6 +242,13 @@ func printTable(w io.Writer, r Results) {
 		}
 		row(fmt.Sprintf("4. end to end, parallelism %d, %d runs", e.Parallelism, e.Runs), fmt.Sprintf("%.1f runs/s", e.FlowdPerSec),
 			fmt.Sprintf("raw fork/exec %.1f/s", e.RawPerSec), e.Ratio)
+	}
+	if ts := r.TwoServers; !unmeasured("4. two servers, one PostgreSQL", ts.Skipped, ts.Error) {
+		row(fmt.Sprintf("4. two servers: ingest, %d clients over both", ts.Ingest.Clients), load(ts.Ingest),
+			fmt.Sprintf("runs %d ≥ 202s %d: %v", ts.IngestRunsStored, ts.Ingest.Accepted, ts.IngestEveryAccepted), 0)
+		row(fmt.Sprintf("4. two servers: end to end, %d runs", ts.Runs), fmt.Sprintf("%.1f runs/s, %d succeeded", ts.PerSec, ts.Succeeded),
+			fmt.Sprintf("exactly once: %v (%d lines)", ts.ExactlyOnce, ts.MarkerLines), 0)
+		row("   jobs by server (workspace folder)", fmt.Sprintf("%v", ts.JobsByServer), "", 0)
 	}
 	s := r.Scale
 	if s.Error != "" {

@@ -40,8 +40,8 @@ func TestQuick(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("results are not JSON: %v\n%s", err, b)
 	}
-	for _, section := range []string{"machine", "ceilings", "ingest_sqlite", "ingest_postgres", "durability",
-		"overload", "trigger_to_start", "end_to_end", "scale", "idle"} {
+	for _, section := range []string{"machine", "ceilings", "ingest_sqlite", "ingest_postgres", "ceiling_postgres_insert",
+		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle"} {
 		raw, ok := got[section]
 		if !ok || len(raw) == 0 || string(raw) == "null" {
 			t.Errorf("section %q is missing", section)
@@ -53,6 +53,11 @@ func TestQuick(t *testing.T) {
 				t.Errorf("section %q failed: %v", section, e)
 			}
 		}
+	}
+	// Two servers: every job ran exactly once (a count of marker lines, not a time).
+	var two map[string]any
+	if err := json.Unmarshal(got["two_servers"], &two); err == nil && two["skipped"] == nil && two["e2e_every_job_exactly_once"] != true {
+		t.Errorf("two_servers: not every job ran exactly once: %s", got["two_servers"])
 	}
 	var e2e []map[string]any
 	if err := json.Unmarshal(got["end_to_end"], &e2e); err != nil || len(e2e) != 2 {

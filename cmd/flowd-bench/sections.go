@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type plan struct {
 	apiN       int
 	idleWarm   time.Duration
 	idleWindow time.Duration
+	rounds     int    // the ingest section's alternations
+	twoN       int    // runs of the two-server end to end
 	pgDSN      string // "" = skip PostgreSQL
 	bin        string // the built flowd binary
 	tmp        string
@@ -69,17 +72,32 @@ func ceilings(ctx context.Context, p plan) (Ceilings, error) {
 
 // Ingest is flowd's webhook intake while every executor is busy.
 type Ingest struct {
-	Database      string  `json:"database"`
-	Load          Load    `json:"load"`
-	RunsStored    int64   `json:"runs_stored"` // runs made by the load (the holding run not counted)
-	EveryAccepted bool    `json:"every_accepted_is_a_run"`
-	VsBare        float64 `json:"ratio_vs_bare"`
-	VsFsync       float64 `json:"ratio_vs_fsync"`
-	ExecutorsBusy bool    `json:"executors_busy"`
-	CPUCores      float64 `json:"cpu_cores_used"` // this process (flowd and the load) during the load
-	QueuedAfter   int64   `json:"queued_after"`
-	Skipped       string  `json:"skipped,omitempty"`
-	Error         string  `json:"error,omitempty"`
+	Database      string    `json:"database"`
+	Load          Load      `json:"load"`
+	RunsStored    int64     `json:"runs_stored"` // runs made by the load (the holding run not counted)
+	EveryAccepted bool      `json:"every_accepted_is_a_run"`
+	VsBare        float64   `json:"ratio_vs_bare"`
+	VsFsync       float64   `json:"ratio_vs_fsync"`
+	ExecutorsBusy bool      `json:"executors_busy"`
+	CPUCores      float64   `json:"cpu_cores_used"` // this process (flowd and the load) during the load
+	QueuedAfter   int64     `json:"queued_after"`
+	RoundsPerSec  []float64 `json:"rounds_accepted_per_s"` // each round's rate, in order
+	VsCeiling     float64   `json:"ratio_vs_postgres_ceiling,omitempty"`
+	VsSQLite      float64   `json:"ratio_vs_sqlite,omitempty"`
+	Skipped       string    `json:"skipped,omitempty"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// PGCeiling is the tool's own clients committing one-row INSERTs through pgx, each its own
+// transaction, on the PostgreSQL server flowd's ingest uses: what the server commits at most
+// for the same number of clients.
+type PGCeiling struct {
+	Load         Load      `json:"load"`
+	RoundsPerSec []float64 `json:"rounds_inserts_per_s"`
+	CPUCores     float64   `json:"cpu_cores_used"` // this process (the clients) during the load
+	Method       string    `json:"method"`
+	Skipped      string    `json:"skipped,omitempty"`
+	Error        string    `json:"error,omitempty"`
 }
 
 // ingestInstance starts flowd (in-process) with one executor held by a long first run; it
@@ -148,42 +166,148 @@ func sample(period time.Duration, f func()) (stop func()) {
 	}
 }
 
-func ingest(ctx context.Context, p plan, database string, c Ceilings) Ingest {
-	res := Ingest{Database: database}
-	dsn := ""
-	if database == "postgres" {
-		if p.pgDSN == "" {
-			res.Skipped = "no PostgreSQL (--pg \"\")"
-			return res
+// ingestLoad is one of the loads the ingest section alternates.
+type ingestLoad struct {
+	rec    *recorder
+	took   time.Duration
+	cpu    time.Duration
+	rounds []float64
+	run    func(rec *recorder) time.Duration // one round
+}
+
+// round runs one round of l and adds it to l's totals.
+func (l *ingestLoad) round() {
+	c0, before := selfCPU(), l.rec.acceptedSoFar()
+	took := l.run(l.rec)
+	l.took += took
+	l.cpu += selfCPU() - c0
+	l.rounds = append(l.rounds, float64(int(float64(l.rec.acceptedSoFar()-before)/took.Seconds())))
+}
+
+// result is the load's Load and CPU cores over all its rounds.
+func (l *ingestLoad) result(clients int) (Load, float64) {
+	res := l.rec.result(l.took)
+	res.Clients = clients
+	return res, float64(int(l.cpu.Seconds()/l.took.Seconds()*100)) / 100
+}
+
+// ingestBoth measures flowd's ingest on SQLite and on PostgreSQL (without withPG: SQLite only)
+// and the PostgreSQL ceiling (PGCeiling), in p.rounds rounds of p.dur each that alternate them
+// — SQLite, ceiling, PostgreSQL, SQLite, … — so that the load of others sharing the machine
+// falls on all three alike. Both flowd instances run at once, each with its one executor held
+// by a long run, so every webhook run queues.
+func ingestBoth(ctx context.Context, p plan, c Ceilings, withPG bool) (sqlite, pg Ingest, ceiling PGCeiling) {
+	sqlite, pg = Ingest{Database: "sqlite"}, Ingest{Database: "postgres"}
+	ceiling.Method = fmt.Sprintf("%d clients of the tool, one connection each, each committing an INSERT of one row "+
+		"(a webhook-sized body) into a scratch table through pgx, a transaction per row, on flowd's PostgreSQL ingest database", p.clients)
+	var (
+		defers []func()
+		loads  []*ingestLoad // in the order they alternate
+	)
+	defer func() {
+		for _, f := range slices.Backward(defers) {
+			f()
 		}
-		var drop func()
-		var err error
-		if dsn, drop, err = pgDatabase(ctx, p.pgDSN); err != nil {
-			res.Skipped = "PostgreSQL unreachable: " + err.Error()
-			return res
-		}
-		defer drop()
+	}()
+	// flowd adds a flowd instance on dsn ("" = SQLite) whose results go to res.
+	type flowdLoad struct {
+		res    *Ingest
+		load   *ingestLoad
+		db     *sql.DB
+		before int64
 	}
-	_, url, db, cleanup, err := ingestInstance(ctx, p, dsn, opts{})
+	var flowds []*flowdLoad
+	flowd := func(res *Ingest, dsn string) {
+		_, url, db, cleanup, err := ingestInstance(ctx, p, dsn, opts{})
+		if err != nil {
+			res.Error = err.Error()
+			return
+		}
+		defers = append(defers, cleanup)
+		closedLoop(ctx, url, p.clients, p.dur/5, 1<<40) // warm up: connections, caches
+		f := &flowdLoad{res: res, db: db, load: &ingestLoad{rec: newRecorder(), run: func(rec *recorder) time.Duration {
+			return closedLoopInto(ctx, rec, []string{url}, p.clients, p.dur, 1<<40)
+		}}}
+		f.before, _ = count(ctx, db, "SELECT COUNT(*) FROM runs")
+		flowds, loads = append(flowds, f), append(loads, f.load)
+	}
+	flowd(&sqlite, "")
+	var ceil *ingestLoad
+	switch {
+	case !withPG:
+	case p.pgDSN == "":
+		pg.Skipped, ceiling.Skipped = "no PostgreSQL (--pg \"\")", "no PostgreSQL (--pg \"\")"
+	default:
+		dsn, drop, err := pgDatabase(ctx, p.pgDSN)
+		if err != nil {
+			pg.Skipped, ceiling.Skipped = "PostgreSQL unreachable: "+err.Error(), "PostgreSQL unreachable"
+			break
+		}
+		defers = append(defers, drop)
+		run, closeCeiling, err := pgInsertLoad(ctx, dsn, p.clients, p.dur)
+		if err != nil {
+			ceiling.Error = err.Error()
+		} else {
+			defers = append(defers, closeCeiling)
+			run(newRecorder()) // warm up
+			ceil = &ingestLoad{rec: newRecorder(), run: run}
+			loads = append(loads, ceil)
+		}
+		flowd(&pg, dsn)
+	}
+	for range p.rounds {
+		for _, l := range loads {
+			l.round()
+		}
+	}
+	for _, f := range flowds {
+		res := f.res
+		res.Load, res.CPUCores = f.load.result(p.clients)
+		res.RoundsPerSec = f.load.rounds
+		after, _ := count(ctx, f.db, "SELECT COUNT(*) FROM runs")
+		res.RunsStored = after - f.before
+		res.EveryAccepted = res.RunsStored >= int64(res.Load.Accepted)
+		running, _ := count(ctx, f.db, "SELECT COUNT(*) FROM runs WHERE status = 'running'")
+		res.ExecutorsBusy = running == 1
+		res.QueuedAfter, _ = count(ctx, f.db, "SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+		res.VsBare = ratio(res.Load.PerSec, c.Bare.PerSec)
+		res.VsFsync = ratio(res.Load.PerSec, c.Fsync.PerSec)
+	}
+	if ceil != nil {
+		ceiling.Load, ceiling.CPUCores = ceil.result(p.clients)
+		ceiling.RoundsPerSec = ceil.rounds
+		pg.VsCeiling = ratio(pg.Load.PerSec, ceiling.Load.PerSec)
+	}
+	if pg.Load.PerSec > 0 {
+		pg.VsSQLite = ratio(pg.Load.PerSec, sqlite.Load.PerSec)
+	}
+	return sqlite, pg, ceiling
+}
+
+// pgInsertLoad prepares the PostgreSQL ceiling on dsn: a scratch table and clients
+// connections. run measures one round of dur: clients goroutines, each committing one-row
+// INSERTs one after the other (each a transaction of its own; a success counts as a 202).
+func pgInsertLoad(ctx context.Context, dsn string, clients int, dur time.Duration) (run func(*recorder) time.Duration, closeDB func(), err error) {
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		res.Error = err.Error()
-		return res
+		return nil, nil, err
 	}
-	defer cleanup()
-	closedLoop(ctx, url, p.clients, p.dur/5, 1<<40) // warm up: connections, caches
-	before, _ := count(ctx, db, "SELECT COUNT(*) FROM runs")
-	c0, t0 := selfCPU(), time.Now()
-	res.Load = closedLoop(ctx, url, p.clients, p.dur, 1<<40)
-	res.CPUCores = float64(int((selfCPU()-c0).Seconds()/time.Since(t0).Seconds()*100)) / 100
-	after, _ := count(ctx, db, "SELECT COUNT(*) FROM runs")
-	res.RunsStored = after - before
-	res.EveryAccepted = res.RunsStored >= int64(res.Load.Accepted)
-	running, _ := count(ctx, db, "SELECT COUNT(*) FROM runs WHERE status = 'running'")
-	res.ExecutorsBusy = running == 1
-	res.QueuedAfter, _ = count(ctx, db, "SELECT COUNT(*) FROM runs WHERE status = 'queued'")
-	res.VsBare = ratio(res.Load.PerSec, c.Bare.PerSec)
-	res.VsFsync = ratio(res.Load.PerSec, c.Fsync.PerSec)
-	return res
+	db.SetMaxOpenConns(clients)
+	db.SetMaxIdleConns(clients)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE bench_ceiling (
+		id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL DEFAULT now(), body TEXT NOT NULL)`); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("scratch table: %w", err)
+	}
+	run = func(rec *recorder) time.Duration {
+		return drive(ctx, rec, clients, dur, 1<<40, func(_ int, n int64) (int, error) {
+			if _, err := db.ExecContext(ctx, "INSERT INTO bench_ceiling (body) VALUES ($1)", string(abcBody(n))); err != nil {
+				return 0, err
+			}
+			return http.StatusAccepted, nil
+		})
+	}
+	return run, func() { db.Close() }, nil
 }
 
 // Overload is 5 × the sustainable rate, open loop, with the limiter off; then with it on.
