@@ -29,3 +29,17 @@ func (s *Store) CountForTest(ctx context.Context, query string, args ...any) (in
 	err := s.reader().queryRow(ctx, query, args...).Scan(&n)
 	return n, err
 }
+
+// HoldForTest runs a statement in a transaction of its own on the main pool and leaves the
+// transaction open, as a server that stopped in the middle of it would; rollback ends it.
+func (s *Store) HoldForTest(ctx context.Context, query string, args ...any) (rollback func(), err error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, db{pg: s.pg}.rebind(query), args...); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return func() { _ = tx.Rollback() }, nil
+}

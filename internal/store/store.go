@@ -182,12 +182,25 @@ func openSQLite(ctx context.Context, p string) (*Store, error) {
 	return &Store{w: w, r: r, g: startGroupWriter(w), rc: newStmtCache(r)}, nil
 }
 
+// idleInTransactionTimeout is how long PostgreSQL keeps a session of flowd's that sits idle
+// inside a transaction before it ends it and releases its locks.
+const idleInTransactionTimeout = "5s"
+
 // openPostgres opens one pool used for reads and writes alike, and the run counter's pool.
 func openPostgres(ctx context.Context, dsn string) (*Store, error) {
-	db, err := sql.Open("pgx", dsn)
+	mainCfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
+	// A server that stops between two statements of a transaction (a frozen VM, SIGSTOP, a
+	// partition that leaves its TCP connection open) keeps that transaction's locks: a lease
+	// renewal's, say, which the rescuer then waits for, so no lost job anywhere is rescued
+	// until the server comes back. PostgreSQL ends such a session instead, unless the DSN
+	// says otherwise; flowd never waits on its side of an open transaction.
+	if _, set := mainCfg.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		mainCfg.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout
+	}
+	db := stdlib.OpenDB(*mainCfg)
 	// As many idle connections as open ones: database/sql closes a returned connection beyond
 	// the idle bound, and under load (more concurrent requests than that bound) every request
 	// then paid for a new PostgreSQL backend process. Idle ones still go after ConnMaxIdleTime.
