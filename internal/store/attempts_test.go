@@ -280,15 +280,7 @@ func TestClaimsFromTwoStores(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			dsn := storetest.DSN(t, dialect)
-			open := func() *store.Store {
-				s, err := store.Open(context.Background(), dsn, storetest.Logger(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				return s
-			}
-			a, b := open(), open()
+			a, b := openAt(t, dsn), openAt(t, dsn)
 			_, p := fixture(t, a)
 			const runs = 40
 			for range runs {
