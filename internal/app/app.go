@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Holder:         holder,
 		TTL:            cfg.LeaseTTL,
 	})
+	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
 	rescuer := &scheduler.Rescuer{
 		Store:        st,
 		Holder:       holder,
@@ -104,8 +105,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Logger:       logger.With("component", "rescuer"),
 		AllInstances: st.Dialect() == "sqlite", // one server per SQLite database
 		Rescued: func(runID int64) {
-			appender.Notify(runID)
-			sched.Wake()
+			appender.Notify(runID) // followers here; cl tells those of the other servers
+			cl.logChanged(runID)
+			cl.wakeWork(sched.Wake)() // a retried job is queued again
 		},
 	}
 	// Jobs this node's previous instance was running (it crashed or was killed) are settled
@@ -114,7 +116,6 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
-	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
 	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	cl.share(signIn, appender)

@@ -87,6 +87,14 @@ func (c *cluster) wakeWork(wake func()) func() {
 	}
 }
 
+// logChanged tells the other servers' log followers that run runID changed (the rescuer wrote
+// to it without the appender).
+func (c *cluster) logChanged(runID int64) {
+	if c.shared {
+		c.send(store.TopicLog, strconv.FormatInt(runID, 10))
+	}
+}
+
 // send queues a notification for the other servers; it never blocks. A topic and payload
 // already queued is sent once.
 func (c *cluster) send(topic, payload string) {

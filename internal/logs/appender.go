@@ -258,6 +258,11 @@ func (a *Appender) append(ctx context.Context, chunks []run.LogChunk, patient bo
 		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		err := a.sink.LogAppend(cctx, chunks)
 		cancel()
+		var fenced fencedError
+		if errors.As(err, &fenced) {
+			a.down = false // the store took the rest
+			return err
+		}
 		if err != nil {
 			a.logger.Error("append log chunks: the store still fails, log lines lost", "chunks", len(chunks), "err", err)
 			return fmt.Errorf("logs: append: %w", err)
