@@ -831,11 +831,16 @@ func (ps *parser) retry(g *field) int {
 	for _, f := range ps.mapping(g.val, g.path, retryKeys) {
 		switch f.name {
 		case "when":
-			whens = ps.strList(f.val, f.path)
-			for i, w := range whens {
-				if w != "runner_lost" {
-					ps.addf(ps.node(f.val), index(f.path, i), "unknown condition %q: the only one is runner_lost (the job's runner stopped renewing its lease: a server or agent died)", w)
+			items, _ := ps.sequence(f.val, f.path)
+			for i, item := range items {
+				w, ok := ps.str(item, index(f.path, i))
+				if !ok {
+					continue
 				}
+				if w != "runner_lost" {
+					ps.addf(ps.node(item), index(f.path, i), "unknown condition %q: the only one is runner_lost (the job's runner stopped renewing its lease: a server or agent died)", w)
+				}
+				whens = append(whens, w)
 			}
 		case "max":
 			sawMax = true

@@ -146,6 +146,11 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("step name = %q", got)
 			}
 		}},
+		{"retry when the runner is lost", strings.Replace(minimal, "        steps:", "        retry: {when: [runner_lost], max: 2}\n        steps:", 1), func(t *testing.T, p *Pipeline) {
+			if got := p.Stages[0].Jobs[0].RetryRunnerLost; got != 2 {
+				t.Errorf("RetryRunnerLost = %d, want 2", got)
+			}
+		}},
 		{"timeout and env", strings.Replace(minimal, "        steps:", "        timeout: 24h\n        env: {A: 1, B: x}\n        steps:", 1), func(t *testing.T, p *Pipeline) {
 			j := p.Stages[0].Jobs[0]
 			if j.Timeout != 24*time.Hour || !reflect.DeepEqual(j.Env, map[string]string{"A": "1", "B": "x"}) {
@@ -249,6 +254,9 @@ func TestParseInvalid(t *testing.T) {
 		{"step run of wrong type", job("        steps:\n          - run: [a]\n"), []string{"7:18: stages[0].jobs[0].steps[0].run: must be a string, not a sequence"}},
 		{"bad timeout", job("        timeout: soon\n        steps: [{run: a}]\n"), []string{`6:18: stages[0].jobs[0].timeout: invalid duration "soon": use a number and a unit, e.g. 90s, 10m or 1h30m`}},
 		{"timeout without unit", job("        timeout: 10\n        steps: [{run: a}]\n"), []string{`6:18: stages[0].jobs[0].timeout: invalid duration "10": use a number and a unit, e.g. 90s, 10m or 1h30m`}},
+		{"retry on a failed step", job("        retry: {when: [failure], max: 1}\n        steps: [{run: a}]\n"), []string{`6:24: stages[0].jobs[0].retry.when[0]: unknown condition "failure": the only one is runner_lost (the job's runner stopped renewing its lease: a server or agent died)`}},
+		{"retry too often", job("        retry: {when: [runner_lost], max: 4}\n        steps: [{run: a}]\n"), []string{`6:43: stages[0].jobs[0].retry.max: must be a whole number from 1 to 3, got "4"`}},
+		{"retry without when", job("        retry: {max: 1}\n        steps: [{run: a}]\n"), []string{"6:16: stages[0].jobs[0].retry: needs when: [runner_lost]"}},
 		{"zero timeout", job("        timeout: 0s\n        steps: [{run: a}]\n"), []string{"6:18: stages[0].jobs[0].timeout: must be more than 0"}},
 		{"timeout over 24h", job("        timeout: 24h1s\n        steps: [{run: a}]\n"), []string{"6:18: stages[0].jobs[0].timeout: must be at most 24h"}},
 		{"env keys", job("        env: {PATH: /x, 9A: b, FLOWD_RUN_ID: 1, OK: [a]}\n        steps: [{run: a}]\n"), []string{
