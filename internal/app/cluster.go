@@ -72,7 +72,7 @@ func (c *cluster) webhookLimiter() trigger.RateLimiter {
 	if !c.shared || c.cfg.WebhookRate <= 0 {
 		return nil
 	}
-	return trigger.SharedLimiter{Store: c.st, Rate: c.cfg.WebhookRate, Burst: max(c.cfg.WebhookBurst, 1)}
+	return trigger.NewSharedLimiter(c.st, c.cfg.WebhookRate, c.cfg.WebhookBurst)
 }
 
 // wakeWork returns wake (the scheduler's Wake) that also tells the other servers' schedulers

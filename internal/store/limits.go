@@ -49,13 +49,14 @@ func (d db) greatest() string {
 	return "MAX"
 }
 
-// RateTake takes one token from key's bucket, which holds at most burst tokens and gets rate
-// tokens per second back (a new key starts full). When none is left it returns false and how
-// long until one is (rounded up to a microsecond, at least that). rate must be above 0 and
-// burst at least 1.
-func (s *Store) RateTake(ctx context.Context, key string, rate float64, burst int) (ok bool, retryAfter time.Duration, err error) {
-	if !(rate > 0) || math.IsInf(rate, 0) || burst < 1 {
-		return false, 0, fmt.Errorf("store: take a rate token: rate %g and burst %d: want a finite rate above 0 and a burst of at least 1", rate, burst)
+// RateTake takes n tokens at once from key's bucket, which holds at most burst tokens and gets
+// rate tokens per second back (a new key starts full); ok says it took them. When fewer than n
+// are left it takes none and returns false and how long until one is (rounded up, at least a
+// microsecond): with n 1 that is when to ask again. rate must be above 0, burst at least 1, n
+// from 1 to burst.
+func (s *Store) RateTake(ctx context.Context, key string, rate float64, burst, n int) (ok bool, retryAfter time.Duration, err error) {
+	if !(rate > 0) || math.IsInf(rate, 0) || burst < 1 || n < 1 || n > burst {
+		return false, 0, fmt.Errorf("store: take rate tokens: rate %g, burst %d, n %d: want a finite rate above 0, a burst of at least 1 and n from 1 to the burst", rate, burst, n)
 	}
 	var tokens float64
 	err = s.writeOne(ctx, func(tx db) error {
@@ -64,18 +65,19 @@ func (s *Store) RateTake(ctx context.Context, key string, rate float64, burst in
 		// Arguments: burst, rate. A clock that stepped back refills nothing.
 		refill := fmt.Sprintf("%s(CAST(? AS DOUBLE PRECISION), b.tokens + %s(0, %s - b.at) * CAST(? AS DOUBLE PRECISION) / 1e9)",
 			tx.least(), tx.greatest(), now)
+		// Each ? after a refill is n.
 		q := fmt.Sprintf(`INSERT INTO rate_buckets AS b (key, tokens, at, took)
-			VALUES (?, CAST(? AS DOUBLE PRECISION) - 1, %[1]s, TRUE)
+			VALUES (?, CAST(? AS DOUBLE PRECISION) - ?, %[1]s, TRUE)
 			ON CONFLICT (key) DO UPDATE SET
-				tokens = %[2]s - CASE WHEN %[2]s >= 1 THEN 1 ELSE 0 END,
+				tokens = %[2]s - CASE WHEN %[2]s >= ? THEN ? ELSE 0 END,
 				at = %[3]s(b.at, %[1]s),
-				took = %[2]s >= 1
+				took = %[2]s >= ?
 			RETURNING took, tokens`, now, refill, tx.greatest())
-		b := float64(burst)
-		return tx.queryRow(ctx, q, key, b, b, rate, b, rate, b, rate).Scan(&ok, &tokens)
+		b, k := float64(burst), float64(n)
+		return tx.queryRow(ctx, q, key, b, k, b, rate, b, rate, k, k, b, rate, k).Scan(&ok, &tokens)
 	})
 	if err != nil {
-		return false, 0, wrap("take a rate token", err)
+		return false, 0, wrap("take rate tokens", err)
 	}
 	if ok {
 		return true, 0, nil

@@ -36,15 +36,15 @@ func TestRateTake(t *testing.T) {
 		ctx := t.Context()
 		const rate = 0.5 // a token every 2 s
 		for i := range 3 {
-			if ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3); err != nil || !ok {
+			if ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3, 1); err != nil || !ok {
 				t.Fatalf("take %d of a full bucket of 3: %v %v %v", i+1, ok, wait, err)
 			}
 		}
-		ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3)
+		ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3, 1)
 		if err != nil || ok || wait <= time.Second || wait > 2*time.Second {
 			t.Fatalf("take from an empty bucket: ok %v, wait %v, err %v; want refused, about 2 s", ok, wait, err)
 		}
-		if ok, _, err := s.RateTake(ctx, "webhook:2", rate, 3); err != nil || !ok {
+		if ok, _, err := s.RateTake(ctx, "webhook:2", rate, 3, 1); err != nil || !ok {
 			t.Fatalf("another key: %v %v", ok, err)
 		}
 		// 5 s pass: 2.5 tokens come back.
@@ -52,11 +52,11 @@ func TestRateTake(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 2 {
-			if ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3); err != nil || !ok {
+			if ok, wait, err := s.RateTake(ctx, "webhook:1", rate, 3, 1); err != nil || !ok {
 				t.Fatalf("take %d after 5 s: %v %v %v", i+1, ok, wait, err)
 			}
 		}
-		if ok, _, _ := s.RateTake(ctx, "webhook:1", rate, 3); ok {
+		if ok, _, _ := s.RateTake(ctx, "webhook:1", rate, 3, 1); ok {
 			t.Fatal("a third token after 5 s at 0.5/s")
 		}
 		// An hour idle refills to burst, not beyond.
@@ -65,7 +65,7 @@ func TestRateTake(t *testing.T) {
 		}
 		took := 0
 		for range 5 {
-			if ok, _, _ := s.RateTake(ctx, "webhook:1", rate, 3); ok {
+			if ok, _, _ := s.RateTake(ctx, "webhook:1", rate, 3, 1); ok {
 				took++
 			}
 		}
@@ -79,8 +79,26 @@ func TestRateTake(t *testing.T) {
 		if n, err := s.RatePrune(ctx, time.Minute); err != nil || n != 1 {
 			t.Errorf("RatePrune = %d, %v; want the idle bucket only", n, err)
 		}
-		if _, _, err := s.RateTake(ctx, "x", 0, 1); err == nil {
+		if _, _, err := s.RateTake(ctx, "x", 0, 1, 1); err == nil {
 			t.Error("RateTake with rate 0 did not fail")
+		}
+		if _, _, err := s.RateTake(ctx, "x", 1, 3, 4); err == nil {
+			t.Error("RateTake of more than the burst did not fail")
+		}
+		// n at once: all or none.
+		if ok, _, err := s.RateTake(ctx, "webhook:3", 0.001, 10, 4); err != nil || !ok {
+			t.Fatalf("take 4 of a new bucket of 10: %v %v", ok, err)
+		}
+		if ok, _, err := s.RateTake(ctx, "webhook:3", 0.001, 10, 4); err != nil || !ok {
+			t.Fatalf("take 4 of the 6 left: %v %v", ok, err)
+		}
+		if ok, _, err := s.RateTake(ctx, "webhook:3", 0.001, 10, 4); err != nil || ok {
+			t.Fatalf("take 4 of the 2 left: ok %v %v; want refused", ok, err)
+		}
+		for i := range 2 {
+			if ok, _, err := s.RateTake(ctx, "webhook:3", 0.001, 10, 1); err != nil || !ok {
+				t.Fatalf("take %d of the 2 left one at a time (a refused take of 4 took none): %v %v", i+1, ok, err)
+			}
 		}
 	})
 }
@@ -91,7 +109,7 @@ func TestRateTakeTwoServers(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, dialect string) {
 		n := grantedAcross(t, dialect, 60, func(s *store.Store) (bool, error) {
-			ok, _, err := s.RateTake(t.Context(), "webhook:7", 0.001, 25)
+			ok, _, err := s.RateTake(t.Context(), "webhook:7", 0.001, 25, 1)
 			return ok, err
 		})
 		if n != 25 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/flowd/flowd/internal/pipeline"
@@ -37,18 +38,105 @@ type RateLimiter interface {
 
 // SharedLimiter keeps each trigger's token bucket in the database (store.Store.RateTake), so
 // the servers sharing it accept Rate requests per second and Burst at once between them, not
-// each. Its times are the database's.
+// each. Its times are the database's. Build it with NewSharedLimiter.
+//
+// Each take is a statement on the trigger's row, and a busy trigger's row is taken one
+// statement at a time. With a burst far beyond what any sender needs (1,024 or more), a server
+// takes up to burst/1,024 tokens per statement (at most 64) and spends them in the next
+// second; tokens it has not spent by then are dropped, never given back, so the limit errs on
+// the side of refusing, by at most a thousandth of the burst. Smaller bursts (the default is
+// 100) are taken a token at a time, so every server sees every take.
 type SharedLimiter struct {
-	Store interface {
-		RateTake(ctx context.Context, key string, rate float64, burst int) (ok bool, retryAfter time.Duration, err error)
-	}
-	Rate  float64
-	Burst int
+	store rateStore
+	rate  float64
+	burst int
+	ahead int // tokens taken per statement when the bucket has them
+
+	mu    sync.Mutex
+	spare map[string]spareTokens // tokens taken ahead, per key
+}
+
+// rateStore is what SharedLimiter needs of the store.
+type rateStore interface {
+	RateTake(ctx context.Context, key string, rate float64, burst, n int) (ok bool, retryAfter time.Duration, err error)
+}
+
+// spareTokens are n tokens taken ahead, to spend before until.
+type spareTokens struct {
+	n     int
+	until time.Time
+}
+
+// Bounds of taking tokens ahead (see SharedLimiter).
+const (
+	aheadShare = 1024
+	aheadMax   = 64
+	aheadFor   = time.Second
+	// spareKeys is how many keys' spare tokens are kept before the stale ones are dropped.
+	spareKeys = 1024
+)
+
+// NewSharedLimiter returns a limiter of rate requests per second and burst at once per key,
+// in st.
+func NewSharedLimiter(st rateStore, rate float64, burst int) *SharedLimiter {
+	burst = max(burst, 1)
+	return &SharedLimiter{store: st, rate: rate, burst: burst,
+		ahead: min(max(burst/aheadShare, 1), aheadMax), spare: map[string]spareTokens{}}
 }
 
 // Take takes a token from the bucket of trigger key.
-func (l SharedLimiter) Take(ctx context.Context, key string) (bool, time.Duration, error) {
-	return l.Store.RateTake(ctx, "webhook:"+key, l.Rate, l.Burst)
+func (l *SharedLimiter) Take(ctx context.Context, key string) (bool, time.Duration, error) {
+	if l.spend(key) {
+		return true, 0, nil
+	}
+	if l.ahead > 1 {
+		ok, _, err := l.store.RateTake(ctx, "webhook:"+key, l.rate, l.burst, l.ahead)
+		if err != nil {
+			return false, 0, err
+		}
+		if ok {
+			l.keep(key, l.ahead-1)
+			return true, 0, nil
+		}
+		// Fewer than ahead are left: take them one at a time, as with a small burst.
+	}
+	return l.store.RateTake(ctx, "webhook:"+key, l.rate, l.burst, 1)
+}
+
+// spend takes a spare token of key, if one is left and not stale.
+func (l *SharedLimiter) spend(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sp, ok := l.spare[key]
+	if !ok {
+		return false
+	}
+	if sp.n <= 0 || time.Now().After(sp.until) {
+		delete(l.spare, key)
+		return false
+	}
+	sp.n--
+	l.spare[key] = sp
+	return true
+}
+
+// keep adds n spare tokens of key, to spend within aheadFor.
+func (l *SharedLimiter) keep(key string, n int) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.spare) >= spareKeys {
+		for k, sp := range l.spare {
+			if now.After(sp.until) {
+				delete(l.spare, k)
+			}
+		}
+	}
+	sp := l.spare[key]
+	if now.After(sp.until) {
+		sp.n = 0
+	}
+	l.spare[key] = spareTokens{n: sp.n + n, until: now.Add(aheadFor)}
 }
 
 // DefaultMaxBody is the webhook body limit when Webhooks.MaxBody is 0.
