@@ -154,7 +154,8 @@ func newFakeServer(t *testing.T) *fakeServer {
 		f.mu.Unlock()
 		reply(w, 200, map[string]any{"id": 17, "number": 3, "pipeline": "hello", "status": st, "trigger": "manual", "triggered_by": "alice",
 			"started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:09Z", "message": map[bool]string{true: "", false: "job say failed"}[st == "success"],
-			"stages": []map[string]any{{"name": "build", "status": st, "jobs": []map[string]any{{"id": 5, "name": "say", "status": st,
+			"stages": []map[string]any{{"name": "build", "status": st, "jobs": []map[string]any{{"id": 5, "name": "say", "status": st, "attempt": 2,
+				"attempts": []map[string]any{{"number": 1, "runner": "ci-a/1", "node": "ci-a", "state": "lost"}, {"number": 2, "runner": "ci-b/3", "node": "ci-b", "state": "finished"}},
 				"steps": []map[string]any{{"id": 9, "name": "echo", "status": st, "exit_code": 0}, {"id": 10, "name": "never", "status": "skipped", "exit_code": nil}}}}}}})
 	})
 	mux.HandleFunc("GET /api/v1/runs/17/log", func(w http.ResponseWriter, r *http.Request) {
@@ -562,7 +563,8 @@ func TestReadCommands(t *testing.T) {
 	}
 
 	r = runCLI(t, env, "", "show", "17")
-	for _, want := range []string{"Status:    success", "stage build", "  job say", "    step echo", "exit 0", "    step never  skipped"} {
+	for _, want := range []string{"Status:    success", "stage build", "  job say", "    step echo", "exit 0", "    step never           skipped",
+		"    attempt 1 on ci-a/1  lost", "    attempt 2 on ci-b/3  finished"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("show lacks %q:\n%s", want, r.stdout)
 		}

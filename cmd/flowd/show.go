@@ -62,6 +62,12 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 		rows = append(rows, []string{"stage " + st.Name, string(st.Status), "", ""})
 		for _, j := range st.Jobs {
 			rows = append(rows, []string{"  job " + j.Name, string(j.Status), "", fmtDuration(j.Duration(now))})
+			// A job that ran more than once, or whose runner was lost, shows who held each attempt.
+			if len(j.Attempts) > 1 || len(j.Attempts) == 1 && j.Attempts[0].State == "lost" {
+				for _, a := range j.Attempts {
+					rows = append(rows, []string{fmt.Sprintf("    attempt %d on %s", a.Number, a.Runner), string(a.State), "", ""})
+				}
+			}
 			for _, s := range j.Steps {
 				exit := ""
 				if s.ExitCode != nil {

@@ -168,9 +168,13 @@ type Job struct {
 	ID         int64      `json:"id"`
 	Name       string     `json:"name"`
 	Status     run.Status `json:"status"`
+	Message    string     `json:"message,omitempty"` // why it failed or was canceled (runner_lost: …)
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
-	Steps      []Step     `json:"steps"`
+	// Attempt is the number of the job's current attempt; Attempts lists them all.
+	Attempt  int           `json:"attempt"`
+	Attempts []run.Attempt `json:"attempts,omitempty"`
+	Steps    []Step        `json:"steps"`
 }
 
 // Duration is how long the job has run (see Run.Duration).
