@@ -24,11 +24,7 @@ type clusterNode struct {
 // startClusterNode runs the cluster part of a server on dsn until the test ends.
 func startClusterNode(t *testing.T, dsn string) *clusterNode {
 	t.Helper()
-	st, err := store.Open(t.Context(), dsn, storetest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.OpenAt(t, dsn)
 	n := &clusterNode{st: st, appender: logs.NewAppender(st, storetest.Logger(t)),
 		signIn: auth.NewThrottle(10, time.Minute), woke: make(chan struct{}, 64)}
 	n.cl = newCluster(st, config.Default(), storetest.Logger(t))

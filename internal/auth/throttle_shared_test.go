@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/store/storetest"
 )
 
@@ -22,13 +21,8 @@ func TestThrottleShared(t *testing.T) {
 			ctx := context.Background()
 			dsn := storetest.DSN(t, dialect)
 			server := func() *Throttle {
-				s, err := store.Open(ctx, dsn, storetest.Logger(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
 				th := testThrottle(t, 3)
-				th.Shared = s
+				th.Shared = storetest.OpenAt(t, dsn)
 				th.CheckWait = time.Minute // no attempt is refused as busy here
 				return th
 			}

@@ -11,15 +11,7 @@ import (
 )
 
 // openAt opens another store on dsn, closed at cleanup: a second server on the same database.
-func openAt(t *testing.T, dsn string) *store.Store {
-	t.Helper()
-	s, err := store.Open(t.Context(), dsn, storetest.Logger(t))
-	if err != nil {
-		t.Fatalf("open %s: %v", dsn, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func openAt(t *testing.T, dsn string) *store.Store { return storetest.OpenAt(t, dsn) }
 
 // listening subscribes to topics, starts s.Listen until the test ends, and waits until it
 // listens: after it (re)connects to PostgreSQL every subscriber hears "". It returns the

@@ -3,7 +3,6 @@ package trigger_test
 import (
 	"testing"
 
-	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/store/storetest"
 	"github.com/flowd/flowd/internal/trigger"
 )
@@ -17,15 +16,7 @@ func TestSharedLimiter(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			dsn := storetest.DSN(t, dialect)
-			open := func() *store.Store {
-				s, err := store.Open(t.Context(), dsn, storetest.Logger(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				return s
-			}
-			sa, sb := open(), open()
+			sa, sb := storetest.OpenAt(t, dsn), storetest.OpenAt(t, dsn)
 			taken := func(key string, burst, requests int) int {
 				t.Helper()
 				a := trigger.NewSharedLimiter(sa, 0.001, burst)

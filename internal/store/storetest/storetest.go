@@ -50,12 +50,18 @@ func DSN(t testing.TB, dialect string) string {
 // log goes to the test's output.
 func Open(t testing.TB, dialect string) *store.Store {
 	t.Helper()
-	dsn := DSN(t, dialect)
+	return OpenAt(t, DSN(t, dialect))
+}
+
+// OpenAt opens a store on dsn (from DSN), closed at cleanup: opened twice on one DSN, two
+// servers sharing a database. Its log goes to the test's output.
+func OpenAt(t testing.TB, dsn string) *store.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := store.Open(ctx, dsn, Logger(t))
 	if err != nil {
-		t.Fatalf("storetest: open %s store: %v", dialect, err)
+		t.Fatalf("storetest: open a store on %s: %v", dsn, err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
