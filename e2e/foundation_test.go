@@ -184,6 +184,9 @@ func TestCrashRecovery(t *testing.T) {
 			if log := srv.log(tok, slowID); !strings.Contains(log, "runner_lost: attempt 1's runner") || !strings.Contains(log, "its server was restarted while the job ran") {
 				t.Errorf("interrupted run's log does not say why:\n%s", log)
 			}
+			if j := srv.runAttempts(tok, slowID).job(); len(j.Attempts) != 1 || j.Attempts[0].State != "lost" {
+				t.Errorf("interrupted job's attempts: %+v, want one, lost", j.Attempts)
+			}
 			waitFor(t, "the queued run to finish", func() bool { return srv.run(tok, queuedID).Status == "success" })
 		})
 	}
