@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
 	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
-	cl.share(signIn, appender)
+	cl.share(signIn, appender, key)
 	srv := &api.Server{
 		Store:          st,
 		Triggers:       triggers,

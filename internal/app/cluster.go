@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -56,13 +58,16 @@ func newCluster(st *store.Store, cfg config.Config, logger *slog.Logger) *cluste
 		shared: st.Dialect() == "postgres", pending: map[note]struct{}{}, kick: make(chan struct{}, 1)}
 }
 
-// share makes the sign-in throttle count in the database and the log appender announce its
+// share makes the sign-in throttle count in the database, naming keys by an HMAC whose key
+// is derived from secretKey (the same on every server), and the log appender announce its
 // changes to the other servers. Call it before they are used.
-func (c *cluster) share(signIn *auth.Throttle, appender *logs.Appender) {
+func (c *cluster) share(signIn *auth.Throttle, appender *logs.Appender, secretKey []byte) {
 	if !c.shared {
 		return
 	}
-	signIn.Shared = c.st
+	salt := hmac.New(sha256.New, secretKey)
+	salt.Write([]byte("flowd sign-in throttle keys"))
+	signIn.Shared, signIn.SharedSalt = c.st, salt.Sum(nil)
 	appender.OnChange = func(runID int64) { c.send(store.TopicLog, strconv.FormatInt(runID, 10)) }
 }
 

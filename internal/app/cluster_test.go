@@ -28,7 +28,7 @@ func startClusterNode(t *testing.T, dsn string) *clusterNode {
 	n := &clusterNode{st: st, appender: logs.NewAppender(st, storetest.Logger(t)),
 		signIn: auth.NewThrottle(10, time.Minute), woke: make(chan struct{}, 64)}
 	n.cl = newCluster(st, config.Default(), storetest.Logger(t))
-	n.cl.share(n.signIn, n.appender)
+	n.cl.share(n.signIn, n.appender, []byte("secret key"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -33,6 +34,10 @@ type Throttle struct {
 	// PostgreSQL, where several servers share the database. The bound on password checks
 	// running at once stays per process (it guards this process's CPUs). Set it before use.
 	Shared Attempts
+	// SharedSalt keys the HMAC that names a key in Shared (sharedKey); it must be the same on
+	// every server and secret, so the stored names cannot be reversed by guessing (a password
+	// typed as a user name, with the address it came from).
+	SharedSalt []byte
 
 	mu     sync.Mutex
 	keys   map[string]*failures
@@ -41,7 +46,7 @@ type Throttle struct {
 }
 
 // Attempts keeps the sign-in attempt counts of several servers; store.Store implements it on
-// both databases. Keys reach it hashed (sharedKey), so no typed user name is stored.
+// both databases. Keys reach it as an HMAC (sharedKey), so no typed user name is stored.
 type Attempts interface {
 	// SignInReserve counts an attempt for key unless it has maxAttempts in its window already;
 	// then ok is false and wait says when the window ends.
@@ -131,7 +136,7 @@ func (t *Throttle) reserveShared(ctx context.Context, key string) (wait time.Dur
 		wait, ok = t.reserve(key, time.Now())
 		return wait, ok, nil
 	}
-	ok, wait, err = t.Shared.SignInReserve(ctx, sharedKey(key), t.MaxAttempts, t.Window)
+	ok, wait, err = t.Shared.SignInReserve(ctx, t.sharedKey(key), t.MaxAttempts, t.Window)
 	return wait, ok, err
 }
 
@@ -144,7 +149,7 @@ func (t *Throttle) releaseShared(ctx context.Context, key string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 	defer cancel()
-	_ = t.Shared.SignInRelease(ctx, sharedKey(key))
+	_ = t.Shared.SignInRelease(ctx, t.sharedKey(key))
 }
 
 // succeededShared is succeeded, in Shared when it is set. Should Shared fail, the count stays
@@ -156,14 +161,15 @@ func (t *Throttle) succeededShared(ctx context.Context, key string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 	defer cancel()
-	_ = t.Shared.SignInClear(ctx, sharedKey(key))
+	_ = t.Shared.SignInClear(ctx, t.sharedKey(key))
 }
 
-// sharedKey is key as Shared keeps it: a SHA-256, so a password typed into the user name field
-// is never stored.
-func sharedKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
+// sharedKey is key as Shared keeps it: its HMAC-SHA-256 under SharedSalt, so a password typed
+// into the user name field is never stored, in clear or guessable.
+func (t *Throttle) sharedKey(key string) string {
+	m := hmac.New(sha256.New, t.SharedSalt)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // dummyHash is the hash an unknown user's password is checked against: of the cost of real

@@ -18,7 +18,7 @@ CREATE UNLOGGED TABLE rate_buckets (
     took   BOOLEAN          NOT NULL
 );
 
--- Sign-in attempts per key (a SHA-256 of the user name and the caller's address, so no typed
+-- Sign-in attempts per key (an HMAC of the user name and the caller's address, so no typed
 -- name is kept): count attempts in the window that began at since; counted says whether the
 -- last attempt was counted or refused.
 CREATE UNLOGGED TABLE sign_in_attempts (
