@@ -156,7 +156,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 			"started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:09Z", "message": map[bool]string{true: "", false: "job say failed"}[st == "success"],
 			"stages": []map[string]any{{"name": "build", "status": st, "jobs": []map[string]any{{"id": 5, "name": "say", "status": st, "attempt": 2,
 				"attempts": []map[string]any{{"number": 1, "runner": "ci-a/1", "node": "ci-a", "state": "lost"}, {"number": 2, "runner": "ci-b/3", "node": "ci-b", "state": "finished"}},
-				"steps": []map[string]any{{"id": 9, "name": "echo", "status": st, "exit_code": 0}, {"id": 10, "name": "never", "status": "skipped", "exit_code": nil}}}}}}})
+				"steps":    []map[string]any{{"id": 9, "name": "echo", "status": st, "exit_code": 0}, {"id": 10, "name": "never", "status": "skipped", "exit_code": nil}}}}}}})
 	})
 	mux.HandleFunc("GET /api/v1/runs/17/log", func(w http.ResponseWriter, r *http.Request) {
 		if bearer(w, r) {

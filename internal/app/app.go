@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	holder := store.Holder{Node: node.Name, Instance: node.Instance} // the instance registered in nodes
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
+	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
 	sched := scheduler.New(scheduler.Config{
 		Store:          st,
 		Executor:       exec,
@@ -95,8 +96,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		RequireTrusted: requireTrusted,
 		Holder:         holder,
 		TTL:            cfg.LeaseTTL,
+		WakeOthers:     cl.wakeWork(func() {}), // only the others: the scheduler wakes itself
 	})
-	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
 	rescuer := &scheduler.Rescuer{
 		Store:        st,
 		Holder:       holder,

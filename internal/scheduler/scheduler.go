@@ -64,6 +64,10 @@ type Config struct {
 	// TTL is each attempt's lease (default store.DefaultLeaseTTL); the scheduler renews the
 	// leases of its jobs every TTL/3.
 	TTL time.Duration
+	// WakeOthers, when set, tells the other servers on the database that work may be ready:
+	// called when a job's end was recorded, since the next stage's jobs (or a run waiting for
+	// its concurrency group) may now be claimable there too.
+	WakeOthers func()
 	// CancelPoll is how often, while it runs jobs, the scheduler looks for cancel requests
 	// made on any server (AttemptStates); default 1s. CancelCheck looks at once.
 	CancelPoll time.Duration
@@ -278,6 +282,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				release()
 				<-ending
 				s.Wake() // the next stage, or a job waiting for a slot, may be ready
+				if s.cfg.WakeOthers != nil {
+					s.cfg.WakeOthers()
+				}
 			}()
 		}
 	}
