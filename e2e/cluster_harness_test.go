@@ -60,16 +60,9 @@ func startCluster(t *testing.T, specs ...nodeSpec) *cluster {
 	return c
 }
 
-// shortLease is the lease of the cluster tests' servers: runners renew every second, the
+// shortLease is the lease of TestClusterLeases' servers: runners renew every second, the
 // leader sweeps every second and holds its own lease for 3 s.
 const shortLease = "3s"
-
-// startLeaseCluster starts two servers, node-a and node-b, with short (3 s) leases.
-func startLeaseCluster(t *testing.T) *cluster {
-	t.Helper()
-	lease := []string{"--lease-ttl", shortLease}
-	return startCluster(t, nodeSpec{Name: "node-a", Args: lease}, nodeSpec{Name: "node-b", Args: lease})
-}
 
 // runnerOf returns the server that holds the current attempt of run id's running job, and
 // another server of the cluster.

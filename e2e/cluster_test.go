@@ -159,13 +159,12 @@ fi
 echo "second attempt done"`, first, secs))
 }
 
-// TestClusterKilledServer: kill -9 of the server running a job. Without retry the job fails
-// runner_lost within the lease and a sweep or two, with the log line that names the runner; with
-// retry max 1 it runs again as attempt 2 on the other server and the run shows both attempts.
-// The other server answers API requests throughout, and no run is left running.
-func TestClusterKilledServer(t *testing.T) {
-	t.Parallel()
-	c := startLeaseCluster(t)
+// killedServer: kill -9 of the server running a job. Without retry the job fails runner_lost
+// within the lease and a sweep or two, with the log line that names the runner; with retry max
+// 1 it runs again as attempt 2 on the other server and the run shows both attempts. The other
+// server answers API requests throughout, and no run is left running. Each killed server is
+// started again.
+func killedServer(t *testing.T, c *cluster) {
 	dir := sharedDir(t)
 	secs := 600 + rand.IntN(10000)
 	marker := fmt.Sprintf("sleep %d", secs+1)
@@ -221,6 +220,7 @@ func TestClusterKilledServer(t *testing.T) {
 			t.Errorf("%d runs of %s have not ended", n, p)
 		}
 	}
+	c.restart(killed)
 }
 
 // killRunnerOf starts a run of pipeline, waits for its step (marker) to run, kills the server
@@ -298,20 +298,32 @@ func checkLostLine(t *testing.T, log, runner string) {
 	t.Errorf("the log has no runner_lost: line:\n%s", log)
 }
 
-// TestClusterClockOffset: servers whose process clocks are 10 minutes ahead and behind, on one
-// PostgreSQL database with 3 s leases. Two jobs of 10 s, one on each (one executor each), run
-// to their end without a rescue: leases are database time. Then a cancel sent to one server
-// stops a job that runs on the other.
-func TestClusterClockOffset(t *testing.T) {
+// TestClusterLeases is the life of jobs on two servers on one PostgreSQL database with 3 s
+// leases, one executor each, and process clocks 10 minutes ahead and behind (leases are
+// database time, so the clocks must not matter): jobs outlive several leases, a cancel reaches
+// the other server, a killed server's job is rescued, a stopped server's late writes are
+// refused. The parts share the two servers, one after the other.
+func TestClusterLeases(t *testing.T) {
 	t.Parallel()
 	args := []string{"--lease-ttl", shortLease, "--executors", "1"}
 	c := startCluster(t,
 		nodeSpec{Name: "ahead", Env: []string{"FLOWD_TEST_CLOCK_OFFSET=10m"}, Args: args},
 		nodeSpec{Name: "behind", Env: []string{"FLOWD_TEST_CLOCK_OFFSET=-10m"}, Args: args})
-	t.Run("no false expiry", func(t *testing.T) { clockOffsetNoExpiry(t, c.forTest(t)) })
-	t.Run("cancel elsewhere", func(t *testing.T) { cancelElsewhere(t, c.forTest(t)) })
+	for _, part := range []struct {
+		name string
+		fn   func(*testing.T, *cluster)
+	}{
+		{"no false expiry", clockOffsetNoExpiry},
+		{"cancel elsewhere", cancelElsewhere},
+		{"killed server", killedServer},
+		{"stale runner", staleRunner},
+	} {
+		t.Logf("== %s", part.name)
+		part.fn(t, c)
+	}
 }
 
+// clockOffsetNoExpiry: two jobs of 10 s, one on each server, end without a rescue.
 func clockOffsetNoExpiry(t *testing.T, c *cluster) {
 	c.Nodes[0].createPipeline(c.Admin, oneJob("ten", 0, `sleep 10; echo "slept 10 s"`))
 	var ids []int64
@@ -376,13 +388,11 @@ func cancelElsewhere(t *testing.T, c *cluster) {
 	}
 }
 
-// TestClusterStaleRunner: a server stopped (SIGSTOP) past its lease while it runs a job: the
-// other server rescues the job and runs attempt 2. When the stopped server continues, its late
-// writes are refused (attempt 2's job and log are untouched: no line of attempt 1 after the
-// rescue) and it kills attempt 1's processes.
-func TestClusterStaleRunner(t *testing.T) {
-	t.Parallel()
-	c := startLeaseCluster(t)
+// staleRunner: a server stopped (SIGSTOP) past its lease while it runs a job: the other server
+// rescues the job and runs attempt 2. When the stopped server continues, its late writes are
+// refused (attempt 2's job and log are untouched: no line of attempt 1 after the rescue) and it
+// kills attempt 1's processes.
+func staleRunner(t *testing.T, c *cluster) {
 	dir := sharedDir(t)
 	n := 600 + rand.IntN(10000)
 	marker := fmt.Sprintf("stale-%d", n+1) // the name ($0) of attempt 1's ticking shell
