@@ -160,10 +160,11 @@ type jobAttempts struct {
 
 // clusterRunView is the part of a run the cluster tests read.
 type clusterRunView struct {
-	ID      int64  `json:"id"`
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Stages  []struct {
+	ID        int64     `json:"id"`
+	Status    string    `json:"status"`
+	Message   string    `json:"message"`
+	CreatedAt time.Time `json:"created_at"`
+	Stages    []struct {
 		Jobs []jobAttempts `json:"jobs"`
 	} `json:"stages"`
 }

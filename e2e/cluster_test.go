@@ -334,6 +334,11 @@ func clockOffsetNoExpiry(t *testing.T, c *cluster) {
 		}
 		ids = append(ids, id)
 	}
+	// The shift is real: each server stamped its run with its own clock, 20 minutes apart.
+	ahead, behind := c.Nodes[0].runAttempts(c.Admin, ids[0]), c.Nodes[1].runAttempts(c.Admin, ids[1])
+	if d := ahead.CreatedAt.Sub(behind.CreatedAt); d < 19*time.Minute {
+		t.Fatalf("runs created through %s and %s are %v apart; want ~20 min (FLOWD_TEST_CLOCK_OFFSET ignored?)", c.Nodes[0].Name, c.Nodes[1].Name, d)
+	}
 	nodes := map[string]bool{}
 	for i, id := range ids {
 		s := c.Nodes[i]
