@@ -26,7 +26,8 @@ func TestStartNode(t *testing.T) {
 	log := storetest.Logger(t)
 	data, other := t.TempDir(), t.TempDir()
 
-	first, stop, err := startNode(ctx, st, nodeConfig(data, "n1", 300*time.Millisecond), log)
+	// 3 s: heartbeats every second, so a loaded machine never lets the name lapse mid-test.
+	first, stop, err := startNode(ctx, st, nodeConfig(data, "n1", 3*time.Second), log)
 	if err != nil {
 		t.Fatalf("startNode: %v", err)
 	}
@@ -35,7 +36,7 @@ func TestStartNode(t *testing.T) {
 	}
 	nodes, err := st.NodeList(ctx)
 	if err != nil || len(nodes) != 1 || nodes[0].Instance != first.Instance || nodes[0].Version != "v9" ||
-		nodes[0].Addr != "127.0.0.1:8080" || nodes[0].TTL != 300*time.Millisecond {
+		nodes[0].Addr != "127.0.0.1:8080" || nodes[0].TTL != 3*time.Second {
 		t.Fatalf("NodeList = %+v, %v; want n1 as registered", nodes, err)
 	}
 	started := nodes[0].StartedAt
