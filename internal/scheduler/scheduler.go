@@ -233,8 +233,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			runners = append(runners, s.cfg.Holder.Node+"/"+strconv.Itoa(free[len(free)-1-i]))
 		}
 		freeMu.Unlock()
-		claims, err := s.cfg.Store.JobsClaim(ctx, store.JobsClaim{Max: n, StartFirstStep: true,
+		// A claim, once begun, is seen through even when ctx ends meanwhile: a claim committed in
+		// the database whose answer a canceled context threw away would leave its jobs running
+		// with nobody to run them (until the rescuer takes them). Jobs claimed as the server
+		// stops start and are canceled at once, and recorded so.
+		cctx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		claims, err := s.cfg.Store.JobsClaim(cctx, store.JobsClaim{Max: n, StartFirstStep: true,
 			Holder: s.cfg.Holder, Runners: runners, TTL: s.cfg.TTL})
+		cancelClaim()
 		s.claimEnded()
 		for range n - len(claims) {
 			<-slots
@@ -310,6 +316,9 @@ func (s *Scheduler) claimEnded() {
 		s.claimEnd = nil
 	}
 }
+
+// claimTimeout bounds one JobsClaim call.
+const claimTimeout = 30 * time.Second
 
 // claimWait bounds how long a finished job waits for the claim of its successor before it
 // records its own end.
