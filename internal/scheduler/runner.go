@@ -63,9 +63,11 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func(), s
 		case <-t.C:
 		}
 		t.Stop()
-		if err := report.Complete(context.Background(), end); err != nil {
+		cctx, cancel := finalCtx() // the job's own context may be canceled: its end is written anyway
+		if err := report.Complete(cctx, end); err != nil {
 			log.Warn("the job's end was not recorded", "err", err)
 		}
+		cancel()
 		s.cfg.Logs.Notify(c.Run.ID) // followers see the end without waiting for their poll
 		if job.Workspace != "" {
 			cctx, cancel := finalCtx()
@@ -148,14 +150,12 @@ func (r *storeReport) StepAdvance(ctx context.Context, finished []store.StepResu
 	return r.store.StepAdvance(ctx, r.attempt, finished, start)
 }
 
-// Complete writes a job's end with JobComplete, with a fresh bounded context (a canceled job's
-// end must still be written). Should that fail (a step report the store refuses, say), the
+// Complete writes a job's end with JobComplete (runJob gives it a fresh bounded context: a
+// canceled job's end must still be written). Should that fail (a step report the store refuses, say), the
 // last log chunks are committed on their own and the job is finished with JobFinish, which
 // settles its steps, so the run still ends. A fenced end is dropped: the rescuer settled the
 // job.
-func (r *storeReport) Complete(_ context.Context, end store.JobEnd) error {
-	ctx, cancel := finalCtx()
-	defer cancel()
+func (r *storeReport) Complete(ctx context.Context, end store.JobEnd) error {
 	log := r.log
 	_, err := r.store.JobComplete(ctx, end)
 	if err == nil {

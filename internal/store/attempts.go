@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -91,22 +91,12 @@ func (d db) dbLater() string {
 }
 
 // createAttempt creates the next attempt of queued job jobID for runner and moves the job to
-// running, pointing at it: on PostgreSQL in one statement, on SQLite in two under its single
-// writer. It returns sql.ErrNoRows when the job was not queued.
+// running, pointing at it, in two statements of tx (SQLite's claim, and PostgreSQL's for a run
+// of a bounded concurrency group; PostgreSQL's usual claim is claimPG's one statement). It
+// returns sql.ErrNoRows when the job was not queued.
 func createAttempt(ctx context.Context, tx db, jobID int64, h Holder, runner string, ttl time.Duration, at time.Time) (AttemptRef, error) {
 	token, hash := newToken()
 	ref := AttemptRef{Token: token}
-	if tx.pg {
-		err := tx.queryRow(ctx, `WITH a AS (
-				INSERT INTO attempts (job_id, number, runner, node, instance, token_hash, state, created_at, heartbeat_at, expires_at)
-				SELECT id, attempts + 1, ?, ?, ?, ?, 'running', now(), now(), `+tx.dbLater()+`
-				FROM jobs WHERE id = ? AND status = 'queued'
-				RETURNING id, job_id, number)
-			UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL, attempt_id = a.id, attempts = a.number
-			FROM a WHERE jobs.id = a.job_id RETURNING a.id, a.number`,
-			runner, h.Node, h.Instance, hash, ttl.Microseconds(), jobID, tx.ts(at)).Scan(&ref.ID, &ref.Number)
-		return ref, err
-	}
 	err := tx.queryRow(ctx, `INSERT INTO attempts (job_id, number, runner, node, instance, token_hash, state, created_at, heartbeat_at, expires_at)
 		SELECT id, attempts + 1, ?, ?, ?, ?, 'running', `+tx.clock()+`, `+tx.clock()+`, `+tx.dbLater()+`
 		FROM jobs WHERE id = ? AND status = 'queued' RETURNING id, number`,
@@ -234,21 +224,10 @@ func (s *Store) AttemptVerify(ctx context.Context, id int64, token string) (run.
 		return "", wrap("verify attempt", err)
 	}
 	sum := sha256.Sum256([]byte(token))
-	if !constantEqual(hash, sum[:]) {
+	if subtle.ConstantTimeCompare(hash, sum[:]) != 1 {
 		return "", wrap("verify attempt", ErrNotFound)
 	}
 	return state, nil
-}
-
-func constantEqual(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var v byte
-	for i := range a {
-		v |= a[i] ^ b[i]
-	}
-	return v == 0
 }
 
 // Rescued is what the rescuer did with one lost attempt.
@@ -269,7 +248,7 @@ const RescueBatch = 50
 // clock and rescues each (see rescueOne); the next sweep takes the rest. Only
 // the leader calls it; the guarded updates make a second caller harmless.
 func (s *Store) AttemptsRescue(ctx context.Context) ([]Rescued, error) {
-	return s.rescue(ctx, "a.expires_at < <clock>", nil, "stopped renewing its lease")
+	return s.rescue(ctx, "a.expires_at < "+s.reader().clock(), nil, "stopped renewing its lease")
 }
 
 // AttemptsRescueInstance rescues at once, whatever their lease, the live attempts of node held
@@ -285,8 +264,6 @@ func (s *Store) AttemptsRescueInstance(ctx context.Context, h Holder) ([]Rescued
 	return s.rescue(ctx, "a.node = ? AND a.instance <> ?", []any{h.Node, h.Instance}, "stopped: its server was restarted while the job ran")
 }
 
-func (s *Store) dialect() db { return db{pg: s.pg} }
-
 // rescue runs rescueOne for each live attempt matching cond (on alias a), each in a
 // transaction of its own: a sweep never holds one attempt while it waits for another (a runner
 // renewing several of its attempts at once locks them too).
@@ -296,7 +273,7 @@ func (s *Store) rescue(ctx context.Context, cond string, args []any, why string)
 	}
 	cands, err := queryAll(ctx, s.reader(), func(row scanner, c *cand) error { return row.Scan(&c.id, &c.runID) },
 		"SELECT a.id, j.run_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.state IN "+liveStates+
-			" AND "+strings.ReplaceAll(cond, "<clock>", s.dialect().clock())+" ORDER BY a.id LIMIT ?", append(slices.Clone(args), RescueBatch)...)
+			" AND "+cond+" ORDER BY a.id LIMIT ?", append(slices.Clone(args), RescueBatch)...)
 	if err != nil {
 		return nil, wrap("rescue attempts", err)
 	}
@@ -308,7 +285,7 @@ func (s *Store) rescue(ctx context.Context, cond string, args []any, why string)
 		)
 		err := s.writeRelaxed(ctx, func(tx db) error {
 			var err error
-			r, ok, err = rescueOne(ctx, tx, c.id, c.runID, strings.ReplaceAll(cond, "<clock>", tx.clock()), args, why)
+			r, ok, err = rescueOne(ctx, tx, c.id, c.runID, cond, args, why)
 			return err
 		})
 		if err != nil {
@@ -327,8 +304,8 @@ func (s *Store) rescue(ctx context.Context, cond string, args []any, why string)
 // log names the runner, its last heartbeat and the lease's end.
 func rescueOne(ctx context.Context, tx db, id, runID int64, cond string, args []any, why string) (Rescued, bool, error) {
 	// Lock order: run, attempt, jobs, steps (as finishJob).
-	var rs run.Status
-	if err := tx.queryRow(ctx, "SELECT status FROM runs WHERE id = ?"+tx.forUpdate(), runID).Scan(&rs); err != nil {
+	var locked int64
+	if err := tx.queryRow(ctx, "SELECT id FROM runs WHERE id = ?"+tx.forUpdate(), runID).Scan(&locked); err != nil {
 		return Rescued{}, false, err
 	}
 	var (
@@ -378,19 +355,7 @@ func rescueOne(ctx context.Context, tx db, id, runID int64, cond string, args []
 			r.Message, r.JobID)
 		return r, true, err
 	}
-	if rs.Terminal() {
-		// The run ended meanwhile (canceled between stages): settle the job only.
-		_, err := tx.exec(ctx, "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = 'running'",
-			string(r.Outcome), r.Message, tx.ts(at), r.JobID)
-		if err == nil {
-			_, err = tx.exec(ctx, "UPDATE steps SET status = ?, finished_at = ? WHERE job_id = ? AND status = 'running'",
-				string(r.Outcome), tx.ts(at), r.JobID)
-		}
-		if err == nil {
-			_, err = tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE job_id = ? AND status = 'queued'", r.JobID)
-		}
-		return r, true, err
-	}
+	// finishJob also settles a job whose run ended meanwhile (canceled between stages).
 	if _, err := finishJob(ctx, tx, r.JobID, r.Outcome, r.Message, nil); err != nil {
 		return Rescued{}, false, err
 	}

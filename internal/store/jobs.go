@@ -331,6 +331,12 @@ func fenceStep(ctx context.Context, tx db, attempt, stepID int64) error {
 	if err != nil {
 		return err
 	}
+	return stepOfJob(ctx, tx, stepID, jobID)
+}
+
+// stepOfJob returns ErrConflict unless step stepID is one of job jobID's (ErrNotFound when the
+// step does not exist).
+func stepOfJob(ctx context.Context, tx db, stepID, jobID int64) error {
 	var owner int64
 	if err := tx.queryRow(ctx, "SELECT job_id FROM steps WHERE id = ?", stepID).Scan(&owner); err != nil {
 		return err
@@ -425,7 +431,7 @@ func (s *Store) StepAdvance(ctx context.Context, attempt int64, finished []StepR
 		if startID == 0 {
 			return nil
 		}
-		if err := fenceStep(ctx, tx, attempt, startID); err != nil {
+		if err := stepOfJob(ctx, tx, startID, jobID); err != nil { // the attempt was fenced above
 			return err
 		}
 		n, err := tx.execN(ctx, "UPDATE steps SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
