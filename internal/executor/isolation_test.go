@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -263,5 +264,36 @@ func TestNothingEscapesCancel(t *testing.T) {
 				syscall.Kill(p, syscall.SIGKILL)
 			}
 		}
+	}
+}
+
+// TestKillUserSweepsTheUID starts processes as a uid outside any step (so no shim or process
+// group can find them: detached, in sessions of their own, one ignoring SIGTERM), and one as
+// another uid; KillUser must kill every process of the first uid and none of the second.
+func TestKillUserSweepsTheUID(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	u := newUsers(t, 2)
+	start := func(uid uint32, script string) {
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(u.First, `setsid sleep 3006001 & (trap "" TERM; exec setsid sleep 3006002) & exit 0`)
+	start(u.Last, `setsid sleep 3006003 & exit 0`)
+	waitFor(t, 10*time.Second, "the sleeps to start", func() bool {
+		return len(sleepers("3006001")) > 0 && len(sleepers("3006002")) > 0 && len(sleepers("3006003")) > 0
+	})
+	if err := KillUser(context.Background(), u.First, "/bin/sh"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first uid's processes to be gone", func() bool {
+		return len(sleepers("3006001")) == 0 && len(sleepers("3006002")) == 0
+	})
+	if len(sleepers("3006003")) == 0 {
+		t.Error("KillUser of one uid killed a process of another")
 	}
 }

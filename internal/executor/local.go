@@ -54,7 +54,8 @@ type Local struct {
 	Procs string
 
 	mu   sync.Mutex
-	uids map[string]uint32 // workspace → the uid its job holds until Cleanup
+	uids  map[string]uint32 // workspace → the uid its job holds until Cleanup
+	swept map[string]bool   // workspace → its job's uid was swept of processes when Run ended
 }
 
 // NewLocal returns a Local executor with the default shell and kill grace that starts steps
@@ -127,9 +128,13 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 		defer func() {
 			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
 			defer cancel()
-			if err := killUIDs(kctx, func(id uint32) bool { return id == r.cred.Uid }); err != nil {
+			if err := KillUser(kctx, r.cred.Uid, shell[0]); err != nil {
 				logger.Error("kill the job's processes", "uid", r.cred.Uid, "err", err)
+				return
 			}
+			l.mu.Lock()
+			l.swept[job.Workspace] = true
+			l.mu.Unlock()
 		}()
 	}
 
@@ -190,10 +195,11 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	}
 	l.mu.Lock()
 	uid, held := l.uids[job.Workspace]
+	swept := l.swept[job.Workspace]
 	l.mu.Unlock()
 	var errs []error
 	if held {
-		if err := l.Users.Reclaim(ctx, uid, l.shell()[0]); err != nil {
+		if err := l.Users.Reclaim(ctx, uid, l.shell()[0], swept); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -205,6 +211,7 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	if held && len(errs) == 0 {
 		l.mu.Lock()
 		delete(l.uids, job.Workspace)
+		delete(l.swept, job.Workspace)
 		l.mu.Unlock()
 		l.Users.release(uid)
 	}
@@ -255,7 +262,7 @@ func (l *Local) prepare(ctx context.Context, r *localRun) error {
 	}
 	l.mu.Lock()
 	if l.uids == nil {
-		l.uids = map[string]uint32{}
+		l.uids, l.swept = map[string]uint32{}, map[string]bool{}
 	}
 	l.uids[ws] = uid
 	l.mu.Unlock()

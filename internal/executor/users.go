@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,22 +74,50 @@ func (u *Users) acquire(ctx context.Context) (uint32, error) {
 // release gives uid back; only after Reclaim found no process of it left.
 func (u *Users) release(uid uint32) { u.free <- uid }
 
-// Reclaim kills every process running as uid, however it detached (it waits up to a few
-// seconds for the kernel to finish them), and removes the files uid left at the top of the
-// shared temporary folders (/tmp, /var/tmp, /dev/shm), so the next job given uid inherits
-// nothing. shell runs `kill -KILL -1` as uid, which signals every process of uid in one
-// atomic sweep of the process table (a fork cannot slip past it); a scan of /proc checks.
-func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string) error {
+// Reclaim kills every process running as uid, however it detached, and removes the files uid
+// left at the top of the shared temporary folders (/tmp, /var/tmp, /dev/shm), so the next job
+// given uid inherits nothing. With swept set, the caller has already killed uid's processes
+// (KillUser) and nothing has run as uid since, so only the files are left to remove.
+func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string, swept bool) error {
+	var err error
+	if !swept {
+		err = KillUser(ctx, uid, shell)
+	}
+	for _, dir := range sharedTempDirs() {
+		removeOwned(dir, uid)
+	}
+	return err
+}
+
+// sharedTempDirs are the world-writable folders a step may leave files in, each once.
+func sharedTempDirs() []string {
+	dirs := []string{"/tmp", "/var/tmp", "/dev/shm"}
+	if t := filepath.Clean(os.TempDir()); !slices.Contains(dirs, t) {
+		dirs = append(dirs, t)
+	}
+	return dirs
+}
+
+// KillUser kills every process running as uid in one atomic sweep of the process table: shell
+// runs `kill -KILL -1` as uid, which signals every process whose real or saved uid is uid
+// (the kernel walks the process table under the lock fork takes, and a process with SIGKILL
+// pending can no longer fork, return to user space or run a line of the step's code), except
+// itself. That is complete without reading /proc: a dying process may take a moment to be
+// gone, but it can do nothing more. Only when the sweep cannot run is /proc scanned instead
+// (killUIDs, which waits until they are gone).
+//
+// It runs a process as uid rather than switching a thread of the server to uid: while a thread
+// has uid as its real uid, a process of uid could signal it, and through it the server.
+func KillUser(ctx context.Context, uid uint32, shell string) error {
 	cmd := exec.CommandContext(ctx, shell, "-c", "kill -KILL -1 2>/dev/null; exit 0")
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
 	runErr := cmd.Run()
-	err := killUIDs(ctx, func(id uint32) bool { return id == uid })
-	for _, dir := range []string{os.TempDir(), "/tmp", "/var/tmp", "/dev/shm"} {
-		removeOwned(dir, uid)
+	if runErr == nil {
+		return nil
 	}
-	if err != nil {
+	if err := killUIDs(ctx, func(id uint32) bool { return id == uid }); err != nil {
 		return errors.Join(fmt.Errorf("executor: kill processes of uid %d: %w", uid, err), runErr)
 	}
 	return nil
