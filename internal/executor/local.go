@@ -53,7 +53,7 @@ type Local struct {
 	// records nothing.
 	Procs string
 
-	mu   sync.Mutex
+	mu    sync.Mutex
 	uids  map[string]uint32 // workspace → the uid its job holds until Cleanup
 	swept map[string]bool   // workspace → its job's uid was swept of processes when Run ended
 }
