@@ -66,6 +66,11 @@ type Appender struct {
 	// JobLimit bounds each job's log, in bytes after masking (see Writer); 0 means
 	// DefaultJobLimit. Set it before the first Writer.
 	JobLimit int64
+	// FlushDelay is how long a Writer keeps complete lines for more to batch with; 0 means
+	// DefaultFlushDelay. A job whose output all comes within it (and less than MaxChunk) costs
+	// no log commit of its own: its lines go with its end (Writer.Detach). Set it before the
+	// first Writer.
+	FlushDelay time.Duration
 	// RetryFor is how long a commit that fails (the database down, its disk full) is retried
 	// before its chunks are given up; 0 means DefaultRetryFor. Meanwhile Writes block, so a
 	// step that prints waits for space rather than losing lines. Set it before Run.

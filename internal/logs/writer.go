@@ -12,9 +12,10 @@ import (
 )
 
 const (
-	// flushDelay is how long complete lines wait in a Writer for more to batch with; with the
-	// commit that follows, output is in the store within about 250 ms of being written.
-	flushDelay = 100 * time.Millisecond
+	// DefaultFlushDelay is how long complete lines wait in a Writer for more to batch with
+	// (Appender.FlushDelay); with the commit that follows, output is in the store within about
+	// 250 ms of being written.
+	DefaultFlushDelay = 100 * time.Millisecond
 	// idleFlush is how long a partial line (no newline yet) waits for the rest before it is
 	// handed over on its own, so prompts and progress output show up.
 	idleFlush = 500 * time.Millisecond
@@ -41,6 +42,7 @@ type Writer struct {
 	onCommitErr  func(err error) // called once, on the first failed commit
 	pats         [][]byte
 	limit        int64
+	flushDelay   time.Duration
 
 	headLeft int64  // bytes the head may still store
 	tail     *ring  // nil until the head is full
@@ -65,7 +67,11 @@ func (a *Appender) Writer(runID, jobID int64, secrets []string) *Writer {
 	if limit <= 0 {
 		limit = DefaultJobLimit
 	}
-	w := &Writer{a: a, runID: runID, jobID: jobID, pats: patterns(secrets), limit: limit,
+	delay := a.FlushDelay
+	if delay <= 0 {
+		delay = DefaultFlushDelay
+	}
+	w := &Writer{a: a, runID: runID, jobID: jobID, pats: patterns(secrets), limit: limit, flushDelay: delay,
 		headLeft: limit - tailSize(limit), buf: make([]byte, 0, MaxChunk)}
 	w.timer = time.AfterFunc(time.Hour, w.tick)
 	w.timer.Stop()
@@ -114,12 +120,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	if len(w.buf) > 0 && !w.armed {
 		w.armed = true
-		w.timer.Reset(flushDelay)
+		w.timer.Reset(w.flushDelay)
 	}
 	return n, nil
 }
 
-// tick runs flushDelay after output arrived: it hands over complete lines, and a partial line
+// tick runs the flush delay after output arrived: it hands over complete lines, and a partial line
 // that has been idle for idleFlush.
 func (w *Writer) tick() {
 	w.mu.Lock()
@@ -145,7 +151,7 @@ func (w *Writer) tick() {
 		return
 	}
 	w.armed = true
-	w.timer.Reset(flushDelay)
+	w.timer.Reset(w.flushDelay)
 }
 
 // handOver masks w.buf[:n], stores it (see store) and keeps the rest in w.buf.

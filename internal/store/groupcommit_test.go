@@ -84,13 +84,14 @@ func holdWriter(t *testing.T, s *Store) (release func()) {
 	return release
 }
 
-// waitQueued waits until n writes wait in the group writer's queue.
+// waitQueued waits until n writes wait in the group writer's lanes.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
+	queued := func() int { return len(s.g.jobs) + len(s.g.ingest) }
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.g.reqs) < n {
+	for queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued, want %d", len(s.g.reqs), n)
+			t.Fatalf("%d writes queued, want %d", queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -406,5 +407,92 @@ func TestGroupCommitDurabilityClasses(t *testing.T) {
 	}
 	if mode != full {
 		t.Errorf("acknowledged write after a relaxed one ran with synchronous=%d, want %d", mode, full)
+	}
+}
+
+// queueWrites starts n writes of class in the background, each recording in groups[i] the
+// number of the group that ran it (commits before it), and waits until they are all queued
+// (queuedBefore writes wait already).
+func queueWrites(t *testing.T, s *Store, wg *sync.WaitGroup, class writeClass, name string, groups []int64, queuedBefore int) {
+	t.Helper()
+	for i := range groups {
+		wg.Go(func() {
+			err := s.writeAs(t.Context(), class, func(tx db) error {
+				groups[i] = s.g.commits.Load()
+				return insertKey(t.Context(), tx, fmt.Sprintf("%s %d", name, i))
+			})
+			if err != nil {
+				t.Errorf("%s write %d: %v", name, i, err)
+			}
+		})
+	}
+	waitQueued(t, s, queuedBefore+len(groups))
+}
+
+// TestGroupCommitJobProgressFirst floods the ingest lane with three groups' worth of writes
+// queued before one job progress write: the job's write still goes in the very next group,
+// which takes only ingestShare ingest writes beside it; the ingest writes all land, at most
+// maxGroup per group after that.
+func TestGroupCommitJobProgressFirst(t *testing.T) {
+	t.Parallel()
+	s := openGroupTest(t)
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	ingest := make([]int64, 3*maxGroup)
+	queueWrites(t, s, &wg, acknowledged, "ingest", ingest, 0)
+	job := make([]int64, 1)
+	queueWrites(t, s, &wg, relaxed|jobProgress, "job", job, len(ingest))
+	first := s.g.commits.Load() + 1 // the group after the held write's
+	release()
+	wg.Wait()
+	if job[0] != first {
+		t.Errorf("the job write ran in group %d after the held one, want 0 (the next): ingest delayed it", job[0]-first)
+	}
+	perGroup := map[int64]int{}
+	for _, g := range ingest {
+		perGroup[g-first]++
+	}
+	if perGroup[0] != ingestShare {
+		t.Errorf("the job write's group took %d ingest writes, want ingestShare = %d", perGroup[0], ingestShare)
+	}
+	for g, n := range perGroup {
+		if n > maxGroup {
+			t.Errorf("group %d took %d ingest writes, more than maxGroup %d", g, n, maxGroup)
+		}
+	}
+	if got, want := len(keys(t, s)), len(ingest)+len(job)+1; got != want {
+		t.Errorf("%d rows, want %d", got, want)
+	}
+}
+
+// TestGroupCommitIngestNotStarved floods the job progress lane with more than three groups'
+// worth of writes queued before one ingest write: the ingest write still goes in the next
+// group, which is full (job progress takes the places ingest leaves).
+func TestGroupCommitIngestNotStarved(t *testing.T) {
+	t.Parallel()
+	s := openGroupTest(t)
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	job := make([]int64, 3*maxGroup+10)
+	queueWrites(t, s, &wg, relaxed|jobProgress, "job", job, 0)
+	ingest := make([]int64, 1)
+	queueWrites(t, s, &wg, acknowledged, "ingest", ingest, len(job))
+	first := s.g.commits.Load() + 1
+	release()
+	wg.Wait()
+	if ingest[0] != first {
+		t.Errorf("the ingest write ran in group %d after the held one, want 0 (the next): job progress starved it", ingest[0]-first)
+	}
+	inFirst := 0
+	for _, g := range job {
+		if g == first {
+			inFirst++
+		}
+	}
+	if inFirst != maxGroup-1 {
+		t.Errorf("the first group took %d job writes beside the ingest write, want %d (a full group)", inFirst, maxGroup-1)
+	}
+	if got, want := len(keys(t, s)), len(ingest)+len(job)+1; got != want {
+		t.Errorf("%d rows, want %d", got, want)
 	}
 }

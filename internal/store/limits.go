@@ -17,12 +17,15 @@ import (
 // writeOne runs fn, a single statement, as a transaction of its own. On PostgreSQL it runs
 // outside BEGIN … COMMIT (autocommit), so the row it locks is held while the statement runs,
 // not for a transaction's round trips: a hot key (one trigger's bucket) is taken about as
-// fast as the database can run the statement. On SQLite it is a relaxed write.
+// fast as the database can run the statement. On SQLite it is a relaxed write in the ingest
+// lane (a limit decides whether ingest may go on; it is no job progress).
 func (s *Store) writeOne(ctx context.Context, fn func(tx db) error) error {
 	if s.pg {
-		return fn(db{q: s.w, pg: true})
+		s.stats.writes.Add(1)
+		s.stats.txs.Add(1)
+		return fn(db{q: s.w, pg: true, n: &s.stats.stmts})
 	}
-	return s.writeRelaxed(ctx, fn)
+	return s.writeAs(ctx, relaxed, fn)
 }
 
 // nowNanos is the SQL expression of the database's clock in unix nanoseconds, the unit these

@@ -685,7 +685,8 @@ func (s *Store) RunStatus(ctx context.Context, id int64) (run.Status, error) {
 // a running run keeps the first message.
 func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Run, error) {
 	var out run.Run
-	err := s.write(ctx, func(tx db) error {
+	// Acknowledged, and job progress: a cancel stops work, so it goes before ingest.
+	err := s.writeAs(ctx, acknowledged|jobProgress, func(tx db) error {
 		var (
 			status    run.Status
 			requested bool

@@ -10,10 +10,12 @@
 //
 // On SQLite the store keeps two pools: one writer connection (BEGIN IMMEDIATE, so writers never
 // deadlock on lock upgrades) and several read-only connections; WAL lets readers run beside the
-// writer. Every write goes through Store.write or Store.writeRelaxed. On SQLite one goroutine
-// runs them (group commit, see groupWriter): the writes that queued while the previous commit
-// was syncing go into one transaction, each in its own SAVEPOINT, and share one commit, so many
-// concurrent writes cost about one disk flush.
+// writer. Every write goes through Store.write, Store.writeRelaxed or Store.writeAs. On SQLite
+// one goroutine runs them (group commit, see groupWriter): the writes that queued while the
+// previous commit was syncing go into one transaction, each in its own SAVEPOINT, and share one
+// commit, so many concurrent writes cost about one disk flush. Job progress (claims, step and
+// job ends, log chunks, leases, cancels) is taken before ingest (webhook deliveries), so a
+// flood of deliveries cannot starve the jobs they queued.
 //
 // # Durability classes
 //
@@ -106,6 +108,8 @@ type Store struct {
 	schema string // PostgreSQL: the current schema, part of every notification channel's name
 	hub    hub    // Subscribe's subscribers, fed by Notify (SQLite) or Listen (PostgreSQL)
 
+	stats writeStats
+
 	// async (PostgreSQL only) is a small pool whose sessions commit without waiting for the
 	// WAL flush (synchronous_commit off), for single statements, each its own transaction,
 	// whose loss in a crash harms nothing: the run counter's (see Store.numbers). Such a
@@ -179,7 +183,9 @@ func openSQLite(ctx context.Context, p string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &Store{w: w, r: r, g: startGroupWriter(w), rc: newStmtCache(r)}, nil
+	s := &Store{w: w, r: r, rc: newStmtCache(r)}
+	s.g = startGroupWriter(w, &s.stats)
+	return s, nil
 }
 
 // idleInTransactionTimeout is how long PostgreSQL keeps a session of flowd's that sits idle
@@ -280,18 +286,28 @@ type querier interface {
 type db struct {
 	q  querier
 	pg bool
+	n  *atomic.Int64 // when set, counts the statements run (a write's: see WriteStats)
 }
 
 func (d db) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	d.count()
 	return d.q.ExecContext(ctx, d.rebind(query), args...)
 }
 
 func (d db) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	d.count()
 	return d.q.QueryContext(ctx, d.rebind(query), args...)
 }
 
 func (d db) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	d.count()
 	return d.q.QueryRowContext(ctx, d.rebind(query), args...)
+}
+
+func (d db) count() {
+	if d.n != nil {
+		d.n.Add(1)
+	}
 }
 
 // execN runs an UPDATE or DELETE and returns how many rows it touched.
@@ -408,22 +424,40 @@ func (s *Store) read(ctx context.Context, fn func(tx db) error) error {
 // calls share one transaction and one fsync, each fn inside its own SAVEPOINT, so a fn's error
 // undoes only its own work and is returned only to its caller.
 func (s *Store) write(ctx context.Context, fn func(tx db) error) error {
-	if s.g == nil {
-		return s.writeTx(ctx, fn)
-	}
-	return s.g.do(ctx, fn, false)
+	return s.writeAs(ctx, acknowledged, fn)
 }
 
-// writeRelaxed is write for writes that acknowledge nothing to a caller (see the package
-// comment's durability classes): after it returns nil, fn's changes survive a crash of flowd,
-// and an operating system crash or power loss can undo them only together with every write
-// committed after them. On SQLite such a group commits with synchronous=NORMAL, without an
-// fsync; on PostgreSQL it is write.
+// writeRelaxed is write for the job path's writes, which acknowledge nothing to a caller (see
+// the package comment's durability classes): after it returns nil, fn's changes survive a
+// crash of flowd, and an operating system crash or power loss can undo them only together with
+// every write committed after them. On SQLite such a group commits with synchronous=NORMAL,
+// without an fsync, and the group writer takes these writes before ingest (jobProgress); on
+// PostgreSQL it is write.
 func (s *Store) writeRelaxed(ctx context.Context, fn func(tx db) error) error {
+	return s.writeAs(ctx, relaxed|jobProgress, fn)
+}
+
+// writeClass says how a write commits and when the group writer takes it (SQLite; on
+// PostgreSQL every write is a transaction of its own, committed as the server is configured).
+type writeClass uint8
+
+const (
+	// acknowledged is a write whose commit a caller is told about: synchronous=FULL, taken
+	// in the ingest lane (webhook deliveries, API changes).
+	acknowledged writeClass = 0
+	// relaxed may commit with synchronous=NORMAL (see the package comment).
+	relaxed writeClass = 1 << iota
+	// jobProgress is taken before ingest (see groupWriter.gather): a claim, a step's or a
+	// job's end, log chunks, leases, a cancel. Job progress frees what ingest queued.
+	jobProgress
+)
+
+// writeAs is write or writeRelaxed with the class given.
+func (s *Store) writeAs(ctx context.Context, class writeClass, fn func(tx db) error) error {
 	if s.g == nil {
 		return s.writeTx(ctx, fn)
 	}
-	return s.g.do(ctx, fn, true)
+	return s.g.do(ctx, fn, class)
 }
 
 // writeTx runs fn in a transaction of its own.
@@ -433,10 +467,37 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx db) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	if err := fn(db{q: tx, pg: s.pg}); err != nil {
+	s.stats.writes.Add(1)
+	s.stats.txs.Add(1)
+	if err := fn(db{q: tx, pg: s.pg, n: &s.stats.stmts}); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// writeStats counts what writes cost; see WriteStats.
+type writeStats struct {
+	writes, txs, stmts atomic.Int64
+}
+
+// WriteStats is what the store's writes cost since it was opened.
+type WriteStats struct {
+	// Writes is how many writes ran (each a caller's change, all or nothing).
+	Writes int64
+	// Transactions is how many transactions they ran in: on SQLite several writes share one
+	// (group commit), on PostgreSQL each write is one.
+	Transactions int64
+	// Statements is how many SQL statements the writes ran, reads inside them included; on
+	// PostgreSQL each is a round trip to the server, and so are a transaction's BEGIN and
+	// COMMIT, which are not counted here. SQLite's savepoints around grouped writes are not
+	// counted either.
+	Statements int64
+}
+
+// WriteStats returns what the store's writes cost since it was opened: for tests that pin the
+// cost of a run, and for benchmarks.
+func (s *Store) WriteStats() WriteStats {
+	return WriteStats{Writes: s.stats.writes.Load(), Transactions: s.stats.txs.Load(), Statements: s.stats.stmts.Load()}
 }
 
 // migrate applies, in order, each embedded migration not yet recorded in schema_migrations,
@@ -529,15 +590,28 @@ const (
 //
 // The writer connection fsyncs once per COMMIT (synchronous=FULL), and that flush, not the SQL,
 // is what a write costs. groupWriter is the one goroutine that owns the connection: it takes
-// every write queued at that moment (at most maxGroup; it never waits for more, so a lone write
+// the writes queued at that moment (at most maxGroup; it never waits for more, so a lone write
 // costs what it did before), runs them in one transaction, each fn inside its own SAVEPOINT,
 // and commits once. Each caller gets its own fn's error (its savepoint rolled back, the others
 // kept) or the COMMIT's. A caller whose ctx ends before its turn is skipped and gets ctx's
 // error; once its fn has started it runs to the end with ctx's values but not its cancellation,
 // since an interrupted statement could make SQLite roll back the whole group.
+//
+// Writes wait in two lanes. Job progress (writeRelaxed, and writes marked jobProgress: claims,
+// steps, job ends, log chunks, leases, cancels) is taken before ingest (webhook deliveries and
+// every other write), and a group that carries job progress takes at most ingestShare ingest
+// writes: a job's write then waits for at most the group being committed and its own small
+// one, however many deliveries pour in, so execution is not starved by ingest. Ingest is not
+// starved either: every group takes at least ingestShare of its writes when any wait (job
+// progress gets at most maxGroup-ingestShare places), and all of its room when no job
+// progress waits. See gather.
 
 // maxGroup bounds how many writes share one transaction.
 const maxGroup = 128
+
+// ingestShare is how many ingest writes a group takes when it also carries job progress (and
+// how many places it keeps for them when job progress is plenty).
+const ingestShare = 32
 
 // States of a writeReq: the writer moves queued → taken; a caller that gives up moves
 // queued → abandoned. Whoever moves it first decides.
@@ -554,7 +628,7 @@ var errClosed = fmt.Errorf("%w: sql: database is closed", ErrUnavailable)
 type writeReq struct {
 	ctx      context.Context
 	fn       func(tx db) error
-	relaxed  bool // writeRelaxed: may commit with synchronous=NORMAL
+	class    writeClass
 	state    atomic.Int32
 	done     chan struct{} // closed once err and panicked are set
 	err      error
@@ -567,13 +641,18 @@ func (r *writeReq) finish(err error) {
 }
 
 type groupWriter struct {
-	w        *sql.DB
-	reqs     chan *writeReq
-	quit     chan struct{} // closed by stop: no new writes
-	stopped  chan struct{} // closed when the loop has returned
-	stopOnce sync.Once
-	commits  atomic.Int64 // transactions committed or tried, for tests
-	stmts    *stmtCache   // the writer's prepared statements
+	w *sql.DB
+	// jobs and ingest are the two lanes: writes of class jobProgress, and the others.
+	jobs, ingest chan *writeReq
+	quit         chan struct{} // closed by stop: no new writes
+	stopped      chan struct{} // closed when the loop has returned
+	stopOnce     sync.Once
+	commits      atomic.Int64 // transactions committed or tried, for tests
+	stats        *writeStats  // the store's
+	// takenJobs and takenIngest hold the lanes' parts of the group gather makes; only the
+	// loop goroutine uses them.
+	takenJobs, takenIngest []*writeReq
+	stmts                  *stmtCache // the writer's prepared statements
 	// savepoint, release and rollbackTo are prepared once: every grouped write runs two.
 	savepoint, release, rollbackTo *sql.Stmt
 	// sync is the connection's PRAGMA synchronous as last set (syncFull from the DSN); only
@@ -581,11 +660,13 @@ type groupWriter struct {
 	sync syncMode
 }
 
-func startGroupWriter(w *sql.DB) *groupWriter {
+func startGroupWriter(w *sql.DB, stats *writeStats) *groupWriter {
 	g := &groupWriter{
 		w:       w,
+		stats:   stats,
 		stmts:   newStmtCache(w),
-		reqs:    make(chan *writeReq, 4*maxGroup),
+		jobs:    make(chan *writeReq, 4*maxGroup),
+		ingest:  make(chan *writeReq, 4*maxGroup),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -620,14 +701,18 @@ func (g *groupWriter) stop() {
 	<-g.stopped
 }
 
-// do queues fn and waits for its outcome; relaxed marks a write of writeRelaxed.
-func (g *groupWriter) do(ctx context.Context, fn func(tx db) error, relaxed bool) error {
+// do queues fn in its class's lane and waits for its outcome.
+func (g *groupWriter) do(ctx context.Context, fn func(tx db) error, class writeClass) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, fn: fn, relaxed: relaxed, done: make(chan struct{})}
+	r := &writeReq{ctx: ctx, fn: fn, class: class, done: make(chan struct{})}
+	lane := g.ingest
+	if class&jobProgress != 0 {
+		lane = g.jobs
+	}
 	select {
-	case g.reqs <- r:
+	case lane <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-g.quit:
@@ -655,39 +740,68 @@ func (g *groupWriter) do(ctx context.Context, fn func(tx db) error, relaxed bool
 func (g *groupWriter) loop() {
 	defer close(g.stopped)
 	batch := make([]*writeReq, 0, maxGroup)
+	g.takenJobs = make([]*writeReq, 0, maxGroup)
+	g.takenIngest = make([]*writeReq, 0, maxGroup)
 	for {
+		var first *writeReq
 		select {
-		case r := <-g.reqs:
-			batch = append(batch, r)
+		case first = <-g.jobs:
+		case first = <-g.ingest:
 		case <-g.quit:
 			// Commit what is queued, then stop; later callers see stopped.
 			for {
-				batch = g.drain(batch[:0])
+				batch = g.gather(batch[:0], nil)
 				if len(batch) == 0 {
 					return
 				}
 				g.commit(batch)
 			}
 		}
-		batch = g.drain(batch)
+		batch = g.gather(batch[:0], first)
 		g.commit(batch)
 		clear(batch)
-		batch = batch[:0]
 		g.stmts.preparePending() // the connection is free now
 	}
 }
 
-// drain adds to batch what is queued now, up to maxGroup, without waiting.
-func (g *groupWriter) drain(batch []*writeReq) []*writeReq {
-	for len(batch) < maxGroup {
-		select {
-		case r := <-g.reqs:
-			batch = append(batch, r)
-		default:
-			return batch
+// gather makes the next group, in batch, from first (taken already, or nil) and what the lanes
+// hold now, without waiting: job progress first, up to maxGroup-ingestShare writes; then
+// ingest, up to ingestShare when the group carries job progress and up to the room left
+// otherwise; then job progress again into the room ingest left. Job progress runs first in
+// the group.
+func (g *groupWriter) gather(batch []*writeReq, first *writeReq) []*writeReq {
+	jobs, ingest := g.takenJobs[:0], g.takenIngest[:0]
+	if first != nil {
+		if first.class&jobProgress != 0 {
+			jobs = append(jobs, first)
+		} else {
+			ingest = append(ingest, first)
 		}
 	}
+	jobs = take(g.jobs, jobs, maxGroup-ingestShare)
+	room := maxGroup - len(jobs)
+	if len(jobs) > 0 {
+		room = min(room, ingestShare)
+	}
+	ingest = take(g.ingest, ingest, room)
+	jobs = take(g.jobs, jobs, maxGroup-len(ingest))
+	batch = append(append(batch, jobs...), ingest...)
+	clear(jobs)
+	clear(ingest)
 	return batch
+}
+
+// take adds to into what lane holds now, until into holds n, without waiting.
+func take(lane chan *writeReq, into []*writeReq, n int) []*writeReq {
+	for len(into) < n {
+		select {
+		case r := <-lane:
+			into = append(into, r)
+		default:
+			return into
+		}
+	}
+	return into
 }
 
 // commit runs the writes of batch whose callers still wait.
@@ -738,7 +852,7 @@ const (
 func (g *groupWriter) setSync(reqs []*writeReq) error {
 	want := syncNormal
 	for _, r := range reqs {
-		if !r.relaxed {
+		if r.class&relaxed == 0 {
 			want = syncFull
 			break
 		}
@@ -772,10 +886,12 @@ func (g *groupWriter) one(r *writeReq) {
 			return
 		}
 		defer tx.Rollback()
-		if err = r.fn(db{q: cachedTx{tx: tx, c: g.stmts, writer: true}}); err != nil {
+		g.stats.writes.Add(1)
+		if err = r.fn(db{q: cachedTx{tx: tx, c: g.stmts, writer: true}, n: &g.stats.stmts}); err != nil {
 			return
 		}
 		g.commits.Add(1)
+		g.stats.txs.Add(1)
 		err = tx.Commit()
 	})
 	r.finish(err)
@@ -818,7 +934,8 @@ func (g *groupWriter) group(reqs []*writeReq) {
 			return
 		}
 		var ferr error
-		r.panicked = catch(func() { ferr = r.fn(db{q: q}) })
+		g.stats.writes.Add(1)
+		r.panicked = catch(func() { ferr = r.fn(db{q: q, n: &g.stats.stmts}) })
 		if ferr == nil && r.panicked == nil {
 			if err := execPrepared(ctx, tx, g.release, sqlRelease); err != nil {
 				r.finish(err)
@@ -842,6 +959,7 @@ func (g *groupWriter) group(reqs []*writeReq) {
 		}
 	}
 	g.commits.Add(1)
+	g.stats.txs.Add(1)
 	err = tx.Commit()
 	for _, r := range ok {
 		r.finish(err)
