@@ -1,9 +1,10 @@
 // Command flowd-bench measures flowd against ceilings it runs in the same process and the same
 // run: webhook intake (SQLite and PostgreSQL) against a bare net/http server and a server that
 // fsyncs each request, trigger-to-start latency, end-to-end runs per second against raw
-// fork/exec, the API over 100,000 runs and a 200 MB log, and an idle server's footprint. It
-// binds only 127.0.0.1, bounds every loop in time and count, prints one table and writes the
-// numbers as JSON. See BENCHMARKS.md.
+// fork/exec, the API over 100,000 runs and a 200 MB log, an idle server's footprint, and
+// sustained load (closed-loop webhooks for seconds against the fork/exec floor and the one-row
+// commit ceilings). It binds only 127.0.0.1, bounds every loop in time and count, prints its
+// tables and writes the numbers as JSON. See BENCHMARKS.md.
 //
 //	go build -o /tmp/flowd ./cmd/flowd && go run ./cmd/flowd-bench --flowd /tmp/flowd
 //	make bench
@@ -30,6 +31,7 @@ import (
 type Results struct {
 	Machine         Machine        `json:"machine"`
 	Quick           bool           `json:"quick"`
+	Only            string         `json:"only,omitempty"` // the one section run (--only)
 	Ceilings        Ceilings       `json:"ceilings"`
 	IngestSQLite    Ingest         `json:"ingest_sqlite"`
 	IngestPostgres  Ingest         `json:"ingest_postgres"`
@@ -41,6 +43,7 @@ type Results struct {
 	TwoServers      TwoServers     `json:"two_servers"`
 	Scale           Scale          `json:"scale"`
 	Idle            Idle           `json:"idle"`
+	Sustained       Sustained      `json:"sustained"`
 	Seconds         float64        `json:"seconds"`
 }
 
@@ -79,20 +82,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 	clients := fs.Int("clients", 32, "concurrent clients of the ingest loads")
 	dur := fs.Duration("duration", 5*time.Second, "length of each load measurement")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (flowd in-process included) to `file`")
-	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle (for profiling)")
+	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle, sustained (for profiling)")
+	rounds := fs.Int("rounds", 3, "alternations of the ingest and sustained sections (--quick: 1)")
+	susDur := fs.Duration("sustained-duration", 10*time.Second, "sustained: length of each combination's load (--quick: 1s)")
+	susExec := fs.String("sustained-executors", "2,4", "sustained: the --executors values, comma-separated (--quick: 2)")
+	susClients := fs.String("sustained-clients", "8,32", "sustained: the closed loop's client counts, comma-separated (--quick: 2)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	p := plan{dur: *dur, clients: *clients, overload: 5, inFlight: 1024, t2sN: 200, e2eN: 500,
 		seedRuns: 100_000, seedLines: 1_000_000, bigLogMiB: 200, apiN: 300,
 		idleWarm: 3 * time.Second, idleWindow: 10 * time.Second, pgDSN: *pg, bin: *bin, quick: *quick,
-		rounds: 3, twoN: 500}
+		rounds: *rounds, twoN: 500}
+	sp := sustainedPlan{dur: *susDur, drainMax: 10 * time.Minute}
+	var err error
+	if sp.executors, err = intList(*susExec); err == nil {
+		sp.clients, err = intList(*susClients)
+	}
+	if err != nil || p.rounds < 1 {
+		fmt.Fprintln(stderr, "flowd-bench: --rounds must be ≥ 1 and --sustained-executors, --sustained-clients lists of positive numbers:", err)
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
 		p.dur, p.clients, p.inFlight = 300*time.Millisecond, min(p.clients, 8), 64
 		p.t2sN, p.e2eN = 5, 10
 		p.seedRuns, p.seedLines, p.bigLogMiB, p.apiN = 500, 5000, 2, 10
 		p.idleWarm, p.idleWindow = 200*time.Millisecond, 300*time.Millisecond
-		p.rounds, p.twoN = 1, 10
+		p.twoN = 10
+		quickDefault := func(name string, f func()) {
+			if !set[name] {
+				f()
+			}
+		}
+		quickDefault("rounds", func() { p.rounds = 1 })
+		quickDefault("sustained-duration", func() { sp.dur = time.Second })
+		quickDefault("sustained-executors", func() { sp.executors = []int{2} })
+		quickDefault("sustained-clients", func() { sp.clients = []int{2} })
+		sp.drainMax = 2 * time.Minute
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -124,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := time.Now()
-	res := Results{Machine: machine(), Quick: *quick, EndToEnd: []EndToEnd{}}
+	res := Results{Machine: machine(), Quick: *quick, Only: *only, EndToEnd: []EndToEnd{}}
 	want := func(s string) bool { return *only == "" || *only == s }
 	step := func(name string) { fmt.Fprintf(stderr, "%6.1fs  %s …\n", time.Since(start).Seconds(), name) }
 	if want("ingest") || want("overload") {
@@ -166,6 +194,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		step("idle footprint")
 		res.Idle = idle(ctx, p)
 	}
+	if want("sustained") {
+		res.Sustained = sustained(ctx, p, sp, step)
+	}
 	res.Seconds = time.Since(start).Seconds()
 
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -180,7 +211,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printTable(w io.Writer, r Results) {
 	m := r.Machine
-	fmt.Fprintf(w, "machine: %d × %s, %d MiB, Linux %s, %s, %s\n\n", m.NProc, m.CPU, m.MemoryMiB, m.Kernel, m.Go, m.Date)
+	fmt.Fprintf(w, "machine: %d × %s, %d MiB, Linux %s, %s, %s\n", m.NProc, m.CPU, m.MemoryMiB, m.Kernel, m.Go, m.Date)
+	if r.Only == "sustained" {
+		printSustained(w, r.Sustained)
+		return
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| %-44s | %-34s | %-30s | %-7s |\n", "measure", "flowd", "ceiling / floor", "ratio")
 	fmt.Fprintf(w, "|%s|%s|%s|%s|\n", dash(46), dash(36), dash(32), dash(9))
 	row := func(name, a, b string, ratio float64) {
@@ -260,6 +296,9 @@ func printTable(w io.Writer, r Results) {
 	row(fmt.Sprintf("5. stream a %.0f MiB log", s.LogMiB), fmt.Sprintf("%.0f MiB/s, RSS %.0f→%.0f MiB peak", s.LogMiBPerSec, s.RSSBeforeMiB, s.RSSPeakMiB), "flat memory", 0)
 	i := r.Idle
 	row("6. idle flowd serve", fmt.Sprintf("RSS %.1f MiB, CPU %.2f %%", i.RSSMiB, i.CPUPercent), "target RSS ≤ 40 MB", 0)
+	if r.Sustained.Method != "" {
+		printSustained(w, r.Sustained)
+	}
 }
 
 func dash(n int) string {

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"github.com/flowd/flowd/internal/executor"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/flowd/flowd/internal/store/storetest"
@@ -41,7 +43,7 @@ func TestQuick(t *testing.T) {
 		t.Fatalf("results are not JSON: %v\n%s", err, b)
 	}
 	for _, section := range []string{"machine", "ceilings", "ingest_sqlite", "ingest_postgres", "ceiling_postgres_insert",
-		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle"} {
+		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle", "sustained"} {
 		raw, ok := got[section]
 		if !ok || len(raw) == 0 || string(raw) == "null" {
 			t.Errorf("section %q is missing", section)
@@ -67,5 +69,76 @@ func TestQuick(t *testing.T) {
 		if msg, ok := e["error"]; ok {
 			t.Errorf("end_to_end: %v", msg)
 		}
+	}
+	checkSustained(t, got["sustained"])
+}
+
+// TestQuickSustained runs only the sustained section, profiled (as one profiles it), and checks
+// that it completes and that every accepted run finished; never a time or a rate.
+func TestQuickSustained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs flowd under load; skipped with -short")
+	}
+	dir := t.TempDir()
+	out, prof := filepath.Join(dir, "results.json"), filepath.Join(dir, "cpu.prof")
+	var stdout, stderr bytes.Buffer
+	args := []string{"--quick", "--only", "sustained", "--cpuprofile", prof, "--out", out, "--pg", os.Getenv(storetest.EnvDatabaseURL)}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("flowd-bench %v: exit %d\n%s\n%s", args, code, stdout.String(), stderr.String())
+	}
+	t.Log(stdout.String())
+	if !strings.Contains(stdout.String(), "Sustained load") {
+		t.Errorf("the table has no sustained block:\n%s", stdout.String())
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("no CPU profile written: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Sustained json.RawMessage `json:"sustained"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("results are not JSON: %v\n%s", err, b)
+	}
+	checkSustained(t, got.Sustained)
+}
+
+// checkSustained checks the sustained section of the results: no error, each combination
+// measured in every round, some webhooks accepted, and every accepted run finished (counted
+// in flowd's database by the tool).
+func checkSustained(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	var s Sustained
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("sustained: %v\n%s", err, raw)
+	}
+	if s.Error != "" {
+		t.Errorf("sustained: %s", s.Error)
+	}
+	if len(s.Combos) == 0 || s.Rounds < 1 {
+		t.Fatalf("sustained: no combination measured: %s", raw)
+	}
+	for _, c := range s.Combos {
+		if len(c.Rounds) != s.Rounds {
+			t.Errorf("sustained %d executors, %d clients: %d rounds, want %d", c.Executors, c.Clients, len(c.Rounds), s.Rounds)
+		}
+		for i, r := range c.Rounds {
+			name := fmt.Sprintf("sustained %d executors, %d clients, round %d", c.Executors, c.Clients, i+1)
+			if r.Error != "" {
+				t.Errorf("%s: %s", name, r.Error)
+			}
+			if r.Answers.Accepted == 0 {
+				t.Errorf("%s: no webhook accepted: %v", name, r.Answers.Statuses)
+			}
+			if !r.EveryFinished || r.Finished != int64(r.Answers.Accepted) || r.Succeeded != int64(r.Answers.Accepted) {
+				t.Errorf("%s: %d accepted, %d finished, %d succeeded", name, r.Answers.Accepted, r.Finished, r.Succeeded)
+			}
+		}
+	}
+	if !s.Ingest.FlowdEvery {
+		t.Errorf("sustained ingest: not every 202 is a run: %+v", s.Ingest)
 	}
 }

@@ -516,26 +516,24 @@ func endToEnd(ctx context.Context, p plan, par int) EndToEnd {
 // rawForkExec runs /bin/sh -c 'echo $abc' n times on par workers, output through a pipe as
 // flowd's is, and returns runs per second.
 func rawForkExec(ctx context.Context, par, n int) float64 {
-	var next atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range par {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(n) || ctx.Err() != nil {
-					return
-				}
-				cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "echo $abc")
-				cmd.Env = []string{"abc=" + strconv.FormatInt(i, 10), "PATH=/usr/bin:/bin"}
-				var out bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &out
-				cmd.Run()
-			}
-		})
-	}
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	took := forkExecLoad(ctx, newRecorder(), par, 24*time.Hour, int64(n))
+	return float64(n) / took.Seconds()
+}
+
+// forkExecLoad is drive with rawForkExec's command as its call: par workers fork/exec one
+// command after the other until dur has passed or n were started; each that ran counts as a
+// 202 in rec.
+func forkExecLoad(ctx context.Context, rec *recorder, par int, dur time.Duration, n int64) time.Duration {
+	return drive(ctx, rec, par, dur, n, func(_ int, i int64) (int, error) {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "echo $abc")
+		cmd.Env = []string{"abc=" + strconv.FormatInt(i, 10), "PATH=/usr/bin:/bin"}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return 0, err
+		}
+		return http.StatusAccepted, nil
+	})
 }
 
 // --- 5: scale -------------------------------------------------------------------------------
