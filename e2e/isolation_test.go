@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -386,4 +387,67 @@ func stopped(pid int) bool {
 		}
 	}
 	return true
+}
+
+// TestRestartKillsStepsOfAKilledLauncher is TestRestartKillsStepsOfAKilledServer for jobs run
+// as step users, whose steps start through the server's step launcher: the server is stopped
+// (so it cannot end the step when the launcher dies), the launcher killed with SIGKILL (it
+// would otherwise end the steps when the server dies), then the server; the step's processes
+// run on, and the server started again kills them before it listens.
+func TestRestartKillsStepsOfAKilledLauncher(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	args := []string{"--executors", "1"}
+	srv := startServer(t, data, dsn, args...)
+	admin := srv.token("admin", adminPassword)
+	secs := 600 + rand.IntN(100000)*10 + 7 // unique to this test: its processes' marker
+	marker := fmt.Sprintf("sleep %d", secs)
+	t.Cleanup(func() { killProcesses(marker) })
+	if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline("slow", secs), nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	if code := srv.api(admin, "POST", "/api/v1/pipelines/slow/runs", map[string]any{}, nil); code != 201 {
+		t.Fatalf("run: %d", code)
+	}
+	isSleep := func(c string) bool { return c == marker }
+	waitFor(t, "the step's sleep", func() bool { return len(pidsWhere(isSleep)) > 0 })
+	server := srv.cmd.Process.Pid
+	launchers := pidsWhere(func(c string) bool { return strings.HasSuffix(c, " __step-launcher") })
+	launchers = slices.DeleteFunc(launchers, func(pid int) bool { return parentOf(pid) != server })
+	if len(launchers) != 1 {
+		t.Fatalf("%d step launchers of the server, want 1", len(launchers))
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every thread of the server to stop", func() bool { return stopped(server) })
+	if err := syscall.Kill(launchers[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.crash()
+	time.Sleep(300 * time.Millisecond)
+	if len(pidsWhere(isSleep)) == 0 {
+		t.Fatalf("%s did not outlive the killed server and launcher: nothing left to test", marker)
+	}
+
+	startServer(t, data, dsn, args...)
+	if pids := pidsWhere(isSleep); len(pids) > 0 {
+		t.Errorf("processes of the killed server's step still run after the restart: %v", pids)
+	}
+}
+
+// parentOf is the parent pid of process pid (0 when it is gone).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if err != nil || i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

@@ -64,8 +64,8 @@ Flags:
 `
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand {
-		executor.RunShim(os.Args[2:]) // in-process flowd starts its steps through this binary
+	if executor.IsHelperCommand(os.Args) {
+		executor.RunHelperCommand(os.Args) // in-process flowd starts its steps through this binary
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

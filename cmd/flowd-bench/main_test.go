@@ -17,8 +17,8 @@ import (
 // JSON with every section present: numbers on a shared test machine prove nothing, so none is
 // asserted. PostgreSQL is used when FLOWD_TEST_DATABASE_URL names one.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand { // in-process flowd's step shim
-		executor.RunShim(os.Args[2:])
+	if executor.IsHelperCommand(os.Args) { // in-process flowd's step shim
+		executor.RunHelperCommand(os.Args)
 	}
 	os.Exit(m.Run())
 }

@@ -10,10 +10,11 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand {
-		// The server starts every step through its own binary (see executor.ShimMain); this
-		// runs before anything else, with the empty environment the server gives it.
-		executor.RunShim(os.Args[2:])
+	if executor.IsHelperCommand(os.Args) {
+		// The server starts steps through its own binary (executor.ShimMain per step, or once,
+		// executor.LauncherMain); this runs before anything else, with the empty environment
+		// the server gives it.
+		executor.RunHelperCommand(os.Args)
 	}
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -70,7 +70,8 @@ func workspaceRoot(dir string, isolated bool) error {
 // step's process group recorded in the data folder's "steps". Processes a killed server left
 // running (the recorded groups, and every process of the step users) are killed first.
 //
-// release gives the uid range back (see lockUIDs) once the executor's jobs have ended.
+// release ends the step launcher and gives the uid range back (see lockUIDs) once the
+// executor's jobs have ended.
 func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (exec *executor.Local, release func(), err error) {
 	shim, err := os.Executable()
 	if err != nil {
@@ -111,7 +112,8 @@ func newExecutor(ctx context.Context, cfg config.Config, logger *slog.Logger) (e
 	log.Info("steps run as users of their own", "uids", fmt.Sprintf("%d-%d", first, last), "workspaces", cfg.Workspaces)
 	exec = executor.NewLocal(log, shim, users)
 	exec.Procs = procs
-	return exec, release, nil
+	releaseUIDs := release
+	return exec, func() { exec.Close(); releaseUIDs() }, nil
 }
 
 // killLeftSteps kills the step processes a killed server left running, from the records in

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +54,11 @@ type Local struct {
 	// records nothing.
 	Procs string
 
-	mu    sync.Mutex
-	uids  map[string]uint32 // workspace → the uid its job holds until Cleanup
-	swept map[string]bool   // workspace → its job's uid was swept of processes when Run ended
+	mu     sync.Mutex
+	lc     *launcherConn     // the step launcher of jobs run as step users, started at the first
+	closed bool              // Close was called: no launcher starts again
+	uids   map[string]uint32 // workspace → the uid its job holds until Cleanup
+	swept  map[string]bool   // workspace → its job's uid was swept of processes when Run ended
 }
 
 // NewLocal returns a Local executor with the default shell and kill grace that starts steps
@@ -116,6 +119,9 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 		return Result{Status: run.Failed, Message: msg}
 	}
 	r.shim, r.procs = l.Shim, l.Procs
+	if l.Users != nil {
+		r.launch = l.launcher
+	}
 	if err := l.prepare(ctx, r); err != nil {
 		msg := fmt.Sprintf("cannot create workspace: %v", err)
 		r.say("✖ %s\n", msg)
@@ -218,6 +224,36 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	return errors.Join(errs...)
 }
 
+// launcher returns the running step launcher, starting one when none runs (the first step, or
+// the last launcher ended).
+func (l *Local) launcher() (*launcherConn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lc != nil && l.lc.alive() {
+		return l.lc, nil
+	}
+	if l.closed {
+		return nil, errors.New("the executor is closed")
+	}
+	lc, err := startLauncher(l.Shim, l.Procs)
+	if err != nil {
+		return nil, err
+	}
+	l.lc = lc
+	return lc, nil
+}
+
+// Close ends the step launcher, if one runs, which ends whatever steps are left. Call it once
+// the executor's jobs have ended.
+func (l *Local) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.lc != nil {
+		l.lc.close()
+	}
+}
+
 // removeTree removes dir; folders a step made read-only (such as Go's module cache) are made
 // writable first. A missing dir is not an error.
 func removeTree(dir string) error {
@@ -308,9 +344,10 @@ func freshDir(dir string, uid uint32) error {
 // localRun is the state of one Local.Run call.
 type localRun struct {
 	job    Job
-	shim   string              // see Local.Shim
-	procs  string              // see Local.Procs
-	cred   *syscall.Credential // the job's uid (Local.Users), nil to run as the server's user
+	shim   string                        // see Local.Shim
+	procs  string                        // see Local.Procs
+	cred   *syscall.Credential           // the job's uid (Local.Users), nil to run as the server's user
+	launch func() (*launcherConn, error) // with cred: the step launcher steps start through
 	out    *lineWriter
 	rep    Reporter
 	logger *slog.Logger
@@ -330,70 +367,15 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 	r.say(headerFormat, step.Name)
 	begin := time.Now()
 
-	uid, gid := -1, -1
-	if r.cred != nil {
-		uid, gid = int(r.cred.Uid), int(r.cred.Gid)
-	}
-	args := []string{ShimCommand, strconv.FormatInt(grace.Milliseconds(), 10), strconv.Itoa(uid), strconv.Itoa(gid), r.job.Workspace, "--"}
-	args = append(append(args, shell...), step.Script)
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return r.cannotStart(step, shell, err)
-	}
-	defer statusR.Close()
-	envR, envW, err := os.Pipe()
-	if err != nil {
-		statusW.Close()
-		return r.cannotStart(step, shell, err)
-	}
-	cmd := exec.CommandContext(ctx, r.shim, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{} // the shim gets nothing; the step's environment goes over envW
-	cmd.Stdout = r.out
-	cmd.Stderr = r.out // the same writer: exec gives both one pipe, so order is kept
-	cmd.ExtraFiles = []*os.File{statusW, envR}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	var reported string
+	var waitErr error
 	var termAt time.Time
-	cmd.Cancel = func() error {
-		termAt = time.Now()
-		return killGroup(cmd.Process.Pid, syscall.SIGTERM)
+	if r.launch != nil {
+		reported, waitErr, termAt = r.launched(ctx, step, shell, grace)
+	} else {
+		reported, waitErr, termAt = r.shimmed(ctx, step, shell, grace)
 	}
-	// The shim ends the tree within the grace; Wait gives it more before it kills the shim.
-	cmd.WaitDelay = grace + shimExtraWait
-
-	err = cmd.Start()
-	statusW.Close()
-	envR.Close()
-	if err != nil {
-		envW.Close()
-		return r.cannotStart(step, shell, err)
-	}
-	if r.procs != "" {
-		// Before the environment is sent: the shim waits for it before it starts the shell.
-		if remove, err := recordStep(r.procs, cmd.Process.Pid); err != nil {
-			r.logger.Warn("record the step's process group", "step_id", step.ID, "err", err)
-		} else {
-			defer remove()
-		}
-	}
-	go func() {
-		defer envW.Close()
-		for _, kv := range r.job.Env {
-			if _, err := envW.Write(append([]byte(kv), 0)); err != nil {
-				return
-			}
-		}
-	}()
-	statusLine := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(io.LimitReader(statusR, 4096))
-		statusLine <- strings.TrimSpace(string(b))
-	}()
-	pgid := cmd.Process.Pid
-	waitErr := cmd.Wait()
 	elapsed := time.Since(begin)
-	killGroup(pgid, syscall.SIGKILL) // only the stuck shim's group could be left
-	reported := <-statusLine
 
 	if !termAt.IsZero() { // the job's context ended while the step ran
 		if context.Cause(ctx) == errJobTimeout {
@@ -429,11 +411,159 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 		reason := fmt.Sprintf("killed by signal %d (%s)", n, sig)
 		r.say(failFormat, step.Name, reason)
 		return run.Failed, nil, reason
+	case errors.Is(waitErr, errLauncherGone):
+		reason := waitErr.Error() + ": its processes were killed"
+		r.say(failFormat, step.Name, reason)
+		return run.Failed, nil, reason
 	default:
 		reason := fmt.Sprintf("the step's shim ended without a status (%v)", waitErr)
 		r.say(failFormat, step.Name, reason)
 		return run.Failed, nil, reason
 	}
+}
+
+// launched runs step through the step launcher (see launcher.go), for a job run as a step user;
+// it returns what shimmed does.
+func (r *localRun) launched(ctx context.Context, step Step, shell []string, grace time.Duration) (reported string, waitErr error, termAt time.Time) {
+	lc, err := r.launch()
+	if err != nil {
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(r.out, pr)
+		copied <- err
+	}()
+	defer pr.Close()
+	argv := append(slices.Clone(shell), step.Script)
+	id, events, err := lc.start(launchReq{UID: r.cred.Uid, Dir: r.job.Workspace, Argv: argv, Env: r.job.Env, Grace: grace.Milliseconds()}, pw)
+	pw.Close()
+	if err != nil {
+		<-copied
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	// lost ends the step's processes when the launcher can no longer be trusted to.
+	lost := func(why error) (string, error, time.Time) {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+		defer cancel()
+		if err := KillUser(kctx, r.cred.Uid, shell[0]); err != nil {
+			r.logger.Error("kill the step's processes", "step_id", step.ID, "err", err)
+		}
+		return "", why, termAt
+	}
+	done := ctx.Done()
+	var stuck <-chan time.Time
+wait:
+	for {
+		select {
+		case ev := <-events:
+			switch {
+			case ev.Err != "" && ev.Err != errLauncherGone.Error():
+				<-copied
+				return "start " + ev.Err, nil, termAt
+			case ev.Err != "":
+				reported, waitErr, termAt = lost(errLauncherGone)
+				break wait
+			case ev.Status != "":
+				reported = ev.Status
+				break wait
+			}
+		case <-done:
+			termAt, done = time.Now(), nil
+			if err := lc.term(id); err != nil {
+				reported, waitErr, termAt = lost(fmt.Errorf("%w: %v", errLauncherGone, err))
+				break wait
+			}
+			stuck = time.After(grace + shimExtraWait)
+		case <-stuck:
+			reported, waitErr, termAt = lost(errors.New("the step launcher did not end the canceled step in time"))
+			break wait
+		}
+	}
+	// Every process of the step is gone (the launcher, or lost, killed what was left), so the
+	// output ends; a process stuck in the kernel is given the same time as a stuck shim.
+	select {
+	case err := <-copied:
+		if waitErr == nil {
+			waitErr = err
+		}
+	case <-time.After(grace + shimExtraWait):
+		pr.Close()
+		<-copied
+	}
+	return reported, waitErr, termAt
+}
+
+// shimmed runs step through a shim of its own (see ShimMain) and returns the status line the
+// shim reported ("exit N", "signal N" or "start ERROR"), the error of waiting for it, and when
+// ctx's end made it send SIGTERM (zero if it did not).
+func (r *localRun) shimmed(ctx context.Context, step Step, shell []string, grace time.Duration) (reported string, waitErr error, termAt time.Time) {
+	uid, gid := -1, -1
+	if r.cred != nil {
+		uid, gid = int(r.cred.Uid), int(r.cred.Gid)
+	}
+	args := []string{ShimCommand, strconv.FormatInt(grace.Milliseconds(), 10), strconv.Itoa(uid), strconv.Itoa(gid), r.job.Workspace, "--"}
+	args = append(append(args, shell...), step.Script)
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	defer statusR.Close()
+	envR, envW, err := os.Pipe()
+	if err != nil {
+		statusW.Close()
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	cmd := exec.CommandContext(ctx, r.shim, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{} // the shim gets nothing; the step's environment goes over envW
+	cmd.Stdout = r.out
+	cmd.Stderr = r.out // the same writer: exec gives both one pipe, so order is kept
+	cmd.ExtraFiles = []*os.File{statusW, envR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error {
+		termAt = time.Now()
+		return killGroup(cmd.Process.Pid, syscall.SIGTERM)
+	}
+	// The shim ends the tree within the grace; Wait gives it more before it kills the shim.
+	cmd.WaitDelay = grace + shimExtraWait
+
+	err = cmd.Start()
+	statusW.Close()
+	envR.Close()
+	if err != nil {
+		envW.Close()
+		return "start " + err.Error(), nil, time.Time{}
+	}
+	if r.procs != "" {
+		// Before the environment is sent: the shim waits for it before it starts the shell.
+		if remove, err := recordStep(r.procs, cmd.Process.Pid); err != nil {
+			r.logger.Warn("record the step's process group", "step_id", step.ID, "err", err)
+		} else {
+			defer remove()
+		}
+	}
+	go func() {
+		defer envW.Close()
+		for _, kv := range r.job.Env {
+			if _, err := envW.Write(append([]byte(kv), 0)); err != nil {
+				return
+			}
+		}
+	}()
+	statusLine := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(statusR, 4096))
+		statusLine <- strings.TrimSpace(string(b))
+	}()
+	pgid := cmd.Process.Pid
+	waitErr = cmd.Wait()
+	killGroup(pgid, syscall.SIGKILL) // only the stuck shim's group could be left
+	return <-statusLine, waitErr, termAt
 }
 
 // shimExtraWait is how much longer than the kill grace the server waits for a canceled step's

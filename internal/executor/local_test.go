@@ -22,8 +22,8 @@ import (
 const leakVar = "FLOWD_EXECUTOR_TEST_LEAK"
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ShimCommand { // the test binary is the steps' shim
-		RunShim(os.Args[2:])
+	if IsHelperCommand(os.Args) { // the test binary is the steps' shim and launcher
+		RunHelperCommand(os.Args)
 	}
 	os.Setenv(leakVar, "leaked")
 	code := m.Run()

@@ -72,12 +72,10 @@ func ShimMain(args []string) int {
 	}
 	closeExtraFDs()
 
-	parent := os.Getppid()
-	prctl(prSetPdeathsig, uintptr(syscall.SIGTERM))
-	if os.Getppid() != parent || parent == 1 {
+	parent, ok := becomeReaper()
+	if !ok {
 		return 127 // the server is already gone
 	}
-	prctl(prSetChildSubreaper, 1)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 
@@ -192,6 +190,18 @@ func closeExtraFDs() {
 			syscall.CloseOnExec(fd) // not Close: the Go runtime owns some of them
 		}
 	}
+}
+
+// becomeReaper makes this process a child subreaper that gets SIGTERM when its parent (the
+// server) dies, and returns the parent; ok is false when the parent is already gone.
+func becomeReaper() (parent int, ok bool) {
+	parent = os.Getppid()
+	prctl(prSetPdeathsig, uintptr(syscall.SIGTERM))
+	if os.Getppid() != parent || parent == 1 {
+		return parent, false
+	}
+	prctl(prSetChildSubreaper, 1)
+	return parent, true
 }
 
 func prctl(option, arg uintptr) {

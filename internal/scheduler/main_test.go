@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == executor.ShimCommand { // the test binary is the steps' shim
-		executor.RunShim(os.Args[2:])
+	if executor.IsHelperCommand(os.Args) { // the test binary is the steps' shim
+		executor.RunHelperCommand(os.Args)
 	}
 	os.Exit(m.Run())
 }
