@@ -32,7 +32,7 @@ import (
 // its end is not written: the rescuer settled it.
 func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func(), stop context.CancelCauseFunc) {
 	log := s.cfg.Logger.With("run", c.Run.ID, "job", c.Job.ID, "attempt", c.Attempt.Number)
-	end := store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, Status: run.Failed}
+	end := store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, RunID: c.Run.ID, Status: run.Failed}
 	onWriteErr := func(err error) {
 		if errors.Is(err, store.ErrFenced) {
 			stop(errLost)

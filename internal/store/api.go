@@ -113,6 +113,7 @@ type RunListParams struct {
 
 // Claim is a job the scheduler took, with its run (Run.Jobs empty).
 type Claim struct {
+	// Job is the claimed job with its steps; its Attempts list is not filled (Attempt is).
 	Job run.Job
 	Run run.Run
 	// Attempt is the attempt the claim created: every write for the job names its ID.

@@ -356,7 +356,7 @@ func rescueOne(ctx context.Context, tx db, id, runID int64, cond string, args []
 		return r, true, err
 	}
 	// finishJob also settles a job whose run ended meanwhile (canceled between stages).
-	if _, err := finishJob(ctx, tx, r.JobID, r.Outcome, r.Message, nil); err != nil {
+	if _, _, err := finishJob(ctx, tx, r.JobID, runID, r.Outcome, r.Message, nil); err != nil {
 		return Rescued{}, false, err
 	}
 	return r, true, nil

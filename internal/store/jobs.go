@@ -138,12 +138,12 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 	}
 	var (
 		jobID, runID int64
-		ref          AttemptRef
+		c            Claim
 		claimed      bool
 		err          error
 	)
 	if tx.pg {
-		jobID, runID, ref, claimed, err = claimPG(ctx, tx, p.Holder, runner, ttl, at)
+		jobID, runID, c.Attempt, c.Trusted, claimed, err = claimPG(ctx, tx, p.Holder, runner, ttl, at)
 		if err != nil {
 			return Claim{}, err
 		}
@@ -151,10 +151,10 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 	if !claimed {
 		// SQLite; or, on PostgreSQL, the oldest ready job is of a run waiting for a slot of
 		// its concurrency group, which pickJob checks under the group's lock.
-		if jobID, runID, err = pickJob(ctx, tx); err != nil {
+		if jobID, runID, c.Trusted, err = pickJob(ctx, tx); err != nil {
 			return Claim{}, err
 		}
-		ref, err = createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
+		c.Attempt, err = createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return Claim{}, transitionError(ctx, tx, "job", jobID, run.Running)
 		}
@@ -174,8 +174,8 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 			return Claim{}, err
 		}
 	}
-	c := Claim{Attempt: ref}
-	jobs, err := loadJobs(ctx, tx, "j.id = ?", jobID)
+	// The job's attempts are not read: the claim's is c.Attempt (see Claim).
+	jobs, err := readJobs(ctx, tx, false, "j.id = ?", jobID)
 	if err != nil {
 		return Claim{}, err
 	}
@@ -183,10 +183,7 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 		return Claim{}, fmt.Errorf("claimed job %d not found", jobID)
 	}
 	c.Job = jobs[0]
-	if c.Run, err = loadRun(ctx, tx, runID, false); err != nil {
-		return Claim{}, err
-	}
-	err = tx.queryRow(ctx, "SELECT trusted_by IS NOT NULL FROM pipelines WHERE id = ?", c.Run.PipelineID).Scan(&c.Trusted)
+	c.Run, err = loadRun(ctx, tx, runID, false)
 	return c, err
 }
 
@@ -197,14 +194,15 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 // waits for a slot of a bounded concurrency group: the caller then claims through pickJob,
 // which checks the group under its lock (this transaction holds the rows already).
 // sql.ErrNoRows when no job is ready.
-func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Duration, at time.Time) (jobID, runID int64, ref AttemptRef, claimed bool, err error) {
+func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Duration, at time.Time) (jobID, runID int64, ref AttemptRef, trusted, claimed bool, err error) {
 	token, hash := newToken()
 	var (
 		attemptID sql.NullInt64
 		number    sql.NullInt64
 	)
 	err = tx.queryRow(ctx, `WITH p AS (
-			SELECT j.id, j.run_id, (r.status = 'queued' AND r.concurrency_group <> '' AND r.max_running > 0) AS gated`+readyJobs+`
+			SELECT j.id, j.run_id, (r.status = 'queued' AND r.concurrency_group <> '' AND r.max_running > 0) AS gated,
+				(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id) AS trusted`+readyJobs+`
 			ORDER BY j.run_id, j.id LIMIT 1 FOR NO KEY UPDATE OF j, r SKIP LOCKED),
 		a AS (
 			INSERT INTO attempts (job_id, number, runner, node, instance, token_hash, state, created_at, heartbeat_at, expires_at)
@@ -217,23 +215,24 @@ func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Durat
 		ru AS (
 			UPDATE runs SET status = 'running', started_at = ?
 			FROM p JOIN a ON a.job_id = p.id WHERE runs.id = p.run_id AND runs.status = 'queued' RETURNING runs.id)
-		SELECT p.id, p.run_id, a.id, a.number FROM p LEFT JOIN a ON a.job_id = p.id`,
-		runner, h.Node, h.Instance, hash, ttl.Microseconds(), tx.ts(at), tx.ts(at)).Scan(&jobID, &runID, &attemptID, &number)
+		SELECT p.id, p.run_id, p.trusted, a.id, a.number FROM p LEFT JOIN a ON a.job_id = p.id`,
+		runner, h.Node, h.Instance, hash, ttl.Microseconds(), tx.ts(at), tx.ts(at)).Scan(&jobID, &runID, &trusted, &attemptID, &number)
 	if err != nil {
-		return 0, 0, AttemptRef{}, false, err
+		return 0, 0, AttemptRef{}, false, false, err
 	}
 	if !attemptID.Valid {
-		return jobID, runID, AttemptRef{}, false, nil
+		return jobID, runID, AttemptRef{}, false, false, nil
 	}
-	return jobID, runID, AttemptRef{ID: attemptID.Int64, Number: int(number.Int64), Token: token}, true, nil
+	return jobID, runID, AttemptRef{ID: attemptID.Int64, Number: int(number.Int64), Token: token}, trusted, true, nil
 }
 
-// pickJob finds and, on PostgreSQL, locks the job JobClaim takes: see JobClaim. It returns
-// sql.ErrNoRows when none is ready.
-func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
+// pickJob finds and, on PostgreSQL, locks the job JobClaim takes (see JobClaim), and reads
+// whether its pipeline is trusted. It returns sql.ErrNoRows when none is ready.
+func pickJob(ctx context.Context, tx db) (jobID, runID int64, trusted bool, err error) {
 	var skipped []any
 	for {
-		q := "SELECT j.id, j.run_id, r.status, r.pipeline_id, r.number, r.concurrency_group, r.max_running" + readyJobs
+		q := `SELECT j.id, j.run_id, r.status, r.pipeline_id, r.number, r.concurrency_group, r.max_running,
+			(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id)` + readyJobs
 		if len(skipped) > 0 {
 			q += " AND r.id NOT IN (" + placeholders(len(skipped)) + ")"
 		}
@@ -247,21 +246,21 @@ func pickJob(ctx context.Context, tx db) (jobID, runID int64, err error) {
 			group              string
 			maxRunning         int
 		)
-		if err := tx.queryRow(ctx, q, append(skipped, 1)...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning); err != nil {
-			return 0, 0, err
+		if err := tx.queryRow(ctx, q, append(skipped, 1)...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning, &trusted); err != nil {
+			return 0, 0, false, err
 		}
 		if !tx.pg || status != run.Queued || group == "" || maxRunning <= 0 {
-			return jobID, runID, nil
+			return jobID, runID, trusted, nil
 		}
 		free, err := groupSlotLocked(ctx, tx, pipelineID, group, number, maxRunning)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		if free {
-			return jobID, runID, nil
+			return jobID, runID, trusted, nil
 		}
 		if skipped = append(skipped, runID); len(skipped) >= claimSkipLimit {
-			return 0, 0, sql.ErrNoRows
+			return 0, 0, false, sql.ErrNoRows
 		}
 	}
 }
@@ -347,12 +346,6 @@ func stepOfJob(ctx context.Context, tx db, stepID, jobID int64) error {
 	return nil
 }
 
-// endAttempt marks attempt finished after its runner ended the job.
-func endAttempt(ctx context.Context, tx db, attempt int64) error {
-	_, err := tx.exec(ctx, "UPDATE attempts SET state = 'finished', finished_at = "+tx.clock()+" WHERE id = ? AND state IN "+liveStates, attempt)
-	return err
-}
-
 // JobFinish moves a running job to a terminal status (its steps still queued become skipped)
 // and advances its run in the same transaction. It returns the run after.
 //
@@ -371,8 +364,9 @@ func (s *Store) JobFinish(ctx context.Context, attempt, jobID int64, status run.
 	}
 	var out run.Run
 	err := s.writeRelaxed(ctx, func(tx db) error {
-		runID, err := finishJob(ctx, tx, jobID, status, message, func(int64, time.Time) error {
-			return fenceJob(ctx, tx, attempt, jobID)
+		runID, _, err := finishJob(ctx, tx, jobID, 0, status, message, func(runID int64, _ time.Time) error {
+			_, err := fenceJob(ctx, tx, attempt, jobID, runID)
+			return err
 		})
 		if err != nil {
 			return err
@@ -393,17 +387,28 @@ type StepResult struct {
 	ExitCode *int       // set when the step's process exited on its own
 }
 
-// fenceJob is fence for a write that ends job jobID: attempt must be its live attempt; it
-// becomes finished.
-func fenceJob(ctx context.Context, tx db, attempt, jobID int64) error {
-	owner, err := fence(ctx, tx, attempt)
+// fenceJob is fence for a write that ends job jobID of run runID, and ends the attempt, in one
+// statement: attempt must be the job's live attempt (else a *FencedError); it becomes finished.
+// It returns the job's status (read under the attempt's lock, after the run's).
+func fenceJob(ctx context.Context, tx db, attempt, jobID, runID int64) (run.Status, error) {
+	var (
+		owner, ownerRun int64
+		status          run.Status
+	)
+	err := tx.queryRow(ctx, `UPDATE attempts SET state = 'finished', finished_at = `+tx.clock()+`
+		WHERE id = ? AND state IN `+liveStates+` AND id = (SELECT attempt_id FROM jobs WHERE jobs.id = attempts.job_id)
+		RETURNING job_id, (SELECT run_id FROM jobs WHERE jobs.id = attempts.job_id), (SELECT status FROM jobs WHERE jobs.id = attempts.job_id)`,
+		attempt).Scan(&owner, &ownerRun, &status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", &FencedError{Attempts: []int64{attempt}}
+	}
 	if err != nil {
-		return err
+		return "", err
 	}
-	if owner != jobID {
-		return fmt.Errorf("attempt %d is not an attempt of job %d: %w", attempt, jobID, ErrConflict)
+	if owner != jobID || ownerRun != runID {
+		return "", fmt.Errorf("attempt %d is of job %d of run %d, not of job %d of run %d: %w", attempt, owner, ownerRun, jobID, runID, ErrConflict)
 	}
-	return endAttempt(ctx, tx, attempt)
+	return status, nil
 }
 
 // StepAdvance records, in one transaction, the ends of finished steps (each as StepFinish
@@ -482,6 +487,9 @@ type JobEnd struct {
 	// the job's live attempt, which becomes finished.
 	Attempt int64
 	JobID   int64
+	// RunID is the job's run (from the claim), so it need not be read again; 0 reads it. A
+	// wrong one fails the call with ErrConflict.
+	RunID int64
 	// Steps are the step results not recorded yet, in order (steps of other jobs are refused).
 	Steps []StepResult
 	// Logs are the job's last log chunks, appended as LogAppend does (Seq assigned after the
@@ -508,12 +516,10 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 	logs := slices.Clone(e.Logs)
 	var out run.Status
 	err := s.writeRelaxed(ctx, func(tx db) error {
-		runID, err := finishJob(ctx, tx, e.JobID, e.Status, e.Message, func(runID int64, at time.Time) error {
-			var js run.Status
-			if err := tx.queryRow(ctx, "SELECT status FROM jobs WHERE id = ?", e.JobID).Scan(&js); err != nil {
-				return err
-			}
-			if err := fenceJob(ctx, tx, e.Attempt, e.JobID); err != nil {
+		var err error
+		_, out, err = finishJob(ctx, tx, e.JobID, e.RunID, e.Status, e.Message, func(runID int64, at time.Time) error {
+			js, err := fenceJob(ctx, tx, e.Attempt, e.JobID, runID)
+			if err != nil {
 				return err
 			}
 			if js != run.Running {
@@ -533,10 +539,7 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 			}
 			return appendLogs(ctx, tx, logs)
 		})
-		if err != nil {
-			return err
-		}
-		return tx.queryRow(ctx, "SELECT status FROM runs WHERE id = ?", runID).Scan(&out)
+		return err
 	})
 	if err != nil {
 		return "", wrap("complete job", err)
@@ -544,13 +547,16 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 	return out, nil
 }
 
-// finishJob is JobFinish inside tx; it returns the job's run id. before, if not nil, runs once the run is locked and before
-// the job changes (lock order: run, jobs, steps).
-func finishJob(ctx context.Context, tx db, jobID int64, status run.Status, message string,
-	before func(runID int64, at time.Time) error) (int64, error) {
-	var runID int64
-	if err := tx.queryRow(ctx, "SELECT run_id FROM jobs WHERE id = ?", jobID).Scan(&runID); err != nil {
-		return 0, err
+// finishJob is JobFinish inside tx; it returns the job's run id and the run's status after.
+// runID is the job's run when the caller knows it (its before must then check it, as fenceJob
+// does), 0 to read it. before, if not nil, runs once the run is locked and before the job
+// changes (lock order: run, jobs, steps).
+func finishJob(ctx context.Context, tx db, jobID, runID int64, status run.Status, message string,
+	before func(runID int64, at time.Time) error) (int64, run.Status, error) {
+	if runID == 0 {
+		if err := tx.queryRow(ctx, "SELECT run_id FROM jobs WHERE id = ?", jobID).Scan(&runID); err != nil {
+			return 0, "", err
+		}
 	}
 	var (
 		rs        run.Status
@@ -561,59 +567,66 @@ func finishJob(ctx context.Context, tx db, jobID int64, status run.Status, messa
 	// Lock the run first (lock order: run, jobs, steps).
 	if err := tx.queryRow(ctx, "SELECT status, stage, cancel_requested, message FROM runs WHERE id = ?"+tx.forUpdate(),
 		runID).Scan(&rs, &stage, &requested, &cancelMsg); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	at := now()
 	if before != nil {
 		if err := before(runID, at); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 	}
 	n, err := tx.execN(ctx, "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = 'running'",
 		string(status), message, tx.ts(at), jobID)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if n == 0 {
-		return 0, transitionError(ctx, tx, "job", jobID, status)
+		return 0, "", transitionError(ctx, tx, "job", jobID, status)
 	}
-	if _, err := tx.exec(ctx, "UPDATE steps SET status = 'skipped' WHERE job_id = ? AND status = 'queued'", jobID); err != nil {
-		return 0, err
+	// Its steps still queued are skipped; those still running take the job's status.
+	if _, err := tx.exec(ctx, `UPDATE steps SET status = CASE WHEN status = 'queued' THEN 'skipped' ELSE ? END,
+		finished_at = CASE WHEN status = 'queued' THEN finished_at ELSE ? END
+		WHERE job_id = ? AND status IN ('queued', 'running')`, string(status), tx.ts(at), jobID); err != nil {
+		return 0, "", err
 	}
-	if _, err := tx.exec(ctx, "UPDATE steps SET status = ?, finished_at = ? WHERE job_id = ? AND status = 'running'",
-		string(status), tx.ts(at), jobID); err != nil {
-		return 0, err
+	if rs.Terminal() {
+		return runID, rs, nil
 	}
-	if !rs.Terminal() {
-		if err := advanceRun(ctx, tx, runID, stage, requested, cancelMsg, status, at); err != nil {
-			return 0, err
-		}
-	}
-	return runID, nil
+	rs, err = advanceRun(ctx, tx, runID, stage, requested, cancelMsg, status, at)
+	return runID, rs, err
 }
 
-// advanceRun decides what a run does after one of its jobs finished with status; see JobFinish.
-func advanceRun(ctx context.Context, tx db, runID int64, stage int, requested bool, cancelMsg string, status run.Status, at time.Time) error {
+// advanceRun decides what a run does after one of its jobs finished with status (see
+// JobFinish) and returns the run's status after.
+func advanceRun(ctx context.Context, tx db, runID int64, stage int, requested bool, cancelMsg string, status run.Status, at time.Time) (run.Status, error) {
 	if requested && status == run.Canceled {
-		return finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
+		return run.Canceled, finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
 	}
-	rows, err := tx.query(ctx, "SELECT stage_name, name, status, message FROM jobs WHERE run_id = ? AND stage = ? ORDER BY id", runID, stage)
+	// The jobs of this stage, and the first job of the next stage if there is one.
+	rows, err := tx.query(ctx, "SELECT stage, stage_name, name, status, message FROM jobs WHERE run_id = ? AND stage >= ? ORDER BY stage, id",
+		runID, stage)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer rows.Close()
 	var (
 		pending              bool
 		failedMsg, cancelled string
 		failed, canceled     bool
+		next                 = -1
 	)
 	for rows.Next() {
 		var (
+			js                   int
 			stageName, name, msg string
 			st                   run.Status
 		)
-		if err := rows.Scan(&stageName, &name, &st, &msg); err != nil {
-			return err
+		if err := rows.Scan(&js, &stageName, &name, &st, &msg); err != nil {
+			return "", err
+		}
+		if js != stage {
+			next = js
+			break
 		}
 		switch {
 		case !st.Terminal():
@@ -625,31 +638,28 @@ func advanceRun(ctx context.Context, tx db, runID int64, stage int, requested bo
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return "", err
 	}
 	rows.Close()
 	switch {
 	case pending:
-		return nil
+		return run.Running, nil
 	case requested:
-		return finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
+		return run.Canceled, finishRun(ctx, tx, runID, run.Canceled, cancelMsg, at)
 	case failed:
-		return finishRun(ctx, tx, runID, run.Failed, failedMsg, at)
+		return run.Failed, finishRun(ctx, tx, runID, run.Failed, failedMsg, at)
 	case canceled:
-		return finishRun(ctx, tx, runID, run.Canceled, cancelled, at)
+		return run.Canceled, finishRun(ctx, tx, runID, run.Canceled, cancelled, at)
+	case next < 0:
+		// Every job of every stage has ended (a stage opens only when the one before ended),
+		// so no queued job is left to skip.
+		return run.Success, endRun(ctx, tx, runID, run.Success, "", at)
 	}
-	var next sql.NullInt64
-	if err := tx.queryRow(ctx, "SELECT MIN(stage) FROM jobs WHERE run_id = ? AND stage > ?", runID, stage).Scan(&next); err != nil {
-		return err
-	}
-	if !next.Valid {
-		return finishRun(ctx, tx, runID, run.Success, "", at)
-	}
-	n, err := tx.execN(ctx, "UPDATE runs SET stage = ? WHERE id = ? AND status = 'running' AND stage = ?", next.Int64, runID, stage)
+	n, err := tx.execN(ctx, "UPDATE runs SET stage = ? WHERE id = ? AND status = 'running' AND stage = ?", next, runID, stage)
 	if err == nil && n == 0 {
-		return transitionError(ctx, tx, "run", runID, run.Running)
+		return "", transitionError(ctx, tx, "run", runID, run.Running)
 	}
-	return err
+	return run.Running, err
 }
 
 // finishRun ends a run: its queued jobs become skipped, then the run takes status.

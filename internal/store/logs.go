@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -9,7 +10,7 @@ import (
 	"github.com/flowd/flowd/internal/run"
 )
 
-// logInsertBatch is how many chunks one INSERT carries (5 parameters each).
+// logInsertBatch is how many chunks one INSERT carries (4 parameters each).
 const logInsertBatch = 200
 
 // LogAppend stores chunks in one transaction; Seq is assigned per run, in order. After it
@@ -49,59 +50,83 @@ func (s *Store) LogAppend(ctx context.Context, chunks []run.LogChunk) error {
 	return nil
 }
 
-// appendLogs numbers chunks after each run's highest seq and inserts them. On PostgreSQL an
-// advisory lock per run (taken in run id order) keeps two servers appending to one run from
-// picking the same numbers; on SQLite the one writer does.
+// appendLogs numbers chunks after each run's highest seq and inserts them: one statement per
+// run (per logInsertBatch chunks) that reads the highest seq and inserts after it. On
+// PostgreSQL an advisory lock per run (taken in run id order) keeps two servers appending to
+// one run from picking the same numbers; on SQLite the one writer does.
 func appendLogs(ctx context.Context, tx db, chunks []run.LogChunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
+	byRun := map[int64][]int{} // run → the indexes of its chunks, in order
 	var runs []int64
-	for _, c := range chunks {
-		if !slices.Contains(runs, c.RunID) {
+	at := now()
+	for i := range chunks {
+		c := &chunks[i]
+		if _, ok := byRun[c.RunID]; !ok {
 			runs = append(runs, c.RunID)
 		}
+		byRun[c.RunID] = append(byRun[c.RunID], i)
+		if c.At.IsZero() {
+			c.At = at
+		}
+		c.At = c.At.UTC()
 	}
 	slices.Sort(runs)
-	next := make(map[int64]int64, len(runs))
 	for _, id := range runs {
 		if tx.pg {
 			if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(?, ?)", advisoryLogs, int32(id)); err != nil {
 				return err
 			}
 		}
-		var last int64
-		if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE run_id = ?", id).Scan(&last); err != nil {
-			return err
-		}
-		next[id] = last
-	}
-	at := now()
-	for i := range chunks {
-		c := &chunks[i]
-		next[c.RunID]++
-		c.Seq = next[c.RunID]
-		if c.At.IsZero() {
-			c.At = at
-		}
-		c.At = c.At.UTC()
-	}
-	for start := 0; start < len(chunks); start += logInsertBatch {
-		batch := chunks[start:min(start+logInsertBatch, len(chunks))]
-		values := make([]string, len(batch))
-		args := make([]any, 0, 5*len(batch))
-		for i, c := range batch {
-			values[i] = "(?, ?, ?, ?, ?)"
-			data := c.Data
-			if data == nil {
-				data = []byte{}
+		idx := byRun[id]
+		for start := 0; start < len(idx); start += logInsertBatch {
+			if err := insertChunks(ctx, tx, id, chunks, idx[start:min(start+logInsertBatch, len(idx))]); err != nil {
+				return err
 			}
-			args = append(args, c.RunID, c.Seq, nullID(c.JobID), data, tx.ts(c.At))
 		}
-		if _, err := tx.exec(ctx, "INSERT INTO log_chunks (run_id, seq, job_id, data, at) VALUES "+
-			strings.Join(values, ", "), args...); err != nil {
-			return err
+	}
+	return nil
+}
+
+// insertChunks inserts chunks[i] for each i of idx (chunks of run runID, in order), numbered
+// after the run's highest seq in the same statement, and sets their Seq.
+func insertChunks(ctx context.Context, tx db, runID int64, chunks []run.LogChunk, idx []int) error {
+	var b strings.Builder
+	b.WriteString("INSERT INTO log_chunks (run_id, seq, job_id, data, at) SELECT m.run_id, m.last + v.column1, v.column2, v.column3, v.column4 FROM (VALUES ")
+	args := make([]any, 0, 4*len(idx)+1)
+	for k, i := range idx {
+		switch {
+		case k > 0:
+			b.WriteString(", (?, ?, ?, ?)")
+		case tx.pg: // the first row types the columns
+			b.WriteString("(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BYTEA), CAST(? AS TIMESTAMPTZ))")
+		default:
+			b.WriteString("(?, ?, ?, ?)")
 		}
+		c := chunks[i]
+		data := c.Data
+		if data == nil {
+			data = []byte{}
+		}
+		args = append(args, k+1, nullID(c.JobID), data, tx.ts(c.At))
+	}
+	runArg := "?"
+	if tx.pg {
+		runArg = "CAST(? AS BIGINT)"
+	}
+	b.WriteString(") AS v CROSS JOIN (SELECT " + runArg + " AS run_id, COALESCE(MAX(seq), 0) AS last FROM log_chunks WHERE run_id = ?) AS m RETURNING seq")
+	args = append(args, runID, runID)
+	seqs, err := queryAll(ctx, tx, func(row scanner, seq *int64) error { return row.Scan(seq) }, b.String(), args...)
+	if err != nil {
+		return err
+	}
+	if len(seqs) != len(idx) {
+		return fmt.Errorf("inserted %d log chunks of run %d, want %d", len(seqs), runID, len(idx))
+	}
+	first := slices.Min(seqs)
+	for k, i := range idx {
+		chunks[i].Seq = first + int64(k)
 	}
 	return nil
 }

@@ -145,9 +145,14 @@ func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error
 const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
 	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost`
 
-// loadJobs reads the jobs that match where (on alias j) with their steps, in stage and index
-// order: two queries however many jobs there are.
+// loadJobs reads the jobs that match where (on alias j) with their attempts and steps, in
+// stage and index order: three queries however many jobs there are.
 func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, error) {
+	return readJobs(ctx, d, true, where, args...)
+}
+
+// readJobs is loadJobs, reading the jobs' attempts only withAttempts.
+func readJobs(ctx context.Context, d db, withAttempts bool, where string, args ...any) ([]run.Job, error) {
 	rows, err := d.query(ctx, "SELECT "+jobCols+" FROM jobs j WHERE "+where+" ORDER BY j.stage, j.idx, j.id", args...)
 	if err != nil {
 		return nil, err
@@ -175,8 +180,10 @@ func loadJobs(ctx context.Context, d db, where string, args ...any) ([]run.Job, 
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	if err := loadAttempts(ctx, d, jobs); err != nil {
-		return nil, err
+	if withAttempts {
+		if err := loadAttempts(ctx, d, jobs); err != nil {
+			return nil, err
+		}
 	}
 	srows, err := d.query(ctx, `SELECT s.id, s.job_id, s.idx, s.name, s.script, s.status, s.exit_code, s.started_at, s.finished_at
 		FROM steps s JOIN jobs j ON j.id = s.job_id WHERE `+where+` ORDER BY s.job_id, s.idx, s.id`, args...)
