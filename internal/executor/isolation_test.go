@@ -297,3 +297,22 @@ func TestKillUserSweepsTheUID(t *testing.T) {
 		t.Error("KillUser of one uid killed a process of another")
 	}
 }
+
+// TestChangedSince: a folder whose entries changed after a time is read; one whose entries
+// last changed well before is not; a missing one has nothing to read.
+func TestChangedSince(t *testing.T) {
+	dir := t.TempDir()
+	before := time.Now()
+	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !changedSince(dir, before) {
+		t.Error("a folder with an entry added after the time is not seen as changed")
+	}
+	if changedSince(dir, time.Now().Add(time.Minute)) {
+		t.Error("a folder unchanged for a minute after its last entry is seen as changed")
+	}
+	if changedSince(filepath.Join(dir, "missing"), before) {
+		t.Error("a missing folder is seen as changed")
+	}
+}

@@ -57,8 +57,7 @@ type Local struct {
 	mu     sync.Mutex
 	lc     *launcherConn     // the step launcher of jobs run as step users, started at the first
 	closed bool              // Close was called: no launcher starts again
-	uids   map[string]uint32 // workspace → the uid its job holds until Cleanup
-	swept  map[string]bool   // workspace → its job's uid was swept of processes when Run ended
+	held   map[string]*heldUID // workspace → the uid its job holds until Cleanup
 }
 
 // NewLocal returns a Local executor with the default shell and kill grace that starts steps
@@ -139,7 +138,7 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 				return
 			}
 			l.mu.Lock()
-			l.swept[job.Workspace] = true
+			l.held[job.Workspace].swept = true
 			l.mu.Unlock()
 		}()
 	}
@@ -200,12 +199,15 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 		return nil
 	}
 	l.mu.Lock()
-	uid, held := l.uids[job.Workspace]
-	swept := l.swept[job.Workspace]
+	h := l.held[job.Workspace]
+	var claim heldUID
+	if h != nil {
+		claim = *h
+	}
 	l.mu.Unlock()
 	var errs []error
-	if held {
-		if err := l.Users.Reclaim(ctx, uid, l.shell()[0], swept); err != nil {
+	if h != nil {
+		if err := l.Users.Reclaim(ctx, claim.uid, l.shell()[0], claim.swept, claim.since); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -214,14 +216,20 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 			errs = append(errs, fmt.Errorf("executor: remove workspace: %w", err))
 		}
 	}
-	if held && len(errs) == 0 {
+	if h != nil && len(errs) == 0 {
 		l.mu.Lock()
-		delete(l.uids, job.Workspace)
-		delete(l.swept, job.Workspace)
+		delete(l.held, job.Workspace)
 		l.mu.Unlock()
-		l.Users.release(uid)
+		l.Users.release(claim.uid)
 	}
 	return errors.Join(errs...)
+}
+
+// heldUID is the uid a job holds from prepare to Cleanup.
+type heldUID struct {
+	uid   uint32
+	since time.Time // taken before any process ran as uid for this job
+	swept bool      // uid's processes were killed when Run ended, and none ran since
 }
 
 // launcher returns the running step launcher, starting one when none runs (the first step, or
@@ -297,10 +305,10 @@ func (l *Local) prepare(ctx context.Context, r *localRun) error {
 		return err
 	}
 	l.mu.Lock()
-	if l.uids == nil {
-		l.uids, l.swept = map[string]uint32{}, map[string]bool{}
+	if l.held == nil {
+		l.held = map[string]*heldUID{}
 	}
-	l.uids[ws] = uid
+	l.held[ws] = &heldUID{uid: uid, since: time.Now()}
 	l.mu.Unlock()
 	home := homeOf(ws)
 	for _, dir := range []string{ws, home, filepath.Join(home, "tmp")} {

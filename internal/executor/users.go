@@ -77,16 +77,35 @@ func (u *Users) release(uid uint32) { u.free <- uid }
 // Reclaim kills every process running as uid, however it detached, and removes the files uid
 // left at the top of the shared temporary folders (/tmp, /var/tmp, /dev/shm), so the next job
 // given uid inherits nothing. With swept set, the caller has already killed uid's processes
-// (KillUser) and nothing has run as uid since, so only the files are left to remove.
-func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string, swept bool) error {
+// (KillUser) and nothing has run as uid since, so only the files are left to remove. since is
+// when uid was given to the job, before any of its processes ran: a folder whose entries have
+// not changed since (its ctime, which no user but root can set back, is older) holds nothing
+// of the job's and is not read.
+func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string, swept bool, since time.Time) error {
 	var err error
 	if !swept {
 		err = KillUser(ctx, uid, shell)
 	}
 	for _, dir := range sharedTempDirs() {
-		removeOwned(dir, uid)
+		if changedSince(dir, since) {
+			removeOwned(dir, uid)
+		}
 	}
 	return err
+}
+
+// ctimeSlack covers the coarse clock file times are taken from (a tick of a few ms), and
+// clocks that moved.
+const ctimeSlack = 2 * time.Second
+
+// changedSince tells whether an entry of dir may have been added after t (dir's ctime is
+// not well before t), or dir cannot be read.
+func changedSince(dir string, t time.Time) bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return !errors.Is(err, syscall.ENOENT)
+	}
+	return !time.Unix(st.Ctim.Unix()).Before(t.Add(-ctimeSlack))
 }
 
 // sharedTempDirs are the world-writable folders a step may leave files in, each once.
