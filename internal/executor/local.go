@@ -55,8 +55,8 @@ type Local struct {
 	Procs string
 
 	mu     sync.Mutex
-	lc     *launcherConn     // the step launcher of jobs run as step users, started at the first
-	closed bool              // Close was called: no launcher starts again
+	lc     *launcherConn       // the step launcher of jobs run as step users, started at the first
+	closed bool                // Close was called: no launcher starts again
 	held   map[string]*heldUID // workspace → the uid its job holds until Cleanup
 }
 
