@@ -145,12 +145,12 @@ func tryPut(sem chan struct{}) bool {
 
 // admit decides whether the webhook request r may be handled, before anything of its body is
 // read. A token no trigger has is answered 404 at once, without a slot: finding it is one
-// indexed read (not cached, so disabling or rotating a trigger takes effect at the next
-// request). Any other request waits for a slot of its trigger and one of the server (see
-// admission). When admit refuses, it has answered.
+// indexed read, or none when the URL had a delivery in the last seconds (trigger.Webhooks.Find;
+// a trigger disabled or rotated since is still answered as such by Deliver, so the change takes
+// effect at the next request). Any other request waits for a slot of its trigger and one of
+// the server (see admission). When admit refuses, it has answered.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, start time.Time) (release func(), ok bool) {
-	hash := trigger.HashWebhookToken(r.PathValue("token"))
-	t, err := s.Store.WebhookByTokenHash(r.Context(), hash)
+	t, err := s.webhooks().Find(r.Context(), r.PathValue("token"))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.refuse(w, trigger.UnknownToken(), start)

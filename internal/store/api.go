@@ -26,6 +26,9 @@ var (
 	// ErrKeyMismatch: an idempotency key seen within IdempotencyWindow came with another body;
 	// nothing was written.
 	ErrKeyMismatch = errors.New("idempotency key used with another body")
+	// ErrStale: a delivery's WebhookBasis no longer holds (the trigger, its owner's standing or
+	// the pipeline changed since it was read); nothing was written.
+	ErrStale = errors.New("the webhook trigger, its owner or the pipeline changed")
 )
 
 // User is an account.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowd/flowd/internal/run"
@@ -138,13 +139,15 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 	}
 	in.ReceivedAt = in.ReceivedAt.UTC().Truncate(time.Microsecond)
 	useKey := in.IdempotencyKey != "" && !in.DryRun && in.RedeliveryOf == nil
-	if s.pg && rec.NewRun != nil && !useKey {
-		nr, err := newRunRow(db{pg: true}, newRun)
-		if err != nil {
-			return Delivery{}, false, wrap("record delivery", err)
+	if s.pg && !useKey {
+		var nr *runRow
+		if rec.NewRun != nil {
+			if nr, err = newRunRow(db{pg: true}, newRun); err != nil {
+				return Delivery{}, false, wrap("record delivery", err)
+			}
 		}
-		if nr.oneStatement(db{pg: true}) {
-			d, err := s.recordRunDelivery(ctx, nr, in, headers, rec.Answer)
+		if nr == nil || nr.oneStatement(db{pg: true}) {
+			d, err := s.recordOne(ctx, nr, in, headers, rec.Answer, rec.Basis)
 			if err != nil {
 				return Delivery{}, false, wrap("record delivery", err)
 			}
@@ -156,6 +159,11 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 		err = s.write(ctx, func(tx db) error {
 			row := in
 			row.RunID, row.ReplayOf, replayed = nil, nil, false
+			if rec.Basis != nil {
+				if err := checkBasis(ctx, tx, in.PipelineID, rec.Basis); err != nil {
+					return err
+				}
+			}
 			if useKey {
 				first, err := claimKey(ctx, tx, in.PipelineID, in.IdempotencyKey, rec.BodySHA256)
 				if err != nil {
@@ -230,9 +238,15 @@ func clonePtr(p *int64) *int64 {
 }
 
 // insertDelivery stores a delivery (deliveryArgs) and returns its id.
-const insertDelivery = `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body, body_truncated,
-		status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of, idempotency_key, signature)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+const insertDelivery = insertDeliveryInto + " VALUES (" + deliveryValues + ") RETURNING id"
+
+// insertDeliveryInto and deliveryValues are insertDelivery's halves: the table and columns,
+// and deliveryArgs' placeholders.
+const (
+	insertDeliveryInto = `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body, body_truncated,
+		status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of, idempotency_key, signature)`
+	deliveryValues = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+)
 
 // deliveryArgs are insertDelivery's arguments for row, its headers as JSON.
 func deliveryArgs(tx db, row Delivery, headers string) []any {
@@ -241,26 +255,55 @@ func deliveryArgs(tx db, row Delivery, headers string) []any {
 		nullIDPtr(row.RedeliveryOf), nullIDPtr(row.ReplayOf), row.IdempotencyKey, row.Signature}
 }
 
-// recordRunDelivery is DeliveryRecord of a delivery that starts a run and has no idempotency
-// key to claim, on PostgreSQL: the run's number and ids are reserved first (runRow.reserve, on
-// the counter pool), so that the answer can be built and the run, its jobs, its steps and the
-// delivery stored by ONE statement, its own transaction: one round trip and one commit, where
-// a transaction of its own would take six round trips (BEGIN, four INSERTs, COMMIT),
-// which is most of what a delivery costs there.
-func (s *Store) recordRunDelivery(ctx context.Context, nr *runRow, in Delivery, headers string, answer func(run.Run) (int, []byte)) (Delivery, error) {
-	if err := nr.reserve(ctx, s.numbers(db{})); err != nil {
-		return Delivery{}, err
-	}
-	row := in
-	row.StatusCode, row.Response = answer(nr.r)
-	row.RunID = &nr.r.ID
+// recordOne is DeliveryRecord of a delivery with no idempotency key to claim, on PostgreSQL,
+// in ONE statement, its own transaction: one round trip and one commit, where a transaction
+// would take several (BEGIN, the INSERTs, COMMIT), which is most of what a delivery costs
+// there. A delivery that starts a run (nr set) has the run's number and ids reserved first
+// (runRow.reserve, on the counter pool), so that the answer can be built and the run, its
+// jobs, its steps and the delivery stored by that one statement.
+//
+// With basis, the statement begins with basisHolds and each of its INSERTs inserts only when
+// that found the basis holding; when not, it stores nothing and this returns ErrStale (a run
+// number reserved for it is then never used).
+func (s *Store) recordOne(ctx context.Context, nr *runRow, in Delivery, headers string, answer func(run.Run) (int, []byte), basis *WebhookBasis) (Delivery, error) {
 	tx := db{q: s.w, pg: true}
-	q, args := nr.inserts()
+	var (
+		ctes []string
+		args []any
+	)
+	if basis != nil {
+		ctes, args = append(ctes, "ok AS ("+basisHolds+")"), basisArgs(tx, in.PipelineID, basis)
+	}
+	row, name := in, ""
+	if nr != nil {
+		if err := nr.reserve(ctx, s.numbers(db{})); err != nil {
+			return Delivery{}, err
+		}
+		row.StatusCode, row.Response = answer(nr.r)
+		row.RunID, name = &nr.r.ID, nr.r.Pipeline
+		q, a := nr.inserts(basis != nil)
+		ctes, args = append(ctes, q), append(args, a...)
+	}
+	var q strings.Builder
+	if len(ctes) > 0 {
+		q.WriteString("WITH " + strings.Join(ctes, ", ") + " ")
+	}
+	q.WriteString(insertDeliveryInto)
+	if basis != nil {
+		q.WriteString(" SELECT " + deliveryValues + " FROM ok")
+	} else {
+		q.WriteString(" VALUES (" + deliveryValues + ")")
+	}
+	q.WriteString(" RETURNING id, (SELECT name FROM pipelines p WHERE p.id = pipeline_id)")
 	var id int64
-	if err := tx.queryRow(ctx, "WITH "+q+" "+insertDelivery, append(args, deliveryArgs(tx, row, headers)...)...).Scan(&id); err != nil {
+	err := tx.queryRow(ctx, q.String(), append(args, deliveryArgs(tx, row, headers)...)...).Scan(&id, &name)
+	if basis != nil && errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, ErrStale
+	}
+	if err != nil {
 		return Delivery{}, err
 	}
-	return storedDelivery(row, id, nr.r.Pipeline), nil
+	return storedDelivery(row, id, name), nil
 }
 
 // claimKey looks an idempotency key up inside DeliveryRecord's transaction. Within the window it

@@ -250,7 +250,7 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 		if err := nr.reserve(ctx, numbers); err != nil {
 			return run.Run{}, err
 		}
-		q, args := nr.inserts()
+		q, args := nr.inserts(false)
 		if _, err := tx.exec(ctx, "WITH "+q+" SELECT 1", args...); err != nil {
 			return run.Run{}, err
 		}
@@ -407,42 +407,69 @@ func parseIDs(list string, n int) ([]int64, error) {
 
 // inserts is the run's INSERTs as common table expressions of one statement ("r AS (INSERT …),
 // j AS (…), s AS (…)"), after reserve, with their arguments. Rows referencing each other in one
-// statement are fine: foreign keys are checked at its end.
-func (nr *runRow) inserts() (string, []any) {
+// statement are fine: foreign keys are checked at its end. When guarded, the statement has a
+// CTE named ok (see recordOne) and each INSERT inserts only when ok has a row; the first row of
+// each VALUES list is then typed, since VALUES under a SELECT do not take the columns' types.
+func (nr *runRow) inserts(guarded bool) (string, []any) {
 	r := nr.r
 	var q strings.Builder
 	args := []any{r.ID, r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, nr.vars, r.SecretVariables,
 		r.Stage, r.CreatedAt.UTC(), nr.finished, nr.finished, nr.git, r.ConcurrencyGroup, r.MaxRunning}
-	q.WriteString(`r AS (INSERT INTO runs (id, ` + runInsertCols + `) OVERRIDING SYSTEM VALUE
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?))`)
+	runValues := "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?"
+	q.WriteString(`r AS (INSERT INTO runs (id, ` + runInsertCols + `) OVERRIDING SYSTEM VALUE `)
+	if guarded {
+		q.WriteString("SELECT " + runValues + " FROM ok)")
+	} else {
+		q.WriteString("VALUES (" + runValues + "))")
+	}
+	// rows writes n rows of VALUES, the first typed when guarded, and the guard.
+	rows := func(n int, row, typed string, each func(i int)) {
+		if guarded {
+			q.WriteString("SELECT * FROM (")
+		}
+		q.WriteString("VALUES ")
+		for i := range n {
+			switch {
+			case i > 0:
+				q.WriteString(", " + row)
+			case guarded:
+				q.WriteString(typed)
+			default:
+				q.WriteString(row)
+			}
+			each(i)
+		}
+		if guarded {
+			q.WriteString(") v WHERE EXISTS (SELECT 1 FROM ok)")
+		}
+		q.WriteString(")")
+	}
 	if len(nr.jobs) == 0 {
 		return q.String(), args
 	}
-	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) OVERRIDING SYSTEM VALUE VALUES ")
-	for i, j := range nr.jobs {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)")
-		args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost)
-	}
-	q.WriteString(")")
+	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) OVERRIDING SYSTEM VALUE ")
+	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER)",
+		func(i int) {
+			j := nr.jobs[i]
+			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost)
+		})
 	if nr.nextSteps == 0 {
 		return q.String(), args
 	}
-	q.WriteString(", s AS (INSERT INTO steps (id, job_id, idx, name, script, status) OVERRIDING SYSTEM VALUE VALUES ")
-	next := 0
+	type ref struct{ job, step int }
+	steps := make([]ref, 0, nr.nextSteps)
 	for i, j := range nr.jobs {
-		for _, st := range j.Steps {
-			if next > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, 'queued')")
-			args = append(args, nr.stepIDs[next], nr.jobIDs[i], st.Index, st.Name, st.Script)
-			next++
+		for k := range j.Steps {
+			steps = append(steps, ref{i, k})
 		}
 	}
-	q.WriteString(")")
+	q.WriteString(", s AS (INSERT INTO steps (id, job_id, idx, name, script, status) OVERRIDING SYSTEM VALUE ")
+	rows(len(steps), "(?, ?, ?, ?, ?, 'queued')", "(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::TEXT, 'queued')",
+		func(i int) {
+			st := nr.jobs[steps[i].job].Steps[steps[i].step]
+			args = append(args, nr.stepIDs[i], nr.jobIDs[steps[i].job], st.Index, st.Name, st.Script)
+		})
 	return q.String(), args
 }
 

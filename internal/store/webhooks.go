@@ -193,3 +193,31 @@ func lockWebhook(ctx context.Context, tx db, pipelineID int64) (bool, error) {
 	err := tx.queryRow(ctx, "SELECT COUNT(*) FROM webhook_triggers WHERE pipeline_id = ?", pipelineID).Scan(&n)
 	return n > 0, err
 }
+
+// basisHolds selects one row when a WebhookBasis (basisArgs) still holds of the trigger of a
+// pipeline: enabled, with the same token and unchanged since; its owner the same user, not
+// disabled, with the same name, and a global admin still or with the same role on the
+// pipeline; the pipeline at the same revision and trust. Every look-up is by primary key.
+const basisHolds = `SELECT 1 FROM webhook_triggers w
+	JOIN pipelines p ON p.id = w.pipeline_id
+	JOIN users u ON u.id = w.owner_id
+	LEFT JOIN members m ON m.pipeline_id = w.pipeline_id AND m.user_id = u.id
+	WHERE w.pipeline_id = ? AND w.enabled AND w.token_hash = ? AND w.updated_at = ? AND w.owner_id = ?
+		AND u.username = ? AND NOT u.disabled AND u.admin = ? AND (u.admin OR m.role = ?)
+		AND p.revision = ? AND COALESCE(p.trusted_by, '') = ?`
+
+// basisArgs are basisHolds' arguments for b and the trigger of pipelineID.
+func basisArgs(tx db, pipelineID int64, b *WebhookBasis) []any {
+	return []any{pipelineID, b.TokenHash, tx.ts(b.TriggerUpdatedAt), b.OwnerID,
+		b.OwnerName, b.OwnerAdmin, b.OwnerRole, b.Revision, b.TrustedBy}
+}
+
+// checkBasis is ErrStale unless b holds of the trigger of pipelineID, inside tx.
+func checkBasis(ctx context.Context, tx db, pipelineID int64, b *WebhookBasis) error {
+	var one int
+	err := tx.queryRow(ctx, basisHolds, basisArgs(tx, pipelineID, b)...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrStale
+	}
+	return err
+}

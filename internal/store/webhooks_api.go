@@ -97,4 +97,25 @@ type DeliveryRecord struct {
 	// Answer builds the delivery's status and JSON answer from the run just created, inside the
 	// transaction; it is called only when NewRun is set (otherwise Delivery carries them).
 	Answer func(r run.Run) (status int, response []byte)
+	// Basis, when set, is what the delivery was decided on, read earlier and kept: the delivery
+	// is stored only if it still holds, else nothing is and the error is ErrStale.
+	Basis *WebhookBasis
+}
+
+// WebhookBasis is what a webhook delivery was decided on when those facts were read before and
+// kept (trigger.Webhooks keeps them per token for a few seconds): the trigger as it was, its
+// owner's standing and the pipeline's revision. DeliveryRecord checks that they all still hold
+// in the statement (PostgreSQL) or transaction (SQLite) that stores the delivery, and stores
+// nothing when one does not (ErrStale). So a trigger disabled or rotated, an owner disabled,
+// deleted, renamed or demoted, or a pipeline edited, deleted or untrusted, is seen by the very
+// next delivery that would be stored, as if nothing had been kept.
+type WebhookBasis struct {
+	TokenHash        []byte    // the trigger's token is still this one
+	TriggerUpdatedAt time.Time // and the trigger unchanged since (enabled, owner, secret)
+	OwnerID          int64     // its owner, still this user
+	OwnerName        string    // with this name (a webhook run is triggered by it)
+	OwnerAdmin       bool      // still a global admin; or, when not,
+	OwnerRole        string    // still this role on the pipeline ("viewer", "developer", "admin")
+	Revision         int64     // the pipeline's current revision
+	TrustedBy        string    // and its trust ("" = not trusted)
 }

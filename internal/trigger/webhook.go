@@ -183,6 +183,8 @@ type Webhooks struct {
 	// recorded with each stored delivery; nil records 0.
 	Status func(Code) int
 	Logger *slog.Logger
+
+	bases basisCache // what the first steps read, per token (webhook_basis.go)
 }
 
 // Incoming is one request to deliver.
@@ -236,6 +238,11 @@ type delivery struct {
 	trace webhook.Trace
 	trig  store.WebhookTrigger
 	rec   store.Delivery // what will be stored
+	// basis is the kept basis the delivery decides on (nil: it reads the store); fresh says it
+	// must read the store; stale, that the store refused to store it on basis.
+	basis *basis
+	fresh bool
+	stale bool
 	// secret names the pipeline's secret variables once they are known (secretKnown); the
 	// stored body has their values masked (redactBody).
 	secret      map[string]bool
@@ -273,14 +280,31 @@ func (w *Webhooks) Deliver(ctx context.Context, in Incoming) Outcome {
 	if in.ContentType == "" {
 		in.ContentType = in.Headers.Get("Content-Type")
 	}
-	d := &delivery{in: in}
+	d := w.deliver(ctx, &delivery{in: in})
+	if d.stale {
+		// What it was decided on changed since it was read (webhook_basis.go): decide it again
+		// on what the store holds now.
+		w.bases.drop(d.basis.trig.TokenHash)
+		d = w.deliver(ctx, &delivery{in: in, fresh: true})
+	}
+	return *d.out
+}
+
+// decided is a delivery with its outcome.
+type decided struct {
+	*delivery
+	out *Outcome
+}
+
+// deliver runs d's steps until one ends it.
+func (w *Webhooks) deliver(ctx context.Context, d *delivery) decided {
 	for _, next := range []step{
 		w.token, w.enabled, w.rate, w.size, w.signature, w.permission,
 		w.payload, w.source, w.rules, w.variables, w.git, w.concurrency,
 	} {
 		if out := next(ctx, d); out != nil {
-			return *out
+			return decided{d, out}
 		}
 	}
-	return *w.run(ctx, d)
+	return decided{d, w.run(ctx, d)}
 }

@@ -133,6 +133,9 @@ func (w *Webhooks) stopped(d *delivery, err error) *Outcome {
 // failure answers a store (or key) failure: unavailable when the database is unreachable, else
 // internal. Nothing was stored.
 func (w *Webhooks) failure(d *delivery, err error) *Outcome {
+	if d.stale { // not a failure: Deliver decides the delivery again
+		return &Outcome{Code: CodeInternal}
+	}
 	d.trace.Add("store", false, "the server could not decide or store the delivery")
 	if errors.Is(err, store.ErrUnavailable) {
 		w.logger().Warn("trigger: webhook delivery: database unavailable", "pipeline", d.trig.Pipeline, "err", err)

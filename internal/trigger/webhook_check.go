@@ -24,7 +24,7 @@ import (
 func (w *Webhooks) token(ctx context.Context, d *delivery) *Outcome {
 	var err error
 	if d.in.Token != "" {
-		d.trig, err = w.Store.WebhookByTokenHash(ctx, HashWebhookToken(d.in.Token))
+		d.trig, err = w.findTrigger(ctx, d)
 		if errors.Is(err, store.ErrNotFound) {
 			return w.notFound(d)
 		}
@@ -222,7 +222,7 @@ func SignatureVerdict(d store.Delivery) string {
 
 // permission checks that the trigger's owner, who the run runs as, may still run the pipeline.
 func (w *Webhooks) permission(ctx context.Context, d *delivery) *Outcome {
-	owner, err := w.checkOwner(ctx, d.trig)
+	owner, err := w.ownerOf(ctx, d)
 	if err != nil {
 		return w.failure(d, err)
 	}

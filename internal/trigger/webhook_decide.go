@@ -21,7 +21,7 @@ import (
 // payload reads the pipeline as it is now (its source and rules decide what the payload
 // means) and the body: a Git host's event, or the general webhook's variables.
 func (w *Webhooks) payload(ctx context.Context, d *delivery) *Outcome {
-	p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
+	p, err := w.pipelineOf(ctx, d)
 	if errors.Is(err, store.ErrNotFound) { // deleted since the token was looked up
 		return w.notFound(d)
 	}

@@ -51,7 +51,17 @@ func (w *Webhooks) record(ctx context.Context, d *delivery, rec store.DeliveryRe
 		return store.Delivery{}, false, err
 	}
 	rec.Delivery.Body, rec.Delivery.Headers = d.rec.Body, d.rec.Headers
-	return w.Store.DeliveryRecord(ctx, rec)
+	if d.basis != nil {
+		rec.Basis = d.basis.holds()
+	}
+	stored, replayed, err := w.Store.DeliveryRecord(ctx, rec)
+	switch {
+	case errors.Is(err, store.ErrStale):
+		d.stale = true
+	case err == nil:
+		w.keepBasis(d)
+	}
+	return stored, replayed, err
 }
 
 // redact masks the body and headers to store (see RedactStored): the values of the pipeline's
@@ -64,7 +74,7 @@ func (w *Webhooks) redact(ctx context.Context, d *delivery) error {
 		return nil
 	}
 	if !d.secretKnown && len(bytes.TrimSpace(d.rec.Body)) > 0 {
-		p, err := w.Store.PipelineGet(ctx, d.trig.Pipeline)
+		p, err := w.pipelineOf(ctx, d)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			d.secret = map[string]bool{} // deleted: nothing is stored for it anyway
