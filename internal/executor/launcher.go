@@ -68,6 +68,9 @@ type launchEvent struct {
 	Pid    int    `json:"pid,omitempty"`
 	Err    string `json:"err,omitempty"`
 	Status string `json:"status,omitempty"`
+	// Left says, with Status, that a process of the step was still alive when the launcher
+	// gave up killing what the step left (one stuck in the kernel): the server sweeps the uid.
+	Left bool `json:"left,omitempty"`
 }
 
 // IsHelperCommand tells whether args (os.Args) start one of the hidden subcommands the server
@@ -423,12 +426,12 @@ func (l *launcherState) started(r forkResult) {
 func (l *launcherState) ended(s *launchedStep, ws syscall.WaitStatus) {
 	delete(l.steps, s.pid)
 	delete(l.byID, s.id)
-	l.killStep(s, syscall.SIGKILL)
+	gone := l.killStep(s, syscall.SIGKILL)
 	status := "exit " + strconv.Itoa(ws.ExitStatus())
 	if ws.Signaled() {
 		status = "signal " + strconv.Itoa(int(ws.Signal()))
 	}
-	l.send(launchEvent{ID: s.id, Status: status})
+	l.send(launchEvent{ID: s.id, Status: status, Left: !gone})
 }
 
 // terminate gives step s SIGTERM and, after its grace, SIGKILL.
@@ -446,8 +449,8 @@ func (l *launcherState) terminate(s *launchedStep) {
 // shell, and every child of the launcher of the step's uid (what the step left behind when a
 // parent of it ended) with everything below those. With SIGKILL it goes on until none is left
 // alive: a killed process cannot fork again, so each round finds only what the one before
-// could not see yet.
-func (l *launcherState) killStep(s *launchedStep, sig syscall.Signal) {
+// could not see yet. It reports whether, with SIGKILL, none was left alive.
+func (l *launcherState) killStep(s *launchedStep, sig syscall.Signal) bool {
 	for range 500 {
 		n := 0
 		if _, live := l.steps[s.pid]; live {
@@ -470,10 +473,11 @@ func (l *launcherState) killStep(s *launchedStep, sig syscall.Signal) {
 			}
 		}
 		if sig != syscall.SIGKILL || n == 0 {
-			return
+			return true
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return false
 }
 
 // forgetEarly drops the exits of children nobody claimed within a minute: orphans.

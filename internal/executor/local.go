@@ -129,13 +129,17 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 	}
 	if r.cred != nil {
 		// Nothing the job started outlives it: every process of its uid, however it
-		// detached, is killed before the job's end is reported.
+		// detached, is killed before the job's end is reported. The launcher did that at
+		// the end of each step; the uid is swept again only when something else ran as it
+		// (a checkout's git commands) or the launcher could not kill all.
 		defer func() {
-			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
-			defer cancel()
-			if err := KillUser(kctx, r.cred.Uid, shell[0]); err != nil {
-				logger.Error("kill the job's processes", "uid", r.cred.Uid, "err", err)
-				return
+			if r.leftovers || job.Checkout != nil {
+				kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+				defer cancel()
+				if err := KillUser(kctx, r.cred.Uid, shell[0]); err != nil {
+					logger.Error("kill the job's processes", "uid", r.cred.Uid, "err", err)
+					return
+				}
 			}
 			l.mu.Lock()
 			l.held[job.Workspace].swept = true
@@ -356,10 +360,13 @@ type localRun struct {
 	procs  string                        // see Local.Procs
 	cred   *syscall.Credential           // the job's uid (Local.Users), nil to run as the server's user
 	launch func() (*launcherConn, error) // with cred: the step launcher steps start through
-	out    *lineWriter
-	rep    Reporter
-	logger *slog.Logger
-	base   context.Context // the caller's ctx; only its values are used for reports
+	// leftovers: a process of the job's uid may have outlived what ended it (a checkout's git,
+	// a step through a shim, a launcher that could not kill all): sweep the uid at the end.
+	leftovers bool
+	out       *lineWriter
+	rep       Reporter
+	logger    *slog.Logger
+	base      context.Context // the caller's ctx; only its values are used for reports
 }
 
 // step runs one step and returns its status (Success, Failed or, when the job's context ended,
@@ -478,6 +485,7 @@ wait:
 				break wait
 			case ev.Status != "":
 				reported = ev.Status
+				r.leftovers = r.leftovers || ev.Left
 				break wait
 			}
 		case <-done:
