@@ -57,8 +57,8 @@ type Durability struct {
 const usage = `Usage: flowd-bench [flags]
 
 Measures flowd on this machine (127.0.0.1 only) with each figure's ceiling in the same run, prints
-a table and writes JSON. A full run takes a few minutes; --quick takes seconds and only proves the
-tool works.
+its tables and writes JSON. A full run takes ten minutes or more (the sustained section most of
+it); --quick takes seconds and only proves the tool works.
 
 Flags:
 `

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -747,7 +748,7 @@ func printSustained(w io.Writer, s Sustained) {
 			each(c.Rounds, func(r SustainedRound) string { return strconv.FormatInt(r.QueuedMax, 10) }),
 			each(c.Rounds, func(r SustainedRound) string { return fmt.Sprintf("%.1f", r.DrainSeconds) })), "", "")
 		row("  answers", each(c.Rounds, func(r SustainedRound) string {
-			st := fmt.Sprint(r.Answers.Statuses)
+			st := statusList(r.Answers.Statuses)
 			if r.RetryHonoured > 0 {
 				st += fmt.Sprintf(" waited %d × %.1fs", r.RetryHonoured, r.RetryWaitedSec)
 			}
@@ -785,4 +786,13 @@ func roundsOf(v []float64) string {
 		parts[i] = fmt.Sprintf("%.0f", x)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// statusList prints answers by status as "202 × 2892, 503 × 4", in the statuses' order.
+func statusList(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s × %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
