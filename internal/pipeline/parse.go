@@ -368,7 +368,7 @@ func (ps *parser) globs(n *yaml.Node, at string) []string {
 	return list
 }
 
-var topKeys = []string{"name", "description", "variables", "source", "webhook", "concurrency", "stages"}
+var topKeys = []string{"name", "description", "variables", "source", "webhook", "concurrency", "queue", "stages"}
 
 // pipeline walks the root mapping of a definition.
 func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
@@ -406,6 +406,9 @@ func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	if f, ok := byName["concurrency"]; ok {
 		p.Concurrency = ps.concurrency(f)
+	}
+	if f, ok := byName["queue"]; ok {
+		p.Queue = ps.queue(f)
 	}
 	if f, ok := byName["stages"]; ok {
 		p.Stages = ps.stages(f)
@@ -664,6 +667,57 @@ func (ps *parser) concurrency(f field) *Concurrency {
 		ps.addf(val, join(f.path, "group"), "is required")
 	}
 	return c
+}
+
+var queueKeys = []string{"max_runs", "max_seconds"}
+
+// queue walks the queue mapping; nil when it is null.
+func (ps *parser) queue(f field) *Queue {
+	val := ps.node(f.val)
+	if isNull(val) {
+		return nil
+	}
+	q := &Queue{}
+	for _, g := range ps.mapping(val, f.path, queueKeys) {
+		switch g.name {
+		case "max_runs":
+			q.MaxRuns = ps.bound(g, "queued runs")
+		case "max_seconds":
+			q.MaxSeconds = ps.bound(g, "seconds of work")
+		}
+	}
+	return q
+}
+
+// maxBound is the largest queue bound accepted: far above any queue a server holds.
+const maxBound = 1_000_000_000
+
+// bound reads a whole number of what, 0 (no bound) or more.
+func (ps *parser) bound(g field, what string) int {
+	n := ps.node(g.val)
+	if n == nil || isNull(n) { // null counts as absent
+		return 0
+	}
+	v, err := strconv.Atoi(n.Value)
+	switch {
+	case n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil:
+		ps.addf(n, g.path, "must be a whole number of %s (0 = no bound), got %s", what, describe(n))
+	case v < 0:
+		ps.addf(n, g.path, "must be 0 (no bound) or more %s, got %d", what, v)
+	case v > maxBound:
+		ps.addf(n, g.path, "must be at most %d, got %d; use 0 for no bound", maxBound, v)
+	default:
+		return v
+	}
+	return 0
+}
+
+// describe is a node as a message shows it: a scalar's text, else its kind.
+func describe(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		return strconv.Quote(n.Value)
+	}
+	return kindName(n)
 }
 
 var (

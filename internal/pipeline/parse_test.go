@@ -172,6 +172,19 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("concurrency = %#v, want %#v", p.Concurrency, want)
 			}
 		}},
+		{"queue", "queue: {max_runs: 500, max_seconds: 30}\n" + minimal, func(t *testing.T, p *Pipeline) {
+			if want := (&Queue{MaxRuns: 500, MaxSeconds: 30}); !reflect.DeepEqual(p.Queue, want) {
+				t.Errorf("queue = %#v, want %#v", p.Queue, want)
+			}
+			if c := p.clone(); c.Queue == p.Queue || *c.Queue != *p.Queue {
+				t.Errorf("clone shares or changes the queue: %#v", c.Queue)
+			}
+		}},
+		{"queue of zeros and null", "queue: {max_runs: 0, max_seconds: ~}\n" + minimal, func(t *testing.T, p *Pipeline) {
+			if want := (&Queue{}); !reflect.DeepEqual(p.Queue, want) {
+				t.Errorf("queue = %#v, want %#v", p.Queue, want)
+			}
+		}},
 		{"anchors, aliases and merge keys", "name: x\nstages:\n  - name: s\n    jobs:\n      - &base\n        name: a\n        timeout: 5m\n        steps: [{run: make}]\n      - <<: *base\n        name: b\n", func(t *testing.T, p *Pipeline) {
 			jobs := p.Stages[0].Jobs
 			if len(jobs) != 2 || jobs[1].Name != "b" || jobs[1].Timeout != 5*time.Minute || jobs[1].Steps[0].Run != "make" {
@@ -214,7 +227,7 @@ func TestParseInvalid(t *testing.T) {
 		{"invalid name", "name: Hello_World\n" + minimal[8:], []string{`1:7: name: "Hello_World" is not a valid pipeline name: use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit`}},
 		{"name of wrong type", "name: [a]\n" + minimal[8:], []string{"1:7: name: must be a string, not a sequence"}},
 		{"unknown top-level key with suggestion", "nmae: x\n" + minimal, []string{`1:1: nmae: unknown key (did you mean "name"?)`}},
-		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, variables, source, webhook, concurrency, stages)"}},
+		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, variables, source, webhook, concurrency, queue, stages)"}},
 		{"duplicate key", minimal + "name: y\n", []string{"8:1: name: duplicate key (first at line 1)"}},
 		{"unknown job key", job("        step: []\n        steps: [{run: a}]\n"), []string{`6:9: stages[0].jobs[0].step: unknown key (did you mean "steps"?)`}},
 		{"variables not a mapping", "variables: [a]\n" + minimal, []string{"1:12: variables: must be a mapping, not a sequence"}},
@@ -288,6 +301,16 @@ func TestParseInvalid(t *testing.T) {
 			"1:14: concurrency.group: is required",
 			"1:28: concurrency.max_running: must be a whole number",
 		}},
+		{"queue bounds", "queue:\n  max_runs: -5\n  max_seconds: 1.5\n" + minimal, []string{
+			"2:13: queue.max_runs: must be 0 (no bound) or more queued runs, got -5",
+			`3:16: queue.max_seconds: must be a whole number of seconds of work (0 = no bound), got "1.5"`,
+		}},
+		{"queue unknown key and text", "queue: {max_run: 5, max_seconds: soon}\n" + minimal, []string{
+			`1:9: queue.max_run: unknown key (did you mean "max_runs"?)`,
+			`1:34: queue.max_seconds: must be a whole number of seconds of work (0 = no bound), got "soon"`,
+		}},
+		{"queue not a mapping", "queue: 100\n" + minimal, []string{"1:8: queue: must be a mapping, not a value"}},
+		{"queue too large", "queue: {max_runs: 99999999999}\n" + minimal, []string{"1:19: queue.max_runs: must be at most 1000000000, got 99999999999; use 0 for no bound"}},
 		{"unknown alias", "name: *nope\n" + minimal[8:], []string{"1:7: invalid YAML: unknown anchor 'nope' referenced"}},
 	}
 	for _, tt := range tests {

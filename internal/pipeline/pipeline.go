@@ -51,6 +51,7 @@ type Pipeline struct {
 	Source      *Source      // nil when absent
 	Webhook     *Webhook     // nil when absent
 	Concurrency *Concurrency // nil when absent
+	Queue       *Queue       // nil when absent
 	Stages      []Stage
 }
 
@@ -88,6 +89,14 @@ type Concurrency struct {
 	Group          string // required, non-empty
 	CancelPrevious bool   // cancel older queued or running runs of the group when a new one starts
 	MaxRunning     int    // 0 = no limit
+}
+
+// Queue bounds the pipeline's queued runs (YAML keys max_runs, max_seconds): a webhook
+// delivery that would start a run while the pipeline is over a bound is refused (429 with
+// Retry-After) and nothing is stored. 0 = no bound.
+type Queue struct {
+	MaxRuns    int // runs waiting to start
+	MaxSeconds int // seconds of work: queued runs at the pipeline's recent completion rate
 }
 
 // Stage is a named set of jobs that run in parallel; stages run in order.
@@ -181,6 +190,10 @@ func (p *Pipeline) clone() *Pipeline {
 	if p.Concurrency != nil {
 		cc := *p.Concurrency
 		c.Concurrency = &cc
+	}
+	if p.Queue != nil {
+		q := *p.Queue
+		c.Queue = &q
 	}
 	c.Stages = slices.Clone(p.Stages)
 	for i := range c.Stages {

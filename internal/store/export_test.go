@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -42,4 +43,36 @@ func (s *Store) HoldForTest(ctx context.Context, query string, args ...any) (rol
 		return nil, err
 	}
 	return func() { _ = tx.Rollback() }, nil
+}
+
+// BacklogPlansForTest is SQLite's query plan of the backlog's two counts (RunsQueued,
+// RunsEnded), one line per step; "" on PostgreSQL.
+func (s *Store) BacklogPlansForTest(ctx context.Context) ([]string, error) {
+	if s.pg {
+		return nil, nil
+	}
+	var plans []string
+	for i, q := range []string{queuedQuery, endedQuery(false)} {
+		args := []any{int64(0)}
+		if i == 0 {
+			args = nil
+		}
+		rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			return nil, err
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		plans = append(plans, strings.Join(plan, "; "))
+	}
+	return plans, nil
 }
