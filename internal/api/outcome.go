@@ -20,7 +20,7 @@ func outcomeStatus(code trigger.Code) int {
 		return http.StatusOK
 	case trigger.CodeNotFound:
 		return http.StatusNotFound
-	case trigger.CodeRateLimited:
+	case trigger.CodeRateLimited, trigger.CodePipelineQueueFull:
 		return http.StatusTooManyRequests
 	case trigger.CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
@@ -38,7 +38,7 @@ func outcomeStatus(code trigger.Code) int {
 		return http.StatusConflict
 	case trigger.CodeGitError:
 		return http.StatusBadGateway
-	case trigger.CodeUnavailable:
+	case trigger.CodeUnavailable, trigger.CodeServerQueueFull:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

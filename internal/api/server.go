@@ -66,6 +66,9 @@ type Server struct {
 	// built from WebhookRate and WebhookBurst: trigger.SharedLimiter when servers share the
 	// database.
 	WebhookLimiter trigger.RateLimiter
+	// Queue bounds the queued runs a webhook delivery may add to (the server's and each
+	// pipeline's); nil = unbounded. The pipeline JSON shows the pipeline's queue from it.
+	Queue *trigger.Backlog
 	// MaxWebhooks bounds the webhook requests handled at once (0 = DefaultMaxWebhooks), 1/4 of
 	// them for one trigger; as many more may wait up to a second for a slot. Others are
 	// answered 503 with Retry-After: 1 before anything is read or stored. Unknown tokens are

@@ -42,6 +42,7 @@ func (s *Server) webhooks() *trigger.Webhooks {
 			Runs:    s.Triggers,
 			Box:     s.Box,
 			Limiter: lim,
+			Queue:   s.Queue,
 			MaxBody: s.maxBody(),
 			RunURL:  s.runPageURL,
 			APIURL:  s.runAPIURL,
@@ -140,6 +141,12 @@ func (s *Server) webhookDeliver(w http.ResponseWriter, r *http.Request) {
 // writeOutcome sends a delivery's answer with the status of its code (outcomeStatus) and counts it.
 func (s *Server) writeOutcome(w http.ResponseWriter, out trigger.Outcome, start time.Time) {
 	s.Metrics.WebhookDelivery(out.Pipeline, string(out.Code))
+	switch out.Code {
+	case trigger.CodeServerQueueFull:
+		s.Metrics.QueueRefused("server")
+	case trigger.CodePipelineQueueFull:
+		s.Metrics.QueueRefused("pipeline")
+	}
 	if out.Code == trigger.CodeStarted {
 		s.Metrics.WebhookRunLatency(time.Since(start))
 	}

@@ -118,6 +118,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
 	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted}
+	backlog := &trigger.Backlog{Store: st, MaxRuns: cfg.MaxQueuedRuns, MaxSeconds: cfg.MaxQueueSeconds,
+		Logger: logger.With("component", "backlog")}
+	if err := m.WatchQueue(func(ctx context.Context) metrics.Queue {
+		q := backlog.Server(ctx)
+		secs, ok := q.Seconds()
+		return metrics.Queue{Queued: q.Queued, Seconds: secs, SecondsKnown: ok, MaxRuns: q.MaxRuns, MaxSeconds: q.MaxSeconds}
+	}); err != nil {
+		return err
+	}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	cl.share(signIn, appender, key)
 	srv := &api.Server{
@@ -132,6 +141,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		WebhookRate:    cfg.WebhookRate,
 		WebhookBurst:   cfg.WebhookBurst,
 		WebhookLimiter: cl.webhookLimiter(),
+		Queue:          backlog,
 		SignIn:         signIn,
 		Logger:         logger.With("component", "api"),
 		RequireTrusted: requireTrusted,

@@ -36,6 +36,12 @@ type Config struct {
 	// refilled, and how many may come at once.
 	WebhookRate  float64
 	WebhookBurst int
+	// MaxQueuedRuns bounds the runs waiting to start across the database, as far as webhook
+	// deliveries add to them (answered 503 over it); 0 = no bound.
+	MaxQueuedRuns int
+	// MaxQueueSeconds bounds the seconds of queued work at the recent rate of ended runs, as
+	// far as webhook deliveries add to it (answered 503 over it); 0 = no bound.
+	MaxQueueSeconds int
 	// DeliveryKeep and DeliveryMaxAge bound the delivery log: at most this many per pipeline,
 	// none older than this.
 	DeliveryKeep   int
@@ -83,6 +89,7 @@ func Default() Config {
 		MaxBody:        1 << 20,
 		WebhookRate:    20,
 		WebhookBurst:   100,
+		MaxQueuedRuns:  10000,
 		DeliveryKeep:   1000,
 		DeliveryMaxAge: 30 * 24 * time.Hour,
 		MaxJobLog:      64 << 20,
@@ -106,6 +113,8 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest request body in `bytes` (FLOWD_MAX_BODY)")
 	fs.Float64Var(&c.WebhookRate, "webhook-rate", c.WebhookRate, "webhook `requests` per second each trigger accepts on average (FLOWD_WEBHOOK_RATE)")
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
+	fs.IntVar(&c.MaxQueuedRuns, "max-queued-runs", c.MaxQueuedRuns, "queued `runs` (across every server on the database) over which webhooks are answered 503 with Retry-After; 0 = no bound (FLOWD_MAX_QUEUED_RUNS)")
+	fs.IntVar(&c.MaxQueueSeconds, "max-queue-seconds", c.MaxQueueSeconds, "`seconds` of queued work, at the rate runs ended in the last minute, over which webhooks are answered 503 with Retry-After; 0 = no bound (FLOWD_MAX_QUEUE_SECONDS)")
 	fs.IntVar(&c.DeliveryKeep, "delivery-keep", c.DeliveryKeep, "webhook `deliveries` kept per pipeline (FLOWD_DELIVERY_KEEP)")
 	fs.BoolVar(&c.ResetAdminPassword, "reset-admin-password", c.ResetAdminPassword, "at this start, set the password of the user admin to FLOWD_ADMIN_PASSWORD, or a random one printed once, and make it an enabled global admin (FLOWD_RESET_ADMIN_PASSWORD)")
 	fs.DurationVar(&c.DeliveryMaxAge, "delivery-max-age", c.DeliveryMaxAge, "how long webhook deliveries are kept, e.g. 720h (FLOWD_DELIVERY_MAX_AGE)")
@@ -155,6 +164,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebhookRate <= 0 || c.WebhookBurst < 1 {
 		errs = append(errs, fmt.Errorf("--webhook-rate must be above 0 and --webhook-burst at least 1, got %g and %d", c.WebhookRate, c.WebhookBurst))
+	}
+	if c.MaxQueuedRuns < 0 || c.MaxQueueSeconds < 0 {
+		errs = append(errs, fmt.Errorf("--max-queued-runs and --max-queue-seconds must be 0 (no bound) or more, got %d and %d", c.MaxQueuedRuns, c.MaxQueueSeconds))
 	}
 	if c.DeliveryKeep < 1 || c.DeliveryMaxAge < time.Minute {
 		errs = append(errs, fmt.Errorf("--delivery-keep must be at least 1 and --delivery-max-age at least 1m, got %d and %v", c.DeliveryKeep, c.DeliveryMaxAge))

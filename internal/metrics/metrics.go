@@ -1,8 +1,9 @@
 // Package metrics holds flowd's Prometheus metrics in one registry owned by a Metrics value (no
 // global registry, no package state): HTTP requests by route pattern, step durations reported
 // by the scheduler, and, read from the store at scrape time, runs by status and the job queue
-// depth; the leases, rescues and lost attempts of jobs (see LeasesRenewed); plus the Go runtime
-// and process collectors.
+// depth; the queue the webhook's bounds see and their refusals (see WatchQueue); the leases,
+// rescues and lost attempts of jobs (see LeasesRenewed); plus the Go runtime and process
+// collectors.
 //
 // Every method is safe on a nil *Metrics and then does nothing, so metrics may be left out of
 // tests and tools.
@@ -31,6 +32,9 @@ type Metrics struct {
 	// delivery from its request to its committed run.
 	deliveries *prometheus.CounterVec
 	runLatency prometheus.Histogram
+	// queueRefusals counts webhook deliveries refused by a queue bound, by scope (server,
+	// pipeline); see WatchQueue for the queue itself.
+	queueRefusals *prometheus.CounterVec
 	// Job attempt leases (see LeasesRenewed): counters without labels, so each series exists,
 	// at 0, from the start and an alert on its rate needs no absent().
 	leasesRenewed prometheus.Counter
@@ -66,6 +70,10 @@ func New() *Metrics {
 			Help:    "Time from a webhook request's arrival to its run being committed to the database.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 		}),
+		queueRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowd_queue_refusals_total",
+			Help: "Webhook deliveries refused because queued work was over a bound, by scope: server (503, --max-queued-runs, --max-queue-seconds) or pipeline (429, queue: in its YAML). Nothing was stored for them.",
+		}, []string{"scope"}),
 		leasesRenewed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowd_leases_renewed_total",
 			Help: "Job attempt leases this server renewed (one per attempt per heartbeat).",
@@ -84,11 +92,14 @@ func New() *Metrics {
 		}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.steps, m.deliveries, m.runLatency,
+		m.requests, m.duration, m.steps, m.deliveries, m.runLatency, m.queueRefusals,
 		m.leasesRenewed, m.leasesExpired, m.rescues, m.attemptsLost,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	for _, scope := range []string{"server", "pipeline"} { // each series exists, at 0, from the start
+		m.queueRefusals.WithLabelValues(scope)
+	}
 	return m
 }
 
@@ -146,6 +157,15 @@ func (m *Metrics) WebhookDelivery(pipeline, code string) {
 		return
 	}
 	m.deliveries.WithLabelValues(pipeline, code).Inc()
+}
+
+// QueueRefused counts a webhook delivery refused by a queue bound of scope ("server" or
+// "pipeline").
+func (m *Metrics) QueueRefused(scope string) {
+	if m == nil {
+		return
+	}
+	m.queueRefusals.WithLabelValues(scope).Inc()
 }
 
 // WebhookRunLatency records how long a delivery took from its request to its committed run.
@@ -251,6 +271,62 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(depth))
 	}
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
+}
+
+// Queue is the server's queue of runs as the webhook's bounds see it (trigger.Backlog).
+type Queue struct {
+	Queued int64 // runs waiting to start, across every server on the database
+	// Seconds is the queued work at the rate runs ended lately; unknown (not reported) when
+	// SecondsKnown is false: no run ended within the last minute.
+	Seconds      float64
+	SecondsKnown bool
+	MaxRuns      int // --max-queued-runs; 0 = no bound
+	MaxSeconds   int // --max-queue-seconds; 0 = no bound
+}
+
+// WatchQueue adds the gauges of the server's queue and its bounds, read from queue at each
+// scrape. Call it once.
+func (m *Metrics) WatchQueue(queue func(ctx context.Context) Queue) error {
+	if m == nil {
+		return nil
+	}
+	return m.reg.Register(&queueCollector{queue: queue, timeout: ScrapeTimeout})
+}
+
+var (
+	queuedDesc = prometheus.NewDesc("flowd_queue_runs",
+		"Runs waiting to start across every server on the database, as the webhook's queue bounds count them (refreshed at most every 250 ms, plus this server's intake since).", nil, nil)
+	queueSecondsDesc = prometheus.NewDesc("flowd_queue_seconds",
+		"Seconds of queued work at the rate runs ended in the last minute; absent when none ended.", nil, nil)
+	queueMaxRunsDesc = prometheus.NewDesc("flowd_queue_max_runs",
+		"The server's bound on queued runs (--max-queued-runs); 0 = no bound.", nil, nil)
+	queueMaxSecondsDesc = prometheus.NewDesc("flowd_queue_max_seconds",
+		"The server's bound on seconds of queued work (--max-queue-seconds); 0 = no bound.", nil, nil)
+)
+
+// queueCollector reads the queue's gauges at scrape time.
+type queueCollector struct {
+	queue   func(ctx context.Context) Queue
+	timeout time.Duration
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queuedDesc
+	ch <- queueSecondsDesc
+	ch <- queueMaxRunsDesc
+	ch <- queueMaxSecondsDesc
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	q := c.queue(ctx)
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(q.Queued))
+	if q.SecondsKnown {
+		ch <- prometheus.MustNewConstMetric(queueSecondsDesc, prometheus.GaugeValue, q.Seconds)
+	}
+	ch <- prometheus.MustNewConstMetric(queueMaxRunsDesc, prometheus.GaugeValue, float64(q.MaxRuns))
+	ch <- prometheus.MustNewConstMetric(queueMaxSecondsDesc, prometheus.GaugeValue, float64(q.MaxSeconds))
 }
 
 // statusWriter remembers the status code written. Unwrap lets http.ResponseController reach

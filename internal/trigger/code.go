@@ -19,6 +19,8 @@ const (
 const (
 	CodeNotFound          Code = "not_found"                  // unknown token, or the trigger is disabled
 	CodeRateLimited       Code = "rate_limited"               // over the trigger's rate (RetryAfter)
+	CodePipelineQueueFull Code = "pipeline_queue_full"        // the pipeline's queued runs are over its queue: bound (RetryAfter)
+	CodeServerQueueFull   Code = "server_queue_full"          // the server's queued runs are over --max-queued-runs or --max-queue-seconds (RetryAfter)
 	CodePayloadTooLarge   Code = "payload_too_large"          // body over MaxBody
 	CodeInvalidSignature  Code = webhook.CodeInvalidSignature // signature or token header missing or wrong
 	CodeInsufficientPerms Code = "insufficient_permissions"   // the trigger's owner may not run the pipeline

@@ -147,9 +147,10 @@ const DefaultMaxBody = 1 << 20
 const recordTimeout = 30 * time.Second
 
 // Webhooks decides webhook deliveries: token → enabled → rate → size → signature → permission
-// → payload → source → rules → variables → git → concurrency → run, each step written to the
-// delivery's trace, and stores every delivery that reaches a known trigger together with the
-// run it starts (one transaction). Its fields are set once before the first Deliver.
+// → payload → source → rules → variables → git → concurrency → queue → run, each step written
+// to the delivery's trace, and stores every delivery that reaches a known trigger together
+// with the run it starts (one transaction), except those over the rate limit or a queue
+// bound. Its fields are set once before the first Deliver.
 //
 // A request whose headers name a Git host (githost.Detect) is a Git host event: its secret is
 // checked the host's way (githost.Verify), its body parsed (githost.Parse) and matched against
@@ -174,7 +175,10 @@ type Webhooks struct {
 	Runs    *Service    // builds runs exactly as manual starts do, and wakes the scheduler
 	Box     *secret.Box // opens triggers' signature secrets
 	Limiter RateLimiter // per-trigger rate of requests to the URL; nil = unlimited
-	MaxBody int64       // body limit in bytes; 0 = DefaultMaxBody
+	// Queue bounds the queued runs of the server and of each pipeline (see Backlog and the
+	// queue step); nil = unbounded.
+	Queue   *Backlog
+	MaxBody int64 // body limit in bytes; 0 = DefaultMaxBody
 	// RunURL is the link to a run's web page in answers; nil gives "".
 	RunURL func(id int64) string
 	// APIURL is the link to the run in the API in answers; nil gives "".
@@ -223,7 +227,7 @@ type Outcome struct {
 	// the error code of a refusal. The API turns it into the HTTP status.
 	Code       Code
 	Body       []byte        // the JSON answer
-	RetryAfter time.Duration // for rate_limited and unavailable: when to try again; 0 = none
+	RetryAfter time.Duration // for rate_limited, the queue bounds and unavailable: when to try again; 0 = none
 	DeliveryID int64         // the stored delivery; 0 when nothing was stored
 	RunID      int64         // the run started (or replayed); 0 = none
 	Pipeline   string        // "" when the token is unknown
@@ -300,7 +304,7 @@ type decided struct {
 func (w *Webhooks) deliver(ctx context.Context, d *delivery) decided {
 	for _, next := range []step{
 		w.token, w.enabled, w.rate, w.size, w.signature, w.permission,
-		w.payload, w.source, w.rules, w.variables, w.git, w.concurrency,
+		w.payload, w.source, w.rules, w.variables, w.git, w.concurrency, w.queue,
 	} {
 		if out := next(ctx, d); out != nil {
 			return decided{d, out}

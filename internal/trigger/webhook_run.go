@@ -113,6 +113,7 @@ func (w *Webhooks) run(ctx context.Context, d *delivery) *Outcome {
 	}
 	w.Runs.supersede(ctx, created, d.def.Concurrency != nil && d.def.Concurrency.CancelPrevious)
 	w.Runs.wake()
+	w.Queue.Accepted(d.pipe.ID)
 	out.Code = CodeStarted
 	out.Body = withFields(answer, "delivery", stored.ID)
 	return out
