@@ -149,6 +149,9 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 			// Start a run from the form with another value.
 			b.open("/pipelines/ui-hello")
 			b.waitJS("the run form", `document.querySelector("#var-abc") && document.querySelector("#var-abc").value === "123"`)
+			// The pipeline's queue and its bound (none of its own here).
+			b.waitJS("the queue card", `document.querySelector("#queue-now").textContent.includes("waiting to start") &&
+				document.querySelector("#queue-bound").textContent.includes("No bound of its own")`)
 			// A global admin sees whether the pipeline is trusted and can change it.
 			b.waitJS("the trusted mark", `document.querySelector("#trust").textContent.includes("trusted by admin")`)
 			b.click("#trust-toggle")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -30,6 +31,17 @@ type pipelineJSON struct {
 	CreatedAt   time.Time      `json:"created_at"`
 	UpdatedAt   time.Time      `json:"updated_at"`
 	Role        auth.Role      `json:"role"` // the caller's effective role
+	Queue       queueJSON      `json:"queue"`
+}
+
+// queueJSON is a pipeline's queue bounds (queue: in its YAML; 0 = none) and, when one pipeline
+// is read, its queue now: runs waiting to start, and their seconds of work at the rate the
+// pipeline's runs ended in the last minute (absent when none ended).
+type queueJSON struct {
+	MaxRuns    int    `json:"max_runs"`
+	MaxSeconds int    `json:"max_seconds"`
+	Queued     *int64 `json:"queued,omitempty"`
+	Seconds    *int64 `json:"seconds,omitempty"`
 }
 
 type variableJSON struct {
@@ -80,6 +92,9 @@ func toPipelineJSON(p store.Pipeline, role auth.Role) (pipelineJSON, error) {
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
 		Role:        role,
+	}
+	if def.Queue != nil {
+		out.Queue.MaxRuns, out.Queue.MaxSeconds = def.Queue.MaxRuns, def.Queue.MaxSeconds
 	}
 	for _, v := range def.Variables {
 		vj := variableJSON{Name: v.Name, Secret: v.Secret, Options: v.Options, Description: v.Description}
@@ -159,6 +174,14 @@ func (s *Server) writePipeline(w http.ResponseWriter, r *http.Request, status in
 	if err != nil {
 		s.internalError(w, r, err)
 		return
+	}
+	if s.Queue != nil {
+		q := s.Queue.Pipeline(r.Context(), p.ID, nil)
+		pj.Queue.Queued = &q.Queued
+		if secs, ok := q.Seconds(); ok {
+			n := int64(math.Ceil(secs))
+			pj.Queue.Seconds = &n
+		}
 	}
 	writeJSON(w, status, pj)
 }

@@ -110,6 +110,19 @@ func TestWebhookQueueBounds(t *testing.T) {
 		if q.Queue.Scope != "pipeline" || q.Queue.Queued != 3 || q.Queue.MaxRuns != 3 || q.Queue.Seconds != nil {
 			t.Errorf("queue = %+v", *q.Queue)
 		}
+		// The pipeline's JSON shows the bound and the queue.
+		var pj struct {
+			Queue struct {
+				MaxRuns    int    `json:"max_runs"`
+				MaxSeconds int    `json:"max_seconds"`
+				Queued     *int64 `json:"queued"`
+				Seconds    *int64 `json:"seconds"`
+			} `json:"queue"`
+		}
+		e.call("GET", "/api/v1/pipelines/qp", p.owner.Token, nil).json(t, &pj)
+		if q := pj.Queue; q.MaxRuns != 3 || q.MaxSeconds != 0 || q.Queued == nil || *q.Queued != 3 || q.Seconds != nil {
+			t.Errorf("the pipeline's queue = %+v; want max_runs 3, queued 3, no seconds", q)
+		}
 		// A redelivery starts a run, so it is bounded too.
 		r = e.call("POST", "/api/v1/deliveries/"+itoa(e.deliveries("qp")[0].ID)+"/redeliver", p.owner.Token, nil)
 		wantQueueFull(t, "a redelivery", r, http.StatusTooManyRequests, "pipeline_queue_full", 60)

@@ -23,6 +23,8 @@
 //     expression, with the position inside the expression in the message. A filter whose type is
 //     known not to be bool, or a variable rule known to give a list, map or null, is a problem
 //     too; rules typed only at run time (say, `body.status`) are checked when they run.
+//   - queue: {max_runs, max_seconds} takes whole numbers from 0 (no bound) to 1,000,000,000;
+//     `queue: {}` is no bound.
 //   - Reserved names (FLOWD_*, PATH, HOME) are matched case-insensitively, because environments
 //     are case-insensitive on Windows agents.
 package pipeline

@@ -20,10 +20,11 @@ import (
 // Counting the queue at every delivery would cost a query per delivery, so the backlog keeps
 // the counts and refreshes them from the database at most every Every (one query on an index),
 // and the rate of ended runs at most every 8 × Every; between refreshes it adds the runs this
-// server accepted since the last refresh began. So a bound is soft: while it refreshes, each
-// server sharing the database may accept what it receives within one refresh interval beyond
-// it, and a run accepted during a refresh may be counted twice until the next one (erring on
-// the side of refusing). Nothing refreshes while no delivery asks, and a failed refresh keeps
+// server accepted since the last refresh began. So a bound is soft: it may be passed by what
+// the other servers sharing the database accept within one refresh interval, plus the
+// deliveries decided at the same moment (each checks before any of them is stored); and a run
+// accepted during a refresh may be counted twice until the next one (erring on the side of
+// refusing). Nothing refreshes while no delivery asks, and a failed refresh keeps
 // the last counts: the bound never refuses because the database could not be counted (the
 // delivery's own write says whether the database is there).
 //

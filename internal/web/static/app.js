@@ -316,7 +316,23 @@
           h('td', {}, v.secret ? h('span', { class: 'muted', title: 'secret: never shown' }, '•••• secret') : h('code', {}, v.default === '' ? '""' : v.default)),
           h('td', { class: 'muted' }, [v.description, v.options.length ? 'one of: ' + v.options.join(', ') : ''].filter(Boolean).join(' · '))));
       }
+      drawQueue();
       if (canRun) drawRunForm();
+    }
+    // The pipeline's queue now and its bound (queue: in the definition): webhooks that would
+    // start a run over it are answered 429 with Retry-After, and nothing is stored for them.
+    function drawQueue() {
+      const q = def.queue, box = empty($('#queue-state'));
+      const n = (x) => Number(x).toLocaleString('en');
+      if (q.queued !== undefined) {
+        box.append(h('p', { id: 'queue-now' }, h('strong', {}, n(q.queued)), q.queued === 1 ? ' run waiting to start' : ' runs waiting to start',
+          q.queued && q.seconds !== undefined ? ' · about ' + n(q.seconds) + ' s of work at the recent rate' : '',
+          q.queued && q.seconds === undefined ? ' · no run ended in the last minute' : ''));
+      }
+      const bounds = [q.max_runs ? n(q.max_runs) + ' queued runs' : '', q.max_seconds ? n(q.max_seconds) + ' s of work' : ''].filter(Boolean);
+      box.append(h('p', { id: 'queue-bound', class: 'muted' }, bounds.length
+        ? ['Bound: ', h('strong', {}, bounds.join(' or ')), ' (queue: in the definition). Over it, webhooks are answered 429 with Retry-After and nothing is stored; runs started here are not refused.']
+        : 'No bound of its own (add queue: {max_runs: N} to the definition); the server\'s bound (--max-queued-runs) still applies to its webhooks, answered 503 with Retry-After.'));
     }
     // Trusted: may run where steps run as the server's own OS user (docs/DESIGN.md "Isolation").
     // Global admins mark and unmark it here.
