@@ -77,6 +77,7 @@ type SustainedRound struct {
 // SustainedMedian is the median over the rounds of each figure (the rounds that measured).
 type SustainedMedian struct {
 	AcceptedPerSec float64 `json:"accepted_per_s"`
+	AnswerP99ms    float64 `json:"answer_p99_ms"`
 	RunsPerSec     float64 `json:"runs_per_s"`
 	VsFloor        float64 `json:"ratio_vs_floor"`
 	DuringPerSec   float64 `json:"during_load_per_s"`
@@ -218,6 +219,7 @@ func medians(rounds []SustainedRound) SustainedMedian {
 	}
 	return SustainedMedian{
 		AcceptedPerSec: of(func(r SustainedRound) float64 { return r.Answers.PerSec }),
+		AnswerP99ms:    of(func(r SustainedRound) float64 { return r.Answers.P99ms }),
 		RunsPerSec:     of(func(r SustainedRound) float64 { return r.RunsPerSec }),
 		VsFloor:        of(func(r SustainedRound) float64 { return r.VsFloor }),
 		DuringPerSec:   of(func(r SustainedRound) float64 { return r.DuringPerSec }),
@@ -303,11 +305,16 @@ func sustainedRound(ctx context.Context, p plan, sp sustainedPlan, executors, cl
 		res.QueuedMax = max(res.QueuedMax, res.Queue.Queued[i])
 		res.RunningMax = max(res.RunningMax, res.Queue.Running[i])
 	}
-	if err != nil || left > 0 {
-		res.Error = fmt.Sprintf("%d of %d runs still queued or running %v after the load's end: %v", left, res.RunsStored, sp.drainMax, err)
+	errs := []error{}
+	if res.Error != "" {
+		errs = append(errs, errors.New(res.Error))
 	}
-	if err := sustainedFigures(ctx, db, base, answers, start, loadEnd, &res); err != nil && res.Error == "" {
-		res.Error = err.Error()
+	if err != nil || left > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d runs still queued or running %v after the load's end: %v", left, res.RunsStored, sp.drainMax, err))
+	}
+	errs = append(errs, sustainedFigures(ctx, db, base, answers, start, loadEnd, &res))
+	if err := errors.Join(errs...); err != nil {
+		res.Error = strings.ReplaceAll(err.Error(), "\n", "; ")
 	}
 	return res
 }
@@ -747,7 +754,7 @@ func printSustained(w io.Writer, s Sustained) {
 		row("  queued max; drain", fmt.Sprintf("%.0f %s; %s s", m.QueuedMax,
 			each(c.Rounds, func(r SustainedRound) string { return strconv.FormatInt(r.QueuedMax, 10) }),
 			each(c.Rounds, func(r SustainedRound) string { return fmt.Sprintf("%.1f", r.DrainSeconds) })), "", "")
-		row("  answers", each(c.Rounds, func(r SustainedRound) string {
+		row("  answers: p99; statuses", fmt.Sprintf("%.1f ms; ", m.AnswerP99ms)+each(c.Rounds, func(r SustainedRound) string {
 			st := statusList(r.Answers.Statuses)
 			if r.RetryHonoured > 0 {
 				st += fmt.Sprintf(" waited %d × %.1fs", r.RetryHonoured, r.RetryWaitedSec)
