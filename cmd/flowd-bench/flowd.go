@@ -47,8 +47,13 @@ type opts struct {
 	executors   int
 	webhookRate float64 // 0 = unlimited (a rate no benchmark reaches)
 	burst       int
-	env         []string // the binary only: more environment
-	args        []string // the binary only: more serve flags
+	// The queue bounds of backpressure (--max-queued-runs, --max-queue-seconds): 0 = no bound,
+	// the default here as the rate's is, so that the ingest loads, which queue every run,
+	// measure intake; the sustained section passes flowd's own defaults.
+	maxQueuedRuns   int
+	maxQueueSeconds int
+	env             []string // the binary only: more environment
+	args            []string // the binary only: more serve flags
 }
 
 func (o opts) fill() opts {
@@ -70,6 +75,7 @@ func startInProcess(ctx context.Context, data string, o opts) (*instance, error)
 	cfg.Database = o.dsn
 	cfg.Executors = o.executors
 	cfg.WebhookRate, cfg.WebhookBurst = o.webhookRate, o.burst
+	cfg.MaxQueuedRuns, cfg.MaxQueueSeconds = o.maxQueuedRuns, o.maxQueueSeconds
 	cfg.AdminPassword = adminPassword
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.StepUser = stepUser()
@@ -119,7 +125,8 @@ func startBinary(ctx context.Context, bin, data string, o opts) (*instance, erro
 	o = o.fill()
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data,
 		"--executors", fmt.Sprint(o.executors),
-		"--webhook-rate", fmt.Sprint(o.webhookRate), "--webhook-burst", fmt.Sprint(o.burst)}
+		"--webhook-rate", fmt.Sprint(o.webhookRate), "--webhook-burst", fmt.Sprint(o.burst),
+		"--max-queued-runs", fmt.Sprint(o.maxQueuedRuns), "--max-queue-seconds", fmt.Sprint(o.maxQueueSeconds)}
 	if o.dsn != "" {
 		args = append(args, "--database", o.dsn)
 	}

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/flowd/flowd/internal/config"
 	"github.com/flowd/flowd/internal/executor"
 	"io"
 	"os"
@@ -87,6 +88,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	susDur := fs.Duration("sustained-duration", 10*time.Second, "sustained: length of each combination's load (--quick: 1s)")
 	susExec := fs.String("sustained-executors", "2,4", "sustained: the --executors values, comma-separated (--quick: 2)")
 	susClients := fs.String("sustained-clients", "8,32", "sustained: the closed loop's client counts, comma-separated (--quick: 2)")
+	defaults := config.Default()
+	susQueued := fs.Int("sustained-max-queued-runs", defaults.MaxQueuedRuns, "sustained: flowd's --max-queued-runs (0 = no bound; the other sections: none)")
+	susQueueS := fs.Int("sustained-max-queue-seconds", defaults.MaxQueueSeconds, "sustained: flowd's --max-queue-seconds (0 = no bound)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -94,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		seedRuns: 100_000, seedLines: 1_000_000, bigLogMiB: 200, apiN: 300,
 		idleWarm: 3 * time.Second, idleWindow: 10 * time.Second, pgDSN: *pg, bin: *bin, quick: *quick,
 		rounds: *rounds, twoN: 500}
-	sp := sustainedPlan{dur: *susDur, drainMax: 10 * time.Minute}
+	sp := sustainedPlan{dur: *susDur, maxQueued: *susQueued, maxQueueS: *susQueueS, drainMax: 10 * time.Minute}
 	var err error
 	if sp.executors, err = intList(*susExec); err == nil {
 		sp.clients, err = intList(*susClients)

@@ -26,14 +26,17 @@ import (
 // each combination of executors and clients in turn, round after round, with the floors and
 // ceilings it is compared with measured in the same rounds.
 type Sustained struct {
-	Method      string            `json:"method"`
-	LoadSeconds float64           `json:"load_seconds"`
-	Rounds      int               `json:"rounds"`
-	Combos      []SustainedCombo  `json:"combinations"`
-	Floors      []FloorRounds     `json:"fork_exec_floors"`
-	Ingest      SustainedIngest   `json:"ingest"`
-	Targets     map[string]string `json:"targets"`
-	Error       string            `json:"error,omitempty"`
+	Method      string  `json:"method"`
+	LoadSeconds float64 `json:"load_seconds"`
+	// flowd's backpressure bounds in the combinations (0 = no bound)
+	MaxQueuedRuns   int               `json:"max_queued_runs"`
+	MaxQueueSeconds int               `json:"max_queue_seconds"`
+	Rounds          int               `json:"rounds"`
+	Combos          []SustainedCombo  `json:"combinations"`
+	Floors          []FloorRounds     `json:"fork_exec_floors"`
+	Ingest          SustainedIngest   `json:"ingest"`
+	Targets         map[string]string `json:"targets"`
+	Error           string            `json:"error,omitempty"`
 }
 
 // SustainedCombo is one combination of executors and clients: each round, and the medians.
@@ -126,6 +129,8 @@ type SustainedIngest struct {
 // sustainedPlan is what the sustained section does, from the flags.
 type sustainedPlan struct {
 	dur       time.Duration // each combination's load
+	maxQueued int           // flowd's --max-queued-runs (0 = no bound)
+	maxQueueS int           // flowd's --max-queue-seconds (0 = no bound)
 	executors []int
 	clients   []int
 	drainMax  time.Duration // how long the accepted runs may take to finish after the load
@@ -140,15 +145,16 @@ const (
 
 func sustained(ctx context.Context, p plan, sp sustainedPlan, progress func(string)) Sustained {
 	res := Sustained{LoadSeconds: sp.dur.Seconds(), Rounds: p.rounds, Combos: []SustainedCombo{}, Floors: []FloorRounds{},
+		MaxQueuedRuns: sp.maxQueued, MaxQueueSeconds: sp.maxQueueS,
 		Method: fmt.Sprintf("each round, in turn: every combination of --executors %v and %v closed-loop keep-alive clients on a fresh in-process flowd "+
-			"(SQLite, --webhook-rate 1e9), POSTing {\"abc\":\"<n>\"} for %v to a one-step pipeline `%s` after a warm-up whose runs end first; "+
+			"(SQLite, --webhook-rate 1e9, --max-queued-runs %d, --max-queue-seconds %d), POSTing {\"abc\":\"<n>\"} for %v to a one-step pipeline `%s` after a warm-up whose runs end first; "+
 			"a client that gets 429/503 waits its Retry-After (at most %v, %v without one) and goes on. Runs/s = accepted runs that reached success / "+
 			"(first POST → the last one's runs.finished_at); during = those finished before the load's end / its length; drain = the rest / "+
 			"(load end → last end). Lag = the run's first steps.started_at (written by the claim that starts it, µs) − the client's clock when "+
 			"its 202 (which names the run) was read. Queue: queued and running runs counted every %v on a read connection of the tool. "+
 			"Floor: raw fork/exec of /bin/sh -c 'echo $abc', output through a pipe, at parallelism = executors, for %v. "+
 			"Then the ingest ceilings (see ingest.method).",
-			sp.executors, sp.clients, sp.dur, sustainedScript, retryCap, retryDefault, samplePeriod, p.dur),
+			sp.executors, sp.clients, sp.maxQueued, sp.maxQueueS, sp.dur, sustainedScript, retryCap, retryDefault, samplePeriod, p.dur),
 		Targets: map[string]string{
 			"ratio_vs_floor":           "≥ 0.8",
 			"during_vs_drain":          "≥ 0.8",
@@ -256,7 +262,8 @@ func sustainedRound(ctx context.Context, p plan, sp sustainedPlan, executors, cl
 	res := SustainedRound{Queue: Series{PeriodMs: int(samplePeriod / time.Millisecond)}}
 	data, _ := os.MkdirTemp(p.tmp, "flowd-sustained-")
 	defer os.RemoveAll(data)
-	_, url, db, cleanup, err := pipelineInstance(ctx, data, opts{executors: executors}, "sustained", sustainedScript, nil)
+	o := opts{executors: executors, maxQueuedRuns: sp.maxQueued, maxQueueSeconds: sp.maxQueueS}
+	_, url, db, cleanup, err := pipelineInstance(ctx, data, o, "sustained", sustainedScript, nil)
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -699,8 +706,8 @@ func intList(s string) ([]int, error) {
 // printSustained prints the sustained section as a table of its own: each figure's median
 // over the rounds, the rounds in brackets, its target and whether the median meets it.
 func printSustained(w io.Writer, s Sustained) {
-	fmt.Fprintf(w, "\nSustained load (issue 11): SQLite, closed loop for %gs, `%s`; median of %d round(s) [each round]\n\n",
-		s.LoadSeconds, sustainedScript, s.Rounds)
+	fmt.Fprintf(w, "\nSustained load (issue 11): SQLite, closed loop for %gs, `%s`, --max-queued-runs %d --max-queue-seconds %d; median of %d round(s) [each round]\n\n",
+		s.LoadSeconds, sustainedScript, s.MaxQueuedRuns, s.MaxQueueSeconds, s.Rounds)
 	fmt.Fprintf(w, "| %-42s | %-62s | %-14s | %-5s |\n", "measure", "median [rounds]", "target", "holds")
 	fmt.Fprintf(w, "|%s|%s|%s|%s|\n", dash(44), dash(64), dash(16), dash(7))
 	row := func(name, value, target, holds string) {
