@@ -222,8 +222,18 @@ func startTourServer(t *testing.T, dir string, env []string, line string) *serve
 	return s
 }
 
-// stepsAlive reports whether any process s started still runs.
-func stepsAlive(s *server) bool { return len(descendants(s.cmd.Process.Pid)) > 0 }
+// stepsAlive reports whether any process s started still runs. The server's step launcher
+// (started at the first step of a job run as a step user, and kept) is not a step: only what
+// runs below it is; nor is a zombie (an empty command line) about to be reaped.
+func stepsAlive(s *server) bool {
+	for _, p := range descendants(s.cmd.Process.Pid) {
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
+		if len(cmdline) > 0 && !bytes.HasSuffix(bytes.TrimRight(cmdline, "\x00"), []byte("\x00__step-launcher")) {
+			return true
+		}
+	}
+	return false
+}
 
 // descendants lists the processes below pid.
 func descendants(pid int) []int {
