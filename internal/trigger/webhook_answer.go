@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/flowd/flowd/internal/pipeline"
@@ -75,7 +76,7 @@ func (w *Webhooks) settle(ctx context.Context, d *delivery, code Code, body []by
 	if err != nil {
 		return w.failure(d, err)
 	}
-	return &Outcome{Code: code, Body: withFields(body, "delivery", stored.ID),
+	return &Outcome{Code: code, Body: withDelivery(body, stored.ID),
 		DeliveryID: stored.ID, Pipeline: d.trig.Pipeline}
 }
 
@@ -88,7 +89,7 @@ func (w *Webhooks) refuse(ctx context.Context, d *delivery, code Code, message s
 		return w.failure(d, err)
 	}
 	out.DeliveryID = stored.ID
-	out.Body = withFields(out.Body, "delivery", stored.ID)
+	out.Body = withDelivery(out.Body, stored.ID)
 	return out
 }
 
@@ -164,6 +165,23 @@ func mustJSON(v any) []byte {
 		panic(fmt.Sprintf("trigger: encode answer: %v", err))
 	}
 	return b
+}
+
+// withDelivery is withFields(obj, "delivery", id) for an answer this package has just encoded
+// (mustJSON of an answer type, none of which has a "delivery" field): the field is appended
+// without decoding obj, which was a few per cent of a delivery's CPU.
+func withDelivery(obj []byte, id int64) []byte {
+	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		return withFields(obj, "delivery", id)
+	}
+	out := make([]byte, 0, len(obj)+32)
+	out = append(out, obj[:len(obj)-1]...)
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"delivery":`...)
+	out = strconv.AppendInt(out, id, 10)
+	return append(out, '}')
 }
 
 // withFields adds key/value pairs to the JSON object obj (keys it already has are replaced).

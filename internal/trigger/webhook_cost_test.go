@@ -37,21 +37,32 @@ func TestDeliveryRoundTrips(t *testing.T) {
 	cases := []struct {
 		name string
 		body string
+		key  string
 		code trigger.Code
 		want int // round trips per delivery
 	}{
-		{"run started", `{"abc":"%d"}`, trigger.CodeStarted, 3},
-		{"variables refused", `{"TARGET":"moon%d"}`, trigger.CodeInvalidVariables, 2},
+		{"run started", `{"abc":"%d"}`, "", trigger.CodeStarted, 3},
+		{"variables refused", `{"TARGET":"moon%d"}`, "", trigger.CodeInvalidVariables, 2},
+		// A key is claimed in a transaction: BEGIN, the check, the key's look-up and INSERT, the
+		// number and ids, the run with its jobs and steps, the delivery, the key's delivery,
+		// COMMIT.
+		{"run started with a key", `{"abc":"%d"}`, "key-%d", trigger.CodeStarted, 10},
 	}
 	const n = 5
 	for _, c := range cases {
+		key := func(i int) string {
+			if c.key == "" {
+				return ""
+			}
+			return fmt.Sprintf(c.key, i)
+		}
 		// The first delivery to the URL reads the trigger, the owner and the pipeline.
-		if out := svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(c.body, -1), "")); out.Code != c.code {
+		if out := svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(c.body, -1), key(-1))); out.Code != c.code {
 			t.Fatalf("%s: first delivery: %s %s", c.name, out.Code, out.Body)
 		}
 		before, seen := trips.Count(), len(trips.Statements())
 		for i := range n {
-			if out := svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(c.body, i), "")); out.Code != c.code {
+			if out := svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(c.body, i), key(i))); out.Code != c.code {
 				t.Fatalf("%s: delivery %d: %s %s", c.name, i, out.Code, out.Body)
 			}
 		}

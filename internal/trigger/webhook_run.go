@@ -115,7 +115,7 @@ func (w *Webhooks) run(ctx context.Context, d *delivery) *Outcome {
 	w.Runs.wake()
 	w.Queue.Accepted(d.pipe.ID)
 	out.Code = CodeStarted
-	out.Body = withFields(answer, "delivery", stored.ID)
+	out.Body = withDelivery(answer, stored.ID)
 	return out
 }
 
