@@ -1,7 +1,12 @@
 package executor
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,4 +145,66 @@ func TestLauncherKilledMidStep(t *testing.T) {
 		t.Errorf("the next job ran through launcher %d; the killed one was %d", pid, old)
 	}
 	l.Cleanup(context.Background(), next)
+}
+
+// BenchmarkOneStepJob runs a job of one step `echo x`, from the workspace to its cleanup:
+// through the step launcher as a step user (root only), through a shim of its own as the
+// server's user, and the floor, /bin/sh fork/exec'd with its output through a pipe. CPU of
+// the children (shim, launcher's shells) is not in ns/op's process; compare with `time`.
+//
+//	go test -run '^$' -bench OneStepJob -benchtime 200x ./internal/executor
+func BenchmarkOneStepJob(b *testing.B) {
+	b.Run("launcher", func(b *testing.B) {
+		if !CanSwitchUsers() {
+			b.Skip("needs root")
+		}
+		u, err := NewUsers(2147990000, 2147990007)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := NewLocal(nil, testShim(b), u)
+		defer l.Close()
+		benchJobs(b, l, true)
+	})
+	b.Run("shim", func(b *testing.B) {
+		benchJobs(b, NewLocal(nil, testShim(b), nil), false)
+	})
+	b.Run("sh", func(b *testing.B) {
+		for range b.N {
+			cmd := exec.Command("/bin/sh", "-c", "echo x")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func benchJobs(b *testing.B, l *Local, isolated bool) {
+	root, err := os.MkdirTemp("/var/tmp", "flowd-exec-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(root)
+	os.Chmod(root, 0o711)
+	b.ResetTimer()
+	for i := range b.N {
+		job := Job{RunID: 1, JobID: int64(i), Workspace: filepath.Join(root, strconv.Itoa(i)),
+			Env: []string{"PATH=/usr/bin:/bin"}, Steps: []Step{{ID: 1, Name: "s", Script: "echo x"}}}
+		var out bytes.Buffer
+		if res := l.Run(context.Background(), job, &out, nopReporter{}); res.Status != run.Success {
+			b.Fatalf("%+v\n%s", res, out.String())
+		}
+		if err := l.Cleanup(context.Background(), job); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type nopReporter struct{}
+
+func (nopReporter) StepStarted(context.Context, int64) error { return nil }
+func (nopReporter) StepFinished(context.Context, int64, run.Status, *int) error {
+	return nil
 }

@@ -108,7 +108,7 @@ func newLocal(t *testing.T) *Local {
 }
 
 // testShim is the test binary itself, which TestMain turns into the step shim.
-func testShim(t *testing.T) string {
+func testShim(t testing.TB) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
