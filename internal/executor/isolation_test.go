@@ -298,21 +298,56 @@ func TestKillUserSweepsTheUID(t *testing.T) {
 	}
 }
 
-// TestChangedSince: a folder whose entries changed after a time is read; one whose entries
-// last changed well before is not; a missing one has nothing to read.
-func TestChangedSince(t *testing.T) {
+// TestTmpWatch: a reclaim removes what its uid made in a watched folder since the watch began,
+// keeps another pool uid's entries for that uid's reclaim, leaves entries of uids outside the
+// pool alone, and says it cannot tell when events were lost after the job got its uid.
+func TestTmpWatch(t *testing.T) {
+	needRoot(t)
 	dir := t.TempDir()
-	before := time.Now()
-	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o600); err != nil {
-		t.Fatal(err)
+	w := newTmpWatch([]string{dir, filepath.Join(dir, "missing")})
+	if w == nil {
+		t.Fatal("no inotify watch")
 	}
-	if !changedSince(dir, before) {
-		t.Error("a folder with an entry added after the time is not seen as changed")
+	since := time.Now()
+	touch := func(name string, uid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	if changedSince(dir, time.Now().Add(time.Minute)) {
-		t.Error("a folder unchanged for a minute after its last entry is seen as changed")
+	mine, other, outside := touch("mine", 5001), touch("other", 5002), touch("outside", 7000)
+	inPool := func(uid uint32) bool { return uid >= 5000 && uid < 6000 }
+	if !w.reclaim(5001, since, inPool) {
+		t.Fatal("the watch says it cannot tell, with no event lost")
 	}
-	if changedSince(filepath.Join(dir, "missing"), before) {
-		t.Error("a missing folder is seen as changed")
+	for p, want := range map[string]bool{mine: false, other: true, outside: true} {
+		if _, err := os.Lstat(p); (err == nil) != want {
+			t.Errorf("%s exists: %v, want %v", filepath.Base(p), err == nil, want)
+		}
+	}
+	if _, kept := w.names[other]; !kept {
+		t.Error("another pool uid's entry was forgotten before its reclaim")
+	}
+	if _, kept := w.names[outside]; kept {
+		t.Error("an entry of a uid outside the pool is still watched")
+	}
+	if !w.reclaim(5002, since, inPool) {
+		t.Fatal("cannot tell")
+	}
+	if _, err := os.Lstat(other); err == nil {
+		t.Error("the other pool uid's entry outlived its reclaim")
+	}
+	w.mu.Lock()
+	w.lost = time.Now()
+	w.mu.Unlock()
+	if w.reclaim(5001, since, inPool) {
+		t.Error("after lost events the watch still claims to know what a job made before them")
+	}
+	if !w.reclaim(5001, time.Now(), inPool) {
+		t.Error("a job that got its uid after the lost events cannot trust the watch")
 	}
 }

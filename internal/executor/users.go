@@ -30,6 +30,7 @@ const DefaultStepUIDs = "2147000000-2147001023"
 type Users struct {
 	First, Last uint32
 	free        chan uint32
+	watch       *tmpWatch // what was made in the shared temporary folders; nil: read them
 }
 
 // NewUsers returns the pool of uids first..last.
@@ -37,7 +38,7 @@ func NewUsers(first, last uint32) (*Users, error) {
 	if first == 0 || last < first || last-first >= 1<<20 {
 		return nil, fmt.Errorf("step uids %d-%d: want a range of 1 to 1048576 uids above 0", first, last)
 	}
-	u := &Users{First: first, Last: last, free: make(chan uint32, last-first+1)}
+	u := &Users{First: first, Last: last, free: make(chan uint32, last-first+1), watch: newTmpWatch(sharedTempDirs())}
 	for id := first; ; id++ {
 		u.free <- id
 		if id == last {
@@ -78,35 +79,22 @@ func (u *Users) release(uid uint32) { u.free <- uid }
 // left at the top of the shared temporary folders (/tmp, /var/tmp, /dev/shm), so the next job
 // given uid inherits nothing. With swept set, the caller has already killed uid's processes
 // (KillUser) and nothing has run as uid since, so only the files are left to remove. since is
-// when uid was given to the job, before any of its processes ran: a folder whose entries have
-// not changed since (its ctime, which no user but root can set back, is older) holds nothing
-// of the job's and is not read.
+// when uid was given to the job, before any of its processes ran: the folders are read only
+// when the pool's inotify watch of them (tmpWatch) cannot say what was made there since.
 func (u *Users) Reclaim(ctx context.Context, uid uint32, shell string, swept bool, since time.Time) error {
 	var err error
 	if !swept {
 		err = KillUser(ctx, uid, shell)
 	}
-	for _, dir := range sharedTempDirs() {
-		if changedSince(dir, since) {
+	if u.watch == nil || !u.watch.reclaim(uid, since, u.inPool) {
+		for _, dir := range sharedTempDirs() {
 			removeOwned(dir, uid)
 		}
 	}
 	return err
 }
 
-// ctimeSlack covers the coarse clock file times are taken from (a tick of a few ms), and
-// clocks that moved.
-const ctimeSlack = 2 * time.Second
-
-// changedSince tells whether an entry of dir may have been added after t (dir's ctime is
-// not well before t), or dir cannot be read.
-func changedSince(dir string, t time.Time) bool {
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		return !errors.Is(err, syscall.ENOENT)
-	}
-	return !time.Unix(st.Ctim.Unix()).Before(t.Add(-ctimeSlack))
-}
+func (u *Users) inPool(uid uint32) bool { return uid >= u.First && uid <= u.Last }
 
 // sharedTempDirs are the world-writable folders a step may leave files in, each once.
 func sharedTempDirs() []string {
