@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strings"
@@ -11,21 +12,24 @@ import (
 
 // TestBackpressure over the real binary: with one executor busy, a pipeline at its queue bound
 // (queue: {max_runs: 1}) answers 429 and the server at --max-queued-runs 503, each with
-// Retry-After and a message saying how far behind flowd is; nothing is stored for them; once
-// the queue drains, webhooks are accepted again; /metrics counts the refusals.
+// Retry-After and a message saying how far behind flowd is; nothing is stored for them; the
+// CLI shows the queue and bound (flowd pipeline show) and a refused redelivery with its
+// Retry-After (flowd redeliver); once the queue drains, webhooks are accepted again; /metrics
+// counts the refusals.
 func TestBackpressure(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range dialects {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			const secs = 331
+			// Each subtest's own: the other's clean-up must not kill this one's busy run.
+			secs := 600 + rand.IntN(10000)
 			marker := fmt.Sprintf("sleep %d", secs)
 			t.Cleanup(func() { killProcesses(marker) })
 			data, dsn := newDatabase(t, dialect)
 			srv := startServer(t, data, dsn, "--executors", "1", "--max-queued-runs", "2")
 			admin := srv.token("admin", adminPassword)
 			hooks := map[string]string{}
-			for name, extra := range map[string]string{"bp-own": "queue: {max_runs: 1}\n", "bp-any": ""} {
+			for name, extra := range map[string]string{"bp-own": "queue: {max_runs: 1, max_seconds: 3600}\n", "bp-any": ""} {
 				if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline(name, secs)+extra, nil); code != 201 {
 					t.Fatalf("create %s: %d", name, code)
 				}
@@ -65,11 +69,62 @@ func TestBackpressure(t *testing.T) {
 			accept("bp-any") // 2 queued: the server's bound
 			refused("bp-any", 503, "server_queue_full", "flowd is 2 runs")
 
-			var dl struct {
-				Deliveries []struct{} `json:"deliveries"`
+			// The CLI: the queue and its bound in flowd pipeline show; a redelivery over a bound
+			// is printed with its answer and Retry-After, and stores nothing (counted below).
+			var show string
+			waitFor(t, "flowd pipeline show bp-own to show its one waiting run", func() bool {
+				out, _, code := srv.cli(admin, "pipeline", "show", "bp-own")
+				show = out
+				return code == 0 && strings.Contains(out, "\nQueue:       1 run waiting to start")
+			})
+			for _, want := range []string{
+				// No run ended yet: the seconds of work are unknown, and that bound refuses nothing.
+				"\nQueue:       1 run waiting to start (no run ended in the last minute: how long they take is unknown)\n",
+				"\nQueue bound: 1 run or 3600 s of work (queue: in the YAML); webhooks over it get 429 + Retry-After\n",
+			} {
+				if !strings.Contains(show, want) {
+					t.Errorf("flowd pipeline show bp-own lacks %q:\n%s", want, show)
+				}
 			}
-			if code := srv.api(admin, "GET", "/api/v1/pipelines/bp-own/deliveries", nil, &dl); code != 200 || len(dl.Deliveries) != 2 {
-				t.Errorf("bp-own's deliveries: %d, %d stored; want the 2 accepted only", code, len(dl.Deliveries))
+			if out, _, code := srv.cli(admin, "pipeline", "show", "bp-any"); code != 0 ||
+				!strings.Contains(out, "\nQueue:       1 run waiting to start (") ||
+				!strings.Contains(out, "\nQueue bound: none of its own (queue: in the YAML); the server's (--max-queued-runs) still applies: 503\n") {
+				t.Errorf("flowd pipeline show bp-any: exit %d:\n%s", code, out)
+			}
+			deliveries := func(name string) []int64 {
+				t.Helper()
+				var dl struct {
+					Deliveries []struct {
+						ID int64 `json:"id"`
+					} `json:"deliveries"`
+				}
+				if code := srv.api(admin, "GET", "/api/v1/pipelines/"+name+"/deliveries", nil, &dl); code != 200 {
+					t.Fatalf("deliveries of %s: %d", name, code)
+				}
+				ids := make([]int64, 0, len(dl.Deliveries))
+				for _, d := range dl.Deliveries {
+					ids = append(ids, d.ID)
+				}
+				return ids
+			}
+			for _, c := range []struct{ name, status, says string }{
+				{"bp-own", "429 Too Many Requests\nerror:    429 pipeline_queue_full: pipeline bp-own is 1 run", "queue.max_runs in the pipeline's YAML"},
+				{"bp-any", "503 Service Unavailable\nerror:    503 server_queue_full: flowd is 2 runs", "--max-queued-runs"},
+			} {
+				id := deliveries(c.name)[0]
+				out, errOut, code := srv.cli(admin, "redeliver", fmt.Sprint(id))
+				// No run ended lately: Retry-After is its most, 60 s (docs/api.md, "Backpressure").
+				for _, want := range []string{
+					fmt.Sprintf("delivery %d redelivered: refused, nothing was stored\nstatus:   %s", id, c.status), c.says,
+					"\nretry:    send again after 60 s (Retry-After: 60)\nrun:      none\n", "\n  ✖ queue: ",
+				} {
+					if code != 1 || !strings.Contains(out, want) {
+						t.Errorf("flowd redeliver %d (%s): exit %d, lacks %q:\n%s%s", id, c.name, code, want, out, errOut)
+					}
+				}
+			}
+			if ids := deliveries("bp-own"); len(ids) != 2 {
+				t.Errorf("bp-own's deliveries: %d stored; want the 2 accepted only", len(ids))
 			}
 
 			// The queue drains: the bounds lift.

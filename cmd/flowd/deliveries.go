@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flowd/flowd/internal/client"
 )
@@ -131,9 +132,12 @@ func (c *cli) cmdRedeliver(ctx context.Context, args []string) int {
 Send the body of webhook delivery ID through its pipeline's webhook again, as the webhook is
 configured today (pipeline developers); the signature is not checked again, but only a delivery
 that passed the signature check (or whose trigger had no secret) can be redelivered: another
-is refused with 409 not_redeliverable. Prints the answer of the new delivery: its status, the
-run it started, and the decision step by step. Exit status: 0 if the webhook accepted it
-(2xx), 1 if it refused.`, 1, 1)
+is refused with 409 not_redeliverable. A redelivery that would start a run meets the queue
+bounds as a delivery does: over the pipeline's (queue: in its YAML) it is refused 429
+pipeline_queue_full, over the server's 503 server_queue_full, with nothing stored and a
+Retry-After that is printed. Prints the answer of the new delivery: its status, the run it
+started, and the decision step by step. Exit status: 0 if the webhook accepted it (2xx), 1 if
+it refused.`, 1, 1)
 	cl, id, code := c.connectID(f, args, "ID", "delivery")
 	if code >= 0 {
 		return code
@@ -148,14 +152,22 @@ func (c *cli) redeliver(ctx context.Context, cl *client.Client, id int64) int {
 		return c.fail(err)
 	}
 	w := c.stdout
-	if ans.Delivery > 0 {
+	accepted := status >= 200 && status < 300
+	switch {
+	case ans.Delivery > 0:
 		fmt.Fprintf(w, "delivery %d redelivered as delivery %d\n", id, ans.Delivery)
-	} else {
+	case !accepted:
+		// Refusals before the delivery is stored: over a queue bound or the rate.
+		fmt.Fprintf(w, "delivery %d redelivered: refused, nothing was stored\n", id)
+	default:
 		fmt.Fprintf(w, "delivery %d redelivered\n", id)
 	}
 	fmt.Fprintf(w, "status:   %d %s\n", status, http.StatusText(status))
 	if ans.Error != nil {
 		fmt.Fprintf(w, "error:    %s\n", answerError(status, ans))
+	}
+	if ans.RetryAfter > 0 {
+		fmt.Fprintf(w, "retry:    %s\n", retryAfter(ans.RetryAfter))
 	}
 	switch {
 	case ans.Run != nil:
@@ -172,10 +184,16 @@ func (c *cli) redeliver(ctx context.Context, cl *client.Client, id int64) int {
 		fmt.Fprintf(w, "ignored:  %s\n", strings.Join(ans.Ignored, ", "))
 	}
 	printTrace(w, ans.Trace)
-	if status >= 200 && status < 300 {
+	if accepted {
 		return 0
 	}
 	return 1
+}
+
+// retryAfter is "send again after 12 s (Retry-After: 12)" for an answer's Retry-After.
+func retryAfter(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	return fmt.Sprintf("send again after %d s (Retry-After: %d)", secs, secs)
 }
 
 // indent prints text with every line indented by two spaces.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/flowd/flowd/internal/client"
 )
 
 // fakeServer plays docs/api.md for the CLI: just enough state for the commands under test.
@@ -626,5 +628,25 @@ func TestParseDoubleDash(t *testing.T) {
 	pos, code := c.parse(f, []string{"a", "--follow", "b", "--", "--c", "-d"})
 	if code != -1 || !*follow || strings.Join(pos, " ") != "a b --c -d" {
 		t.Errorf("parse = %q, %d, follow %v", pos, code, *follow)
+	}
+}
+
+func TestQueueLines(t *testing.T) {
+	t.Parallel()
+	n := func(v int64) *int64 { return &v }
+	for _, tt := range []struct {
+		q          client.PipelineQueue
+		now, bound string
+	}{
+		{client.PipelineQueue{}, "", "none of its own (queue: in the YAML); the server's (--max-queued-runs) still applies: 503"},
+		{client.PipelineQueue{MaxRuns: 500, Queued: n(0)}, "0 runs waiting to start", "500 runs (queue: in the YAML); webhooks over it get 429 + Retry-After"},
+		{client.PipelineQueue{MaxSeconds: 60, Queued: n(1), Seconds: n(3)}, "1 run waiting to start, about 3 s of work at the recent rate",
+			"60 s of work (queue: in the YAML); webhooks over it get 429 + Retry-After"},
+		{client.PipelineQueue{MaxRuns: 1, MaxSeconds: 60, Queued: n(4)}, "4 runs waiting to start (no run ended in the last minute: how long they take is unknown)",
+			"1 run or 60 s of work (queue: in the YAML); webhooks over it get 429 + Retry-After"},
+	} {
+		if now, bound := queueNow(tt.q), queueBound(tt.q); now != tt.now || bound != tt.bound {
+			t.Errorf("%+v: %q, %q; want %q, %q", tt.q, now, bound, tt.now, tt.bound)
+		}
 	}
 }

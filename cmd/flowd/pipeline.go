@@ -16,7 +16,7 @@ func pipelineCommands() []command {
 	return []command{
 		{name: "apply", summary: "create a pipeline from a YAML file, or update it", run: (*cli).cmdPipelineApply},
 		{name: "ls", summary: "list the pipelines you can see", run: (*cli).cmdPipelineList},
-		{name: "show", summary: "show a pipeline: variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
+		{name: "show", summary: "show a pipeline: queue, variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
 		{name: "rm", summary: "delete a pipeline and its runs", run: (*cli).cmdPipelineRemove},
 		{name: "trust", summary: "let a pipeline run where steps run as the server's own user (global admins)", run: (*cli).cmdPipelineTrust},
 		{name: "untrust", summary: "take a pipeline's trusted mark away (global admins)", run: (*cli).cmdPipelineUntrust},
@@ -100,8 +100,10 @@ func (c *cli) cmdPipelineList(ctx context.Context, args []string) int {
 
 func (c *cli) cmdPipelineShow(ctx context.Context, args []string) int {
 	f := newFlags("pipeline show", "flowd pipeline show NAME [--yaml]", `
-Show a pipeline: its revision, variables, stages, members and YAML definition. Secret defaults
-are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
+Show a pipeline: its revision, its queue (runs waiting to start) and queue bound, variables,
+stages, members and YAML definition. Secret defaults are masked as ***; applying the YAML back
+keeps their stored values. Over the queue bound (queue: in the YAML), webhooks that would start
+a run are answered 429 with Retry-After and nothing is stored.`, 1, 1)
 	onlyYAML := f.Bool("yaml", false, "print only the YAML definition")
 	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
@@ -136,6 +138,10 @@ are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
 	} else {
 		fmt.Fprintln(w, "Trusted:     no")
 	}
+	if now := queueNow(pl.Queue); now != "" {
+		fmt.Fprintf(w, "Queue:       %s\n", now)
+	}
+	fmt.Fprintf(w, "Queue bound: %s\n", queueBound(pl.Queue))
 
 	fmt.Fprintln(w, "\nVariables:")
 	if len(pl.Variables) == 0 {
@@ -173,6 +179,47 @@ are masked as ***; applying the YAML back keeps their stored values.`, 1, 1)
 		fmt.Fprintf(w, "  %s\n", line)
 	}
 	return 0
+}
+
+// queueNow describes a pipeline's queue as the webhook's bound counts it: "3 runs waiting to
+// start, about 12 s of work at the recent rate"; "" when the server did not say (a list).
+func queueNow(q client.PipelineQueue) string {
+	if q.Queued == nil {
+		return ""
+	}
+	s := plural(*q.Queued, "run") + " waiting to start"
+	switch {
+	case *q.Queued == 0:
+	case q.Seconds != nil:
+		s += fmt.Sprintf(", about %d s of work at the recent rate", *q.Seconds)
+	default:
+		s += " (no run ended in the last minute: how long they take is unknown)"
+	}
+	return s
+}
+
+// queueBound describes a pipeline's queue bound (queue: in its YAML) and what a webhook over it
+// is answered.
+func queueBound(q client.PipelineQueue) string {
+	var bounds []string
+	if q.MaxRuns > 0 {
+		bounds = append(bounds, plural(int64(q.MaxRuns), "run"))
+	}
+	if q.MaxSeconds > 0 {
+		bounds = append(bounds, fmt.Sprintf("%d s of work", q.MaxSeconds))
+	}
+	if len(bounds) == 0 {
+		return "none of its own (queue: in the YAML); the server's (--max-queued-runs) still applies: 503"
+	}
+	return strings.Join(bounds, " or ") + " (queue: in the YAML); webhooks over it get 429 + Retry-After"
+}
+
+// plural is "1 run", "2 runs".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func (c *cli) cmdPipelineRemove(ctx context.Context, args []string) int {

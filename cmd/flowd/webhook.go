@@ -396,6 +396,9 @@ start, 1 if not.`, 1, 1)
 	if ans.Error != nil || status >= 300 {
 		fmt.Fprintf(w, "answer:      %s\n", answerError(status, ans))
 	}
+	if ans.RetryAfter > 0 {
+		fmt.Fprintf(w, "retry:       %s\n", retryAfter(ans.RetryAfter))
+	}
 	if len(ans.Variables) > 0 {
 		fmt.Fprintln(w, "variables:")
 		for _, k := range slices.Sorted(maps.Keys(ans.Variables)) {

@@ -63,7 +63,7 @@ type NewToken struct {
 }
 
 // Pipeline is a pipeline as PipelineGet returns it. PipelineList fills only Name, Description,
-// Revision, Role, UpdatedAt and LastRun.
+// Revision, Role, UpdatedAt, LastRun and Queue's bounds.
 type Pipeline struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
@@ -78,6 +78,20 @@ type Pipeline struct {
 	UpdatedAt   *time.Time      `json:"updated_at,omitempty"`
 	Role        string          `json:"role"`               // the caller's role on it
 	LastRun     *Run            `json:"last_run,omitempty"` // list only; a run summary
+	Queue       PipelineQueue   `json:"queue"`
+}
+
+// PipelineQueue is a pipeline's queue bound (queue: in its YAML) and, from PipelineGet, its queue
+// now, as the webhook's bound counts it: over the bound, webhooks that would start a run are
+// answered 429 pipeline_queue_full with Retry-After (docs/api.md, "Backpressure").
+type PipelineQueue struct {
+	MaxRuns    int `json:"max_runs"`    // 0 = no bound
+	MaxSeconds int `json:"max_seconds"` // 0 = no bound
+	// Queued is how many of its runs wait to start; nil from PipelineList.
+	Queued *int64 `json:"queued,omitempty"`
+	// Seconds is their work at the rate its runs ended in the last minute; nil when none ended
+	// (or from PipelineList).
+	Seconds *int64 `json:"seconds,omitempty"`
 }
 
 // Variable is a declared pipeline variable. Default is "" for secret variables.

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -71,6 +74,20 @@ type WebhookAnswer struct {
 	Variables  map[string]string `json:"variables"` // dry run: the run's variables, secrets as ***
 	Replayed   bool              `json:"replayed"`  // an Idempotency-Key repeated the first answer
 	Error      *ErrorBody        `json:"error"`
+	// Queue is how far behind flowd is, in a 429 pipeline_queue_full or 503 server_queue_full.
+	Queue *QueueAnswer `json:"queue,omitempty"`
+	// RetryAfter is the answer's Retry-After (a refusal over a queue bound or a rate); 0 if none.
+	RetryAfter time.Duration `json:"-"`
+}
+
+// QueueAnswer is the "queue" of a webhook answer refused over a queue bound: the queue and the
+// bound it is over (docs/api.md, "Backpressure").
+type QueueAnswer struct {
+	Scope      string `json:"scope"`   // "pipeline" (429) or "server" (503)
+	Queued     int64  `json:"queued"`  // runs waiting to start
+	Seconds    *int64 `json:"seconds"` // their work at the recent rate; nil when no run ended lately
+	MaxRuns    int    `json:"max_runs"`
+	MaxSeconds int    `json:"max_seconds"`
 }
 
 // WebhookGet returns the webhook trigger of a pipeline; one never enabled has Enabled false
@@ -173,5 +190,25 @@ func (c *Client) webhookAnswer(ctx context.Context, r request) (int, *WebhookAns
 	if err := json.Unmarshal(data, &out); err != nil {
 		return 0, nil, fmt.Errorf("client: %s %s: decode answer: %w", r.method, r.path, err)
 	}
+	out.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return resp.StatusCode, &out, nil
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date (then the time from now until
+// it). 0 when it is absent, unreadable or already past.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, math.MaxInt64/int64(time.Second))) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const triggerJSON = `{"enabled":true,"url":"http://x/pipeline/webhook/tkn","enabled_by":"alice",
@@ -252,5 +254,48 @@ func TestWebhookDryRunHeaders(t *testing.T) {
 	if got.Get("X-Hub-Signature-256") != "sha256=ab" || got.Get("X-Github-Event") != "push" || got.Get("Content-Type") != "application/json" ||
 		got.Values("Authorization")[0] != "Bearer tok123" || len(got.Values("Authorization")) != 1 {
 		t.Errorf("headers = %v", got)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"12", 12 * time.Second},
+		{" 60 ", time.Minute},
+		{"0", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{"99999999999999999", math.MaxInt64 / time.Second * time.Second},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Second).Format(http.TimeFormat), 0},
+	} {
+		if got := retryAfter(tt.header, now); got != tt.want {
+			t.Errorf("retryAfter(%q) = %v; want %v", tt.header, got, tt.want)
+		}
+	}
+}
+
+// A redelivery refused over a queue bound: the answer's queue and its Retry-After.
+func TestWebhookQueueFull(t *testing.T) {
+	t.Parallel()
+	c, _ := fake(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "12")
+		reply(w, 429, `{"error":{"code":"pipeline_queue_full","message":"pipeline hello is 3 runs (about 40 s of work) behind"},
+"trace":[{"step":"queue","ok":false,"detail":"pipeline hello is 3 runs behind"}],
+"queue":{"scope":"pipeline","queued":3,"seconds":40,"max_runs":2,"max_seconds":0}}`)
+	})
+	status, a, err := c.DeliveryRedeliver(context.Background(), 9)
+	if err != nil || status != 429 {
+		t.Fatalf("= %d, %v; want 429", status, err)
+	}
+	q := a.Queue
+	if a.RetryAfter != 12*time.Second || a.Error == nil || a.Error.Code != "pipeline_queue_full" || a.Delivery != 0 ||
+		q == nil || q.Scope != "pipeline" || q.Queued != 3 || q.Seconds == nil || *q.Seconds != 40 || q.MaxRuns != 2 || q.MaxSeconds != 0 {
+		t.Errorf("answer = %+v, queue %+v", a, q)
 	}
 }
