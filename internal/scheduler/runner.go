@@ -19,7 +19,9 @@ import (
 // (scheduler.go) claims attempts, holds their leases and hands each to runJob.
 
 // runJob runs one claimed job to its end and records it. release gives the job's executor
-// slot back; runJob calls it as soon as the executor returns.
+// slot back; runJob calls it as soon as the executor returns. recorded says the job's end is
+// written (or given up): runJob calls it before it removes the workspace, so the next stage
+// of the run is claimed without waiting for that.
 //
 // The job's end is one store write (JobComplete): the results of steps not recorded yet, the
 // log output not committed yet and the job's status, so that a follower never sees the job
@@ -30,7 +32,7 @@ import (
 // Every write names the claim's attempt; the first the store refuses as fenced (the attempt
 // was lost: its lease ran out and the rescuer took the job) stops the job through stop, and
 // its end is not written: the rescuer settled it.
-func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func(), stop context.CancelCauseFunc) {
+func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release, recorded func(), stop context.CancelCauseFunc) {
 	log := s.cfg.Logger.With("run", c.Run.ID, "job", c.Job.ID, "attempt", c.Attempt.Number)
 	end := store.JobEnd{Attempt: c.Attempt.ID, JobID: c.Job.ID, RunID: c.Run.ID, Status: run.Failed}
 	onWriteErr := func(err error) {
@@ -69,6 +71,7 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release func(), s
 		}
 		cancel()
 		s.cfg.Logs.Notify(c.Run.ID) // followers see the end without waiting for their poll
+		recorded()
 		if job.Workspace != "" {
 			cctx, cancel := finalCtx()
 			defer cancel()

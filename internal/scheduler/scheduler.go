@@ -182,8 +182,10 @@ func (s *Scheduler) Cancel(runID int64) {
 //
 // Slots bounds the jobs whose steps run. A job gives its slot back as soon as its executor
 // returns, and the loop claims the next job at once, before the job's end is written (see
-// runJob); at most Slots more jobs may be recording their end meanwhile. When several slots are
-// free, one JobsClaim takes a job for each.
+// runJob); at most Slots more jobs may be recording their end meanwhile, and at most Slots
+// more removing their workspace after that (a job waits for a place there before it gives up
+// its place among those recording, so neither stage piles up). When several slots are free,
+// one JobsClaim takes a job for each.
 func (s *Scheduler) Run(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -208,7 +210,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		free = append(free, i)
 	}
 	slots := make(chan struct{}, s.cfg.Slots)
-	ending := make(chan struct{}, s.cfg.Slots) // jobs past their executor, not yet recorded
+	ending := make(chan struct{}, s.cfg.Slots)   // jobs past their executor, not yet recorded
+	cleaning := make(chan struct{}, s.cfg.Slots) // jobs recorded, removing their workspace
 	ticker := time.NewTicker(s.cfg.Poll)
 	defer ticker.Stop()
 	for {
@@ -273,9 +276,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				defer wg.Done()
 				defer s.untrack(claim)
 				defer cancel(nil)
-				var once sync.Once
+				var released, ended sync.Once
 				release := func() {
-					once.Do(func() {
+					released.Do(func() {
 						ending <- struct{}{}
 						freeMu.Lock()
 						free = append(free, slot)
@@ -284,13 +287,20 @@ func (s *Scheduler) Run(ctx context.Context) error {
 						s.Wake()
 					})
 				}
-				s.runJob(jobCtx, claim, release, cancel)
-				release()
-				<-ending
-				s.Wake() // the next stage, or a job waiting for a slot, may be ready
-				if s.cfg.WakeOthers != nil {
-					s.cfg.WakeOthers()
+				recorded := func() {
+					ended.Do(func() {
+						s.Wake() // the next stage, or a job waiting for a slot, may be ready
+						if s.cfg.WakeOthers != nil {
+							s.cfg.WakeOthers()
+						}
+						cleaning <- struct{}{}
+						<-ending
+					})
 				}
+				s.runJob(jobCtx, claim, release, recorded, cancel)
+				release()
+				recorded()
+				<-cleaning
 			}()
 		}
 	}

@@ -476,3 +476,49 @@ func TestWorkspacesLeaveNothingBehind(t *testing.T) {
 		t.Errorf("left behind in the workspace root: %s", e.Name())
 	}
 }
+
+// slowCleanup is the fake executor, whose Cleanup of the first job it cleans hangs until free
+// is closed.
+type slowCleanup struct {
+	executor.Fake
+	free    chan struct{}
+	waiting chan struct{} // closed when that Cleanup waits
+
+	mu    sync.Mutex
+	first int64
+}
+
+func (e *slowCleanup) Cleanup(ctx context.Context, job executor.Job) error {
+	e.mu.Lock()
+	if e.first == 0 {
+		e.first = job.JobID
+		close(e.waiting)
+	}
+	first := e.first == job.JobID
+	e.mu.Unlock()
+	if first {
+		<-e.free // not ctx: a removal that hangs past its bounded context
+	}
+	return e.Fake.Cleanup(ctx, job)
+}
+
+// TestCleanupDoesNotHoldUpRuns: with one slot, a job whose workspace removal hangs holds
+// neither the slot nor the place of the next job recording its end, so a run's next stage runs
+// and the run ends meanwhile.
+func TestCleanupDoesNotHoldUpRuns(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		exec := &slowCleanup{free: make(chan struct{}), waiting: make(chan struct{})}
+		f := newFixtureWorkspace(t, dialect, 1, t.TempDir(), exec)
+		t.Cleanup(func() { close(exec.free) }) // before the fixture stops
+		r := f.create(t, nil, job(0, "build", "echo build"), job(1, "test", "echo test"))
+		<-exec.waiting
+		got := f.wait(t, r.ID, terminal)
+		if got.Status != run.Success {
+			t.Fatalf("run %s, want success", got.Status)
+		}
+		if exec.Cleaned(got.Jobs[0].ID) != 0 {
+			t.Fatal("the first job's cleanup returned before the run ended: the test proves nothing")
+		}
+	})
+}
