@@ -155,6 +155,24 @@ func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Deliv
 		}
 	}
 
+	if s.pg && useKey && rec.NewRun != nil {
+		nr, err := newRunRow(db{pg: true}, newRun)
+		if err != nil {
+			return Delivery{}, false, wrap("record delivery", err)
+		}
+		if nr.oneStatement(db{pg: true}) {
+			d, stored, err := s.recordKeyed(ctx, nr, in, headers, rec.BodySHA256, rec.Answer, rec.Basis)
+			if err != nil {
+				return Delivery{}, false, wrap("record delivery", err)
+			}
+			if stored {
+				return d, false, nil
+			}
+			// The key replays an earlier answer, or mismatches, or was taken meanwhile, or the
+			// basis failed: the transaction below says which.
+		}
+	}
+
 	for attempt := 1; ; attempt++ {
 		err = s.write(ctx, func(tx db) error {
 			row := in
@@ -243,8 +261,9 @@ const insertDelivery = insertDeliveryInto + " VALUES (" + deliveryValues + ") RE
 // insertDeliveryInto and deliveryValues are insertDelivery's halves: the table and columns,
 // and deliveryArgs' placeholders.
 const (
-	insertDeliveryInto = `INSERT INTO deliveries (pipeline_id, received_at, remote_addr, headers, body, body_truncated,
-		status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of, idempotency_key, signature)`
+	insertDeliveryInto = `INSERT INTO deliveries (` + deliveryCols + `)`
+	deliveryCols       = `pipeline_id, received_at, remote_addr, headers, body, body_truncated,
+		status_code, error_code, response, run_id, trace, dry_run, redelivery_of, replay_of, idempotency_key, signature`
 	deliveryValues = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 )
 
@@ -281,7 +300,11 @@ func (s *Store) recordOne(ctx context.Context, nr *runRow, in Delivery, headers 
 		}
 		row.StatusCode, row.Response = answer(nr.r)
 		row.RunID, name = &nr.r.ID, nr.r.Pipeline
-		q, a := nr.inserts(basis != nil)
+		gate := ""
+		if basis != nil {
+			gate = "ok"
+		}
+		q, a := nr.inserts(gate)
 		ctes, args = append(ctes, q), append(args, a...)
 	}
 	var q strings.Builder
@@ -304,6 +327,75 @@ func (s *Store) recordOne(ctx context.Context, nr *runRow, in Delivery, headers 
 		return Delivery{}, err
 	}
 	return storedDelivery(row, id, name), nil
+}
+
+// keyReplays is the condition, on an idempotency key's row k (argument: the window's start), of
+// a key that may replay its first delivery's answer: claimed by a delivery within
+// IdempotencyWindow. (Whether that delivery is still stored, DeliveryRecord's transaction finds
+// out.) It reads the row alone: in the ON CONFLICT of recordKeyed it is evaluated on the row as
+// a concurrent claim committed it, which a subquery, reading the statement's snapshot, would
+// not see.
+const keyReplays = `k.delivery_id IS NOT NULL AND k.created_at > ?`
+
+// reserveKeyedPG is reservePG for a delivery that claims an idempotency key, with an id for the
+// delivery too; it takes nothing and returns no row when the key may replay (keyReplays), so
+// a repeated delivery uses up no run number. Arguments: the pipeline, the key, the window's
+// start, then reservePG's.
+var reserveKeyedPG = `WITH live AS (SELECT 1 FROM webhook_idempotency k WHERE k.pipeline_id = ? AND k.key = ? AND ` + keyReplays + `),
+	n AS (` + nextRunNumberInto + `SELECT ` + nextRunNumberRow + ` WHERE NOT EXISTS (SELECT 1 FROM live)` +
+	fmt.Sprintf(nextRunNumberUpdate, "GREATEST", "") + `) ` + reserveSelect(", nextval('deliveries_id_seq')")
+
+// recordKeyed is DeliveryRecord of a delivery that starts a run and claims an idempotency key,
+// on PostgreSQL, in ONE statement when the key is new or expired: after the number and ids
+// are reserved (reserveKeyedPG, which also finds a key that replays), the statement claims the
+// key — inserting its row, or taking over an expired one — and stores the run, its jobs, its
+// steps and the delivery only when it did (and, with basis, when the basis holds). stored is
+// false, with nothing stored, when the key may replay, or another delivery claimed it
+// meanwhile, or the basis failed: DeliveryRecord's transaction then replays, refuses or stores
+// it (the number reserved in the last two cases is never used).
+func (s *Store) recordKeyed(ctx context.Context, nr *runRow, in Delivery, headers string, bodyHash []byte,
+	answer func(run.Run) (int, []byte), basis *WebhookBasis) (d Delivery, stored bool, err error) {
+	tx := db{q: s.w, pg: true}
+	at := now()
+	since := tx.ts(at.Add(-IdempotencyWindow))
+	r := &nr.r
+	var id int64
+	found, err := nr.reserveBy(ctx, s.numbers(db{}), reserveKeyedPG,
+		[]any{in.PipelineID, in.IdempotencyKey, since, r.PipelineID, r.PipelineID, len(nr.jobs), nr.nextSteps, r.PipelineID}, &id)
+	if err != nil || !found {
+		return Delivery{}, false, err
+	}
+	row := in
+	row.StatusCode, row.Response = answer(nr.r)
+	row.RunID = &nr.r.ID
+	var (
+		ctes []string
+		args []any
+		from string
+	)
+	if basis != nil {
+		ctes, args, from = append(ctes, "ok AS ("+basisHolds+")"), basisArgs(tx, in.PipelineID, basis), " FROM ok"
+	}
+	ctes = append(ctes, `claimed AS (INSERT INTO webhook_idempotency AS k (pipeline_id, key, delivery_id, created_at, body_sha256)
+		SELECT ?, ?, ?, ?, ?`+from+`
+		ON CONFLICT (pipeline_id, key) DO UPDATE SET delivery_id = excluded.delivery_id, created_at = excluded.created_at,
+			body_sha256 = excluded.body_sha256
+		WHERE NOT (`+keyReplays+`)
+		RETURNING 1)`)
+	args = append(args, in.PipelineID, in.IdempotencyKey, id, tx.ts(at), bodyHash, since)
+	q, a := nr.inserts("claimed")
+	ctes, args = append(ctes, q), append(args, a...)
+	stmt := "WITH " + strings.Join(ctes, ", ") + " INSERT INTO deliveries (id, " + deliveryCols + ") OVERRIDING SYSTEM VALUE SELECT ?, " +
+		deliveryValues + " FROM claimed RETURNING id, (SELECT name FROM pipelines p WHERE p.id = pipeline_id)"
+	var name string
+	err = tx.queryRow(ctx, stmt, append(append(args, id), deliveryArgs(tx, row, headers)...)...).Scan(&id, &name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, false, nil
+	}
+	if err != nil {
+		return Delivery{}, false, err
+	}
+	return storedDelivery(row, id, name), true, nil
 }
 
 // claimKey looks an idempotency key up inside DeliveryRecord's transaction. Within the window it

@@ -250,7 +250,7 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 		if err := nr.reserve(ctx, numbers); err != nil {
 			return run.Run{}, err
 		}
-		q, args := nr.inserts(false)
+		q, args := nr.inserts("")
 		if _, err := tx.exec(ctx, "WITH "+q+" SELECT 1", args...); err != nil {
 			return run.Run{}, err
 		}
@@ -344,44 +344,58 @@ func (nr *runRow) oneStatement(tx db) bool {
 // number, the pipeline's revision and name, and ids for the run, its jobs and its steps from
 // their identity sequences (which never roll back either), so that every INSERT of the run can
 // be written before any runs.
-var reservePG = `WITH n AS (` + nextRunNumberCounter + `)
-	SELECT n.last_number, p.revision, p.name, nextval('runs_id_seq'),
+var reservePG = `WITH n AS (` + nextRunNumberCounter + `) ` + reserveSelect("")
+
+// reserveSelect is reservePG's SELECT, with more columns (each with its leading comma).
+func reserveSelect(more string) string {
+	return `SELECT n.last_number, p.revision, p.name, nextval('runs_id_seq'),
 		COALESCE((SELECT string_agg(nextval('jobs_id_seq')::TEXT, ',') FROM generate_series(1, ?::INT)), ''),
-		COALESCE((SELECT string_agg(nextval('steps_id_seq')::TEXT, ',') FROM generate_series(1, ?::INT)), '')
+		COALESCE((SELECT string_agg(nextval('steps_id_seq')::TEXT, ',') FROM generate_series(1, ?::INT)), '')` + more + `
 	FROM n LEFT JOIN pipelines p ON p.id = ?`
+}
 
 // reserve sets the run's number, revision (when 0), pipeline name and the ids of the run, its
 // jobs and its steps (reservePG). The jobs and steps are in r.Jobs afterwards, queued, in
 // RunGet's order.
 func (nr *runRow) reserve(ctx context.Context, numbers db) error {
 	r := &nr.r
+	_, err := nr.reserveBy(ctx, numbers, reservePG, []any{r.PipelineID, r.PipelineID, len(nr.jobs), nr.nextSteps, r.PipelineID})
+	return err
+}
+
+// reserveBy is reserve by q, a form of reservePG with args, whose row may have more columns
+// (scanned into more); found is false when q returned no row.
+func (nr *runRow) reserveBy(ctx context.Context, numbers db, q string, args []any, more ...any) (found bool, err error) {
+	r := &nr.r
 	var (
 		current       sql.NullInt64
 		name          sql.NullString
 		jobIDs, steps string
 	)
-	if err := numbers.queryRow(ctx, reservePG, r.PipelineID, r.PipelineID, len(nr.jobs), nr.nextSteps, r.PipelineID).
-		Scan(&r.Number, &current, &name, &r.ID, &jobIDs, &steps); err != nil {
-		return err
+	err = numbers.queryRow(ctx, q, args...).Scan(append([]any{&r.Number, &current, &name, &r.ID, &jobIDs, &steps}, more...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
 	}
 	if !name.Valid {
-		return fmt.Errorf("pipeline %d: %w", r.PipelineID, ErrNotFound)
+		return false, fmt.Errorf("pipeline %d: %w", r.PipelineID, ErrNotFound)
 	}
 	r.Pipeline = name.String
 	if r.Revision == 0 {
 		r.Revision = current.Int64
 	}
-	var err error
 	if nr.jobIDs, err = parseIDs(jobIDs, len(nr.jobs)); err != nil {
-		return err
+		return false, err
 	}
 	if nr.stepIDs, err = parseIDs(steps, nr.nextSteps); err != nil {
-		return err
+		return false, err
 	}
 	if len(nr.jobs) > 0 {
 		r.Jobs = newJobs(r.ID, nr.jobs, nr.jobIDs, nr.stepIDs)
 	}
-	return nil
+	return true, nil
 }
 
 // parseIDs reads n ids from reservePG's comma-separated list, in increasing order.
@@ -407,10 +421,12 @@ func parseIDs(list string, n int) ([]int64, error) {
 
 // inserts is the run's INSERTs as common table expressions of one statement ("r AS (INSERT …),
 // j AS (…), s AS (…)"), after reserve, with their arguments. Rows referencing each other in one
-// statement are fine: foreign keys are checked at its end. When guarded, the statement has a
-// CTE named ok (see recordOne) and each INSERT inserts only when ok has a row; the first row of
-// each VALUES list is then typed, since VALUES under a SELECT do not take the columns' types.
-func (nr *runRow) inserts(guarded bool) (string, []any) {
+// statement are fine: foreign keys are checked at its end. With a gate, the statement has a
+// CTE of that name before these (see recordOne) and each INSERT inserts only when it has a row;
+// the first row of each VALUES list is then typed, since VALUES under a SELECT do not take the
+// columns' types.
+func (nr *runRow) inserts(gate string) (string, []any) {
+	guarded := gate != ""
 	r := nr.r
 	var q strings.Builder
 	args := []any{r.ID, r.PipelineID, r.Number, r.Revision, r.Status, r.Trigger, r.TriggeredBy, nr.vars, r.SecretVariables,
@@ -418,7 +434,7 @@ func (nr *runRow) inserts(guarded bool) (string, []any) {
 	runValues := "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE, '', ?, ?, ?, ?, ?, ?"
 	q.WriteString(`r AS (INSERT INTO runs (id, ` + runInsertCols + `) OVERRIDING SYSTEM VALUE `)
 	if guarded {
-		q.WriteString("SELECT " + runValues + " FROM ok)")
+		q.WriteString("SELECT " + runValues + " FROM " + gate + ")")
 	} else {
 		q.WriteString("VALUES (" + runValues + "))")
 	}
@@ -440,7 +456,7 @@ func (nr *runRow) inserts(guarded bool) (string, []any) {
 			each(i)
 		}
 		if guarded {
-			q.WriteString(") v WHERE EXISTS (SELECT 1 FROM ok)")
+			q.WriteString(") v WHERE EXISTS (SELECT 1 FROM " + gate + ")")
 		}
 		q.WriteString(")")
 	}
@@ -480,12 +496,17 @@ const runInsertCols = `pipeline_id, number, revision, status, trigger_kind, trig
 // nextRunNumber takes the pipeline's next run number: one more than the larger of its counter
 // and its highest run number (an index look-up), so the counter heals itself. A pipeline's
 // first run makes its counter row. The first %s is the dialect's two-argument maximum, the
-// second more of RETURNING.
-const nextRunNumber = `INSERT INTO run_counters AS c (pipeline_id, last_number)
-	VALUES (?, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0) + 1)
+// second more of RETURNING. Its parts: the INSERT's head, its row (two arguments: the pipeline
+// twice) and its ON CONFLICT.
+const (
+	nextRunNumber       = nextRunNumberInto + "VALUES (" + nextRunNumberRow + ")" + nextRunNumberUpdate
+	nextRunNumberInto   = `INSERT INTO run_counters AS c (pipeline_id, last_number) `
+	nextRunNumberRow    = `?, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = ?), 0) + 1`
+	nextRunNumberUpdate = `
 	ON CONFLICT (pipeline_id) DO UPDATE
 		SET last_number = %s(c.last_number, COALESCE((SELECT MAX(number) FROM runs WHERE pipeline_id = excluded.pipeline_id), 0)) + 1
 	RETURNING last_number%s`
+)
 
 // withPipeline reads, besides the number, the pipeline's current revision and name.
 const withPipeline = `, (SELECT revision FROM pipelines WHERE id = ?), (SELECT name FROM pipelines WHERE id = ?)`

@@ -21,9 +21,9 @@ func signedDelivery(token, body, key string) trigger.Incoming {
 // TestDeliveryRoundTrips pins what a webhook delivery costs on PostgreSQL, in round trips to
 // the server, once its URL has had a delivery: a run started is the rate bucket's take, the
 // reserve of its number and ids, and one statement that checks the trigger, its owner's right
-// and the pipeline and stores the run, its jobs, its steps and the delivery. A refused
-// delivery is the take and one statement. More is a regression: find the new statement in
-// the list the failure prints.
+// and the pipeline, claims the idempotency key if there is one, and stores the run, its jobs,
+// its steps and the delivery. A refused delivery is the take and one statement. More is a
+// regression: find the new statement in the list the failure prints.
 func TestDeliveryRoundTrips(t *testing.T) {
 	t.Parallel()
 	dsn, trips := storetest.CountRoundTrips(t, storetest.DSN(t, "postgres"))
@@ -43,10 +43,12 @@ func TestDeliveryRoundTrips(t *testing.T) {
 	}{
 		{"run started", `{"abc":"%d"}`, "", trigger.CodeStarted, 3},
 		{"variables refused", `{"TARGET":"moon%d"}`, "", trigger.CodeInvalidVariables, 2},
-		// A key is claimed in a transaction: BEGIN, the check, the key's look-up and INSERT, the
-		// number and ids, the run with its jobs and steps, the delivery, the key's delivery,
-		// COMMIT.
-		{"run started with a key", `{"abc":"%d"}`, "key-%d", trigger.CodeStarted, 10},
+		// A new key is claimed by the statement that stores the run: the same three.
+		{"run started with a key", `{"abc":"%d"}`, "key-%d", trigger.CodeStarted, 3},
+		// A key seen before: the rate bucket, the number's reserve finding it (and taking
+		// none), then a transaction that replays the first answer (BEGIN, the check, the key,
+		// the first delivery, the replay's delivery, the pipeline's name, COMMIT).
+		{"key replayed", `{"abc":"%d"}`, "key-%d", trigger.CodeReplayed, 9},
 	}
 	const n = 5
 	for _, c := range cases {
