@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/flowd/flowd/internal/store"
@@ -198,6 +199,46 @@ func TestDeliveryBasisChanges(t *testing.T) {
 		}
 		if out, _ := deliver(`{}`); out.Code != trigger.CodeNotFound {
 			t.Fatalf("trigger disabled: %s %s", out.Code, out.Body)
+		}
+	})
+}
+
+// TestDeliveryBasisConcurrent: deliveries to one URL at once share what the first kept (run
+// under -race), each starts its own run, and a change made meanwhile is seen by the
+// deliveries stored after it.
+func TestDeliveryBasisConcurrent(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		box := newBox(t)
+		svc := &trigger.Webhooks{Store: st, Runs: &trigger.Service{Store: st, Box: box}, Box: box}
+		p, u, token := hookSetup(t, st, svc)
+		const n = 16
+		codes := make(chan trigger.Code, 2*n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { codes <- svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(`{"abc":"%d"}`, i), "")).Code })
+		}
+		wg.Wait()
+		// Demoted while deliveries go on: none stored after the change starts a run.
+		if err := st.MemberSet(ctx, p.ID, u.ID, "viewer"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			wg.Go(func() { codes <- svc.Deliver(ctx, signedDelivery(token, fmt.Sprintf(`{"abc":"x%d"}`, i), "")).Code })
+		}
+		wg.Wait()
+		close(codes)
+		count := map[trigger.Code]int{}
+		for c := range codes {
+			count[c]++
+		}
+		if count[trigger.CodeStarted] != n || count[trigger.CodeInsufficientPerms] != n {
+			t.Fatalf("answers %v, want %d started and %d refused", count, n, n)
+		}
+		runs, err := st.RunList(ctx, p.ID, store.RunListParams{Limit: 100})
+		if err != nil || len(runs) != n {
+			t.Fatalf("%d runs, %v; want %d", len(runs), err, n)
 		}
 	})
 }
