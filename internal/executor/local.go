@@ -54,10 +54,12 @@ type Local struct {
 	// records nothing.
 	Procs string
 
-	mu     sync.Mutex
-	lc     *launcherConn       // the step launcher of jobs run as step users, started at the first
-	closed bool                // Close was called: no launcher starts again
-	held   map[string]*heldUID // workspace → the uid its job holds until Cleanup
+	mu        sync.Mutex
+	lc        *launcherConn // the step launcher of jobs run as step users, started at the first
+	closed    bool          // Close was called: no launcher starts again
+	kept      *folders      // finished jobs' folders, for the next jobs (see folders)
+	keptTried bool
+	held      map[string]*heldUID // workspace → the uid its job holds until Cleanup
 }
 
 // NewLocal returns a Local executor with the default shell and kill grace that starts steps
@@ -215,7 +217,16 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, dir := range []string{job.Workspace, homeOf(job.Workspace)} {
+	// The folders of a job whose uid has no process left are kept for the next jobs (see
+	// folders); any other is removed.
+	var kept *folders
+	if h != nil && len(errs) == 0 {
+		kept = l.foldersFor(filepath.Dir(job.Workspace))
+	}
+	for kind, dir := range []string{job.Workspace, homeOf(job.Workspace)} {
+		if kept.keep(kind, dir) {
+			continue
+		}
 		if err := removeTree(dir); err != nil {
 			errs = append(errs, fmt.Errorf("executor: remove workspace: %w", err))
 		}
@@ -255,8 +266,8 @@ func (l *Local) launcher() (*launcherConn, error) {
 	return lc, nil
 }
 
-// Close ends the step launcher, if one runs, which ends whatever steps are left. Call it once
-// the executor's jobs have ended.
+// Close ends the step launcher, if one runs, which ends whatever steps are left, and removes
+// the kept folders. Call it once the executor's jobs have ended.
 func (l *Local) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -264,6 +275,22 @@ func (l *Local) Close() {
 	if l.lc != nil {
 		l.lc.close()
 	}
+	l.kept.close()
+}
+
+// foldersFor returns the folders kept for workspaces in root (see folders), set up at the
+// first job; nil once closed, or when root cannot hold them.
+func (l *Local) foldersFor(root string) *folders {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	if !l.keptTried {
+		l.keptTried = true
+		l.kept = newFolders(root)
+	}
+	return l.kept
 }
 
 // removeTree removes dir; folders a step made read-only (such as Go's module cache) are made
@@ -315,9 +342,17 @@ func (l *Local) prepare(ctx context.Context, r *localRun) error {
 	l.held[ws] = &heldUID{uid: uid, since: time.Now()}
 	l.mu.Unlock()
 	home := homeOf(ws)
-	for _, dir := range []string{ws, home, filepath.Join(home, "tmp")} {
-		if err := freshDir(dir, uid); err != nil {
+	kept := l.foldersFor(filepath.Dir(ws))
+	if !kept.take(folderWorkspace, ws, uid) {
+		if err := freshDir(ws, uid); err != nil {
 			return err
+		}
+	}
+	if !kept.take(folderHome, home, uid) {
+		for _, dir := range []string{home, filepath.Join(home, "tmp")} {
+			if err := freshDir(dir, uid); err != nil {
+				return err
+			}
 		}
 	}
 	r.cred = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
