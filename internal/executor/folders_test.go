@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/flowd/flowd/internal/run"
 )
@@ -88,4 +89,39 @@ echo ok`)
 	if _, err := os.Lstat(homeOf(third.Workspace)); !os.IsNotExist(err) {
 		t.Errorf("the HOME with a link was not removed: %v", err)
 	}
+}
+
+// TestEarlierAttemptHoldsTheWorkspace runs a job again (a later attempt, same workspace) while
+// an earlier attempt of it still runs on the same executor: the later one starts only once the
+// earlier one's Cleanup gave the workspace and its uid back, and gets a clean workspace.
+func TestEarlierAttemptHoldsTheWorkspace(t *testing.T) {
+	t.Parallel()
+	l := isolatedLocal(t, 2)
+	first := isolatedJob(workspaceRoot(t), 60, `echo left > marker; echo first; sleep 0.5`)
+	second := first
+	second.Steps = []Step{{ID: 1, Name: "s1", Script: `test ! -e marker && echo clean`}}
+	var out1, out2 syncBuffer
+	done1, done2 := make(chan Result, 1), make(chan Result, 1)
+	go func() { done1 <- l.Run(context.Background(), first, &out1, &recorder{t: t}) }()
+	waitFor(t, 10*time.Second, "the first attempt's step", func() bool { return strings.Contains(out1.String(), "first") })
+	go func() { done2 <- l.Run(context.Background(), second, &out2, &recorder{t: t}) }()
+	if res := <-done1; res.Status != run.Success {
+		t.Fatalf("first attempt: %+v\n%s", res, out1.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if out2.String() != "" {
+		t.Fatalf("the later attempt started before the earlier one's cleanup:\n%s", out2.String())
+	}
+	if err := l.Cleanup(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done2:
+		if res.Status != run.Success || !strings.Contains(out2.String(), "clean") {
+			t.Errorf("later attempt: %+v\n%s", res, out2.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the later attempt did not start after the earlier one's cleanup")
+	}
+	l.Cleanup(context.Background(), second)
 }

@@ -144,7 +144,9 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 				}
 			}
 			l.mu.Lock()
-			l.held[job.Workspace].swept = true
+			if h := l.held[job.Workspace]; h != nil && h.uid == r.cred.Uid {
+				h.swept = true
+			}
 			l.mu.Unlock()
 		}()
 	}
@@ -335,12 +337,26 @@ func (l *Local) prepare(ctx context.Context, r *localRun) error {
 	if err != nil {
 		return err
 	}
-	l.mu.Lock()
-	if l.held == nil {
-		l.held = map[string]*heldUID{}
+	// An earlier attempt of this job, lost but still ending on this server, may hold the
+	// workspace (and its uid) until its Cleanup: wait for that rather than share either.
+	for {
+		l.mu.Lock()
+		if l.held == nil {
+			l.held = map[string]*heldUID{}
+		}
+		if _, busy := l.held[ws]; !busy {
+			l.held[ws] = &heldUID{uid: uid, since: time.Now()}
+			l.mu.Unlock()
+			break
+		}
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			l.Users.release(uid)
+			return context.Cause(ctx)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	l.held[ws] = &heldUID{uid: uid, since: time.Now()}
-	l.mu.Unlock()
 	home := homeOf(ws)
 	kept := l.foldersFor(filepath.Dir(ws))
 	if !kept.take(folderWorkspace, ws, uid) {
