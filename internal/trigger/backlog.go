@@ -19,7 +19,8 @@ import (
 //
 // Counting the queue at every delivery would cost a query per delivery, so the backlog keeps
 // the counts and refreshes them from the database at most every Every (one query on an index),
-// and the rate of ended runs at most every 8 × Every; between refreshes it adds the runs this
+// and the rate of ended runs at most every 8 × Every (every Every while none is known to have
+// ended); between refreshes it adds the runs this
 // server accepted since the last refresh began. So a bound is soft: it may be passed by what
 // the other servers sharing the database accept within one refresh interval, plus the
 // deliveries decided at the same moment (each checks before any of them is stored); and a run
@@ -231,7 +232,10 @@ func (b *Backlog) refresh(ctx context.Context) {
 	b.loading = done
 	pending, pendingTotal := b.since, b.sinceTotal // committed before the counts are read
 	b.since, b.sinceTotal = map[int64]int64{}, 0
-	withRate := time.Since(b.rateAt) >= rateEvery*every
+	// With no run ended as far as the last count knows, the seconds bound cannot refuse yet:
+	// look at the rate with every count until one has, so a burst at a server that has just
+	// started (or was idle) is over the bound within Every, not within rateEvery × Every.
+	withRate := time.Since(b.rateAt) >= rateEvery*every || b.all.N == 0
 	b.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
