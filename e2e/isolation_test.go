@@ -310,17 +310,7 @@ func TestRestartKillsStepsOfAKilledServer(t *testing.T) {
 	t.Parallel()
 	data, dsn := newDatabase(t, "sqlite")
 	args := []string{"--step-user", "none", "--executors", "1"}
-	srv := startServer(t, data, dsn, args...)
-	admin := srv.token("admin", adminPassword)
-	secs := 600 + rand.IntN(100000)*10 + 3 // unique to this test: its processes' marker
-	marker := fmt.Sprintf("sleep %d", secs)
-	t.Cleanup(func() { killProcesses(marker) })
-	if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline("slow", secs), nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	if code := srv.api(admin, "POST", "/api/v1/pipelines/slow/runs", map[string]any{}, nil); code != 201 {
-		t.Fatalf("run: %d", code)
-	}
+	srv, marker := startSlowStep(t, data, dsn, 3, args...)
 	// The shim's and the shell's arguments hold the script, hence the marker too.
 	isSleep := func(c string) bool { return c == marker }
 	isShim := func(c string) bool { return strings.Contains(c, marker) && strings.Contains(c, "__step-shim") }
@@ -398,17 +388,7 @@ func TestRestartKillsStepsOfAKilledLauncher(t *testing.T) {
 	t.Parallel()
 	data, dsn := newDatabase(t, "sqlite")
 	args := []string{"--executors", "1"}
-	srv := startServer(t, data, dsn, args...)
-	admin := srv.token("admin", adminPassword)
-	secs := 600 + rand.IntN(100000)*10 + 7 // unique to this test: its processes' marker
-	marker := fmt.Sprintf("sleep %d", secs)
-	t.Cleanup(func() { killProcesses(marker) })
-	if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline("slow", secs), nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	if code := srv.api(admin, "POST", "/api/v1/pipelines/slow/runs", map[string]any{}, nil); code != 201 {
-		t.Fatalf("run: %d", code)
-	}
+	srv, marker := startSlowStep(t, data, dsn, 7, args...)
 	isSleep := func(c string) bool { return c == marker }
 	waitFor(t, "the step's sleep", func() bool { return len(pidsWhere(isSleep)) > 0 })
 	server := srv.cmd.Process.Pid
@@ -434,6 +414,25 @@ func TestRestartKillsStepsOfAKilledLauncher(t *testing.T) {
 	if pids := pidsWhere(isSleep); len(pids) > 0 {
 		t.Errorf("processes of the killed server's step still run after the restart: %v", pids)
 	}
+}
+
+// startSlowStep starts a server on data and dsn with args, and a run of a pipeline whose step
+// sleeps; it returns the server and the sleep's command line ("sleep N", N unique to the test,
+// ending in digit), whose processes the test's cleanup kills.
+func startSlowStep(t *testing.T, data, dsn string, digit int, args ...string) (*server, string) {
+	t.Helper()
+	srv := startServer(t, data, dsn, args...)
+	admin := srv.token("admin", adminPassword)
+	secs := 600 + rand.IntN(100000)*10 + digit
+	marker := fmt.Sprintf("sleep %d", secs)
+	t.Cleanup(func() { killProcesses(marker) })
+	if code := srv.api(admin, "POST", "/api/v1/pipelines", slowPipeline("slow", secs), nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	if code := srv.api(admin, "POST", "/api/v1/pipelines/slow/runs", map[string]any{}, nil); code != 201 {
+		t.Fatalf("run: %d", code)
+	}
+	return srv, marker
 }
 
 // parentOf is the parent pid of process pid (0 when it is gone).
