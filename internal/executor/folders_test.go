@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,8 +97,24 @@ echo ok`)
 // earlier one's Cleanup gave the workspace and its uid back, and gets a clean workspace.
 func TestEarlierAttemptHoldsTheWorkspace(t *testing.T) {
 	t.Parallel()
-	l := isolatedLocal(t, 2)
-	first := isolatedJob(workspaceRoot(t), 60, `echo left > marker; echo first; sleep 0.5`)
+	for _, isolated := range []bool{true, false} {
+		t.Run(fmt.Sprintf("isolated=%v", isolated), func(t *testing.T) {
+			t.Parallel()
+			var l *Local
+			var first Job
+			if isolated {
+				l = isolatedLocal(t, 2)
+				first = isolatedJob(workspaceRoot(t), 60, `echo left > marker; echo first; sleep 0.5`)
+			} else {
+				l = newLocal(t)
+				first = newJob(t, `echo left > marker; echo first; sleep 0.5`)
+			}
+			earlierAttemptHolds(t, l, first)
+		})
+	}
+}
+
+func earlierAttemptHolds(t *testing.T, l *Local, first Job) {
 	second := first
 	second.Steps = []Step{{ID: 1, Name: "s1", Script: `test ! -e marker && echo clean`}}
 	var out1, out2 syncBuffer

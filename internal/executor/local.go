@@ -214,7 +214,8 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	}
 	l.mu.Unlock()
 	var errs []error
-	if h != nil {
+	isolated := h != nil && l.Users != nil
+	if isolated {
 		if err := l.Users.Reclaim(ctx, claim.uid, l.shell()[0], claim.swept, claim.since); err != nil {
 			errs = append(errs, err)
 		}
@@ -222,7 +223,7 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 	// The folders of a job whose uid has no process left are kept for the next jobs (see
 	// folders); any other is removed.
 	var kept *folders
-	if h != nil && len(errs) == 0 {
+	if isolated && len(errs) == 0 {
 		kept = l.foldersFor(filepath.Dir(job.Workspace))
 	}
 	for kind, dir := range []string{job.Workspace, homeOf(job.Workspace)} {
@@ -233,16 +234,22 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 			errs = append(errs, fmt.Errorf("executor: remove workspace: %w", err))
 		}
 	}
-	if h != nil && len(errs) == 0 {
+	switch {
+	case isolated && len(errs) == 0:
 		l.mu.Lock()
 		delete(l.held, job.Workspace)
 		l.mu.Unlock()
 		l.Users.release(claim.uid)
+	case h != nil && !isolated: // no uid to keep from the next job: the workspace is free
+		l.mu.Lock()
+		delete(l.held, job.Workspace)
+		l.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
 
-// heldUID is the uid a job holds from prepare to Cleanup.
+// heldUID is what a job holds from prepare to Cleanup: its workspace and, run as a step user,
+// its uid (0 without Users).
 type heldUID struct {
 	uid   uint32
 	since time.Time // taken before any process ran as uid for this job
@@ -330,12 +337,12 @@ func homeOf(ws string) string { return ws + HomeSuffix }
 // environment's HOME and TMPDIR point at them.
 func (l *Local) prepare(ctx context.Context, r *localRun) error {
 	ws := r.job.Workspace
-	if l.Users == nil {
-		return os.MkdirAll(ws, 0o700)
-	}
-	uid, err := l.Users.acquire(ctx)
-	if err != nil {
-		return err
+	var uid uint32
+	if l.Users != nil {
+		var err error
+		if uid, err = l.Users.acquire(ctx); err != nil {
+			return err
+		}
 	}
 	// An earlier attempt of this job, lost but still ending on this server, may hold the
 	// workspace (and its uid) until its Cleanup: wait for that rather than share either.
@@ -352,10 +359,15 @@ func (l *Local) prepare(ctx context.Context, r *localRun) error {
 		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			l.Users.release(uid)
+			if l.Users != nil {
+				l.Users.release(uid)
+			}
 			return context.Cause(ctx)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+	if l.Users == nil {
+		return os.MkdirAll(ws, 0o700)
 	}
 	home := homeOf(ws)
 	kept := l.foldersFor(filepath.Dir(ws))
