@@ -234,16 +234,14 @@ func (l *Local) Cleanup(ctx context.Context, job Job) error {
 			errs = append(errs, fmt.Errorf("executor: remove workspace: %w", err))
 		}
 	}
-	switch {
-	case isolated && len(errs) == 0:
+	// The workspace is free again; a uid only once nothing of the job's is left.
+	if h != nil && (!isolated || len(errs) == 0) {
 		l.mu.Lock()
 		delete(l.held, job.Workspace)
 		l.mu.Unlock()
-		l.Users.release(claim.uid)
-	case h != nil && !isolated: // no uid to keep from the next job: the workspace is free
-		l.mu.Lock()
-		delete(l.held, job.Workspace)
-		l.mu.Unlock()
+		if isolated {
+			l.Users.release(claim.uid)
+		}
 	}
 	return errors.Join(errs...)
 }
