@@ -26,21 +26,30 @@ func TestOneStepRunWrites(t *testing.T) {
 		"sqlite":   {Writes: 2, Transactions: 2, Statements: 16},
 		"postgres": {Writes: 2, Transactions: 2, Statements: 14},
 	}
+	// The run's creation is counted too: the scheduler may claim the run before create
+	// returns, so the count starts before it. It is one write of its own: on SQLite the run,
+	// its number, its jobs and its steps (4); on PostgreSQL one statement.
+	create := map[string]store.WriteStats{
+		"sqlite":   {Writes: 1, Transactions: 1, Statements: 4},
+		"postgres": {Writes: 1, Transactions: 1, Statements: 1},
+	}
 	forEach(t, func(t *testing.T, dialect string) {
 		f := newFixtureConfig(t, dialect, 1, t.TempDir(), nil, func(c *Config) { c.Logs.FlushDelay = time.Hour })
 		for i := range 3 {
-			r := f.create(t, nil, job(0, "j", "echo hi"))
 			before := f.st.WriteStats()
+			r := f.create(t, nil, job(0, "j", "echo hi"))
 			got := f.wait(t, r.ID, terminal)
 			after := f.st.WriteStats()
 			if got.Status != run.Success {
 				t.Fatalf("run %d: %s", i, got.Status)
 			}
-			cost := store.WriteStats{Writes: after.Writes - before.Writes, Transactions: after.Transactions - before.Transactions,
-				Statements: after.Statements - before.Statements}
-			t.Logf("run %d: %+v", i, cost)
+			c := create[dialect]
+			cost := store.WriteStats{Writes: after.Writes - before.Writes - c.Writes,
+				Transactions: after.Transactions - before.Transactions - c.Transactions,
+				Statements:   after.Statements - before.Statements - c.Statements}
+			t.Logf("run %d: %+v besides its creation", i, cost)
 			if cost != want[dialect] {
-				t.Errorf("run %d cost %+v, want %+v", i, cost, want[dialect])
+				t.Errorf("run %d cost %+v besides its creation %+v, want %+v", i, cost, c, want[dialect])
 			}
 		}
 	})
