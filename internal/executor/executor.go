@@ -28,6 +28,12 @@ type Step struct {
 // Job is what an executor runs.
 type Job struct {
 	RunID, JobID int64
+	// Attempt is the id of the job's attempt this Run is (0 when unknown, as in a sweep's
+	// Cleanup): containers, networks and volumes are labelled with it.
+	Attempt int64
+	// Container, when set, runs the steps in a container (Docker); nil runs them as processes
+	// on this host (Local). Env then holds no PATH or HOME of the host: the image's stand.
+	Container *run.Container
 	// Workspace is an absolute folder; Run creates it (mode 0700) if missing and runs every
 	// step in it. Cleanup removes it.
 	Workspace string

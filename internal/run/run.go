@@ -150,7 +150,10 @@ type Job struct {
 	Timeout   time.Duration     `json:"-"`
 	Env       map[string]string `json:"-"`
 	// RetryLost is how many more attempts the job gets when its runner is lost.
-	RetryLost  int        `json:"-"`
+	RetryLost int `json:"-"`
+	// Container, when set, runs the job's steps in a container of its image (the job's or the
+	// pipeline's image:); nil runs them as processes on the runner's host.
+	Container  *Container `json:"container,omitempty"`
 	Message    string     `json:"message,omitempty"` // why it failed or was canceled
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
@@ -158,6 +161,46 @@ type Job struct {
 	Attempt  int       `json:"attempt"`
 	Attempts []Attempt `json:"attempts,omitempty"`
 	Steps    []Step    `json:"steps"`
+}
+
+// Container is how a job runs in a container (YAML image:, container: and services:). A job's
+// is fixed when its run is created, as its steps are.
+type Container struct {
+	// Image is the image reference the job's container starts from, such as "golang:1.26".
+	Image string `json:"image"`
+	// User runs the steps as a uid or uid:gid ("1000", "1000:1000"); "" is the image's user.
+	User string `json:"user,omitempty"`
+	// Network is NetworkBridge (also for "") or NetworkNone.
+	Network string `json:"network,omitempty"`
+	// CPUs bounds the CPUs the job may use (1.5: one and a half); 0 is the server's maximum.
+	CPUs float64 `json:"cpus,omitempty"`
+	// Memory bounds the job's memory in bytes; 0 is the server's maximum.
+	Memory int64 `json:"memory,omitempty"`
+	// Pull is when the image is pulled: PullIfNotPresent (also for ""), PullNever or PullAlways.
+	Pull string `json:"pull,omitempty"`
+	// Services are the sidecar containers started before the job's first step, reachable from
+	// the job by their names, removed with the job.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Container network modes and pull policies.
+const (
+	NetworkBridge    = "bridge"
+	NetworkNone      = "none"
+	PullIfNotPresent = "if-not-present"
+	PullNever        = "never"
+	PullAlways       = "always"
+)
+
+// Service is one sidecar container of a job.
+type Service struct {
+	// Name is the host name the job reaches the service by ("postgres", "db").
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	// Env is the service container's environment (such as POSTGRES_PASSWORD).
+	Env map[string]string `json:"env,omitempty"`
+	// Command replaces the image's command (CMD), not its entrypoint; empty keeps it.
+	Command []string `json:"command,omitempty"`
 }
 
 // AttemptState is where one attempt of a job is. A claim creates it running; a cancel moves
