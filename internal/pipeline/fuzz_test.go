@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 		designExample,
 		designExampleDeclared,
 		minimal,
+		containerJobs,
 		withSecrets,
 		"",
 		"name: x\nstages: [\n",

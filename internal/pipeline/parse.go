@@ -102,6 +102,11 @@ type parser struct {
 	src       []byte     // the definition, to place problems inside expressions
 	lines     []string   // src split into lines, once needed
 	rules     *rules.Env // once needed
+	// The pipeline's image: its text, whether it is valid, whether it is given at all, and
+	// where its value is (see containerOf).
+	image               string
+	imageOK, imageGiven bool
+	imagePos            Position
 }
 
 // addf records a problem at n (which may be nil: position unknown). The message is "path: ...".
@@ -368,7 +373,7 @@ func (ps *parser) globs(n *yaml.Node, at string) []string {
 	return list
 }
 
-var topKeys = []string{"name", "description", "variables", "source", "webhook", "concurrency", "queue", "stages"}
+var topKeys = []string{"name", "description", "image", "variables", "source", "webhook", "concurrency", "queue", "stages"}
 
 // pipeline walks the root mapping of a definition.
 func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
@@ -409,6 +414,14 @@ func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	if f, ok := byName["queue"]; ok {
 		p.Queue = ps.queue(f)
+	}
+	if f, ok := byName["image"]; ok && !isNull(ps.node(f.val)) {
+		ps.imageGiven = true
+		ps.image, ps.imageOK = ps.imageRef(f)
+		ps.imagePos = posOf(ps.valueOrKey(f))
+		if ps.imageOK {
+			p.Image = ps.image
+		}
 	}
 	if f, ok := byName["stages"]; ok {
 		p.Stages = ps.stages(f)
@@ -722,7 +735,7 @@ func describe(n *yaml.Node) string {
 
 var (
 	stageKeys = []string{"name", "jobs"}
-	jobKeys   = []string{"name", "timeout", "env", "retry", "steps"}
+	jobKeys   = []string{"name", "image", "container", "services", "timeout", "env", "retry", "steps"}
 	stepKeys  = []string{"name", "run"}
 )
 
@@ -829,13 +842,24 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 	var jobs []Job
 	for at, n := range ps.mappingItems(f, "at least one job is required") {
 		job := Job{Timeout: DefaultJobTimeout}
-		var nameField, stepsField *field
+		var (
+			nameField, stepsField *field
+			jc                    jobContainer
+		)
 		fields := ps.mapping(n, at, jobKeys)
 		for k := range fields {
 			g := &fields[k]
 			switch g.name {
 			case "name":
 				nameField = g
+			case "image":
+				if !isNull(ps.node(g.val)) { // null counts as absent
+					jc.image = g
+				}
+			case "container":
+				jc.container = g
+			case "services":
+				jc.service = g
 			case "steps":
 				stepsField = g
 			case "timeout":
@@ -859,6 +883,11 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 			}
 		}
 		job.Name = ps.entityName(n, nameField, at, "job", seen)
+		job.Pos.Job = posOf(n)
+		if nameField != nil {
+			job.Pos.Job = posOf(ps.valueOrKey(*nameField))
+		}
+		job.Container = ps.containerOf(jc, &job.Pos)
 		if stepsField == nil {
 			ps.addf(n, join(at, "steps"), "at least one step is required")
 		} else {

@@ -91,6 +91,7 @@ func TestParseDesignExample(t *testing.T) {
 				Timeout: 10 * time.Minute,
 				Env:     map[string]string{"GREETING": "hi"},
 				Steps:   []Step{{Name: "echo", Run: `echo "abc=$abc"`}},
+				Pos:     JobPos{Job: Position{Line: 25, Column: 15}},
 			}},
 		}},
 	}
@@ -125,7 +126,7 @@ func TestParseValid(t *testing.T) {
 		check func(t *testing.T, p *Pipeline)
 	}{
 		{"defaults", minimal, func(t *testing.T, p *Pipeline) {
-			want := &Pipeline{Name: "x", Stages: []Stage{{Name: "s", Jobs: []Job{{Name: "j", Timeout: DefaultJobTimeout, Steps: []Step{{Name: "make", Run: "make"}}}}}}}
+			want := &Pipeline{Name: "x", Stages: []Stage{{Name: "s", Jobs: []Job{{Name: "j", Timeout: DefaultJobTimeout, Steps: []Step{{Name: "make", Run: "make"}}, Pos: JobPos{Job: Position{Line: 5, Column: 15}}}}}}}
 			if !reflect.DeepEqual(p, want) {
 				t.Errorf("got %#v, want %#v", p, want)
 			}
@@ -227,7 +228,7 @@ func TestParseInvalid(t *testing.T) {
 		{"invalid name", "name: Hello_World\n" + minimal[8:], []string{`1:7: name: "Hello_World" is not a valid pipeline name: use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit`}},
 		{"name of wrong type", "name: [a]\n" + minimal[8:], []string{"1:7: name: must be a string, not a sequence"}},
 		{"unknown top-level key with suggestion", "nmae: x\n" + minimal, []string{`1:1: nmae: unknown key (did you mean "name"?)`}},
-		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, variables, source, webhook, concurrency, queue, stages)"}},
+		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, image, variables, source, webhook, concurrency, queue, stages)"}},
 		{"duplicate key", minimal + "name: y\n", []string{"8:1: name: duplicate key (first at line 1)"}},
 		{"unknown job key", job("        step: []\n        steps: [{run: a}]\n"), []string{`6:9: stages[0].jobs[0].step: unknown key (did you mean "steps"?)`}},
 		{"variables not a mapping", "variables: [a]\n" + minimal, []string{"1:12: variables: must be a mapping, not a sequence"}},

@@ -27,13 +27,33 @@
 //     `queue: {}` is no bound.
 //   - Reserved names (FLOWD_*, PATH, HOME) are matched case-insensitively, because environments
 //     are case-insensitive on Windows agents.
+//   - image: at the top is every job's image unless the job names its own; a job without either
+//     runs on the host (Job.Container nil). container: and services: exist per job only, and need
+//     an image. An image reference is checked as Docker reads one ([REGISTRY/]PATH[:TAG][@DIGEST],
+//     lowercase path, digest sha256 or sha512); variables are not expanded in it.
+//   - container.user is a uid or uid:gid only (a name would need the image's /etc/passwd);
+//     container.network is bridge or none (never host); cpus from 0.01 to 1024; memory from
+//     6Mi (Docker's minimum) in bytes or with a unit k/K, M, G, T (1000-based) or Ki, Mi, Gi, Ti
+//     (1024-based), Docker's own m and g refused as ambiguous (ParseMemory).
+//   - A service given as a string is named as GitLab names it: the last part of its image's path
+//     without tag or digest, with characters a host name cannot hold replaced by '-'
+//     (registry.example.com/team/postgres:16 is "postgres"). Service names are lowercase DNS
+//     labels, unique in their job, never localhost. A string command is split into words as a
+//     shell would, without expansions. A service's env is literal: run variables do not reach it.
+//   - Job.Pos records where each job, its image and its container's cpus and memory are, so that
+//     a server's Policy, checked when a definition is saved, can point at them.
 package pipeline
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/flowd/flowd/internal/run"
 )
 
 // DefaultJobTimeout is a job's timeout when its definition gives none.
@@ -49,6 +69,7 @@ const MaxJobTimeout = 24 * time.Hour
 type Pipeline struct {
 	Name        string
 	Description string
+	Image       string       // every job's image unless it has its own; "" = none
 	Variables   []Variable   // declaration order
 	Source      *Source      // nil when absent
 	Webhook     *Webhook     // nil when absent
@@ -115,7 +136,30 @@ type Job struct {
 	// RetryRunnerLost is how many more attempts the job gets when its runner is lost
 	// (retry: {when: [runner_lost], max: N}); 0 = none, at most MaxRetries.
 	RetryRunnerLost int
-	Steps           []Step
+	// Container is how the job runs in a container: its image (its own or the pipeline's)
+	// with its container: options and services:; nil runs it on the host.
+	Container *run.Container
+	Steps     []Step
+	// Pos is where the job and its parts are in the definition.
+	Pos JobPos
+}
+
+// Position is a 1-based line and column in a definition; the zero Position is unknown.
+type Position struct{ Line, Column int }
+
+// posOf is where n is; the zero Position for nil.
+func posOf(n *yaml.Node) Position {
+	if n == nil {
+		return Position{}
+	}
+	return Position{Line: n.Line, Column: n.Column}
+}
+
+// JobPos is where a job's parts are in its definition: the job (its name), its image (its own
+// image: or the pipeline's, zero when none) and its container's cpus and memory (zero when not
+// given).
+type JobPos struct {
+	Job, Image, CPUs, Memory Position
 }
 
 // Step is one shell command of a job. Name defaults to the first non-blank line of Run, trimmed and
@@ -202,12 +246,9 @@ func (p *Pipeline) clone() *Pipeline {
 		jobs := slices.Clone(c.Stages[i].Jobs)
 		for j := range jobs {
 			if jobs[j].Env != nil {
-				env := make(map[string]string, len(jobs[j].Env))
-				for k, v := range jobs[j].Env {
-					env[k] = v
-				}
-				jobs[j].Env = env
+				jobs[j].Env = maps.Clone(jobs[j].Env)
 			}
+			jobs[j].Container = jobs[j].Container.Clone()
 			jobs[j].Steps = slices.Clone(jobs[j].Steps)
 		}
 		c.Stages[i].Jobs = jobs

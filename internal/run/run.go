@@ -6,6 +6,8 @@ package run
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -181,6 +183,20 @@ type Container struct {
 	// Services are the sidecar containers started before the job's first step, reachable from
 	// the job by their names, removed with the job.
 	Services []Service `json:"services,omitempty"`
+}
+
+// Clone returns a deep copy of c (nil for nil).
+func (c *Container) Clone() *Container {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.Services = slices.Clone(c.Services)
+	for i, svc := range out.Services {
+		out.Services[i].Env = maps.Clone(svc.Env)
+		out.Services[i].Command = slices.Clone(svc.Command)
+	}
+	return &out
 }
 
 // Container network modes and pull policies.
