@@ -201,10 +201,3 @@ func benchJobs(b *testing.B, l *Local, isolated bool) {
 		}
 	}
 }
-
-type nopReporter struct{}
-
-func (nopReporter) StepStarted(context.Context, int64) error { return nil }
-func (nopReporter) StepFinished(context.Context, int64, run.Status, *int) error {
-	return nil
-}
