@@ -19,6 +19,7 @@ import (
 	"github.com/flowd/flowd/internal/api"
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/config"
+	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/logs"
 	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/scheduler"
@@ -81,12 +82,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	defer releaseUIDs() // when Run returns: the scheduler has stopped every job by then
 	requireTrusted := exec.Users == nil
 	holder := store.Holder{Node: node.Name, Instance: node.Instance} // the instance registered in nodes
+	containers, err := newContainers(ctx, cfg, node.Name, key, exec, logger)
+	if err != nil {
+		return err
+	}
+	defer containers.Close()
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
 	sched := scheduler.New(scheduler.Config{
 		Store:          st,
-		Executor:       exec,
+		Executor:       executor.Router{Host: exec, Containers: containers},
 		Logs:           appender,
 		Box:            box,
 		Slots:          cfg.Executors,
@@ -94,6 +100,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Metrics:        m,
 		Logger:         logger.With("component", "scheduler"),
 		RequireTrusted: requireTrusted,
+		DefaultImage:   cfg.DefaultImage,
+		RequireImage:   !cfg.AllowHostJobs,
 		Holder:         holder,
 		TTL:            cfg.LeaseTTL,
 		WakeOthers:     cl.wakeWork(func() {}), // only the others: the scheduler wakes itself
@@ -117,7 +125,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
-	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted}
+	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted,
+		DefaultImage: cfg.DefaultImage}
 	backlog := &trigger.Backlog{Store: st, MaxRuns: cfg.MaxQueuedRuns, MaxSeconds: cfg.MaxQueueSeconds,
 		Logger: logger.With("component", "backlog")}
 	if err := m.WatchQueue(func(ctx context.Context) metrics.Queue {
@@ -201,6 +210,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		defer close(pruneDone)
 		pruneDeliveries(runCtx, st, cfg, logger)
 	}()
+	containersDone := make(chan struct{})
+	go func() {
+		defer close(containersDone)
+		sweepContainers(runCtx, containers, st, logger.With("component", "docker"))
+	}()
 	expireDone := make(chan struct{})
 	go func() { defer close(expireDone); expireLogs(runCtx, st, time.Duration(cfg.LogRetention), logger) }()
 
@@ -224,6 +238,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	<-pruneDone
 	<-clusterDone
 	<-expireDone
+	<-containersDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed
 	if err := <-shutdownDone; err != nil {

@@ -74,6 +74,19 @@ type Config struct {
 	// LeaseTTL is how long a job attempt's lease lasts without a renewal; runners renew every
 	// LeaseTTL/3, and the leader rescues attempts whose lease expired (database time).
 	LeaseTTL time.Duration
+	// JobExecutor runs jobs without image: "process" (on this host) or "docker" (in a container
+	// of DefaultImage, which it needs).
+	JobExecutor string
+	// DefaultImage is the image of jobs without one; "" = none (they run on this host).
+	DefaultImage string
+	// AllowHostJobs false refuses, at save time and when a job is claimed, jobs that would
+	// run on this host (without image and without DefaultImage).
+	AllowHostJobs bool
+	// ContainerMaxCPUs and ContainerMaxMemory bound every job's container (and what a job may
+	// ask for); 0 = no bound. ContainerPids bounds its processes.
+	ContainerMaxCPUs   float64
+	ContainerMaxMemory Size
+	ContainerPids      int64
 	// Version is the version of the flowd binary, set by cmd/flowd (not a flag); the node
 	// list shows it. "" = unknown.
 	Version string
@@ -96,6 +109,9 @@ func Default() Config {
 		LogRetention:   Age(90 * 24 * time.Hour),
 		ShutdownGrace:  10 * time.Second,
 		LeaseTTL:       60 * time.Second,
+		JobExecutor:    "process",
+		AllowHostJobs:  true,
+		ContainerPids:  4096,
 	}
 }
 
@@ -124,6 +140,12 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.Var(&c.LogRetention, "log-retention", "how long the logs of finished runs are kept: a `duration` such as 90d or 720h; 0 keeps them forever (FLOWD_LOG_RETENTION)")
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "`name` of this server among those sharing one database (FLOWD_NODE_NAME); default hostname-<hash of the data folder>")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long a running job's lease lasts without a heartbeat before it is rescued, e.g. 60s (FLOWD_LEASE_TTL)")
+	fs.StringVar(&c.JobExecutor, "executor", c.JobExecutor, "how jobs without image: run: process (on this host) or docker (in a container of --default-image) (FLOWD_EXECUTOR)")
+	fs.StringVar(&c.DefaultImage, "default-image", c.DefaultImage, "`image` of jobs without image: (needed by --executor docker) (FLOWD_DEFAULT_IMAGE)")
+	fs.BoolVar(&c.AllowHostJobs, "allow-host-jobs", c.AllowHostJobs, "run jobs without image: (and without --default-image) on this host; false refuses them when a pipeline is saved (FLOWD_ALLOW_HOST_JOBS)")
+	fs.Float64Var(&c.ContainerMaxCPUs, "container-max-cpus", c.ContainerMaxCPUs, "most `CPUs` a job's container gets or may ask for (container: cpus); 0 = no bound (FLOWD_CONTAINER_MAX_CPUS)")
+	fs.Var(&c.ContainerMaxMemory, "container-max-memory", "most memory a job's container gets or may ask for (container: memory), a `size` such as 2GiB; 0 = no bound (FLOWD_CONTAINER_MAX_MEMORY)")
+	fs.Int64Var(&c.ContainerPids, "container-pids", c.ContainerPids, "most `processes` in a job's container (FLOWD_CONTAINER_PIDS)")
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -200,6 +222,21 @@ func (c *Config) Validate() error {
 	}
 	if c.LogRetention != 0 && time.Duration(c.LogRetention) < time.Hour {
 		errs = append(errs, fmt.Errorf("--log-retention must be 0 (keep forever) or at least 1h, got %v", c.LogRetention))
+	}
+	switch c.JobExecutor {
+	case "process":
+	case "docker":
+		if c.DefaultImage == "" {
+			errs = append(errs, errors.New("--executor docker runs jobs without image: in a container of --default-image: give one, such as --default-image debian:12"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--executor must be process or docker, got %q", c.JobExecutor))
+	}
+	if c.DefaultImage != "" && strings.ContainsAny(c.DefaultImage, " \t\n") {
+		errs = append(errs, fmt.Errorf("--default-image must be an image reference such as debian:12, got %q", c.DefaultImage))
+	}
+	if c.ContainerMaxCPUs < 0 || c.ContainerMaxMemory < 0 || c.ContainerPids < 16 {
+		errs = append(errs, fmt.Errorf("--container-max-cpus and --container-max-memory must be 0 (no bound) or more, and --container-pids at least 16, got %g, %v and %d", c.ContainerMaxCPUs, c.ContainerMaxMemory, c.ContainerPids))
 	}
 	if c.Database == "" {
 		c.Database = "sqlite:" + filepath.Join(c.Data, "flowd.db")

@@ -81,7 +81,16 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release, recorded
 		}
 	}()
 
-	if s.cfg.RequireTrusted && !c.Trusted {
+	if c.Job.Container == nil && s.cfg.DefaultImage != "" {
+		c.Job.Container = &run.Container{Image: s.cfg.DefaultImage}
+	}
+	if c.Job.Container == nil && s.cfg.RequireImage {
+		end.Message = hostRefusedMessage(c.Job.Name)
+		s.line(c, end.Message)
+		return
+	}
+	// A job in a container runs outside the server's trust, whoever runs the server.
+	if s.cfg.RequireTrusted && !c.Trusted && c.Job.Container == nil {
 		end.Message = untrustedMessage(c.Run.Pipeline)
 		s.line(c, end.Message)
 		return
@@ -114,6 +123,12 @@ func (s *Scheduler) runJob(ctx context.Context, c store.Claim, release, recorded
 		}
 		fmt.Fprintf(w, "%s\n", end.Message)
 	}
+}
+
+// hostRefusedMessage ends a job without image on a server that runs jobs only in containers.
+func hostRefusedMessage(job string) string {
+	return fmt.Sprintf("refused: this server runs jobs only in containers (--allow-host-jobs=false), and job %q has no image: "+
+		"give it image: (or the pipeline one) and run the pipeline again", job)
 }
 
 // logFailure is the message of a job whose log could not be stored: its output stopped being

@@ -75,6 +75,12 @@ type Config struct {
 	// job of a pipeline that is not trusted (now, when it is claimed) fails before it starts,
 	// whatever let its run be queued.
 	RequireTrusted bool
+	// DefaultImage, when set, runs the jobs without image in a container of it
+	// (--executor docker --default-image).
+	DefaultImage string
+	// RequireImage fails the jobs that would run on this host (no image, no DefaultImage)
+	// before they start (--allow-host-jobs=false): a pipeline saved before the flag was set.
+	RequireImage bool
 }
 
 // untrustedMessage ends a job of pipeline that RequireTrusted refused.

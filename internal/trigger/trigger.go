@@ -45,6 +45,9 @@ type Service struct {
 	// pipelines (store.Pipeline.TrustedBy) may start runs; Build refuses others with an
 	// *UntrustedError.
 	RequireTrusted bool
+	// DefaultImage is the image of jobs without one on this server ("" = none: they run on
+	// the host). A pipeline whose jobs all run in containers needs no trust.
+	DefaultImage string
 
 	programs programs  // compiled CEL of concurrency groups
 	plans    planCache // parsed and planned pipeline revisions
@@ -103,6 +106,20 @@ func (s *Service) StartAt(ctx context.Context, p store.Pipeline, trig run.Trigge
 	return r, b.Resolved, nil
 }
 
+// contained says whether every one of jobs runs in a container on this server, outside its
+// trust.
+func (s *Service) contained(jobs []run.Job) bool {
+	if s.DefaultImage != "" {
+		return true
+	}
+	for _, j := range jobs {
+		if j.Container == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // UntrustedError refuses a run of a pipeline that is not trusted on a server whose steps run as
 // its own OS user (Service.RequireTrusted).
 type UntrustedError struct{ Pipeline string }
@@ -156,12 +173,12 @@ func (b *Built) Masked() map[string]string {
 // a pipeline revision are worked out once and cached (see planCache); Def is shared and must
 // not be changed.
 func (s *Service) Build(p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage) (*Built, error) {
-	if s.RequireTrusted && p.TrustedBy == "" {
-		return nil, &UntrustedError{Pipeline: p.Name}
-	}
 	pl, err := s.planned(p)
 	if err != nil {
 		return nil, err
+	}
+	if s.RequireTrusted && p.TrustedBy == "" && !s.contained(pl.jobs) {
+		return nil, &UntrustedError{Pipeline: p.Name}
 	}
 	def := pl.withSecret
 	resolved, err := pipeline.ResolveVariables(def, overrides)
