@@ -118,6 +118,69 @@ func (s gitScan) Scan(v any) error {
 	return nil
 }
 
+// containerRecord is how a job's run.Container is stored: a JSON object in jobs.container,
+// with JSON names of its own, so that the stored form does not change with the API's. A field
+// added to run.Container must be added here too (TestContainerRecordFields fails until it is;
+// a field added to run.Service fails serviceRecord's conversion).
+type containerRecord struct {
+	Image    string          `json:"image"`
+	User     string          `json:"user,omitempty"`
+	Network  string          `json:"network,omitempty"`
+	CPUs     float64         `json:"cpus,omitempty"`
+	Memory   int64           `json:"memory,omitempty"`
+	Pull     string          `json:"pull,omitempty"`
+	Services []serviceRecord `json:"services,omitempty"`
+}
+
+// serviceRecord is a run.Service as containerRecord stores it.
+type serviceRecord struct {
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`
+	Env     map[string]string `json:"env,omitempty"`
+	Command []string          `json:"command,omitempty"`
+}
+
+// containerJSON is the value jobs.container holds for c: NULL when c is nil, else
+// containerRecord's JSON text.
+func containerJSON(c *run.Container) (any, error) {
+	if c == nil {
+		return nil, nil
+	}
+	rec := containerRecord{Image: c.Image, User: c.User, Network: c.Network, CPUs: c.CPUs, Memory: c.Memory, Pull: c.Pull}
+	for _, svc := range c.Services {
+		rec.Services = append(rec.Services, serviceRecord(svc))
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// containerScan reads jobs.container into **c: nil for NULL (a job on the host).
+type containerScan struct{ c **run.Container }
+
+func (s containerScan) Scan(v any) error {
+	if v == nil {
+		*s.c = nil
+		return nil
+	}
+	b, err := textBytes(v, "a job's container")
+	if err != nil {
+		return err
+	}
+	var rec containerRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return fmt.Errorf("store: read a job's container: %w", err)
+	}
+	c := &run.Container{Image: rec.Image, User: rec.User, Network: rec.Network, CPUs: rec.CPUs, Memory: rec.Memory, Pull: rec.Pull}
+	for _, svc := range rec.Services {
+		c.Services = append(c.Services, run.Service(svc))
+	}
+	*s.c = c
+	return nil
+}
+
 // scanRun reads a row of runSelect.
 func scanRun(row interface{ Scan(...any) error }) (run.Run, error) {
 	var (
@@ -143,7 +206,7 @@ func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error
 }
 
 const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
-	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost`
+	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost, j.container`
 
 // loadJobs reads the jobs that match where (on alias j) with their attempts and steps, in
 // stage and index order: three queries however many jobs there are.
@@ -166,7 +229,8 @@ func readJobs(ctx context.Context, d db, withAttempts bool, where string, args .
 			timeoutMS int64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.Stage, &j.StageName, &j.Index, &j.Name, &j.Status, &timeoutMS,
-			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}, &j.Message, &j.Attempt, &j.RetryLost); err != nil {
+			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}, &j.Message, &j.Attempt, &j.RetryLost,
+			containerScan{&j.Container}); err != nil {
 			return nil, err
 		}
 		j.Timeout = time.Duration(timeoutMS) * time.Millisecond
@@ -263,7 +327,7 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 	if len(p.Jobs) == 0 {
 		return r, nil
 	}
-	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, nr.envs); err != nil {
+	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, nr.envs, nr.containers); err != nil {
 		return run.Run{}, err
 	}
 	return r, nil
@@ -272,13 +336,14 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 // runRow is a run about to be stored: the run as RunCreate returns it, less what the database
 // gives (number, ids, revision when 0, pipeline name), and its columns' stored forms.
 type runRow struct {
-	r         run.Run
-	jobs      []run.Job // as RunCreate was given them
-	vars      string
-	envs      []string // each job's env as JSON
-	finished  any      // finished_at (and started_at): set for a run without jobs
-	git       any
-	nextSteps int // how many steps the jobs have in all
+	r          run.Run
+	jobs       []run.Job // as RunCreate was given them
+	vars       string
+	envs       []string // each job's env as JSON
+	containers []any    // each job's container (containerJSON)
+	finished   any      // finished_at (and started_at): set for a run without jobs
+	git        any
+	nextSteps  int // how many steps the jobs have in all
 	// jobIDs and stepIDs are reserved ids (reserve): jobIDs[i] for jobs[i]; stepIDs for the
 	// steps in order, job by job.
 	jobIDs, stepIDs []int64
@@ -297,10 +362,13 @@ func newRunRow(tx db, p RunCreate) (*runRow, error) {
 	if p.MaxRunning < 0 {
 		return nil, fmt.Errorf("max running %d: want 0 (no bound) or more", p.MaxRunning)
 	}
-	nr := &runRow{jobs: p.Jobs, vars: vars, git: git, envs: make([]string, len(p.Jobs))}
+	nr := &runRow{jobs: p.Jobs, vars: vars, git: git, envs: make([]string, len(p.Jobs)), containers: make([]any, len(p.Jobs))}
 	for i, j := range p.Jobs {
 		if nr.envs[i], err = toJSON(j.Env); err != nil {
 			return nil, fmt.Errorf("env of job %q: %w", j.Name, err)
+		}
+		if nr.containers[i], err = containerJSON(j.Container); err != nil {
+			return nil, fmt.Errorf("container of job %q: %w", j.Name, err)
 		}
 		nr.nextSteps += len(j.Steps)
 	}
@@ -463,12 +531,12 @@ func (nr *runRow) inserts(gate string) (string, []any) {
 	if len(nr.jobs) == 0 {
 		return q.String(), args
 	}
-	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) OVERRIDING SYSTEM VALUE ")
-	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER)",
+	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container) OVERRIDING SYSTEM VALUE ")
+	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER, ?::TEXT)",
 		func(i int) {
 			j := nr.jobs[i]
-			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost)
+			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost, nr.containers[i])
 		})
 	if nr.nextSteps == 0 {
 		return q.String(), args
@@ -561,13 +629,13 @@ const insertRows = 32
 
 // insertJobs stores a run's jobs and their steps, a few multi-row INSERTs in all, and returns
 // them as RunGet reads them (newJobs).
-func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string) ([]run.Job, error) {
+func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string, containers []any) ([]run.Job, error) {
 	jobIDs := make([]int64, len(in))
-	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost) VALUES ",
-		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?)", len(in),
+	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container) VALUES ",
+		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)", len(in),
 		func(i int) []any {
 			j := in[i]
-			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost}
+			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost, containers[i]}
 		},
 		func(i int, id int64) { jobIDs[i] = id })
 	if err != nil {
@@ -602,7 +670,7 @@ func newJobs(runID int64, in []run.Job, jobIDs, stepIDs []int64) []run.Job {
 	for i, j := range in {
 		jobs[i] = run.Job{ID: jobIDs[i], RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
 			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
-			Env: copyMap(j.Env), RetryLost: j.RetryLost}
+			Env: copyMap(j.Env), RetryLost: j.RetryLost, Container: j.Container.Clone()}
 		if len(j.Steps) > 0 {
 			jobs[i].Steps = make([]run.Step, len(j.Steps))
 		}
