@@ -68,21 +68,27 @@ func Checkout(g *run.Git, secrets map[string]string) (*executor.Checkout, error)
 // the FLOWD_* built-ins, which nothing may override. Nothing else of the server's environment
 // (such as FLOWD_SECRET_KEY) reaches a step.
 //
+// A job in a container (j.Container set) gets neither PATH nor HOME: the image's apply (Docker
+// sets them in the container). Its FLOWD_WORKSPACE is the container's executor.Workdir, where
+// its workspace is mounted, whatever workspace (the runner's folder of the job) is.
+//
 // A run with Git also gets FLOWD_REPO_URL (without credentials), FLOWD_COMMIT_SHA,
 // FLOWD_BRANCH (branch runs) or FLOWD_TAG (tag runs), FLOWD_EVENT, FLOWD_COMMIT_MESSAGE and
 // FLOWD_COMMIT_AUTHOR. The clone token is not added: the variable source.credentials names is
 // a secret variable the user declared, so it is in the environment as every secret variable
 // is, under its own name, and nowhere else.
 func Environment(r run.Run, j run.Job, secrets map[string]string, workspace string) []string {
-	env := map[string]string{
-		"PATH": os.Getenv("PATH"),
-		"HOME": os.Getenv("HOME"),
-	}
-	if env["PATH"] == "" {
-		env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-	}
-	if env["HOME"] == "" {
-		env["HOME"] = workspace
+	env := map[string]string{}
+	if j.Container != nil {
+		workspace = executor.Workdir
+	} else {
+		env["PATH"], env["HOME"] = os.Getenv("PATH"), os.Getenv("HOME")
+		if env["PATH"] == "" {
+			env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+		}
+		if env["HOME"] == "" {
+			env["HOME"] = workspace
+		}
 	}
 	for k, v := range j.Env {
 		env[k] = v

@@ -38,6 +38,11 @@ type Spec struct {
 	Timeout time.Duration
 	// Workspace is the job's folder: the runner's workspace root joined with WorkspaceName.
 	Workspace string
+	// Attempt is the id of the job's attempt (store.Claim.Attempt.ID).
+	Attempt int64
+	// Container, when set, runs the job in a container (its image, options and services);
+	// Env is then built for it (see Environment). nil runs it on the runner's host.
+	Container *run.Container
 }
 
 // Build makes the Spec of claim c: it decrypts the run's secret variables with box, and
@@ -62,6 +67,8 @@ func Build(c store.Claim, box *secret.Box, workspaceRoot string) (Spec, error) {
 		Checkout:  checkout,
 		Timeout:   c.Job.Timeout,
 		Workspace: filepath.Join(workspaceRoot, WorkspaceName(c.Run.ID, c.Job.ID)),
+		Attempt:   c.Attempt.ID,
+		Container: c.Job.Container.Clone(),
 	}
 	for _, v := range secrets {
 		if v != "" {
@@ -83,6 +90,8 @@ func (s Spec) ExecutorJob() executor.Job {
 	return executor.Job{
 		RunID:     s.RunID,
 		JobID:     s.JobID,
+		Attempt:   s.Attempt,
+		Container: s.Container,
 		Workspace: s.Workspace,
 		Env:       s.Env,
 		Checkout:  s.Checkout,

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -90,6 +91,52 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// TestBuildInContainer: a job in a container gets its container and attempt in the executor's
+// Job, and an environment for the container: FLOWD_WORKSPACE is /workspace, and the server's
+// PATH and HOME are not there (the image's apply); the runner's folder of the job is unchanged.
+func TestBuildInContainer(t *testing.T) {
+	t.Parallel()
+	ctr := &run.Container{Image: "golang:1.26", User: "1000", Memory: 64 << 20,
+		Services: []run.Service{{Name: "db", Image: "postgres:16", Env: map[string]string{"A": "b"}}}}
+	c := store.Claim{
+		Run:     run.Run{ID: 7, Number: 3, Pipeline: "hello", Variables: map[string]string{"abc": "456"}},
+		Job:     run.Job{ID: 11, Name: "say", StageName: "build", Container: ctr, Steps: []run.Step{{ID: 21, Name: "one", Script: "echo 1"}}},
+		Attempt: store.AttemptRef{ID: 99, Number: 2},
+	}
+	s, err := Build(c, nil, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Workspace != "/ws/7-11" || s.Attempt != 99 || !reflect.DeepEqual(s.Container, ctr) {
+		t.Errorf("Build = %+v", s)
+	}
+	for _, kv := range []string{"abc=456", "FLOWD_WORKSPACE=/workspace", "FLOWD_JOB=say"} {
+		if !slices.Contains(s.Env, kv) {
+			t.Errorf("environment lacks %s: %v", kv, s.Env)
+		}
+	}
+	for _, kv := range s.Env {
+		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "HOME=") {
+			t.Errorf("a container job's environment holds the server's %s", kv)
+		}
+	}
+	j := s.ExecutorJob()
+	if j.Attempt != 99 || !reflect.DeepEqual(j.Container, ctr) || j.Workspace != "/ws/7-11" || !slices.Equal(j.Env, s.Env) {
+		t.Errorf("ExecutorJob = %+v", j)
+	}
+	// The spec's container is its own: a runner changing it does not change the claim's.
+	s.Container.Services[0].Env["A"] = "changed"
+	if ctr.Services[0].Env["A"] != "b" {
+		t.Errorf("the spec shares the claim's container")
+	}
+	// A job on the host has neither.
+	c.Job.Container, c.Attempt = nil, store.AttemptRef{ID: 5}
+	if s, err = Build(c, nil, "/ws"); err != nil || s.Container != nil || s.ExecutorJob().Container != nil || s.ExecutorJob().Attempt != 5 ||
+		!slices.Contains(s.Env, "FLOWD_WORKSPACE=/ws/7-11") {
+		t.Errorf("host job: Build = %+v, %v", s, err)
+	}
+}
+
 // A run without secret variables needs no key (a server without one runs it), and masks nothing.
 func TestBuildWithoutSecrets(t *testing.T) {
 	t.Parallel()
@@ -138,20 +185,24 @@ func TestEnvironmentIsExact(t *testing.T) {
 		return out
 	}
 	const sha = "0123456789abcdef0123456789abcdef01234567"
+	inContainer := maps.Clone(base)
+	inContainer["FLOWD_WORKSPACE"] = "/workspace"
 	cases := []struct {
-		name string
-		git  *run.Git
-		want map[string]string
+		name      string
+		git       *run.Git
+		container *run.Container
+		want      map[string]string
 	}{
-		{"no git", nil, base},
+		{"no git", nil, nil, base},
+		{"in a container: no PATH or HOME", nil, &run.Container{Image: "alpine"}, inContainer},
 		{"branch push", &run.Git{RepoURL: "https://git.example.com/acme/app.git", SHA: sha, Ref: "refs/heads/main",
 			Branch: "main", Event: "push", Provider: "github", Message: "fix it\n\nbody", Author: "Ada <ada@example.com>",
-			CredentialsVar: "API_KEY"},
+			CredentialsVar: "API_KEY"}, nil,
 			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/acme/app.git", "FLOWD_COMMIT_SHA": sha,
 				"FLOWD_BRANCH": "main", "FLOWD_EVENT": "push", "FLOWD_COMMIT_MESSAGE": "fix it\n\nbody",
 				"FLOWD_COMMIT_AUTHOR": "Ada <ada@example.com>"})},
 		{"tag, credentials in the URL", &run.Git{RepoURL: "https://bot:hunter2@git.example.com/app.git", SHA: sha,
-			Ref: "refs/tags/v1", Tag: "v1", Event: "tag"},
+			Ref: "refs/tags/v1", Tag: "v1", Event: "tag"}, nil,
 			with(map[string]string{"FLOWD_REPO_URL": "https://git.example.com/app.git", "FLOWD_COMMIT_SHA": sha,
 				"FLOWD_TAG": "v1", "FLOWD_EVENT": "tag", "FLOWD_COMMIT_MESSAGE": "", "FLOWD_COMMIT_AUTHOR": ""})},
 	}
@@ -159,7 +210,7 @@ func TestEnvironmentIsExact(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := run.Run{ID: 7, Number: 3, Pipeline: "hello", Trigger: run.TriggerWebhook, TriggeredBy: "alice",
 				Variables: map[string]string{"abc": "456", "GREETING": "from-run"}, Git: c.git}
-			j := run.Job{Name: "say", StageName: "build", Env: map[string]string{"GREETING": "hi", "ONLY_JOB": "1"}}
+			j := run.Job{Name: "say", StageName: "build", Env: map[string]string{"GREETING": "hi", "ONLY_JOB": "1"}, Container: c.container}
 			env := Environment(r, j, map[string]string{"API_KEY": "k"}, "/ws")
 			got := map[string]string{}
 			for _, kv := range env {
@@ -175,9 +226,12 @@ func TestEnvironmentIsExact(t *testing.T) {
 				}
 			}
 			for k := range got {
-				if _, ok := c.want[k]; !ok && k != "PATH" && k != "HOME" {
+				if _, ok := c.want[k]; !ok && (c.container != nil || k != "PATH" && k != "HOME") {
 					t.Errorf("unexpected variable %s in a step's environment", k)
 				}
+			}
+			if _, ok := got["PATH"]; ok == (c.container != nil) {
+				t.Errorf("PATH set: %v, in a container: %v", ok, c.container != nil)
 			}
 		})
 	}
