@@ -59,7 +59,8 @@ type stageJSON struct {
 
 type jobJSON struct {
 	Name  string   `json:"name"`
-	Steps []string `json:"steps"` // step names
+	Image string   `json:"image,omitempty"` // its own or the pipeline's image:; absent on the host
+	Steps []string `json:"steps"`           // step names
 }
 
 // pipelineSummaryJSON is a pipeline in GET /api/v1/pipelines.
@@ -111,6 +112,9 @@ func toPipelineJSON(p store.Pipeline, role auth.Role) (pipelineJSON, error) {
 		sj := stageJSON{Name: st.Name, Jobs: []jobJSON{}}
 		for _, j := range st.Jobs {
 			jj := jobJSON{Name: j.Name, Steps: []string{}}
+			if j.Container != nil {
+				jj.Image = j.Container.Image
+			}
 			for _, step := range j.Steps {
 				jj.Steps = append(jj.Steps, step.Name)
 			}
@@ -193,7 +197,7 @@ func (s *Server) pipelineCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	src, def, ok := readDefinition(w, r)
+	src, def, ok := s.readDefinition(w, r)
 	if !ok {
 		return
 	}
@@ -221,7 +225,7 @@ func (s *Server) pipelineUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	src, def, ok := readDefinition(w, r)
+	src, def, ok := s.readDefinition(w, r)
 	if !ok {
 		return
 	}
@@ -268,9 +272,10 @@ type problemJSON struct {
 	Message string `json:"message"`
 }
 
-// readDefinition reads a YAML body (415 for other media types, 413 over the limit) and parses
-// it (422 with every problem), returning the text as sent and the parsed pipeline.
-func readDefinition(w http.ResponseWriter, r *http.Request) ([]byte, *pipeline.Pipeline, bool) {
+// readDefinition reads a YAML body (415 for other media types, 413 over the limit), parses it
+// (422 with every problem) and checks it against the server's Policy (422 with every job it
+// refuses), returning the text as sent and the parsed pipeline.
+func (s *Server) readDefinition(w http.ResponseWriter, r *http.Request) ([]byte, *pipeline.Pipeline, bool) {
 	switch mt := mediaType(r); mt {
 	case "", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain":
 	default:
@@ -282,19 +287,23 @@ func readDefinition(w http.ResponseWriter, r *http.Request) ([]byte, *pipeline.P
 	if !ok {
 		return nil, nil, false
 	}
-	def, ok := parseDefinition(w, src)
-	if !ok {
+	def, err := pipeline.Parse(src)
+	if err != nil {
+		invalidPipeline(w, err, "the pipeline definition has a problem; fix it and send it again",
+			"the pipeline definition has %d problems; fix them and send it again")
+		return nil, nil, false
+	}
+	if err := s.Policy.Check(def); err != nil {
+		invalidPipeline(w, err, "this server does not allow the pipeline definition: fix the problem and send it again",
+			"this server does not allow the pipeline definition: fix its %d problems and send it again")
 		return nil, nil, false
 	}
 	return src, def, true
 }
 
-// parseDefinition parses src, answering 422 invalid_pipeline with every problem.
-func parseDefinition(w http.ResponseWriter, src []byte) (*pipeline.Pipeline, bool) {
-	def, err := pipeline.Parse(src)
-	if err == nil {
-		return def, true
-	}
+// invalidPipeline answers 422 invalid_pipeline with every problem of err (a *pipeline.Error),
+// saying one (a problem) or many (a format of their count).
+func invalidPipeline(w http.ResponseWriter, err error, one, many string) {
 	var perr *pipeline.Error
 	if !errors.As(err, &perr) {
 		perr = &pipeline.Error{Problems: []pipeline.Problem{{Message: err.Error()}}}
@@ -303,12 +312,11 @@ func parseDefinition(w http.ResponseWriter, src []byte) (*pipeline.Pipeline, boo
 	for i, p := range perr.Problems {
 		probs[i] = problemJSON{Line: p.Line, Column: p.Column, Message: p.Message}
 	}
-	msg := "the pipeline definition has a problem; fix it and send it again"
+	msg := one
 	if len(probs) > 1 {
-		msg = fmt.Sprintf("the pipeline definition has %d problems; fix them and send it again", len(probs))
+		msg = fmt.Sprintf(many, len(probs))
 	}
 	writeProblems(w, http.StatusUnprocessableEntity, "invalid_pipeline", msg, probs)
-	return nil, false
 }
 
 // renamed answers 422 invalid_pipeline for a definition src whose name is not the pipeline's:

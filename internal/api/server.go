@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/flowd/flowd/internal/metrics"
+	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/secret"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/trigger"
@@ -83,6 +84,11 @@ type Server struct {
 	// RequireTrusted is set when steps run as the server's own OS user (no step users): then
 	// only trusted pipelines may be saved by non-admins or run (see trust.go).
 	RequireTrusted bool
+	// Policy is what this server allows of the pipelines saved on it (--allow-host-jobs,
+	// --default-image, --container-max-cpus, --container-max-memory): a create, an update or a
+	// validate of a definition it refuses is answered 422 invalid_pipeline with each problem at
+	// its line and column. The zero Policy allows everything.
+	Policy pipeline.Policy
 
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()

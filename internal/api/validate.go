@@ -7,13 +7,14 @@ import (
 
 // pipelineValidate: POST /api/v1/pipelines/validate[?pipeline=NAME] (any user) YAML → 200
 // {"ok":true}, or 422 invalid_pipeline with every problem at its line and column, exactly as a
-// create or update would answer; nothing is stored. With ?pipeline= the definition's name must
-// be that name, as PUT /api/v1/pipelines/{name} demands. The UI's editor calls it as you type.
+// create or update would answer (the server's Policy included); nothing is stored. With
+// ?pipeline= the definition's name must be that name, as PUT /api/v1/pipelines/{name} demands.
+// The UI's editor calls it as you type.
 func (s *Server) pipelineValidate(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.authenticate(w, r); !ok {
 		return
 	}
-	src, def, ok := readDefinition(w, r)
+	src, def, ok := s.readDefinition(w, r)
 	if !ok {
 		return
 	}
