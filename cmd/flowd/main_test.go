@@ -156,7 +156,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 		f.mu.Unlock()
 		reply(w, 200, map[string]any{"id": 17, "number": 3, "pipeline": "hello", "status": st, "trigger": "manual", "triggered_by": "alice",
 			"started_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:09Z", "message": map[bool]string{true: "", false: "job say failed"}[st == "success"],
-			"stages": []map[string]any{{"name": "build", "status": st, "jobs": []map[string]any{{"id": 5, "name": "say", "status": st, "attempt": 2,
+			"stages": []map[string]any{{"name": "build", "status": st, "jobs": []map[string]any{{"id": 5, "name": "say", "status": st, "attempt": 2, "container": map[string]any{"image": "golang:1.26"},
 				"attempts": []map[string]any{{"number": 1, "runner": "ci-a/1", "node": "ci-a", "state": "lost"}, {"number": 2, "runner": "ci-b/3", "node": "ci-b", "state": "finished"}},
 				"steps":    []map[string]any{{"id": 9, "name": "echo", "status": st, "exit_code": 0}, {"id": 10, "name": "never", "status": "skipped", "exit_code": nil}}}}}}})
 	})
@@ -176,7 +176,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 			reply(w, 200, map[string]any{"name": "hello", "description": "Say hello", "revision": 2, "role": "admin", "created_by": "alice",
 				"yaml":      "name: hello\nvariables:\n  API_KEY: {secret: true, default: \"***\"}\n",
 				"variables": []map[string]any{{"name": "abc", "default": "123", "options": []string{"123", "456"}}, {"name": "API_KEY", "secret": true}},
-				"stages":    []map[string]any{{"name": "build", "jobs": []map[string]any{{"name": "say", "steps": []string{"echo", "done"}}}}}})
+				"stages":    []map[string]any{{"name": "build", "jobs": []map[string]any{{"name": "say", "image": "golang:1.26", "steps": []string{"echo", "done"}}}}}})
 		}
 	})
 	mux.HandleFunc("GET /api/v1/pipelines/hello/members", func(w http.ResponseWriter, r *http.Request) {
@@ -565,8 +565,8 @@ func TestReadCommands(t *testing.T) {
 	}
 
 	r = runCLI(t, env, "", "show", "17")
-	for _, want := range []string{"Status:    success", "stage build", "  job say", "    step echo", "exit 0", "    step never           skipped",
-		"    attempt 1 on ci-a/1  lost", "    attempt 2 on ci-b/3  finished"} {
+	for _, want := range []string{"Status:    success", "stage build", "  job say in golang:1.26", "    step echo", "exit 0", "    step never            skipped",
+		"    attempt 1 on ci-a/1   lost", "    attempt 2 on ci-b/3   finished"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("show lacks %q:\n%s", want, r.stdout)
 		}
@@ -609,7 +609,7 @@ func TestPipelineShow(t *testing.T) {
 	env := loggedIn(t, f)
 	r := runCLI(t, env, "", "pipeline", "show", "hello")
 	for _, want := range []string{"Pipeline:    hello\n", "Revision:    2\n", "abc      \"123\"         123,456", "API_KEY  *** (secret)",
-		"    say: echo, done\n", "  bob (viewer)\n", "YAML:\n  name: hello\n"} {
+		"    say in golang:1.26: echo, done\n", "  bob (viewer)\n", "YAML:\n  name: hello\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("pipeline show lacks %q", want)
 		}

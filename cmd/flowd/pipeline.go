@@ -162,7 +162,11 @@ a run are answered 429 with Retry-After and nothing is stored.`, 1, 1)
 	for _, st := range pl.Stages {
 		fmt.Fprintf(w, "  %s\n", st.Name)
 		for _, j := range st.Jobs {
-			fmt.Fprintf(w, "    %s: %s\n", j.Name, strings.Join(j.Steps, ", "))
+			in := ""
+			if j.Image != "" {
+				in = " in " + j.Image
+			}
+			fmt.Fprintf(w, "    %s%s: %s\n", j.Name, in, strings.Join(j.Steps, ", "))
 		}
 	}
 

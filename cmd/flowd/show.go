@@ -61,7 +61,11 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 	for _, st := range r.Stages {
 		rows = append(rows, []string{"stage " + st.Name, string(st.Status), "", ""})
 		for _, j := range st.Jobs {
-			rows = append(rows, []string{"  job " + j.Name, string(j.Status), "", fmtDuration(j.Duration(now))})
+			name := "  job " + j.Name
+			if j.Container != nil {
+				name += " in " + j.Container.Image
+			}
+			rows = append(rows, []string{name, string(j.Status), "", fmtDuration(j.Duration(now))})
 			// A job that ran more than once, or whose runner was lost, shows who held each attempt.
 			if len(j.Attempts) > 1 || len(j.Attempts) == 1 && j.Attempts[0].State == "lost" {
 				for _, a := range j.Attempts {

@@ -112,6 +112,7 @@ type PipelineStage struct {
 // PipelineJob is a job of a pipeline definition with the names of its steps.
 type PipelineJob struct {
 	Name  string    `json:"name"`
+	Image string    `json:"image,omitempty"` // its own or the pipeline's image:; "" on the host
 	Steps StepNames `json:"steps"`
 }
 
@@ -188,7 +189,10 @@ type Job struct {
 	// Attempt is the number of the job's current attempt; Attempts lists them all.
 	Attempt  int           `json:"attempt"`
 	Attempts []run.Attempt `json:"attempts,omitempty"`
-	Steps    []Step        `json:"steps"`
+	// Container is how the job runs in a container (its image, options and services); nil on
+	// the host.
+	Container *run.Container `json:"container,omitempty"`
+	Steps     []Step         `json:"steps"`
 }
 
 // Duration is how long the job has run (see Run.Duration).

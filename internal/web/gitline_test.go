@@ -123,22 +123,9 @@ func TestAppJSNeverParsesMarkup(t *testing.T) {
 // event, the message's first line and the author, all as text; markup in the payload stays text.
 func TestAppJSGitParts(t *testing.T) {
 	t.Parallel()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("FLOWD_TEST_REQUIRE_ALL") == "1" {
-			t.Fatal("node is not installed and FLOWD_TEST_REQUIRE_ALL=1: install Debian's nodejs")
-		}
-		t.Skip("node is not installed; app.js's gitParts is checked in the browser tests")
-	}
-	src := readAppJS(t)
-	start := strings.Index(src, "  // ---- small helpers")
-	end := strings.Index(src, "  // ---- the YAML editor")
-	if start < 0 || end < start {
-		t.Fatal("app.js: cannot find its small helpers section")
-	}
 	gitJSON, _ := json.Marshal(hostileGit)
-	script := fakeDOM + src[start:end] + `
-const git = ` + string(gitJSON) + `;
+	b := runHelpers(t, `
+const git = `+string(gitJSON)+`;
 const out = {
   full: gitParts(git, false).map(dump),
   compact: gitParts(git, true).map(dump),
@@ -147,15 +134,7 @@ const out = {
   created: created,
 };
 process.stdout.write(JSON.stringify(out));
-`
-	f := filepath.Join(t.TempDir(), "gitparts.js")
-	if err := os.WriteFile(f, []byte(script), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := exec.Command(node, f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, b)
-	}
+`)
 	type el struct {
 		Tag   string            `json:"tag"`
 		Attrs map[string]string `json:"attrs"`
@@ -199,6 +178,68 @@ process.stdout.write(JSON.stringify(out));
 			t.Errorf("gitParts made a <%s>: payload markup became an element", tag)
 		}
 	}
+}
+
+// TestAppJSJobImage runs app.js's jobImage in Node: a job in a container shows " in IMAGE",
+// the image as text in a <code>; a job on the host shows nothing.
+func TestAppJSJobImage(t *testing.T) {
+	t.Parallel()
+	if !strings.Contains(readAppJS(t), "jobImage(j)") {
+		t.Error("the run page does not call jobImage for its jobs")
+	}
+	b := runHelpers(t, `
+const boxed = jobImage({ name: 'build', container: { image: 'golang:1.26<b>' } });
+process.stdout.write(JSON.stringify({
+  boxed: dump(boxed),
+  code: boxed.kids.filter(k => k.tagName).map(k => k.tagName),
+  host: jobImage({ name: 'lint' }),
+  nullContainer: jobImage({ name: 'lint', container: null }),
+}));
+`)
+	var out struct {
+		Boxed struct {
+			Tag, Class, Text string
+		}
+		Code                []string
+		Host, NullContainer string
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("node printed %s: %v", b, err)
+	}
+	if out.Boxed.Tag != "span" || out.Boxed.Class != "image" || out.Boxed.Text != " in golang:1.26<b>" || strings.Join(out.Code, ",") != "code" {
+		t.Errorf("jobImage of a job in a container = %+v (children %v)", out.Boxed, out.Code)
+	}
+	if out.Host != "" || out.NullContainer != "" {
+		t.Errorf("jobImage of a host job = %q, %q; want nothing", out.Host, out.NullContainer)
+	}
+}
+
+// runHelpers runs script in Node after fakeDOM and app.js's small helpers, and returns what it
+// printed; it skips t when Node is not installed (fails under FLOWD_TEST_REQUIRE_ALL=1).
+func runHelpers(t *testing.T, script string) []byte {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("FLOWD_TEST_REQUIRE_ALL") == "1" {
+			t.Fatal("node is not installed and FLOWD_TEST_REQUIRE_ALL=1: install Debian's nodejs")
+		}
+		t.Skip("node is not installed; app.js's helpers are checked in the browser tests")
+	}
+	src := readAppJS(t)
+	start := strings.Index(src, "  // ---- small helpers")
+	end := strings.Index(src, "  // ---- the YAML editor")
+	if start < 0 || end < start {
+		t.Fatal("app.js: cannot find its small helpers section")
+	}
+	f := filepath.Join(t.TempDir(), "helpers.js")
+	if err := os.WriteFile(f, []byte(fakeDOM+src[start:end]+script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := exec.Command(node, f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, b)
+	}
+	return b
 }
 
 func readAppJS(t *testing.T) string {

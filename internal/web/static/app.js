@@ -152,6 +152,13 @@
     return parts;
   }
 
+  // jobImage is what a job's header says of its container: " in IMAGE" for a job in a
+  // container, nothing for a job on the host.
+  function jobImage(job) {
+    if (!job || !job.container || !job.container.image) return '';
+    return h('span', { class: 'image', title: 'runs in a container of this image' }, ' in ', h('code', {}, String(job.container.image)));
+  }
+
   // ---- the YAML editor ---------------------------------------------------------------------
   // A textarea with line numbers; problems (line:column) come from the API's validator as you
   // type, and from the save itself.
@@ -664,8 +671,9 @@
           // Who ran it: one line per attempt (a job whose runner was lost may have several).
           const attempts = (j.attempts || []).map(a => 'attempt ' + a.number + ' on ' + a.runner + ': ' + a.state + (a.reason ? ' (' + a.reason + ')' : ''));
           const badge = (j.attempts || []).length > 1 ? h('span', { class: 'attempt', title: attempts.join('\n') }, ' · attempt ' + j.attempt) : '';
+          const image = jobImage(j);
           return h('li', { class: 'job', title: attempts.join('\n') + (j.message ? '\n' + j.message : '') },
-            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, image, badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
             h('ol', {}, steps));
         });
         ol.append(h('li', {},
