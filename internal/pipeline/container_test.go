@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -352,5 +353,33 @@ stages:
 	}
 	if err := (Policy{RequireImage: true}).Check(withImage); err != nil {
 		t.Errorf("Check with a pipeline image = %v", err)
+	}
+}
+
+// TestParseDesignContainerExample: the example of docs/DESIGN.md's "Jobs in containers (YAML)"
+// parses (with a name) to what the text around it says.
+func TestParseDesignContainerExample(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/DESIGN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "### Jobs in containers (YAML)\n```yaml\n")
+	block, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal(`docs/DESIGN.md has no "Jobs in containers (YAML)" example`)
+	}
+	p, err := Parse([]byte("name: x\n" + block))
+	if err != nil {
+		t.Fatalf("the example does not parse:\n%v", err)
+	}
+	jobs := p.Stages[0].Jobs
+	if jobs[0].Container == nil || jobs[0].Container.Image != "golang:1.26" {
+		t.Errorf("unit's container = %+v, want the pipeline's image", jobs[0].Container)
+	}
+	c := jobs[1].Container
+	if c == nil || c.Memory != 512<<20 || c.CPUs != 1.5 || len(c.Services) != 2 || c.Services[0].Name != "postgres" || c.Services[1].Name != "cache" ||
+		!reflect.DeepEqual(c.Services[1].Command, []string{"redis-server", "--port", "6380"}) || c.Services[1].Env["REDIS_ARGS"] != "--save ''" {
+		t.Errorf("integration's container = %+v", c)
 	}
 }
