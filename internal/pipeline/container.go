@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -347,6 +348,15 @@ var (
 	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	digestRE = regexp.MustCompile(`^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
 )
+
+// CheckImage returns nil when ref is an image reference as image: takes one, else an error that
+// says why not (for a server flag such as --default-image, checked as a definition's are).
+func CheckImage(ref string) error {
+	if msg := checkImage(ref); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
 
 // checkImage returns why ref is not an image reference, or "" when it is one.
 func checkImage(ref string) string {

@@ -215,9 +215,15 @@ func TestCheckImage(t *testing.T) {
 		"a..b", "http://a/b", "a:b:c", "${IMAGE}", "a/b:" + strings.Repeat("t", 129), strings.Repeat("a", 256),
 	}
 	for _, ref := range invalid {
-		if msg := checkImage(ref); msg == "" {
+		if msg := checkImage(ref); msg == "" || CheckImage(ref) == nil {
 			t.Errorf("checkImage(%q) accepted it", ref)
 		}
+	}
+	if err := CheckImage("debian:12"); err != nil {
+		t.Errorf("CheckImage(debian:12) = %v", err)
+	}
+	if err := CheckImage("Debian"); err == nil || err.Error() != `"Debian" is not an image: the repository name must be lowercase (debian)` {
+		t.Errorf("CheckImage(Debian) = %v", err)
 	}
 }
 
