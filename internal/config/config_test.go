@@ -69,11 +69,36 @@ func TestInvalid(t *testing.T) {
 		{[]string{"--addr", "127.0.0.1:9000", "--metrics-addr", "127.0.0.1:9000"}, nil, "--metrics-addr"},
 		{[]string{"--log-retention", "10m"}, nil, "--log-retention"},
 		{[]string{"--log-retention", "ninety days"}, nil, "log-retention"},
+		{[]string{"--executor", "docker"}, nil, "--executor docker runs jobs without image: in a container of --default-image"},
+		{[]string{"--executor", "podman"}, nil, "--executor must be process or docker"},
+		{[]string{"--container-pids", "3"}, nil, "--container-pids at least 16"},
+		{[]string{"--container-max-memory", "lots"}, nil, "container-max-memory"},
+		{[]string{"--default-image", "debian 12"}, nil, "--default-image must be an image reference"},
 	}
 	for _, c := range cases {
 		if _, err := parse(t, c.args, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v %v: error %v, want one naming %s", c.args, c.env, err, c.want)
 		}
+	}
+}
+
+// TestContainerSettings: the container flags and their FLOWD_ variables reach the config.
+func TestContainerSettings(t *testing.T) {
+	t.Parallel()
+	c, err := parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JobExecutor != "process" || !c.AllowHostJobs || c.DefaultImage != "" || c.ContainerPids != 4096 {
+		t.Errorf("defaults: executor %q, allow host jobs %v, default image %q, pids %d", c.JobExecutor, c.AllowHostJobs, c.DefaultImage, c.ContainerPids)
+	}
+	c, err = parse(t, []string{"--executor", "docker", "--default-image", "debian:12", "--allow-host-jobs=false", "--container-max-memory", "2GiB"},
+		map[string]string{"FLOWD_CONTAINER_MAX_CPUS": "1.5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JobExecutor != "docker" || c.DefaultImage != "debian:12" || c.AllowHostJobs || c.ContainerMaxMemory != 2<<30 || c.ContainerMaxCPUs != 1.5 {
+		t.Errorf("settings: %+v", c)
 	}
 }
 
