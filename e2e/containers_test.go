@@ -140,7 +140,7 @@ stages:
 `
 			hook := srv.enableHook(admin, yaml, "boxed", "")
 			status, a, _ := post(t, hook, `{"abc":"456"}`)
-			if status != 201 || a.Run == nil {
+			if status != 202 || a.Run == nil {
 				t.Fatalf("webhook: %d %+v", status, a)
 			}
 			r, log := srv.endedRun(admin, a.Run.ID)
@@ -278,7 +278,7 @@ func TestContainerGitCheckout(t *testing.T) {
 	hook := srv.enableHook(admin, gitPipeline("app", rp.Bare, "image: "+dockertest.Image+"\n",
 		"              echo \"README=$(cat README) HEAD=$(cat .git/HEAD) SHA=$FLOWD_COMMIT_SHA\"\n"), "app", "s3cret")
 	status, a := send(t, hook, "github", gitPush{Ref: "refs/heads/main", Before: rp.MainPrev, After: rp.Main, Repo: rp.Bare}, "s3cret")
-	if status != 201 || a.Run == nil {
+	if status != 202 || a.Run == nil {
 		t.Fatalf("push: %d %+v", status, a)
 	}
 	log := srv.waitLog(admin, a.Run.ID)
@@ -330,4 +330,94 @@ stages:
 	if r.Status != "failed" {
 		t.Errorf("the killed server's run is %s %q, want failed", r.Status, r.Message)
 	}
+}
+
+// TestContainerServerSettings: --executor docker --default-image runs a job without image in a
+// container; --allow-host-jobs=false refuses, when it is saved, a job that would run on the
+// host, at its line and column; a server without a reachable Docker fails a job with an image
+// in one sentence saying what to do, on the run and in its log.
+func TestContainerServerSettings(t *testing.T) {
+	t.Parallel()
+	hostJob := `name: plain
+stages:
+  - name: s
+    jobs:
+      - name: where
+        steps:
+          - run: test -f /.dockerenv && echo "in a container"
+`
+	t.Run("default image", func(t *testing.T) {
+		t.Parallel()
+		srv, node, docker := containerNode(t, "sqlite", "--executor", "docker", "--default-image", dockertest.Image)
+		admin := srv.token("admin", adminPassword)
+		if code := srv.api(admin, "POST", "/api/v1/pipelines", hostJob, nil); code != 201 {
+			t.Fatalf("create: %d", code)
+		}
+		r, log := srv.endedRun(admin, srv.startRun(admin, "plain"))
+		if r.Status != "success" || !strings.Contains(log, "in a container\n") {
+			t.Errorf("run %s %q, want success in a container\n%s", r.Status, r.Message, log)
+		}
+		waitNoObjects(t, docker, node)
+	})
+	t.Run("host jobs refused", func(t *testing.T) {
+		t.Parallel()
+		srv, _, _ := containerNode(t, "sqlite", "--allow-host-jobs=false")
+		admin := srv.token("admin", adminPassword)
+		var e struct {
+			Error struct {
+				Code     string `json:"code"`
+				Problems []struct {
+					Line, Column int
+					Message      string
+				} `json:"problems"`
+			} `json:"error"`
+		}
+		code := srv.api(admin, "POST", "/api/v1/pipelines", hostJob, &e)
+		if p := e.Error.Problems; code != 422 || len(p) != 1 || p[0].Line != 5 || p[0].Column != 15 ||
+			!strings.HasPrefix(p[0].Message, `this server runs jobs only in containers (--allow-host-jobs=false): give job "where" an image:`) {
+			t.Errorf("save of a host job: %d %+v", code, e)
+		}
+		_, errOut, exit := srv.cliIn(admin, hostJob, "pipeline", "apply", "-f", "-")
+		if exit == 0 || !strings.Contains(errOut, "--allow-host-jobs=false") {
+			t.Errorf("flowd pipeline apply of a host job: exit %d\n%s", exit, errOut)
+		}
+	})
+	t.Run("no trust needed", func(t *testing.T) {
+		t.Parallel()
+		// Steps of host jobs run as the server's own user here: only trusted pipelines may.
+		srv, node, docker := containerNode(t, "sqlite", "--step-user", "none")
+		admin := srv.token("admin", adminPassword)
+		bob := srv.user(admin, "bob")
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if code := srv.api(bob, "POST", "/api/v1/pipelines", hostJob, &e); code != 403 || e.Error.Code != "untrusted_pipeline" {
+			t.Errorf("bob saves a host job: %d %+v, want 403 untrusted_pipeline", code, e)
+		}
+		boxed := strings.Replace(hostJob, "name: plain", "name: boxed\nimage: "+dockertest.Image, 1)
+		if code := srv.api(bob, "POST", "/api/v1/pipelines", boxed, nil); code != 201 {
+			t.Fatalf("bob saves a pipeline whose jobs run in containers: %d", code)
+		}
+		r, log := srv.endedRun(bob, srv.startRun(bob, "boxed"))
+		if r.Status != "success" || !strings.Contains(log, "in a container\n") {
+			t.Errorf("bob's run %s %q\n%s", r.Status, r.Message, log)
+		}
+		waitNoObjects(t, docker, node)
+	})
+	t.Run("docker unreachable", func(t *testing.T) {
+		t.Parallel()
+		dockertest.Client(t) // the image is the tests'; only this server is cut off from the daemon
+		data, dsn := newDatabase(t, "sqlite")
+		srv := startServerEnv(t, data, dsn, []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"})
+		admin := srv.token("admin", adminPassword)
+		boxed := strings.Replace(hostJob, "      - name: where\n", "      - name: where\n        image: "+dockertest.Image+"\n", 1)
+		if code := srv.api(admin, "POST", "/api/v1/pipelines", boxed, nil); code != 201 {
+			t.Fatalf("create: %d", code)
+		}
+		r, log := srv.endedRun(admin, srv.startRun(admin, "plain"))
+		want := "cannot reach Docker at unix:///nonexistent/docker.sock"
+		if r.Status != "failed" || !strings.Contains(r.Message, want) || !strings.Contains(log, want) || !strings.Contains(r.Message, "start the Docker daemon") {
+			t.Errorf("run %s %q, want failed with %q\n%s", r.Status, r.Message, want, log)
+		}
+	})
 }

@@ -201,7 +201,7 @@ func (s *Server) pipelineCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	trusted, ok := s.saveAllowed(w, u, def.Name)
+	trusted, ok := s.saveAllowed(w, u, def)
 	if !ok {
 		return
 	}
@@ -235,7 +235,7 @@ func (s *Server) pipelineUpdate(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("name: must be %q, the name in the URL", name))
 		return
 	}
-	keepTrust, ok := s.saveAllowed(w, u, name)
+	keepTrust, ok := s.saveAllowed(w, u, def)
 	if !ok {
 		return
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"github.com/flowd/flowd/internal/pipeline"
 	"net/http"
 
 	"github.com/flowd/flowd/internal/auth"
@@ -45,13 +46,31 @@ func (s *Server) pipelineTrust(trusted bool) http.HandlerFunc {
 // the mark (a new pipeline of a global admin's is trusted); anybody else's clears it. Where
 // steps run as the server's own user (RequireTrusted) a save that would leave the pipeline
 // untrusted is refused with 403 untrusted_pipeline, since it could never run.
-func (s *Server) saveAllowed(w http.ResponseWriter, u store.User, name string) (keepTrust, ok bool) {
+//
+// A definition whose jobs all run in containers (their image:, or the server's default image)
+// runs outside the server's trust, so RequireTrusted does not refuse it.
+func (s *Server) saveAllowed(w http.ResponseWriter, u store.User, def *pipeline.Pipeline) (keepTrust, ok bool) {
 	if u.Admin {
 		return true, true
 	}
-	if s.RequireTrusted {
-		untrusted(w, name)
+	if s.RequireTrusted && !s.contained(def) {
+		untrusted(w, def.Name)
 		return false, false
 	}
 	return false, true
+}
+
+// contained says whether every job of def runs in a container on this server.
+func (s *Server) contained(def *pipeline.Pipeline) bool {
+	if s.Policy.DefaultImage != "" {
+		return true
+	}
+	for _, st := range def.Stages {
+		for _, j := range st.Jobs {
+			if j.Container == nil {
+				return false
+			}
+		}
+	}
+	return true
 }

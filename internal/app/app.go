@@ -154,6 +154,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		SignIn:         signIn,
 		Logger:         logger.With("component", "api"),
 		RequireTrusted: requireTrusted,
+		Policy:         policy(cfg),
 		MetricsToken:   cfg.MetricsToken,
 	}
 
