@@ -421,3 +421,51 @@ stages:
 		}
 	})
 }
+
+// TestContainerRescued: a server stopped (SIGSTOP) past its lease while its job runs in a
+// container; the other server of the cluster (same Docker daemon) rescues the job and removes
+// the lost attempt's container and volume at once, without waiting for the stopped server. When
+// it continues, its job's step ends and its late end is refused.
+func TestContainerRescued(t *testing.T) {
+	t.Parallel()
+	docker := dockertest.Client(t)
+	suffix := fmt.Sprintf("-%d", rand.Uint64())
+	args := []string{"--lease-ttl", shortLease, "--executors", "1"}
+	c := startCluster(t, nodeSpec{Name: "box-a" + suffix, Args: args}, nodeSpec{Name: "box-b" + suffix, Args: args})
+	c.Nodes[0].createPipeline(c.Admin, `name: boxed
+image: `+dockertest.Image+`
+stages:
+  - name: s
+    jobs:
+      - name: j
+        container: {pull: never}
+        steps:
+          - name: wait
+            run: echo started; sleep 600
+`)
+	id, err := startRun(c.Nodes[0].URL, c.Admin, "boxed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the step to start", func() bool { return strings.Contains(c.Nodes[0].log(c.Admin, id), "started\n") })
+	stale, live := c.runnerOf(id)
+	if got := dockerObjects(t, docker, stale.Name); len(got) != 2 {
+		t.Fatalf("objects of %s while its job runs: %v, want its container and volume", stale.Name, got)
+	}
+	stale.pause()
+	took := waitWithin(t, "the lost attempt's container and volume to be removed", rescueLimit+10*time.Second, func() bool {
+		return len(dockerObjects(t, docker, stale.Name)) == 0
+	})
+	t.Logf("%s stopped: its attempt's objects removed by %s after %v", stale.Name, live.Name, took.Round(10*time.Millisecond))
+	if r := live.runAttempts(c.Admin, id); len(r.job().Attempts) == 0 || r.job().Attempts[0].State != "lost" {
+		t.Errorf("after the rescue: %s, want attempt 1 lost", r)
+	}
+	quiet := len(stale.out.String())
+	stale.resume()
+	waitWithin(t, stale.Name+" to try to end the job", 30*time.Second, func() bool {
+		return strings.Contains(stale.out.String()[quiet:], "the job's end was refused")
+	})
+	if left := dockerObjects(t, docker, stale.Name); len(left) > 0 {
+		t.Errorf("objects of %s after it continued: %v", stale.Name, left)
+	}
+}

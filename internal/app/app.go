@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		TTL:            cfg.LeaseTTL,
 		WakeOthers:     cl.wakeWork(func() {}), // only the others: the scheduler wakes itself
 	})
+	sweepNow := make(chan struct{}, 1)
 	rescuer := &scheduler.Rescuer{
 		Store:        st,
 		Holder:       holder,
@@ -114,6 +115,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Logger:       logger.With("component", "rescuer"),
 		AllInstances: st.Dialect() == "sqlite", // one server per SQLite database
 		Rescued: func(runID int64) {
+			select { // the rescued attempts' containers go now
+			case sweepNow <- struct{}{}:
+			default:
+			}
 			appender.Notify(runID) // followers here; cl tells those of the other servers
 			cl.logChanged(runID)
 			cl.wakeWork(sched.Wake)() // a retried job is queued again
@@ -214,7 +219,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	containersDone := make(chan struct{})
 	go func() {
 		defer close(containersDone)
-		sweepContainers(runCtx, containers, st, logger.With("component", "docker"))
+		sweepContainers(runCtx, containers, st, logger.With("component", "docker"), sweepNow)
 	}()
 	expireDone := make(chan struct{})
 	go func() { defer close(expireDone); expireLogs(runCtx, st, time.Duration(cfg.LogRetention), logger) }()

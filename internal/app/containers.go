@@ -48,10 +48,11 @@ func newContainers(ctx context.Context, cfg config.Config, node string, key []by
 	return d, nil
 }
 
-// sweepContainers removes, every containerSweepEvery until ctx ends, the objects of this
-// installation whose attempt is not live (any node's: a server that died for good leaves its
+// sweepContainers removes, every containerSweepEvery and whenever now says so (the rescuer
+// settled attempts) until ctx ends, the objects of this installation whose attempt is not live
+// (any node's: a server that died for good, or was stopped past its lease, leaves its
 // containers to the others sharing its daemon).
-func sweepContainers(ctx context.Context, d *executor.Docker, st *store.Store, logger *slog.Logger) {
+func sweepContainers(ctx context.Context, d *executor.Docker, st *store.Store, logger *slog.Logger, now <-chan struct{}) {
 	live := func(ctx context.Context, ids []int64) (map[int64]bool, error) {
 		states, err := st.AttemptStates(ctx, ids)
 		if err != nil {
@@ -70,6 +71,7 @@ func sweepContainers(ctx context.Context, d *executor.Docker, st *store.Store, l
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-now:
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		n, err := d.Sweep(sctx, "", live)
