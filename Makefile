@@ -1,6 +1,6 @@
 # make test: the test suite (PostgreSQL too when FLOWD_TEST_DATABASE_URL is set).
 # make bench: flowd-bench against the built binary; results in bench-results.json (BENCHMARKS.md).
-#   make bench BENCH_FLAGS='--only sustained'   one section (ingest, overload, t2s, e2e, two, scale, idle, sustained)
+#   make bench BENCH_FLAGS='--only sustained'   one section (ingest, overload, t2s, e2e, two, scale, idle, sustained, containers)
 
 BENCH_FLAGS ?=
 BENCH_BIN ?= $(or $(TMPDIR),/tmp)/flowd-bench/flowd

@@ -54,6 +54,7 @@ type opts struct {
 	maxQueueSeconds int
 	env             []string // the binary only: more environment
 	args            []string // the binary only: more serve flags
+	nodeName        string   // in-process only: --node-name ("" = flowd's default)
 }
 
 func (o opts) fill() opts {
@@ -79,6 +80,9 @@ func startInProcess(ctx context.Context, data string, o opts) (*instance, error)
 	cfg.AdminPassword = adminPassword
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.StepUser = stepUser()
+	if o.nodeName != "" {
+		cfg.NodeName = o.nodeName
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -211,12 +215,21 @@ func (in *instance) Stop() error { return in.stop() }
 // pipeline creates a pipeline with one job of one step and enables its webhook; it returns
 // the webhook URL.
 func (in *instance) pipeline(ctx context.Context, name, script string, vars map[string]string) (string, error) {
+	return in.pipelineImage(ctx, name, "", script, vars)
+}
+
+// pipelineImage is pipeline with the job's image: ("" = none: the process executor).
+func (in *instance) pipelineImage(ctx context.Context, name, image, script string, vars map[string]string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: %s\nvariables:\n  abc: \"0\"\n", name)
 	for k, v := range vars {
 		fmt.Fprintf(&b, "  %s: %q\n", k, v)
 	}
-	fmt.Fprintf(&b, "stages:\n  - name: s\n    jobs:\n      - name: j\n        steps:\n          - name: step\n            run: %q\n", script)
+	fmt.Fprintf(&b, "stages:\n  - name: s\n    jobs:\n      - name: j\n")
+	if image != "" {
+		fmt.Fprintf(&b, "        image: %q\n", image)
+	}
+	fmt.Fprintf(&b, "        steps:\n          - name: step\n            run: %q\n", script)
 	if _, err := in.Client.PipelineCreate(ctx, []byte(b.String())); err != nil {
 		return "", fmt.Errorf("create pipeline %s: %w", name, err)
 	}

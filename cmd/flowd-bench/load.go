@@ -123,17 +123,24 @@ func (r *recorder) result(elapsed time.Duration) Load {
 
 // percentiles returns p50, p99 and max in milliseconds (nearest rank).
 func percentiles(d []time.Duration) (p50, p99, mx float64) {
+	q := quantiles(d, 0.50, 0.99, 1)
+	return q[0], q[1], q[2]
+}
+
+// quantiles returns each quantile q (0 < q ≤ 1) of d in milliseconds, by nearest rank; zeros
+// for an empty d.
+func quantiles(d []time.Duration, qs ...float64) []float64 {
+	out := make([]float64, len(qs))
 	if len(d) == 0 {
-		return 0, 0, 0
+		return out
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	at := func(q float64) float64 {
+	for k, q := range qs {
 		i := int(q*float64(len(s))+0.5) - 1
-		i = max(0, min(i, len(s)-1))
-		return ms(s[i])
+		out[k] = ms(s[max(0, min(i, len(s)-1))])
 	}
-	return at(0.50), at(0.99), ms(s[len(s)-1])
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

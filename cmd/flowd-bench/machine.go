@@ -20,6 +20,9 @@ type Machine struct {
 	Go        string `json:"go"`
 	Date      string `json:"date"`
 	Command   string `json:"command"`
+	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute load averages at the start: how busy
+	// the machine was with others' work when the run began.
+	LoadAverage string `json:"load_average"`
 }
 
 func machine() Machine {
@@ -40,6 +43,11 @@ func machine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAverage = strings.Join(f[:3], " ")
+		}
 	}
 	return m
 }

@@ -1,10 +1,12 @@
 // Command flowd-bench measures flowd against ceilings it runs in the same process and the same
 // run: webhook intake (SQLite and PostgreSQL) against a bare net/http server and a server that
 // fsyncs each request, trigger-to-start latency, end-to-end runs per second against raw
-// fork/exec, the API over 100,000 runs and a 200 MB log, an idle server's footprint, and
+// fork/exec, the API over 100,000 runs and a 200 MB log, an idle server's footprint,
 // sustained load (closed-loop webhooks for seconds against the fork/exec floor and the one-row
-// commit ceilings). It binds only 127.0.0.1, bounds every loop in time and count, prints its
-// tables and writes the numbers as JSON. See BENCHMARKS.md.
+// commit ceilings), and jobs in containers (a job with image: against `docker run --rm` of the
+// same image and against the same job on the process executor). It binds only 127.0.0.1,
+// bounds every loop in time and count, prints its tables and writes the numbers as JSON. See
+// BENCHMARKS.md.
 //
 //	go build -o /tmp/flowd ./cmd/flowd && go run ./cmd/flowd-bench --flowd /tmp/flowd
 //	make bench
@@ -45,6 +47,7 @@ type Results struct {
 	Scale           Scale          `json:"scale"`
 	Idle            Idle           `json:"idle"`
 	Sustained       Sustained      `json:"sustained"`
+	Containers      Containers     `json:"containers"`
 	Seconds         float64        `json:"seconds"`
 }
 
@@ -83,7 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	clients := fs.Int("clients", 32, "concurrent clients of the ingest loads")
 	dur := fs.Duration("duration", 5*time.Second, "length of each load measurement")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (flowd in-process included) to `file`")
-	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle, sustained (for profiling)")
+	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle, sustained, containers (for profiling)")
 	rounds := fs.Int("rounds", 3, "alternations of the ingest and sustained sections (--quick: 1)")
 	susDur := fs.Duration("sustained-duration", 10*time.Second, "sustained: length of each combination's load (--quick: 1s)")
 	susExec := fs.String("sustained-executors", "2,4", "sustained: the --executors values, comma-separated (--quick: 2)")
@@ -91,6 +94,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defaults := config.Default()
 	susQueued := fs.Int("sustained-max-queued-runs", defaults.MaxQueuedRuns, "sustained: flowd's --max-queued-runs (0 = no bound; the other sections: none)")
 	susQueueS := fs.Int("sustained-max-queue-seconds", defaults.MaxQueueSeconds, "sustained: flowd's --max-queue-seconds (0 = no bound)")
+	ctrRuns := fs.Int("containers-runs", 20, "containers: runs of each load (docker run, flowd with image:, flowd without) at each concurrency, each round (--quick: 2)")
+	ctrConc := fs.String("containers-concurrency", "1,4", "containers: the loads' concurrencies, comma-separated (--quick: 1,2)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -103,8 +108,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if sp.executors, err = intList(*susExec); err == nil {
 		sp.clients, err = intList(*susClients)
 	}
-	if err != nil || p.rounds < 1 {
-		fmt.Fprintln(stderr, "flowd-bench: --rounds must be ≥ 1 and --sustained-executors, --sustained-clients lists of positive numbers:", err)
+	cp := containersPlan{runs: *ctrRuns}
+	if err == nil {
+		cp.concurrency, err = intList(*ctrConc)
+	}
+	if err != nil || p.rounds < 1 || cp.runs < 1 {
+		fmt.Fprintln(stderr, "flowd-bench: --rounds and --containers-runs must be ≥ 1 and --sustained-executors, --sustained-clients, --containers-concurrency lists of positive numbers:", err)
 		return 2
 	}
 	set := map[string]bool{}
@@ -124,6 +133,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		quickDefault("sustained-duration", func() { sp.dur = time.Second })
 		quickDefault("sustained-executors", func() { sp.executors = []int{2} })
 		quickDefault("sustained-clients", func() { sp.clients = []int{2} })
+		quickDefault("containers-runs", func() { cp.runs = 2 })
+		quickDefault("containers-concurrency", func() { cp.concurrency = []int{1, 2} })
 		sp.drainMax = 2 * time.Minute
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -201,6 +212,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if want("sustained") {
 		res.Sustained = sustained(ctx, p, sp, step)
 	}
+	if want("containers") {
+		step("jobs in containers: docker run, flowd with image:, flowd without")
+		res.Containers = containers(ctx, p, cp, step)
+	}
 	res.Seconds = time.Since(start).Seconds()
 
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -215,9 +230,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printTable(w io.Writer, r Results) {
 	m := r.Machine
-	fmt.Fprintf(w, "machine: %d × %s, %d MiB, Linux %s, %s, %s\n", m.NProc, m.CPU, m.MemoryMiB, m.Kernel, m.Go, m.Date)
-	if r.Only == "sustained" {
+	fmt.Fprintf(w, "machine: %d × %s, %d MiB, Linux %s, %s, %s, load average %s at the start\n", m.NProc, m.CPU, m.MemoryMiB, m.Kernel, m.Go, m.Date, m.LoadAverage)
+	switch r.Only {
+	case "sustained":
 		printSustained(w, r.Sustained)
+		return
+	case "containers":
+		printContainers(w, r.Containers)
 		return
 	}
 	fmt.Fprintln(w)
@@ -302,6 +321,9 @@ func printTable(w io.Writer, r Results) {
 	row("6. idle flowd serve", fmt.Sprintf("RSS %.1f MiB, CPU %.2f %%", i.RSSMiB, i.CPUPercent), "target RSS ≤ 40 MB", 0)
 	if r.Sustained.Method != "" {
 		printSustained(w, r.Sustained)
+	}
+	if r.Containers.Method != "" {
+		printContainers(w, r.Containers)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowd/flowd/internal/dockertest"
 	"github.com/flowd/flowd/internal/store/storetest"
 )
 
@@ -43,7 +44,7 @@ func TestQuick(t *testing.T) {
 		t.Fatalf("results are not JSON: %v\n%s", err, b)
 	}
 	for _, section := range []string{"machine", "ceilings", "ingest_sqlite", "ingest_postgres", "ceiling_postgres_insert",
-		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle", "sustained"} {
+		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle", "sustained", "containers"} {
 		raw, ok := got[section]
 		if !ok || len(raw) == 0 || string(raw) == "null" {
 			t.Errorf("section %q is missing", section)
@@ -71,6 +72,7 @@ func TestQuick(t *testing.T) {
 		}
 	}
 	checkSustained(t, got["sustained"])
+	checkContainers(t, got["containers"])
 }
 
 // TestQuickSustained runs only the sustained section, profiled (as one profiles it), and checks
@@ -140,5 +142,70 @@ func checkSustained(t *testing.T, raw json.RawMessage) {
 	}
 	if !s.Ingest.FlowdEvery {
 		t.Errorf("sustained ingest: not every 202 is a run: %+v", s.Ingest)
+	}
+}
+
+// checkContainers checks the containers section of the results: skipped only without a Docker
+// daemon (and then failed under FLOWD_TEST_REQUIRE_ALL=1), else every load at every concurrency
+// measured each of its runs and saw the value in each run's output, every job with image: ran
+// in a container of its own, and the overhead is reported; never a time.
+func checkContainers(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	var c Containers
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("containers: %v\n%s", err, raw)
+	}
+	if c.Skipped != "" {
+		if os.Getenv(dockertest.EnvRequireAll) == "1" {
+			t.Errorf("containers skipped (%s=1): %s", dockertest.EnvRequireAll, c.Skipped)
+		} else {
+			t.Logf("containers skipped: %s", c.Skipped)
+		}
+		return
+	}
+	if c.Error != "" {
+		t.Errorf("containers: %s", c.Error)
+	}
+	loads := map[string]int{}
+	for _, l := range c.Loads {
+		loads[l.Load]++
+		want := c.Rounds * c.RunsPerLoad
+		if l.Runs != want || l.OutputOK != want {
+			t.Errorf("containers %s, concurrency %d: %d runs measured, %d with the value in their output; want %d", l.Load, l.Concurrency, l.Runs, l.OutputOK, want)
+		}
+		if l.Load == loadImage && l.Containers < want {
+			t.Errorf("containers %s, concurrency %d: %d containers started for %d jobs", l.Load, l.Concurrency, l.Containers, want)
+		}
+	}
+	for _, name := range []string{loadFloor, loadImage, loadProcess} {
+		if loads[name] != 2 {
+			t.Errorf("containers: load %q measured at %d concurrencies, want 2 (1 and 2): %s", name, loads[name], raw)
+		}
+	}
+	if len(c.Overhead) != 2 {
+		t.Errorf("containers: overhead at %d concurrencies, want 2: %s", len(c.Overhead), raw)
+	}
+}
+
+// TestReadyLog: the durations of the container executor's "container IMAGE ready in X" lines
+// are read from the runs' logs however the writes split the lines; other lines are not.
+func TestReadyLog(t *testing.T) {
+	l := &readyLog{}
+	log := "⬢ container flowd-test/busybox:1 ready in 312ms\n456\n" +
+		"✔ step took 3s\n" +
+		"⬢ container golang:1.26 ready in 1.3s\n" +
+		"⬢ container x ready in soon\n"
+	for i := 0; i < len(log); i += 7 { // lines split across writes, runes too
+		l.Write([]byte(log[i:min(i+7, len(log))]))
+	}
+	r := l.result()
+	if r.Lines != 2 || r.P50ms != 312 || r.P95ms != 1300 {
+		t.Errorf("ready = %+v, want 2 lines, p50 312 ms, p95 1300 ms", r)
+	}
+	if l.bad != 1 {
+		t.Errorf("lines without a duration = %d, want 1", l.bad)
+	}
+	if none := (&readyLog{}).result(); none.Lines != 0 || none.Note == "" {
+		t.Errorf("no lines: %+v, want a note", none)
 	}
 }

@@ -794,10 +794,13 @@ func printSustained(w io.Writer, s Sustained) {
 }
 
 // roundsOf prints per-round rates as [a, b, c].
-func roundsOf(v []float64) string {
+func roundsOf(v []float64) string { return roundsPrec(v, 0) }
+
+// roundsPrec prints per-round rates with prec decimals as [a, b, c].
+func roundsPrec(v []float64, prec int) string {
 	parts := make([]string, len(v))
 	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.0f", x)
+		parts[i] = strconv.FormatFloat(x, 'f', prec, 64)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }

@@ -47,7 +47,7 @@ func Client(t testing.TB) *client.Client {
 	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		missing(t, "no Docker daemon answers (%v): install Debian's docker.io and start dockerd, as .ci/run does", err)
 	}
-	if err := ensureImage(ctx, c); err != nil {
+	if err := EnsureImage(ctx, c); err != nil {
 		missing(t, "%v", err)
 	}
 	return c
@@ -77,8 +77,9 @@ func missing(t testing.TB, format string, args ...any) {
 
 var imageOnce sync.Mutex
 
-// ensureImage imports Image unless the daemon has it.
-func ensureImage(ctx context.Context, c *client.Client) error {
+// EnsureImage imports Image (RootFS, with PATH=/bin) unless the daemon c talks to has it.
+// Tests get it through Client; cmd/flowd-bench calls it before its containers section.
+func EnsureImage(ctx context.Context, c *client.Client) error {
 	imageOnce.Lock()
 	defer imageOnce.Unlock()
 	if _, err := c.ImageInspect(ctx, Image); err == nil {
