@@ -86,6 +86,14 @@ func (s *server) startRun(token, name string) int64 {
 	return r.Run.ID
 }
 
+// createAndRun creates a pipeline from yaml, starts a run of it and waits for its end.
+func (s *server) createAndRun(token, yaml string) (gitRunView, string) {
+	s.t.Helper()
+	s.createPipeline(token, yaml)
+	name := strings.TrimPrefix(strings.SplitN(yaml, "\n", 2)[0], "name: ")
+	return s.endedRun(token, s.startRun(token, name))
+}
+
 // endedRun waits for run id to end and returns it and its log.
 func (s *server) endedRun(token string, id int64) (gitRunView, string) {
 	s.t.Helper()
@@ -175,10 +183,7 @@ stages:
           - name: never
             run: echo never
 `
-			if code := srv.api(admin, "POST", "/api/v1/pipelines", failing, nil); code != 201 {
-				t.Fatalf("create failing: %d", code)
-			}
-			r, log = srv.endedRun(admin, srv.startRun(admin, "failing"))
+			r, log = srv.createAndRun(admin, failing)
 			if r.Status != "failed" || !strings.Contains(log, "✖ breaks: exit code 3") || !strings.Contains(log, "○ never: skipped") {
 				t.Errorf("failing run: %s %q\n%s", r.Status, r.Message, log)
 			}
@@ -209,9 +214,7 @@ stages:
           - name: wait
             run: echo started; (trap '' TERM; sleep 600) & sleep 600
 `
-		if code := srv.api(admin, "POST", "/api/v1/pipelines", yaml, nil); code != 201 {
-			t.Fatalf("create %s: %d", tc.name, code)
-		}
+		srv.createPipeline(admin, yaml)
 		id := srv.startRun(admin, tc.name)
 		waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
 		begin := time.Now()
@@ -258,10 +261,7 @@ stages:
           - name: eat
             run: x=$(head -c 100000000 /dev/zero | tr '\0' a); echo ${#x}
 `
-	if code := srv.api(admin, "POST", "/api/v1/pipelines", yaml, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	r, log := srv.endedRun(admin, srv.startRun(admin, "hungry"))
+	r, log := srv.createAndRun(admin, yaml)
 	if r.Status != "failed" || !strings.Contains(r.Message, "OOMKilled") || !strings.Contains(log, "OOMKilled") {
 		t.Errorf("run %s %q, want failed for OOMKilled\n%s", r.Status, r.Message, log)
 	}
@@ -311,9 +311,7 @@ stages:
           - name: wait
             run: echo started; sleep 600
 `
-	if code := srv.api(admin, "POST", "/api/v1/pipelines", yaml, nil); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
+	srv.createPipeline(admin, yaml)
 	id := srv.startRun(admin, "long")
 	waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
 	srv.crash()
@@ -350,10 +348,7 @@ stages:
 		t.Parallel()
 		srv, node, docker := containerNode(t, "sqlite", "--executor", "docker", "--default-image", dockertest.Image)
 		admin := srv.token("admin", adminPassword)
-		if code := srv.api(admin, "POST", "/api/v1/pipelines", hostJob, nil); code != 201 {
-			t.Fatalf("create: %d", code)
-		}
-		r, log := srv.endedRun(admin, srv.startRun(admin, "plain"))
+		r, log := srv.createAndRun(admin, hostJob)
 		if r.Status != "success" || !strings.Contains(log, "in a container\n") {
 			t.Errorf("run %s %q, want success in a container\n%s", r.Status, r.Message, log)
 		}
@@ -395,10 +390,7 @@ stages:
 			t.Errorf("bob saves a host job: %d %+v, want 403 untrusted_pipeline", code, e)
 		}
 		boxed := strings.Replace(hostJob, "name: plain", "name: boxed\nimage: "+dockertest.Image, 1)
-		if code := srv.api(bob, "POST", "/api/v1/pipelines", boxed, nil); code != 201 {
-			t.Fatalf("bob saves a pipeline whose jobs run in containers: %d", code)
-		}
-		r, log := srv.endedRun(bob, srv.startRun(bob, "boxed"))
+		r, log := srv.createAndRun(bob, boxed) // no trust needed to save or run it
 		if r.Status != "success" || !strings.Contains(log, "in a container\n") {
 			t.Errorf("bob's run %s %q\n%s", r.Status, r.Message, log)
 		}
@@ -411,10 +403,7 @@ stages:
 		srv := startServerEnv(t, data, dsn, []string{"DOCKER_HOST=unix:///nonexistent/docker.sock"})
 		admin := srv.token("admin", adminPassword)
 		boxed := strings.Replace(hostJob, "      - name: where\n", "      - name: where\n        image: "+dockertest.Image+"\n", 1)
-		if code := srv.api(admin, "POST", "/api/v1/pipelines", boxed, nil); code != 201 {
-			t.Fatalf("create: %d", code)
-		}
-		r, log := srv.endedRun(admin, srv.startRun(admin, "plain"))
+		r, log := srv.createAndRun(admin, boxed)
 		want := "cannot reach Docker at unix:///nonexistent/docker.sock"
 		if r.Status != "failed" || !strings.Contains(r.Message, want) || !strings.Contains(log, want) || !strings.Contains(r.Message, "start the Docker daemon") {
 			t.Errorf("run %s %q, want failed with %q\n%s", r.Status, r.Message, want, log)

@@ -378,13 +378,7 @@ func (r *dockerRun) step(ctx context.Context, step Step) (run.Status, *int, stri
 	defer cancel()
 
 	if !termAt.IsZero() {
-		if context.Cause(ctx) == errJobTimeout {
-			reason := fmt.Sprintf(timeoutReason, r.job.Timeout)
-			r.say(failFormat, step.Name, reason)
-			return run.Failed, nil, reason
-		}
-		r.say(failFormat, step.Name, canceledReason)
-		return run.Canceled, nil, canceledReason
+		return r.lr().interrupted(ctx, step)
 	}
 	code, err := r.exitCode(cctx, ex.ID)
 	switch {

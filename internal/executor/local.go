@@ -454,13 +454,7 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 	elapsed := time.Since(begin)
 
 	if !termAt.IsZero() { // the job's context ended while the step ran
-		if context.Cause(ctx) == errJobTimeout {
-			reason := fmt.Sprintf(timeoutReason, r.job.Timeout)
-			r.say(failFormat, step.Name, reason)
-			return run.Failed, nil, reason
-		}
-		r.say(failFormat, step.Name, canceledReason)
-		return run.Canceled, nil, canceledReason
+		return r.interrupted(ctx, step)
 	}
 
 	kind, val, _ := strings.Cut(reported, " ")
@@ -496,6 +490,18 @@ func (r *localRun) step(ctx context.Context, step Step, shell []string, grace ti
 		r.say(failFormat, step.Name, reason)
 		return run.Failed, nil, reason
 	}
+}
+
+// interrupted is the end of a step stopped because the job's context ended: failed when the
+// job timed out, canceled otherwise.
+func (r *localRun) interrupted(ctx context.Context, step Step) (run.Status, *int, string) {
+	if context.Cause(ctx) == errJobTimeout {
+		reason := fmt.Sprintf(timeoutReason, r.job.Timeout)
+		r.say(failFormat, step.Name, reason)
+		return run.Failed, nil, reason
+	}
+	r.say(failFormat, step.Name, canceledReason)
+	return run.Canceled, nil, canceledReason
 }
 
 // launched runs step through the step launcher (see launcher.go), for a job run as a step user;
