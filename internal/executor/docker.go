@@ -50,6 +50,9 @@ type Docker struct {
 	// KillGrace is how long a canceled step's processes have between SIGTERM and SIGKILL.
 	// Default 1s.
 	KillGrace time.Duration
+	// DaemonWait bounds a job's first call to the daemon, so that a daemon that hangs fails
+	// the job instead of holding it until its timeout. Default 30s.
+	DaemonWait time.Duration
 	// Limits are the server's bounds of every job's container.
 	Limits Limits
 	// Logger receives errors that do not end the job.
@@ -381,7 +384,16 @@ func formatBytes(n int64) string {
 // image makes sure ref is on the daemon, as pull says.
 func (r *dockerRun) image(ctx context.Context, ref, pull string) error {
 	d := r.d
-	_, err := d.Client.ImageInspect(ctx, ref)
+	wait := d.DaemonWait
+	if wait <= 0 {
+		wait = defaultDaemonWait
+	}
+	ictx, cancel := context.WithTimeoutCause(ctx, wait, errDaemonSilent)
+	_, err := d.Client.ImageInspect(ictx, ref)
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(ictx), errDaemonSilent) {
+		return fmt.Errorf("Docker at %s did not answer in %s: check that its daemon runs and is not stuck (docker info)", d.Client.DaemonHost(), wait)
+	}
 	switch {
 	case err == nil && pull != run.PullAlways:
 		return nil
@@ -409,6 +421,11 @@ func (r *dockerRun) image(ctx context.Context, ref, pull string) error {
 	r.say(imagePulledFormat, ref, formatDuration(time.Since(begin)))
 	return nil
 }
+
+// defaultDaemonWait is Docker.DaemonWait when unset.
+const defaultDaemonWait = 30 * time.Second
+
+var errDaemonSilent = errors.New("the Docker daemon did not answer")
 
 // failed is the error of a daemon call that failed while preparing a job.
 func (d *Docker) failed(what string, err error) error {

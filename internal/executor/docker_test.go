@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -264,6 +266,19 @@ func TestDockerFailures(t *testing.T) {
 			}
 			d.Client = c
 		}, "cannot reach Docker at unix:///nonexistent/docker.sock (connect: no such file or directory): start the Docker daemon"},
+		{"daemon silent", func(d *Docker, j *Job) {
+			sock := filepath.Join(t.TempDir(), "silent.sock")
+			ln, err := net.Listen("unix", sock) // accepts, never answers
+			if err != nil {
+				panic(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			c, err := client.New(client.WithHost("unix://"+sock), client.WithVersion("1.41"))
+			if err != nil {
+				panic(err)
+			}
+			d.Client, d.DaemonWait = c, time.Second
+		}, "did not answer in 1s: check that its daemon runs and is not stuck"},
 		{"service exits", func(d *Docker, j *Job) {
 			j.Container.Services = []run.Service{{Name: "db", Image: dockertest.Image, Command: []string{"sh", "-c", "echo db broke; exit 3"}}}
 		}, "service db (" + dockertest.Image + ") exited with code 3 before the first step: db broke"},
@@ -289,7 +304,7 @@ func TestDockerFailures(t *testing.T) {
 			if events := rep.get(); !slices.Equal(events, []string{"1:skipped"}) {
 				t.Errorf("events %v, want the step skipped", events)
 			}
-			if tc.name == "daemon unreachable" {
+			if strings.HasPrefix(tc.name, "daemon ") {
 				return
 			}
 			if err := d.Cleanup(context.Background(), job); err != nil {
