@@ -19,6 +19,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/flowd/flowd/internal/dockertest"
+	"github.com/flowd/flowd/internal/executor"
 )
 
 // --- 8: jobs in containers (issue 12) --------------------------------------------------------
@@ -109,11 +110,12 @@ func containers(ctx context.Context, p plan, cp containersPlan, progress func(st
 			"− the client's clock when it read the 202. Runs/s = runs / (first start → last end) in each round; p50 and p95 over every round. "+
 			"Overhead per job = p50 (p95) of image: − p50 (p95) of process at the same concurrency.",
 			cp.concurrency, cp.runs, containerValue, dockertest.Image, containerScript, containerScript, dockertest.Image, containerValue, containerValue)}
-	imported, err := dockerReady(ctx)
+	dc, imported, err := dockerReady(ctx)
 	if err != nil {
 		res.Skipped = err.Error()
 		return res
 	}
+	defer dc.Close()
 	res.ImageImported = imported
 	ready := &readyLog{}
 	loads, node, stop, err := containerLoads(ctx, p, cp, ready)
@@ -147,7 +149,7 @@ func containers(ctx context.Context, p plan, cp containersPlan, progress func(st
 					continue
 				}
 				progress(fmt.Sprintf("containers round %d/%d: %s, concurrency %d, %d runs", r+1, p.rounds, l.name, c, cp.runs))
-				if err := measureLoad(ctx, l, c, cp.runs, node, cl); err != nil && res.Error == "" {
+				if err := measureLoad(ctx, dc, l, c, cp.runs, node, cl); err != nil && res.Error == "" {
 					res.Error = fmt.Sprintf("%s, concurrency %d, round %d: %v", l.name, c, r+1, err)
 				}
 			}
@@ -213,17 +215,24 @@ func containerLoads(ctx context.Context, p plan, cp containersPlan, logs io.Writ
 }
 
 // measureLoad runs one round of l at concurrency conc and adds it to cl; for the load with
-// image:, it also counts the containers the daemon started for node meanwhile, which must be
+// image:, it also counts the containers the daemon dc started for node meanwhile, which must be
 // one per job at least. It returns the round's error, which is also cl's.
-func measureLoad(ctx context.Context, l containerLoad, conc, n int, node string, cl *ContainerLoad) error {
-	since := time.Now()
+func measureLoad(ctx context.Context, dc *client.Client, l containerLoad, conc, n int, node string, cl *ContainerLoad) error {
+	var started func(want int) (int, error)
+	if l.name == loadImage {
+		started = watchStarts(ctx, dc, node)
+	}
 	lat, perSec, ok, err := l.run(conc, n)
-	if l.name == loadImage && err == nil {
-		var started int
-		if started, err = containersStarted(ctx, node, since, time.Now()); err == nil && started < n {
-			err = fmt.Errorf("%d containers started for %d jobs with image: (did the jobs run on the host?)", started, n)
+	if started != nil {
+		m, werr := started(n)
+		cl.Containers += m
+		switch {
+		case err != nil:
+		case werr != nil:
+			err = werr
+		case m < n:
+			err = fmt.Errorf("%d containers started for %d jobs with image: (did the jobs run on the host?)", m, n)
 		}
-		cl.Containers += started
 	}
 	cl.lat = append(cl.lat, lat...)
 	cl.RoundsPerSec = append(cl.RoundsPerSec, perSec)
@@ -235,47 +244,85 @@ func measureLoad(ctx context.Context, l containerLoad, conc, n int, node string,
 }
 
 // dockerReady checks that a Docker daemon answers and the docker command is there (the floor
-// runs it), and imports the test image when the daemon lacks it; it says whether it did. Its
-// error is why the section is skipped, with what to do.
-func dockerReady(ctx context.Context) (imported bool, err error) {
+// runs it), and imports the test image when the daemon lacks it; it returns a client of the
+// daemon and says whether it imported the image. Its error is why the section is skipped,
+// with what to do.
+func dockerReady(ctx context.Context) (c *client.Client, imported bool, err error) {
 	if !dockertest.Available() {
-		return false, errors.New("no Docker daemon answers (DOCKER_HOST or the default socket): install Debian's docker.io and start dockerd, as `bash .ci/docker.sh` does")
+		return nil, false, errors.New("no Docker daemon answers (DOCKER_HOST or the default socket): install Debian's docker.io and start dockerd, as `bash .ci/docker.sh` does")
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
-		return false, errors.New("the docker command is missing (the floor runs it): install Debian's docker.io")
+		return nil, false, errors.New("the docker command is missing (the floor runs it): install Debian's docker.io")
 	}
-	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err = client.New(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return false, fmt.Errorf("docker client: %w", err)
+		return nil, false, fmt.Errorf("docker client: %w", err)
 	}
-	defer c.Close()
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if _, err := c.ImageInspect(ictx, dockertest.Image); err == nil {
-		return false, nil
+		return c, false, nil
 	}
 	if err := dockertest.EnsureImage(ictx, c); err != nil {
-		return false, fmt.Errorf("the image %s is missing and could not be imported (%v): run `bash .ci/docker.sh`", dockertest.Image, err)
+		c.Close()
+		return nil, false, fmt.Errorf("the image %s is missing and could not be imported (%v): run `bash .ci/docker.sh`", dockertest.Image, err)
 	}
-	return true, nil
+	return c, true, nil
 }
 
 // nodeLabel is the label flowd's container executor puts on each of its containers, naming the
 // server (--node-name) that started it.
-const nodeLabel = "io.flowd.node"
+const nodeLabel = executor.LabelNode
 
-// containersStarted counts the containers labelled with node that the daemon started between
-// since and until (both past): its start events, read with the docker command.
-func containersStarted(ctx context.Context, node string, since, until time.Time) (int, error) {
-	stamp := func(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ectx, "docker", "events", "--since", stamp(since), "--until", stamp(until),
-		"--filter", "type=container", "--filter", "event=start", "--filter", "label="+nodeLabel+"="+node, "--format", "{{.ID}}").Output()
-	if err != nil {
-		return 0, fmt.Errorf("docker events: %w", err)
+// watchStarts follows the daemon's events from now on and counts the containers labelled with
+// node that it starts (live: the daemon keeps only its last events for a later query, fewer
+// than a round's jobs make). started stops following, after waiting up to 5 s for the count to
+// reach want (an event may still be on its way), and returns the count.
+func watchStarts(ctx context.Context, dc *client.Client, node string) (started func(want int) (int, error)) {
+	wctx, cancel := context.WithCancel(ctx)
+	ev := dc.Events(wctx, client.EventsListOptions{Filters: make(client.Filters).
+		Add("type", "container").Add("event", "start").Add("label", nodeLabel+"="+node)})
+	var (
+		mu   sync.Mutex
+		n    int
+		werr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ev.Messages:
+				mu.Lock()
+				n++
+				mu.Unlock()
+			case err := <-ev.Err:
+				if wctx.Err() == nil {
+					mu.Lock()
+					werr = fmt.Errorf("follow the daemon's events: %w", err)
+					mu.Unlock()
+				}
+				return
+			}
+		}
+	}()
+	return func(want int) (int, error) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			m, err := n, werr
+			mu.Unlock()
+			if m >= want || err != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return n, werr
 	}
-	return len(strings.Fields(string(out))), nil
 }
 
 // dockerRunLoad runs the floor n times on conc workers: each run's time, runs per second, and
