@@ -37,12 +37,8 @@ type Containers struct {
 	// Overhead is the container start overhead per job at each concurrency: the job with
 	// image: minus the same job on the process executor.
 	Overhead []ContainerOverhead `json:"overhead"`
-	// Ready is what the logs of the runs with image: say about each container's start
-	// ("⬢ container IMAGE ready in X", the executor's time from the job's start to its first
-	// step), when they say it.
-	Ready   ContainerReady `json:"container_ready"`
-	Skipped string         `json:"skipped,omitempty"`
-	Error   string         `json:"error,omitempty"`
+	Skipped  string              `json:"skipped,omitempty"`
+	Error    string              `json:"error,omitempty"`
 }
 
 // ContainerLoad is one load at one concurrency over every round: each run's latency and each
@@ -59,10 +55,15 @@ type ContainerLoad struct {
 	OutputOK     int       `json:"output_ok"` // runs whose output (the run's log) held 456
 	// Containers counts the containers flowd started during this load's rounds (the Docker
 	// daemon's start events labelled with the tool's node): one per job with image:.
-	Containers int    `json:"containers_started,omitempty"`
-	Error      string `json:"error,omitempty"`
+	Containers int `json:"containers_started,omitempty"`
+	// Ready is what the logs of the runs with image: say about each container's start
+	// ("⬢ container IMAGE ready in X": the executor's time from the job's start to its first
+	// step), when they say it.
+	Ready *ContainerReady `json:"container_ready,omitempty"`
+	Error string          `json:"error,omitempty"`
 
-	lat []time.Duration
+	lat   []time.Duration
+	ready *readyLog // the runs' logs (image: only)
 }
 
 // ContainerOverhead is image: minus process at one concurrency, per job.
@@ -72,6 +73,12 @@ type ContainerOverhead struct {
 	P95ms       float64 `json:"p95_ms"`
 	// VsFloor is the job with image: over the floor (p50s): what flowd adds to docker run.
 	VsFloor float64 `json:"image_p50_vs_floor_p50"`
+	// RateVsFloor is the runs per second of the job with image: over the floor's.
+	RateVsFloor float64 `json:"image_runs_per_s_vs_floor"`
+	// ReadyP50ms and ReadyP95ms are the executor's own "container … ready in" figures (0
+	// without them).
+	ReadyP50ms float64 `json:"ready_p50_ms,omitempty"`
+	ReadyP95ms float64 `json:"ready_p95_ms,omitempty"`
 }
 
 // ContainerReady is the "container … ready in X" lines of the measured runs' logs.
@@ -117,8 +124,7 @@ func containers(ctx context.Context, p plan, cp containersPlan, progress func(st
 	}
 	defer dc.Close()
 	res.ImageImported = imported
-	ready := &readyLog{}
-	loads, node, stop, err := containerLoads(ctx, p, cp, ready)
+	loads, node, stop, err := containerLoads(ctx, p, cp)
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -126,12 +132,11 @@ func containers(ctx context.Context, p plan, cp containersPlan, progress func(st
 	defer stop()
 	// Warm up each load once (the image's page cache, flowd's first job), unmeasured.
 	for _, l := range loads {
-		if _, _, _, err := l.run(1, 1); err != nil {
+		if _, _, _, err := l.run(1, 1, io.Discard); err != nil {
 			res.Error = fmt.Sprintf("%s, warm-up: %v", l.name, err)
 			return res
 		}
 	}
-	ready.reset()
 	byKey := map[loadKey]*ContainerLoad{}
 	for _, c := range cp.concurrency {
 		for _, l := range loads {
@@ -160,16 +165,23 @@ func containers(ctx context.Context, p plan, cp containersPlan, progress func(st
 		q := quantiles(cl.lat, 0.50, 0.95, 1)
 		cl.Runs, cl.P50ms, cl.P95ms, cl.Maxms = len(cl.lat), q[0], q[1], q[2]
 		cl.PerSec = median(cl.RoundsPerSec)
+		if cl.ready != nil {
+			r := cl.ready.result()
+			cl.Ready = &r
+		}
 	}
 	for _, c := range cp.concurrency {
 		img, proc, floor := byKey[loadKey{loadImage, c}], byKey[loadKey{loadProcess, c}], byKey[loadKey{loadFloor, c}]
 		if img.Runs == 0 || proc.Runs == 0 {
 			continue
 		}
-		res.Overhead = append(res.Overhead, ContainerOverhead{Concurrency: c,
-			P50ms: round3(img.P50ms - proc.P50ms), P95ms: round3(img.P95ms - proc.P95ms), VsFloor: ratio(img.P50ms, floor.P50ms)})
+		o := ContainerOverhead{Concurrency: c, P50ms: round3(img.P50ms - proc.P50ms), P95ms: round3(img.P95ms - proc.P95ms),
+			VsFloor: ratio(img.P50ms, floor.P50ms), RateVsFloor: ratio(img.PerSec, floor.PerSec)}
+		if img.Ready != nil {
+			o.ReadyP50ms, o.ReadyP95ms = img.Ready.P50ms, img.Ready.P95ms
+		}
+		res.Overhead = append(res.Overhead, o)
 	}
-	res.Ready = ready.result()
 	return res
 }
 
@@ -181,16 +193,16 @@ type loadKey struct {
 
 // containerLoad is one of the section's loads: run measures n runs at concurrency conc and
 // returns each run's latency, the runs per second, how many printed the value, and the first
-// error.
+// error; the logs of flowd's runs go to logs.
 type containerLoad struct {
 	name string
-	run  func(conc, n int) ([]time.Duration, float64, int, error)
+	run  func(conc, n int, logs io.Writer) ([]time.Duration, float64, int, error)
 }
 
 // containerLoads starts the in-process flowd (node is its --node-name) with the pipeline with
 // image: and the one without, and returns the three loads in the order they alternate; stop
-// stops flowd. The logs of flowd's runs go to logs.
-func containerLoads(ctx context.Context, p plan, cp containersPlan, logs io.Writer) (loads []containerLoad, node string, stop func(), err error) {
+// stops flowd.
+func containerLoads(ctx context.Context, p plan, cp containersPlan) (loads []containerLoad, node string, stop func(), err error) {
 	data, err := os.MkdirTemp(p.tmp, "flowd-containers-")
 	if err != nil {
 		return nil, "", nil, err
@@ -205,11 +217,17 @@ func containerLoads(ctx context.Context, p plan, cp containersPlan, logs io.Writ
 		cleanup()
 		return nil, "", nil, err
 	}
-	f := &flowdLoader{in: in, db: db, hc: newHTTPClient(slices.Max(cp.concurrency), 30*time.Second), logs: logs}
+	f := &flowdLoader{in: in, db: db, hc: newHTTPClient(slices.Max(cp.concurrency), 30*time.Second)}
 	loads = []containerLoad{
-		{loadFloor, func(conc, n int) ([]time.Duration, float64, int, error) { return dockerRunLoad(ctx, conc, n) }},
-		{loadImage, func(conc, n int) ([]time.Duration, float64, int, error) { return f.load(ctx, imageURL, conc, n) }},
-		{loadProcess, func(conc, n int) ([]time.Duration, float64, int, error) { return f.load(ctx, url, conc, n) }},
+		{loadFloor, func(conc, n int, _ io.Writer) ([]time.Duration, float64, int, error) {
+			return dockerRunLoad(ctx, conc, n)
+		}},
+		{loadImage, func(conc, n int, logs io.Writer) ([]time.Duration, float64, int, error) {
+			return f.load(ctx, imageURL, conc, n, logs)
+		}},
+		{loadProcess, func(conc, n int, logs io.Writer) ([]time.Duration, float64, int, error) {
+			return f.load(ctx, url, conc, n, logs)
+		}},
 	}
 	return loads, node, func() { f.hc.CloseIdleConnections(); cleanup() }, nil
 }
@@ -219,10 +237,15 @@ func containerLoads(ctx context.Context, p plan, cp containersPlan, logs io.Writ
 // one per job at least. It returns the round's error, which is also cl's.
 func measureLoad(ctx context.Context, dc *client.Client, l containerLoad, conc, n int, node string, cl *ContainerLoad) error {
 	var started func(want int) (int, error)
+	logs := io.Discard
 	if l.name == loadImage {
 		started = watchStarts(ctx, dc, node)
+		if cl.ready == nil {
+			cl.ready = &readyLog{}
+		}
+		logs = cl.ready
 	}
-	lat, perSec, ok, err := l.run(conc, n)
+	lat, perSec, ok, err := l.run(conc, n, logs)
 	if started != nil {
 		m, werr := started(n)
 		cl.Containers += m
@@ -362,16 +385,16 @@ func dockerRunLoad(ctx context.Context, conc, n int) ([]time.Duration, float64, 
 
 // flowdLoader runs webhooks of one pipeline of the in-process flowd through to their runs' end.
 type flowdLoader struct {
-	in   *instance
-	db   *sql.DB
-	hc   *http.Client
-	logs io.Writer // each run's log, once it ended
+	in *instance
+	db *sql.DB
+	hc *http.Client
 }
 
 // load POSTs {"abc":"456"} n times to url from conc closed-loop clients, each following its
 // run's log to the end before the next: each run's 202 → runs.finished_at, runs per second
-// (first POST → last finished_at), and how many logs held the value.
-func (f *flowdLoader) load(ctx context.Context, url string, conc, n int) ([]time.Duration, float64, int, error) {
+// (first POST → last finished_at), and how many logs held the value. Each run's log goes to
+// logs once the run ended.
+func (f *flowdLoader) load(ctx context.Context, url string, conc, n int, logs io.Writer) ([]time.Duration, float64, int, error) {
 	var (
 		mu    sync.Mutex
 		lat   []time.Duration
@@ -410,7 +433,7 @@ func (f *flowdLoader) load(ctx context.Context, url string, conc, n int) ([]time
 		end := time.Unix(0, finished.Int64)
 		mu.Lock()
 		defer mu.Unlock()
-		f.logs.Write(log.Bytes())
+		logs.Write(log.Bytes())
 		lat = append(lat, end.Sub(answered))
 		last = later(last, end)
 		if strings.Contains(log.String(), "\n"+containerValue+"\n") {
@@ -466,12 +489,6 @@ func (l *readyLog) line(s string) {
 	}
 }
 
-func (l *readyLog) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.took, l.bad = nil, 0
-}
-
 func (l *readyLog) result() ContainerReady {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -513,13 +530,17 @@ func printContainers(w io.Writer, c Containers) {
 	}
 	fmt.Fprintln(w)
 	for _, o := range c.Overhead {
-		fmt.Fprintf(w, "container start overhead per job, concurrency %d: p50 %+.1f ms, p95 %+.1f ms (image: − process); image: p50 / docker run p50 = %.2f\n",
-			o.Concurrency, o.P50ms, o.P95ms, o.VsFloor)
+		fmt.Fprintf(w, "concurrency %d: container start overhead per job p50 %+.1f ms, p95 %+.1f ms (image: − process); image: vs docker run: p50 × %.2f, runs/s × %.2f",
+			o.Concurrency, o.P50ms, o.P95ms, o.VsFloor, o.RateVsFloor)
+		if o.ReadyP50ms > 0 {
+			fmt.Fprintf(w, "; the executor's \"container … ready in\" p50 %.1f, p95 %.1f ms", o.ReadyP50ms, o.ReadyP95ms)
+		}
+		fmt.Fprintln(w)
 	}
-	if r := c.Ready; r.Lines > 0 {
-		fmt.Fprintf(w, "the runs' logs, \"container … ready in\": %d lines, p50 %.1f ms, p95 %.1f ms\n", r.Lines, r.P50ms, r.P95ms)
-	} else if r.Note != "" {
-		fmt.Fprintf(w, "%s\n", r.Note)
+	for _, l := range c.Loads {
+		if r := l.Ready; r != nil && r.Lines == 0 && r.Note != "" {
+			fmt.Fprintf(w, "%s, %d: %s\n", l.Load, l.Concurrency, r.Note)
+		}
 	}
 	if c.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", c.Error)
