@@ -107,6 +107,8 @@ const (
 	containerValue  = "456"
 )
 
+// containers measures the section (see Containers): skipped without a Docker daemon, the image
+// imported when the daemon lacks it, then p.rounds rounds of every load at every concurrency.
 func containers(ctx context.Context, p plan, cp containersPlan, progress func(string)) Containers {
 	res := Containers{Image: dockertest.Image, Rounds: p.rounds, RunsPerLoad: cp.runs, Loads: []ContainerLoad{}, Overhead: []ContainerOverhead{},
 		Method: fmt.Sprintf("each round, at each concurrency %v, in turn: %d runs of each load, by as many closed-loop clients as the concurrency. "+
