@@ -17,7 +17,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/flowd/flowd/internal/run"
@@ -282,7 +281,6 @@ func (r *dockerRun) prepare(ctx, watch context.Context) error {
 		return d.failed("create the job's volume", err)
 	}
 	hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: r.names.volume(), Target: Workdir}}
-	var netConf *network.NetworkingConfig
 	switch {
 	case c.Network == run.NetworkNone:
 		hc.NetworkMode = "none"
@@ -312,8 +310,7 @@ func (r *dockerRun) prepare(ctx, watch context.Context) error {
 			WorkingDir: Workdir,
 			Labels:     d.labels(job, "job"),
 		},
-		HostConfig:       hc,
-		NetworkingConfig: netConf,
+		HostConfig: hc,
 	})
 	if err != nil {
 		return d.failed("create the job's container from "+c.Image, err)
