@@ -463,6 +463,9 @@ func (r *dockerRun) containerGone(ctx context.Context, otherwise string) string 
 func (r *dockerRun) stop(execID string, copied <-chan error) {
 	d := r.d
 	grace := d.KillGrace
+	if r.job.KillGrace > 0 {
+		grace = r.job.KillGrace
+	}
 	if grace <= 0 {
 		grace = time.Second
 	}

@@ -48,6 +48,10 @@ type Job struct {
 	Steps    []Step
 	// Timeout bounds the whole job; 0 means none.
 	Timeout time.Duration
+	// KillGrace, when set, is how long a canceled (or timed-out) step's processes have between
+	// SIGTERM and SIGKILL in this job, instead of the executor's KillGrace (an agent's claim
+	// gives one per job).
+	KillGrace time.Duration
 }
 
 // Reporter records step status changes; the scheduler writes them to the store. Its methods

@@ -97,6 +97,9 @@ func (l *Local) Run(ctx context.Context, job Job, out io.Writer, rep Reporter) R
 	if len(shell) == 0 {
 		shell = []string{"/bin/sh", "-e", "-c"}
 	}
+	if job.KillGrace > 0 {
+		grace = job.KillGrace
+	}
 	if grace <= 0 {
 		grace = time.Second
 	}
