@@ -24,6 +24,9 @@ func commands() []command {
 		{"serve", "Server", "run the flowd server (API, web UI, scheduler, executor)", func(c *cli, ctx context.Context, args []string) int {
 			return cmdServe(ctx, args, c.stdout, c.stderr)
 		}},
+		{"agent", "Server", "run jobs of a server on this machine (a build agent)", func(c *cli, ctx context.Context, args []string) int {
+			return cmdAgent(ctx, args, c.stdout, c.stderr, c.getenv)
+		}},
 
 		{"login", "Session", "sign in to a server and save an API token", (*cli).cmdLogin},
 		{"logout", "Session", "forget the saved server and token", (*cli).cmdLogout},

@@ -268,6 +268,17 @@ func newReporter(report Report, metrics StepObserver, log *slog.Logger, c store.
 	return r
 }
 
+// NewStepReporter returns the executor.Reporter of a job run elsewhere than this process's
+// scheduler (flowd agent), which reports its steps through report as runJob's do: a finished
+// step's result waits for the next step's start and goes with it in one StepAdvance, written
+// in order by a goroutine of the reporter. No step is started by the claim. finish waits until
+// every StepAdvance is written and returns the results not written yet, for the job's end; call
+// it once, after the executor returned. onWriteErr is told of each failed StepAdvance.
+func NewStepReporter(report Report, log *slog.Logger, steps int, onWriteErr func(error)) (rep executor.Reporter, finish func() []store.StepResult) {
+	r := &reporter{report: report, log: log, onWriteErr: onWriteErr, queued: steps + 1, started: map[int64]time.Time{}}
+	return r, r.finish
+}
+
 func (r *reporter) StepStarted(ctx context.Context, stepID int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
