@@ -81,20 +81,10 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintf(stderr, "flowd agent: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		env := "FLOWD_AGENT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
-		}
-	})
+	if err := config.EnvApplier(fs, "FLOWD_AGENT_", getenv)(); err != nil {
+		errs = append(errs, err)
+	}
 	var err error
 	if cfg.Labels, err = agent.ParseLabels(labels); err != nil {
 		errs = append(errs, fmt.Errorf("--labels: %w", err))

@@ -143,22 +143,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// stepUIDs resolves StepUser as config.Config.StepUIDs does for a server.
-func (c *Config) stepUIDs(euid int) (first, last uint32, ok bool) {
-	spec := c.StepUser
-	if spec == "auto" {
-		if euid != 0 {
-			return 0, 0, false
-		}
-		spec = executor.DefaultStepUIDs
-	}
-	if spec == "none" {
-		return 0, 0, false
-	}
-	first, last, err := executor.ParseUIDRange(spec)
-	return first, last, err == nil
-}
-
 // Agent is one running `flowd agent`.
 type Agent struct {
 	cfg        Config
@@ -198,7 +182,7 @@ func Run(drain, kill context.Context, cfg Config, logger *slog.Logger) error {
 
 // start prepares the work folder and the executors.
 func start(ctx context.Context, cfg Config, logger *slog.Logger) (*Agent, func(), error) {
-	first, last, isolated := cfg.stepUIDs(os.Geteuid())
+	first, last, isolated := executor.StepUIDs(cfg.StepUser, os.Geteuid())
 	mode := os.FileMode(0o700)
 	if isolated {
 		mode = 0o711 // step users pass through it to their workspaces

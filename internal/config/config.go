@@ -146,6 +146,19 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.Float64Var(&c.ContainerMaxCPUs, "container-max-cpus", c.ContainerMaxCPUs, "most `CPUs` a job's container gets or may ask for (container: cpus); 0 = no bound (FLOWD_CONTAINER_MAX_CPUS)")
 	fs.Var(&c.ContainerMaxMemory, "container-max-memory", "most memory a job's container gets or may ask for (container: memory), a `size` such as 2GiB; 0 = no bound (FLOWD_CONTAINER_MAX_MEMORY)")
 	fs.Int64Var(&c.ContainerPids, "container-pids", c.ContainerPids, "most `processes` in a job's container (FLOWD_CONTAINER_PIDS)")
+	applyEnv := EnvApplier(fs, "FLOWD_", getenv)
+	return func() error {
+		err := applyEnv()
+		c.AdminPassword = getenv("FLOWD_ADMIN_PASSWORD")
+		c.SecretKey = getenv("FLOWD_SECRET_KEY")
+		return err
+	}
+}
+
+// EnvApplier returns a function that, after fs.Parse, sets each flag not given on the command
+// line from the environment variable prefix + its name in capitals, dashes as underscores
+// (FLOWD_MAX_JOB_LOG for --max-job-log), and says which values it could not take.
+func EnvApplier(fs *flag.FlagSet, prefix string, getenv func(string) string) func() error {
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -154,15 +167,13 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 			if given[f.Name] {
 				return
 			}
-			env := "FLOWD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+			env := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 			if v := getenv(env); v != "" {
 				if err := f.Value.Set(v); err != nil {
 					errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 				}
 			}
 		})
-		c.AdminPassword = getenv("FLOWD_ADMIN_PASSWORD")
-		c.SecretKey = getenv("FLOWD_SECRET_KEY")
 		return errors.Join(errs...)
 	}
 }
@@ -271,16 +282,5 @@ func (c *Config) Validate() error {
 // StepUIDs resolves StepUser for a server whose effective uid is euid: the uid range steps run
 // as, or ok false when steps run as the server's own user.
 func (c *Config) StepUIDs(euid int) (first, last uint32, ok bool) {
-	spec := c.StepUser
-	if spec == "auto" {
-		if euid != 0 {
-			return 0, 0, false
-		}
-		spec = executor.DefaultStepUIDs
-	}
-	if spec == "none" {
-		return 0, 0, false
-	}
-	first, last, err := executor.ParseUIDRange(spec)
-	return first, last, err == nil
+	return executor.StepUIDs(c.StepUser, euid)
 }

@@ -48,6 +48,23 @@ func NewUsers(first, last uint32) (*Users, error) {
 	return u, nil
 }
 
+// StepUIDs resolves a --step-user value for a process whose effective uid is euid: the uid
+// range steps run as, or ok false when they run as the process's own user ("none", or "auto"
+// when not root; "auto" as root is DefaultStepUIDs).
+func StepUIDs(spec string, euid int) (first, last uint32, ok bool) {
+	if spec == "auto" {
+		if euid != 0 {
+			return 0, 0, false
+		}
+		spec = DefaultStepUIDs
+	}
+	if spec == "none" {
+		return 0, 0, false
+	}
+	first, last, err := ParseUIDRange(spec)
+	return first, last, err == nil
+}
+
 // ParseUIDRange reads "FIRST-LAST".
 func ParseUIDRange(s string) (first, last uint32, err error) {
 	a, b, ok := strings.Cut(s, "-")
