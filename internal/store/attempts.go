@@ -254,12 +254,15 @@ func (s *Store) AttemptsRescue(ctx context.Context) ([]Rescued, error) {
 // AttemptsRescueInstance rescues at once, whatever their lease, the live attempts of node held
 // by another instance than the caller's: a node that restarted takes back what its previous
 // instance was running (that process is gone; its lease need not run out). With node "" it
-// takes every live attempt of any other instance: for SQLite, which serves one server only.
-// Like AttemptsRescue it takes up to RescueBatch attempts per call: call it until it returns
+// takes every live attempt of any other instance held by a server (not by an agent): for
+// SQLite, which serves one server only. Agents' attempts are left to their leases, or to the
+// agent's own next register with a new instance: agents keep running through a server's
+// restart. Like AttemptsRescue it takes up to RescueBatch attempts per call: call it until it returns
 // fewer.
 func (s *Store) AttemptsRescueInstance(ctx context.Context, h Holder) ([]Rescued, error) {
 	if h.Node == "" {
-		return s.rescue(ctx, "a.instance <> ?", []any{h.Instance}, "stopped: its server was restarted while the job ran")
+		return s.rescue(ctx, "a.instance <> ? AND a.node NOT IN (SELECT name FROM nodes WHERE kind = 'agent')", []any{h.Instance},
+			"stopped: its server was restarted while the job ran")
 	}
 	return s.rescue(ctx, "a.node = ? AND a.instance <> ?", []any{h.Node, h.Instance}, "stopped: its server was restarted while the job ran")
 }

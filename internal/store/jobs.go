@@ -497,6 +497,10 @@ type JobEnd struct {
 	Logs    []run.LogChunk
 	Status  run.Status // the job's final status
 	Message string     // why it failed or was canceled; see JobFinish
+	// Log, when set, is what the attempt's log stored by offset (an agent's; see
+	// AttemptLogAppend) must be: otherwise nothing is written and the call fails with a
+	// *LogSumError.
+	Log *LogSum
 }
 
 // JobComplete ends a running job in one transaction: it records e.Steps (guarded as
@@ -518,6 +522,11 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 	err := s.writeRelaxed(ctx, func(tx db) error {
 		var err error
 		_, out, err = finishJob(ctx, tx, e.JobID, e.RunID, e.Status, e.Message, func(runID int64, at time.Time) error {
+			if e.Log != nil {
+				if err := checkLogSum(ctx, tx, e.Attempt, *e.Log); err != nil {
+					return err
+				}
+			}
 			js, err := fenceJob(ctx, tx, e.Attempt, e.JobID, runID)
 			if err != nil {
 				return err

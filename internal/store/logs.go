@@ -10,7 +10,7 @@ import (
 	"github.com/flowd/flowd/internal/run"
 )
 
-// logInsertBatch is how many chunks one INSERT carries (4 parameters each).
+// logInsertBatch is how many chunks one INSERT carries (5 parameters each).
 const logInsertBatch = 200
 
 // LogAppend stores chunks in one transaction; Seq is assigned per run, in order. After it
@@ -93,23 +93,23 @@ func appendLogs(ctx context.Context, tx db, chunks []run.LogChunk) error {
 // after the run's highest seq in the same statement, and sets their Seq.
 func insertChunks(ctx context.Context, tx db, runID int64, chunks []run.LogChunk, idx []int) error {
 	var b strings.Builder
-	b.WriteString("INSERT INTO log_chunks (run_id, seq, job_id, data, at) SELECT m.run_id, m.last + v.column1, v.column2, v.column3, v.column4 FROM (VALUES ")
-	args := make([]any, 0, 4*len(idx)+1)
+	b.WriteString("INSERT INTO log_chunks (run_id, seq, job_id, data, at, attempt_id) SELECT m.run_id, m.last + v.column1, v.column2, v.column3, v.column4, v.column5 FROM (VALUES ")
+	args := make([]any, 0, 5*len(idx)+1)
 	for k, i := range idx {
 		switch {
 		case k > 0:
-			b.WriteString(", (?, ?, ?, ?)")
+			b.WriteString(", (?, ?, ?, ?, ?)")
 		case tx.pg: // the first row types the columns
-			b.WriteString("(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BYTEA), CAST(? AS TIMESTAMPTZ))")
+			b.WriteString("(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BYTEA), CAST(? AS TIMESTAMPTZ), CAST(? AS BIGINT))")
 		default:
-			b.WriteString("(?, ?, ?, ?)")
+			b.WriteString("(?, ?, ?, ?, ?)")
 		}
 		c := chunks[i]
 		data := c.Data
 		if data == nil {
 			data = []byte{}
 		}
-		args = append(args, k+1, nullID(c.JobID), data, tx.ts(c.At))
+		args = append(args, k+1, nullID(c.JobID), data, tx.ts(c.At), nullID(c.Attempt))
 	}
 	runArg := "?"
 	if tx.pg {

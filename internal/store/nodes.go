@@ -10,7 +10,7 @@ import (
 // The kinds of node.
 const (
 	NodeServer = "server" // a flowd serve process
-	NodeAgent  = "agent"  // a remote flowd agent (next issue)
+	NodeAgent  = "agent"  // a remote flowd agent (see agents.go)
 )
 
 // Node is a server or an agent sharing the database, as its row in nodes says. A node keeps
@@ -37,6 +37,23 @@ type Node struct {
 	JobsHeld int
 	// Live: the last heartbeat is within TTL, by the database's clock.
 	Live bool
+	// Agent is, for a node of kind agent, its agent row (labels, capacity, paused); NodeList
+	// fills it. nil for a server.
+	Agent *Agent
+}
+
+// NodeJob is a job a node runs: an attempt it holds.
+type NodeJob struct {
+	Node      string
+	RunID     int64
+	RunNumber int64
+	Pipeline  string
+	JobID     int64
+	Stage     string
+	Job       string
+	Attempt   int
+	Runner    string
+	State     string
 }
 
 // NodeRegister records n as the running instance of the node n.Name: it inserts the row or
@@ -113,7 +130,33 @@ func (s *Store) NodeList(ctx context.Context) ([]Node, error) {
 	if err != nil {
 		return nil, wrap("list nodes", err)
 	}
+	agents, err := queryAll(ctx, r, scanAgent,
+		"SELECT "+agentCols+" FROM agents a JOIN nodes n ON n.name = a.name AND n.kind = 'agent' ORDER BY a.registered_at")
+	if err != nil {
+		return nil, wrap("list nodes", err)
+	}
+	for i := range ns {
+		for _, a := range agents { // the latest registered wins, should two tokens' agents share a name
+			if a.Name == ns[i].Name && ns[i].Kind == NodeAgent {
+				ns[i].Agent = &a
+			}
+		}
+	}
 	return ns, nil
+}
+
+// NodeJobs returns the jobs of every live attempt (running or canceling), oldest first, each
+// with the node that holds it.
+func (s *Store) NodeJobs(ctx context.Context) ([]NodeJob, error) {
+	out, err := queryAll(ctx, s.reader(), func(row scanner, j *NodeJob) error {
+		return row.Scan(&j.Node, &j.RunID, &j.RunNumber, &j.Pipeline, &j.JobID, &j.Stage, &j.Job, &j.Attempt, &j.Runner, &j.State)
+	}, `SELECT a.node, r.id, r.number, p.name, j.id, j.stage_name, j.name, a.number, a.runner, a.state
+		FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN runs r ON r.id = j.run_id JOIN pipelines p ON p.id = r.pipeline_id
+		WHERE a.state IN `+liveStates+` ORDER BY a.id`)
+	if err != nil {
+		return nil, wrap("list node jobs", err)
+	}
+	return out, nil
 }
 
 // nodeColumns are the columns scanNode reads from nodes n: the row, the age of its heartbeat
