@@ -90,6 +90,19 @@ type Server struct {
 	// its line and column. The zero Policy allows everything.
 	Policy pipeline.Policy
 
+	// AgentWork wakes the claims of agents waiting here (see Signal): whatever wakes the
+	// scheduler must wake it too. nil: a waiting claim looks for work every few seconds.
+	AgentWork *Signal
+	// WorkDone, when set, is called when an agent's job ended (or a job an agent claimed could
+	// not be handed out): it wakes this server's scheduler, AgentWork and the other servers,
+	// since the next stage may be ready. nil wakes AgentWork only.
+	WorkDone func()
+	// LogNotify, when set, is called when an agent's call changed a run's log or status, to
+	// wake its followers here and on the other servers (logs.Appender.Notify).
+	LogNotify func(runID int64)
+	// LeaseTTL is the lease of the attempts agents claim; 0 = store.DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()
 	admission    *admission        // webhook slots, built with webhooksSvc
@@ -142,6 +155,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/deliveries/{id}", s.deliveryGet)
 	mux.HandleFunc("POST /api/v1/deliveries/{id}/redeliver", s.deliveryRedeliver)
 	mux.HandleFunc("POST /pipeline/webhook/{token}", s.webhookDeliver)
+
+	s.agentRoutes(mux)
 
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)

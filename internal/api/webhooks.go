@@ -61,10 +61,11 @@ func (s *Server) maxBody() int64 {
 }
 
 // ownBodyLimit reports whether the route reads its body itself (one byte over the limit, to
-// tell an oversized body from a full one and record it): the webhook and its dry run.
+// tell an oversized body from a full one and record it): the webhook and its dry run; and the
+// agent protocol's calls, whose bodies (a log PUT: up to 1 MiB) agentAuth bounds.
 func ownBodyLimit(r *http.Request) bool {
 	p := r.URL.Path
-	return strings.HasPrefix(p, webhookPath) ||
+	return strings.HasPrefix(p, webhookPath) || strings.HasPrefix(p, agentPrefix) ||
 		(strings.HasPrefix(p, "/api/v1/pipelines/") && strings.HasSuffix(p, "/triggers/webhook/dry-run"))
 }
 

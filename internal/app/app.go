@@ -90,7 +90,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
-	sched := scheduler.New(scheduler.Config{
+	// Agents' claims wait on agentWork; whatever wakes the scheduler wakes them too.
+	agentWork := &api.Signal{}
+	var sched *scheduler.Scheduler
+	wakeHere := func() { sched.Wake(); agentWork.Wake() }
+	sched = scheduler.New(scheduler.Config{
 		Store:          st,
 		Executor:       executor.Router{Host: exec, Containers: containers},
 		Logs:           appender,
@@ -104,7 +108,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		RequireImage:   !cfg.AllowHostJobs,
 		Holder:         holder,
 		TTL:            cfg.LeaseTTL,
-		WakeOthers:     cl.wakeWork(func() {}), // only the others: the scheduler wakes itself
+		WakeOthers:     cl.wakeWork(agentWork.Wake), // agents and the others: the scheduler wakes itself
 	})
 	sweepNow := make(chan struct{}, 1)
 	rescuer := &scheduler.Rescuer{
@@ -121,7 +125,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 			}
 			appender.Notify(runID) // followers here; cl tells those of the other servers
 			cl.logChanged(runID)
-			cl.wakeWork(sched.Wake)() // a retried job is queued again
+			cl.wakeWork(wakeHere)() // a retried job is queued again
 		},
 	}
 	// Jobs this node's previous instance was running (it crashed or was killed) are settled
@@ -130,7 +134,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		return err
 	}
 	sweepWorkspaces(ctx, sched, cfg.Workspaces, st, logger)
-	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(sched.Wake), Cancel: sched.Cancel, RequireTrusted: requireTrusted,
+	triggers := &trigger.Service{Store: st, Box: box, Wake: cl.wakeWork(wakeHere), Cancel: sched.Cancel, RequireTrusted: requireTrusted,
 		DefaultImage: cfg.DefaultImage}
 	backlog := &trigger.Backlog{Store: st, MaxRuns: cfg.MaxQueuedRuns, MaxSeconds: cfg.MaxQueueSeconds,
 		Logger: logger.With("component", "backlog")}
@@ -161,6 +165,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		RequireTrusted: requireTrusted,
 		Policy:         policy(cfg),
 		MetricsToken:   cfg.MetricsToken,
+		AgentWork:      agentWork,
+		WorkDone:       cl.wakeWork(wakeHere),
+		LogNotify:      appender.Notify,
+		LeaseTTL:       cfg.LeaseTTL,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -208,7 +216,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		}
 	}()
 	clusterDone := make(chan struct{})
-	go func() { defer close(clusterDone); cl.run(runCtx, sched.Wake, appender, signIn.Window) }()
+	go func() { defer close(clusterDone); cl.run(runCtx, wakeHere, appender, signIn.Window) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- httpSrv.Serve(ln) }()
 	pruneDone := make(chan struct{})

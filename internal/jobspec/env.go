@@ -78,10 +78,18 @@ func Checkout(g *run.Git, secrets map[string]string) (*executor.Checkout, error)
 // a secret variable the user declared, so it is in the environment as every secret variable
 // is, under its own name, and nowhere else.
 func Environment(r run.Run, j run.Job, secrets map[string]string, workspace string) []string {
+	return environment(r, j, secrets, workspace, false)
+}
+
+// environment is Environment; remote leaves out, for a job on the host, what the host of an
+// agent adds: PATH, HOME and FLOWD_WORKSPACE (see BuildRemote).
+func environment(r run.Run, j run.Job, secrets map[string]string, workspace string, remote bool) []string {
 	env := map[string]string{}
-	if j.Container != nil {
+	switch {
+	case j.Container != nil:
 		workspace = executor.Workdir
-	} else {
+	case remote:
+	default:
 		env["PATH"], env["HOME"] = os.Getenv("PATH"), os.Getenv("HOME")
 		if env["PATH"] == "" {
 			env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
@@ -104,7 +112,9 @@ func Environment(r run.Run, j run.Job, secrets map[string]string, workspace stri
 	env["FLOWD_PIPELINE"] = r.Pipeline
 	env["FLOWD_TRIGGER"] = string(r.Trigger)
 	env["FLOWD_TRIGGERED_BY"] = r.TriggeredBy
-	env["FLOWD_WORKSPACE"] = workspace
+	if !remote || j.Container != nil {
+		env["FLOWD_WORKSPACE"] = workspace
+	}
 	env["FLOWD_JOB"] = j.Name
 	env["FLOWD_STAGE"] = j.StageName
 	if g := r.Git; g != nil {

@@ -85,6 +85,25 @@ func Build(c store.Claim, box *secret.Box, workspaceRoot string) (Spec, error) {
 	return s, nil
 }
 
+// BuildRemote is Build for a runner on another machine (a flowd agent): Workspace is only
+// WorkspaceName (the agent joins it to its own work folder), and the Env of a job on the host
+// holds neither PATH, HOME nor FLOWD_WORKSPACE, which the agent adds from its own machine (a
+// PATH or HOME the job's env sets stays). A job in a container gets its Env as from Build.
+func BuildRemote(c store.Claim, box *secret.Box) (Spec, error) {
+	s, err := Build(c, box, "")
+	if err != nil {
+		return Spec{}, err
+	}
+	if c.Job.Container == nil {
+		secrets, err := secretVariables(box, c.Run)
+		if err != nil {
+			return Spec{}, fmt.Errorf("cannot decrypt the run's secret variables: %w", err)
+		}
+		s.Env = environment(c.Run, c.Job, secrets, "", true)
+	}
+	return s, nil
+}
+
 // ExecutorJob is the job the executor runs for s.
 func (s Spec) ExecutorJob() executor.Job {
 	return executor.Job{

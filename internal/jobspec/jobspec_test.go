@@ -275,3 +275,41 @@ func TestCheckout(t *testing.T) {
 		t.Errorf("Checkout(missing variable) error = %v, want one naming MISSING", err)
 	}
 }
+
+// TestBuildRemote: an agent's spec names only the workspace's folder, and a job on the host
+// gets neither the server's PATH and HOME nor FLOWD_WORKSPACE (the agent adds its own), while
+// a PATH the job's env sets stays; a job in a container gets its environment as from Build.
+func TestBuildRemote(t *testing.T) {
+	t.Parallel()
+	box := newBox(t)
+	c := store.Claim{
+		Run: run.Run{ID: 7, Number: 3, Pipeline: "hello", Variables: map[string]string{"abc": "456"},
+			SecretVariables: seal(t, box, map[string]string{"API_KEY": "k"})},
+		Job: run.Job{ID: 11, Name: "say", StageName: "build", Steps: []run.Step{{ID: 21, Name: "one", Script: "echo 1"}}},
+	}
+	s, err := BuildRemote(c, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Workspace != "7-11" || !slices.Contains(s.Secrets, "k") {
+		t.Errorf("BuildRemote = %+v", s)
+	}
+	for _, kv := range []string{"abc=456", "API_KEY=k", "FLOWD_JOB=say", "FLOWD_RUN_ID=7"} {
+		if !slices.Contains(s.Env, kv) {
+			t.Errorf("environment lacks %s: %v", kv, s.Env)
+		}
+	}
+	for _, kv := range s.Env {
+		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "FLOWD_WORKSPACE=") {
+			t.Errorf("an agent's host job's environment holds %s", kv)
+		}
+	}
+	c.Job.Env = map[string]string{"PATH": "/opt/tool/bin:/usr/bin"}
+	if s, err = BuildRemote(c, box); err != nil || !slices.Contains(s.Env, "PATH=/opt/tool/bin:/usr/bin") {
+		t.Errorf("the job's own PATH is lost: %v, %v", s.Env, err)
+	}
+	c.Job.Container = &run.Container{Image: "alpine:3"}
+	if s, err = BuildRemote(c, box); err != nil || !slices.Contains(s.Env, "FLOWD_WORKSPACE=/workspace") || s.Container == nil {
+		t.Errorf("container job: %+v, %v", s, err)
+	}
+}

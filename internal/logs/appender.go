@@ -1,7 +1,6 @@
 package logs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -416,15 +415,4 @@ func (a *Appender) Changed(runID int64) <-chan struct{} {
 }
 
 // split cuts data into pieces of at most MaxChunk bytes, after a newline where it can.
-func split(data []byte) [][]byte {
-	var out [][]byte
-	for len(data) > MaxChunk {
-		cut := MaxChunk
-		if i := bytes.LastIndexByte(data[:MaxChunk], '\n'); i >= 0 {
-			cut = i + 1
-		}
-		out = append(out, data[:cut])
-		data = data[cut:]
-	}
-	return append(out, data)
-}
+func split(data []byte) [][]byte { return run.SplitLog(data, MaxChunk) }

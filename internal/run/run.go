@@ -4,6 +4,7 @@
 package run
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -269,6 +270,21 @@ type LogChunk struct {
 	Seq     int64 // 1, 2, 3… per run, in the order written
 	Data    []byte
 	At      time.Time
+}
+
+// SplitLog cuts log bytes into the Data of chunks of at most size bytes each, each ending
+// after a newline where one falls within it.
+func SplitLog(data []byte, size int) [][]byte {
+	var out [][]byte
+	for len(data) > size {
+		cut := size
+		if i := bytes.LastIndexByte(data[:size], '\n'); i >= 0 {
+			cut = i + 1
+		}
+		out = append(out, data[:cut])
+		data = data[cut:]
+	}
+	return append(out, data)
 }
 
 // StageView is a run's stage with its jobs, as the API shows it.

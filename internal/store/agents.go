@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -379,7 +378,7 @@ func (s *Store) AttemptLogAppend(ctx context.Context, id, offset int64, data []b
 		}
 		at := now()
 		var chunks []run.LogChunk
-		for _, piece := range splitLines(data, maxLogChunk) {
+		for _, piece := range run.SplitLog(data, maxLogChunk) {
 			chunks = append(chunks, run.LogChunk{RunID: runID, JobID: jobID, Attempt: id, Data: piece, At: at})
 		}
 		if err := appendLogs(ctx, tx, chunks); err != nil {
@@ -443,21 +442,6 @@ func logHash(state []byte) (hash.Hash, error) {
 		return nil, fmt.Errorf("the stored log checksum state is unreadable: %w", err)
 	}
 	return h, nil
-}
-
-// splitLines cuts data into pieces of at most size bytes, each ending at a line end where one
-// falls within it.
-func splitLines(data []byte, size int) [][]byte {
-	var out [][]byte
-	for len(data) > size {
-		cut := size
-		if i := bytes.LastIndexByte(data[:size], '\n'); i >= 0 {
-			cut = i + 1
-		}
-		out = append(out, data[:cut])
-		data = data[cut:]
-	}
-	return append(out, data)
 }
 
 // LogSum is the length and SHA-256 of an attempt's whole log, as its runner counted them.
