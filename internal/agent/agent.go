@@ -63,6 +63,13 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
+// retryBase and retryMax bound the backoff of every retried call (docs/agent-protocol.md
+// "Retries"); tests shorten them.
+var (
+	retryBase = 500 * time.Millisecond
+	retryMax  = 30 * time.Second
+)
+
 // Defaults of Config.
 const (
 	DefaultMaxJobLog = 64 << 20
@@ -152,6 +159,7 @@ type Agent struct {
 	pool       *pool
 	workspaces string
 	logsDir    string
+	instance   string // random per register
 
 	// jobs is the parent of every job's executor context, and calls of every job's calls:
 	// the agent's stop (a second signal, a refused token) cancels them.
@@ -242,7 +250,7 @@ func start(ctx context.Context, cfg Config, logger *slog.Logger) (*Agent, func()
 		cfg: cfg, log: logger, exec: exec, pool: newPool(cfg.LogBuffer),
 		workspaces: workspaces, logsDir: logsDir,
 		conn: &conn{base: cfg.Server, token: cfg.Token, hc: hc, log: logger, version: cfg.Version,
-			retryBase: 500 * time.Millisecond, retryMax: 30 * time.Second, callTimeout: 30 * time.Second},
+			retryBase: retryBase, retryMax: retryMax, callTimeout: 30 * time.Second},
 		fatalCh: make(chan struct{}),
 	}
 	return a, release, nil
@@ -285,6 +293,9 @@ func sweepWorkspaces(ctx context.Context, exec executor.Executor, root string, l
 	}
 	n := 0
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // the executor's own (its kept folders), which it sweeps itself
+		}
 		ws := filepath.Join(root, strings.TrimSuffix(e.Name(), executor.HomeSuffix))
 		if err := exec.Cleanup(ctx, executor.Job{Workspace: ws}); err != nil {
 			logger.Warn("remove a workspace a previous agent left", "workspace", ws, "err", err)
@@ -370,13 +381,21 @@ func (a *Agent) loop(drain, kill context.Context) error {
 			continue
 		}
 		jobs, paused, err := a.claim(claims, reg.Agent.ID, free, wait)
+		var gone *goneError
+		var se *statusError
 		switch {
 		case err != nil && claims.Err() != nil:
-		case err != nil:
-			if errors.Is(err, errUnauthorized) {
-				a.fatal(err)
-				break
+		case errors.Is(err, errUnauthorized):
+			a.fatal(err)
+		case errors.As(err, &gone) && gone.Code == "agent_replaced":
+			a.fatal(fmt.Errorf("another flowd agent registered with the name %s and this token: two agents must not share a name (give each its own --name)", a.cfg.Name))
+		case errors.As(err, &se) && se.Status == http.StatusNotFound:
+			// The agent's row is gone (removed by an admin): register again.
+			a.log.Warn("the server does not know this agent any more; registering again", "err", err)
+			if reg, err = a.register(claims); err != nil {
+				continue
 			}
+		case err != nil:
 			a.log.Warn("claim failed; trying again", "err", err)
 			_ = b.wait(claims, 0)
 			continue
@@ -432,7 +451,8 @@ func (a *Agent) fatalError() error {
 func (a *Agent) register(ctx context.Context) (registerResponse, error) {
 	inst := make([]byte, 16)
 	rand.Read(inst)
-	req := registerRequest{Name: a.cfg.Name, Instance: hex.EncodeToString(inst), Labels: a.cfg.Labels,
+	a.instance = hex.EncodeToString(inst)
+	req := registerRequest{Name: a.cfg.Name, Instance: a.instance, Labels: a.cfg.Labels,
 		Capacity: a.cfg.Capacity, Version: a.cfg.Version}
 	if req.Labels == nil {
 		req.Labels = map[string]string{}
@@ -454,7 +474,7 @@ func (a *Agent) register(ctx context.Context) (registerResponse, error) {
 
 // claim asks for up to free jobs, waiting up to wait seconds. paused: the agent is paused.
 func (a *Agent) claim(ctx context.Context, agentID int64, free, wait int) ([]claimedJob, bool, error) {
-	req := claimRequest{AgentID: agentID, Free: free, WaitSeconds: wait}
+	req := claimRequest{AgentID: agentID, Instance: a.instance, Free: free, WaitSeconds: wait}
 	body, err := jsonBody(req)
 	if err != nil {
 		return nil, false, err
