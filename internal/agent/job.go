@@ -227,7 +227,7 @@ func (j *job) onState(s stateResponse) {
 func (j *job) onCallErr(err error) {
 	var gone *goneError
 	switch {
-	case errors.As(err, &gone) && gone.Code == "":
+	case errors.As(err, &gone) && gone.attemptGone():
 		j.log.Warn("the attempt is no longer live; killing the job and sending nothing more", "state", gone.State)
 		j.stop(errLost)
 		j.gone(errLost)

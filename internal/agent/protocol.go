@@ -45,9 +45,10 @@ type registerResponse struct {
 }
 
 type claimRequest struct {
-	AgentID     int64 `json:"agent_id"`
-	Free        int   `json:"free"`
-	WaitSeconds int   `json:"wait_seconds"`
+	AgentID     int64  `json:"agent_id"`
+	Instance    string `json:"instance"`
+	Free        int    `json:"free"`
+	WaitSeconds int    `json:"wait_seconds"`
 }
 
 type claimResponse struct {
@@ -133,7 +134,20 @@ type goneError struct {
 	Length int64
 }
 
+// attemptGone says whether e says the attempt is no longer live (not a log to send again, nor
+// the agent replaced).
+func (e *goneError) attemptGone() bool {
+	switch e.Code {
+	case "log_incomplete", "log_mismatch", "agent_replaced":
+		return false
+	}
+	return true
+}
+
 func (e *goneError) Error() string {
+	if e.State != "" {
+		return fmt.Sprintf("the attempt is no longer live (%s)", e.State)
+	}
 	if e.Code != "" {
 		return fmt.Sprintf("server answered 409 %s (stored log length %d)", e.Code, e.Length)
 	}
