@@ -24,6 +24,7 @@ var (
 	errCancelRequested = errors.New("canceled by request")
 	errLost            = errors.New("this attempt was lost: its lease ran out and the job was rescued")
 	errAgentStopped    = errors.New("canceled: flowd agent stopped while the job ran")
+	errFinishTimeout   = errors.New("the server did not take the job's end within 30 minutes")
 )
 
 // defaultCancelGrace is the grace of a claim that gives none.
@@ -80,11 +81,14 @@ func (a *Agent) runJob(cj claimedJob) {
 	res, steps := j.execute(buf)
 	buf.close()
 
+	// The rest of the log and the end are sent for finishRetryFor at most (while the server is
+	// away), or killedFinishWait when the agent is stopping.
+	wait, why := finishRetryFor, errFinishTimeout
 	if context.Cause(j.run) == errAgentStopped {
-		// The agent is stopping: the end is sent, but not for long.
-		t := time.AfterFunc(killedFinishWait, func() { j.gone(errAgentStopped) })
-		defer t.Stop()
+		wait, why = killedFinishWait, errAgentStopped
 	}
+	t := time.AfterFunc(wait, func() { j.gone(why) })
+	defer t.Stop()
 	err = <-uploaded
 	if err == nil {
 		err = finish(j.net, j.at, buf, finishRequest{Status: res.Status, Message: res.Message, Steps: steps})

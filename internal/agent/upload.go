@@ -60,7 +60,7 @@ func upload(ctx context.Context, a attemptConn, buf *logBuffer) error {
 // finish records the job's end once the server has the whole log: it checks the stored log
 // by length and SHA-256, sending again what the server lacks (log_incomplete: from the length
 // it has; log_mismatch: all of it), and is retried for finishRetryFor while the server is
-// away. A *goneError of a state (lost, canceled, finished) means the end is not recorded: the
+// away (the caller bounds the whole with ctx). A *goneError of a state (lost, canceled, finished) means the end is not recorded: the
 // attempt is no longer this agent's.
 func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishRequest) error {
 	until := time.Now().Add(finishRetryFor)
