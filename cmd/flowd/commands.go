@@ -48,7 +48,9 @@ func commands() []command {
 
 		{"user", "Administration", "add, list, disable, enable and remove users (admins)", nounRunner("user", userCommands)},
 		{"token", "Administration", "list and revoke your API tokens", nounRunner("token", tokenCommands)},
-		{"nodes", "Administration", "list the servers sharing the database, with their heartbeats (admins)", (*cli).cmdNodes},
+		{"nodes", "Administration", "list the servers and agents sharing the database, with their heartbeats (admins)", (*cli).cmdNodes},
+		{"agent-token", "Administration", "create, list and revoke agent tokens (admins)", nounRunner("agent-token", agentTokenCommands)},
+		{"agents", "Administration", "list, pause and resume build agents (admins)", runAgents},
 
 		{"version", "Other", "print the version of flowd", (*cli).cmdVersion},
 		{"help", "Other", "explain a command: flowd help COMMAND", nil}, // handled in dispatch

@@ -306,7 +306,8 @@ func TestHelpAndUsage(t *testing.T) {
 // itself on --help, on stdout, with exit 0.
 func TestEveryCommandHasHelp(t *testing.T) {
 	t.Parallel()
-	nouns := map[string]func() []command{"pipeline": pipelineCommands, "member": memberCommands, "user": userCommands, "token": tokenCommands}
+	nouns := map[string]func() []command{"pipeline": pipelineCommands, "member": memberCommands, "user": userCommands, "token": tokenCommands,
+		"agent-token": agentTokenCommands, "agents": agentsCommands}
 	var all [][]string
 	for _, cmd := range commands() {
 		if cmd.name == "serve" || cmd.name == "help" { // serve's help is serve.go's

@@ -3,14 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
 func (c *cli) cmdNodes(ctx context.Context, args []string) int {
 	f := newFlags("nodes", "flowd nodes", `
-List the servers sharing the server's database (global admins only): each one's version, when it
-started, how long ago its last heartbeat was (by the database's clock), how many jobs it runs,
-and whether it is live (a heartbeat within --lease-ttl). A server that stopped stays listed.`, 0, 0)
+List the servers and build agents sharing the server's database (global admins only): each
+one's version, when it started, how long ago its last heartbeat was (by the database's clock),
+how many jobs it runs and which, and whether it is live (a heartbeat within its lease TTL); an
+agent's labels, capacity and whether it is paused too. A node that stopped stays listed.`, 0, 0)
 	cl, _, code := c.connect(f, args)
 	if code >= 0 {
 		return code
@@ -22,11 +24,20 @@ and whether it is live (a heartbeat within --lease-ttl). A server that stopped s
 	rows := make([][]string, 0, len(nodes))
 	for _, n := range nodes {
 		age := time.Duration(n.HeartbeatAge * float64(time.Second))
+		labels, capacity, paused := "-", "-", "-"
+		if a := n.Agent; a != nil {
+			labels, capacity, paused = dash(formatLabels(a.Labels)), fmt.Sprint(a.Capacity), yesNo(a.Paused)
+		}
+		running := make([]string, 0, len(n.Running))
+		for _, j := range n.Running {
+			running = append(running, fmt.Sprintf("%s#%d %s/%s", j.Pipeline, j.RunNumber, j.Stage, j.Job))
+		}
 		rows = append(rows, []string{
 			n.Name, n.Kind, dash(n.Version), fmtTime(&n.StartedAt), fmtAgo(age), fmt.Sprint(n.JobsHeld), yesNo(n.Live),
+			labels, capacity, paused, dash(strings.Join(running, ", ")),
 		})
 	}
-	table(c.stdout, []string{"NAME", "KIND", "VERSION", "STARTED", "HEARTBEAT", "JOBS", "LIVE"}, rows)
+	table(c.stdout, []string{"NAME", "KIND", "VERSION", "STARTED", "HEARTBEAT", "JOBS", "LIVE", "LABELS", "CAPACITY", "PAUSED", "RUNNING"}, rows)
 	return 0
 }
 

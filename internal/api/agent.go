@@ -79,7 +79,8 @@ func (s *Signal) C() <-chan struct{} {
 	return s.ch
 }
 
-// agentRoutes adds the agent protocol's routes to mux.
+// agentRoutes adds the agent protocol's routes to mux, and the API v1's administration of
+// agents (agent_admin.go).
 func (s *Server) agentRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+agentPrefix+"register", s.agentRegister)
 	mux.HandleFunc("POST "+agentPrefix+"claim", s.agentClaim)
@@ -87,6 +88,13 @@ func (s *Server) agentRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+agentPrefix+"attempts/{id}/steps", s.agentSteps)
 	mux.HandleFunc("PUT "+agentPrefix+"attempts/{id}/log", s.agentLog)
 	mux.HandleFunc("POST "+agentPrefix+"attempts/{id}/finish", s.agentFinish)
+
+	mux.HandleFunc("POST /api/v1/agent-tokens", s.agentTokenCreate)
+	mux.HandleFunc("GET /api/v1/agent-tokens", s.agentTokenList)
+	mux.HandleFunc("DELETE /api/v1/agent-tokens/{name}", s.agentTokenRevoke)
+	mux.HandleFunc("GET /api/v1/agents", s.agentList)
+	mux.HandleFunc("POST /api/v1/agents/{name}/pause", s.agentPause(true))
+	mux.HandleFunc("POST /api/v1/agents/{name}/resume", s.agentPause(false))
 }
 
 // leaseTTL is the lease of agents' attempts.

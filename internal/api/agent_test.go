@@ -419,3 +419,99 @@ func TestAgentLostPausedRevoked(t *testing.T) {
 		}
 	})
 }
+
+// TestAgentAdministration: global admins create (the token shown once works), list and revoke
+// agent tokens, pause and resume agents; GET /api/v1/nodes shows an agent with its labels and
+// running jobs; a revoke cancels its agents' running jobs.
+func TestAgentAdministration(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := agentEnv(t, dialect)
+		root, alice := e.user("root", true), e.user("alice", false)
+		e.createPipeline("hello", root, nil)
+		body := map[string]any{"name": "build-1", "labels": map[string]string{"os": "linux"}}
+		if r := e.call("POST", "/api/v1/agent-tokens", alice.Token, body); r.Status != http.StatusForbidden {
+			t.Errorf("create as a user = %s; want 403", r)
+		}
+		if r := e.call("POST", "/api/v1/agent-tokens", root.Token, map[string]any{"name": "bad name"}); r.Status != http.StatusUnprocessableEntity {
+			t.Errorf("create with a bad name = %s; want 422", r)
+		}
+		r := e.call("POST", "/api/v1/agent-tokens", root.Token, body)
+		var created struct {
+			ID        int64             `json:"id"`
+			Name      string            `json:"name"`
+			Labels    map[string]string `json:"labels"`
+			CreatedBy string            `json:"created_by"`
+			Token     string            `json:"token"`
+		}
+		r.json(t, &created)
+		if r.Status != http.StatusCreated || created.Name != "build-1" || created.CreatedBy != "root" || created.Labels["os"] != "linux" ||
+			!strings.HasPrefix(created.Token, "fat_") || len(created.Token) != 68 {
+			t.Fatalf("create = %s", r)
+		}
+		if r := e.call("POST", "/api/v1/agent-tokens", root.Token, body); r.Status != http.StatusConflict {
+			t.Errorf("create the same name = %s; want 409", r)
+		}
+		r = e.call("GET", "/api/v1/agent-tokens", root.Token, nil)
+		if r.Status != http.StatusOK || strings.Contains(string(r.Body), created.Token) || !strings.Contains(string(r.Body), `"revoked_at":null`) {
+			t.Fatalf("list = %s; want the token without its secret", r)
+		}
+		ag := e.register(created.Token, "build-1", strings.Repeat("a", 32))
+		runID := e.startRun("hello", root.Token)
+		if _, jobs := e.claim(created.Token, ag.Agent.ID, 5); len(jobs) != 1 {
+			t.Fatalf("claim = %+v", jobs)
+		}
+		r = e.call("GET", "/api/v1/nodes", root.Token, nil)
+		var nodes struct {
+			Nodes []struct {
+				Name  string `json:"name"`
+				Kind  string `json:"kind"`
+				Live  bool   `json:"live"`
+				Agent *struct {
+					Labels   map[string]string `json:"labels"`
+					Capacity int               `json:"capacity"`
+					Paused   bool              `json:"paused"`
+				} `json:"agent"`
+				Running []struct {
+					RunID  int64  `json:"run_id"`
+					Job    string `json:"job"`
+					Runner string `json:"runner"`
+				} `json:"running"`
+			} `json:"nodes"`
+		}
+		r.json(t, &nodes)
+		if len(nodes.Nodes) != 1 {
+			t.Fatalf("nodes = %s", r)
+		}
+		n := nodes.Nodes[0]
+		if n.Name != "build-1" || n.Kind != "agent" || !n.Live || n.Agent == nil || n.Agent.Labels["os"] != "linux" || n.Agent.Capacity != 2 ||
+			len(n.Running) != 1 || n.Running[0].RunID != runID || n.Running[0].Job != "say" || n.Running[0].Runner != "build-1/1" {
+			t.Fatalf("nodes = %s", r)
+		}
+		if r := e.call("POST", "/api/v1/agents/build-1/pause", alice.Token, nil); r.Status != http.StatusForbidden {
+			t.Errorf("pause as a user = %s; want 403", r)
+		}
+		if r := e.call("POST", "/api/v1/agents/build-1/pause", root.Token, nil); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"paused":true`) {
+			t.Errorf("pause = %s", r)
+		}
+		if r := e.call("POST", "/api/v1/agents/nobody/resume", root.Token, nil); r.Status != http.StatusNotFound {
+			t.Errorf("resume nobody = %s; want 404", r)
+		}
+		if r := e.call("GET", "/api/v1/agents", root.Token, nil); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"token":"build-1"`) {
+			t.Errorf("agents = %s", r)
+		}
+		r = e.call("DELETE", "/api/v1/agent-tokens/build-1", root.Token, nil)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"jobs_canceled":1`) {
+			t.Fatalf("revoke = %s; want one job canceled", r)
+		}
+		if rn, err := e.st.RunGet(t.Context(), runID); err != nil || rn.Status != run.Canceled {
+			t.Fatalf("run after revoke = %+v, %v; want canceled", rn.Status, err)
+		}
+		if r := e.agentCall("POST", "register", created.Token, "", map[string]any{"name": "build-1", "instance": strings.Repeat("a", 32), "capacity": 1}); r.Status != http.StatusUnauthorized {
+			t.Errorf("register after revoke = %s; want 401", r)
+		}
+		if r := e.call("DELETE", "/api/v1/agent-tokens/nobody", root.Token, nil); r.Status != http.StatusNotFound {
+			t.Errorf("revoke nobody = %s; want 404", r)
+		}
+	})
+}

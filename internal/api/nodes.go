@@ -20,6 +20,30 @@ type nodeJSON struct {
 	HeartbeatAge float64 `json:"heartbeat_age_seconds"`
 	JobsHeld     int     `json:"jobs_held"`
 	Live         bool    `json:"live"`
+	// Agent is set for a node of kind agent.
+	Agent *nodeAgentJSON `json:"agent,omitempty"`
+	// Running are the jobs it holds (attempts running or canceling).
+	Running []nodeJobJSON `json:"running"`
+}
+
+type nodeAgentJSON struct {
+	ID       int64             `json:"id"`
+	Token    string            `json:"token"`
+	Labels   map[string]string `json:"labels"`
+	Capacity int               `json:"capacity"`
+	Paused   bool              `json:"paused"`
+}
+
+type nodeJobJSON struct {
+	RunID     int64  `json:"run_id"`
+	RunNumber int64  `json:"run_number"`
+	Pipeline  string `json:"pipeline"`
+	JobID     int64  `json:"job_id"`
+	Stage     string `json:"stage"`
+	Job       string `json:"job"`
+	Attempt   int    `json:"attempt"`
+	Runner    string `json:"runner"`
+	State     string `json:"state"`
 }
 
 // nodeList: GET /api/v1/nodes (global admin) → every server and agent sharing the database.
@@ -32,17 +56,32 @@ func (s *Server) nodeList(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	}
+	jobs, err := s.Store.NodeJobs(r.Context())
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
 	out := make([]nodeJSON, len(ns))
 	for i, n := range ns {
 		out[i] = toNodeJSON(n)
+		for _, j := range jobs {
+			if j.Node == n.Name {
+				out[i].Running = append(out[i].Running, nodeJobJSON{RunID: j.RunID, RunNumber: j.RunNumber, Pipeline: j.Pipeline,
+					JobID: j.JobID, Stage: j.Stage, Job: j.Job, Attempt: j.Attempt, Runner: j.Runner, State: j.State})
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
 }
 
 func toNodeJSON(n store.Node) nodeJSON {
-	return nodeJSON{
+	out := nodeJSON{
 		Name: n.Name, Kind: n.Kind, Instance: n.Instance, Version: n.Version, Addr: n.Addr, LeaseTTL: n.TTL.Seconds(),
 		StartedAt: n.StartedAt, HeartbeatAt: n.HeartbeatAt, HeartbeatAge: max(0, n.HeartbeatAge.Seconds()),
-		JobsHeld: n.JobsHeld, Live: n.Live,
+		JobsHeld: n.JobsHeld, Live: n.Live, Running: []nodeJobJSON{},
 	}
+	if a := n.Agent; a != nil {
+		out.Agent = &nodeAgentJSON{ID: a.ID, Token: a.Token, Labels: a.Labels, Capacity: a.Capacity, Paused: a.Paused}
+	}
+	return out
 }

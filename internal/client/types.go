@@ -22,6 +22,33 @@ type Node struct {
 	HeartbeatAge float64 `json:"heartbeat_age_seconds"`
 	JobsHeld     int     `json:"jobs_held"`
 	Live         bool    `json:"live"`
+	// Agent is set for a node of kind agent.
+	Agent *NodeAgent `json:"agent,omitempty"`
+	// Running are the jobs the node runs now.
+	Running []NodeJob `json:"running"`
+}
+
+// NodeAgent is what a node of kind agent adds: its agent's labels, capacity and whether it is
+// paused.
+type NodeAgent struct {
+	ID       int64             `json:"id"`
+	Token    string            `json:"token"`
+	Labels   map[string]string `json:"labels"`
+	Capacity int               `json:"capacity"`
+	Paused   bool              `json:"paused"`
+}
+
+// NodeJob is a job a node runs: the attempt it holds.
+type NodeJob struct {
+	RunID     int64  `json:"run_id"`
+	RunNumber int64  `json:"run_number"`
+	Pipeline  string `json:"pipeline"`
+	JobID     int64  `json:"job_id"`
+	Stage     string `json:"stage"`
+	Job       string `json:"job"`
+	Attempt   int    `json:"attempt"`
+	Runner    string `json:"runner"`
+	State     string `json:"state"`
 }
 
 // User is a flowd user account.

@@ -30,7 +30,7 @@ type Config struct {
 	StepUser    string
 	Database    string // "sqlite:PATH" or "postgres://…"; "" = sqlite in Data
 	ExternalURL string // base URL users reach flowd at, for links; "" = http://Addr
-	Executors   int    // jobs run at once across the server
+	Executors   int    // jobs run at once across the server; 0: none (build agents run them all)
 	MaxBody     int64  // webhook and API body limit in bytes
 	// WebhookRate and WebhookBurst are each webhook trigger's token bucket: requests per second
 	// refilled, and how many may come at once.
@@ -125,7 +125,7 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.StepUser, "step-user", c.StepUser, "who runs steps on this host: auto, none, or a uid range FIRST-LAST, each job a uid of its own (FLOWD_STEP_USER); auto = "+executor.DefaultStepUIDs+" when flowd runs as root, else none (then only pipelines a global admin marked trusted run)")
 	fs.StringVar(&c.Database, "database", c.Database, "database `DSN`: sqlite:PATH or postgres://… (FLOWD_DATABASE); default sqlite in the data folder")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "`URL` users reach flowd at, used in links and webhook URLs (FLOWD_EXTERNAL_URL)")
-	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server (FLOWD_EXECUTORS)")
+	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server; 0 runs none, leaving every job to build agents (FLOWD_EXECUTORS)")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest request body in `bytes` (FLOWD_MAX_BODY)")
 	fs.Float64Var(&c.WebhookRate, "webhook-rate", c.WebhookRate, "webhook `requests` per second each trigger accepts on average (FLOWD_WEBHOOK_RATE)")
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")
@@ -189,8 +189,8 @@ func (c *Config) Validate() error {
 	} else if abs, err := filepath.Abs(c.Data); err == nil {
 		c.Data = abs
 	}
-	if c.Executors < 1 || c.Executors > 1024 {
-		errs = append(errs, fmt.Errorf("--executors must be between 1 and 1024, got %d", c.Executors))
+	if c.Executors < 0 || c.Executors > 1024 {
+		errs = append(errs, fmt.Errorf("--executors must be between 0 (a server that runs no job itself: agents run them all) and 1024, got %d", c.Executors))
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("--max-body must be at least 1024 bytes, got %d", c.MaxBody))

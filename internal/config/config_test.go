@@ -50,6 +50,14 @@ func TestEnvironmentAndFlags(t *testing.T) {
 	}
 }
 
+// TestNoExecutors: --executors 0 makes a server that runs no job itself.
+func TestNoExecutors(t *testing.T) {
+	t.Parallel()
+	if c, err := parse(t, []string{"--executors", "0"}, nil); err != nil || c.Executors != 0 {
+		t.Fatalf("--executors 0 = %+v, %v", c.Executors, err)
+	}
+}
+
 func TestInvalid(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -57,7 +65,8 @@ func TestInvalid(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"--executors", "0"}, nil, "--executors"},
+		{[]string{"--executors", "-1"}, nil, "--executors"},
+		{[]string{"--executors", "1025"}, nil, "--executors"},
 		{[]string{"--database", "mysql://x"}, nil, "--database"},
 		{[]string{"--external-url", "ftp://x"}, nil, "--external-url"},
 		{nil, map[string]string{"FLOWD_EXECUTORS": "many"}, "FLOWD_EXECUTORS"},

@@ -52,7 +52,7 @@ type Config struct {
 	Executor  executor.Executor
 	Logs      *logs.Appender
 	Box       *secret.Box
-	Slots     int    // jobs at once
+	Slots     int    // jobs at once; 0 claims none (a server that leaves every job to agents)
 	Workspace string // root folder of job workspaces
 	Metrics   StepObserver
 	Logger    *slog.Logger
@@ -121,9 +121,7 @@ const cancelMemory = time.Minute
 
 // New returns a Scheduler.
 func New(cfg Config) *Scheduler {
-	if cfg.Slots < 1 {
-		cfg.Slots = 1
-	}
+	cfg.Slots = max(cfg.Slots, 0)
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
@@ -193,6 +191,10 @@ func (s *Scheduler) Cancel(runID int64) {
 // its place among those recording, so neither stage piles up). When several slots are free,
 // one JobsClaim takes a job for each.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.cfg.Slots == 0 { // --executors 0: this server runs no job; agents claim them
+		<-ctx.Done()
+		return nil
+	}
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	// The leases are renewed until the last job has recorded its end: a job that takes its

@@ -229,6 +229,29 @@ func TestSlotsBoundParallelJobs(t *testing.T) {
 	})
 }
 
+// TestNoSlotsClaimNothing: a scheduler of 0 slots (flowd serve --executors 0) leaves every job
+// queued for agents, however often it is woken.
+func TestNoSlotsClaimNothing(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, 0)
+		r := f.create(t, nil, job(0, "a", "true"))
+		for range 5 {
+			f.sched.Wake()
+			time.Sleep(40 * time.Millisecond) // two polls of the fixture's scheduler each
+		}
+		got, err := f.st.RunGet(t.Context(), r.ID)
+		if err != nil || got.Status != run.Queued || got.Jobs[0].Status != run.Queued {
+			t.Fatalf("run after 200 ms = %s %+v, %v; want it queued", got.Status, got.Jobs, err)
+		}
+		f.exec.mu.Lock()
+		defer f.exec.mu.Unlock()
+		if len(f.exec.ran) != 0 {
+			t.Fatalf("ran %d jobs; want none", len(f.exec.ran))
+		}
+	})
+}
+
 func TestFailureSkipsLaterStages(t *testing.T) {
 	t.Parallel()
 	forEach(t, func(t *testing.T, dialect string) {

@@ -39,6 +39,7 @@ type AgentToken struct {
 type Agent struct {
 	ID       int64
 	TokenID  int64
+	Token    string // its token's name
 	Name     string
 	Labels   map[string]string
 	Capacity int
@@ -211,10 +212,10 @@ func (s *Store) AgentRegister(ctx context.Context, p AgentRegister) (Agent, erro
 	return a, nil
 }
 
-const agentCols = `a.id, a.token_id, a.name, a.labels, a.capacity, a.version, a.paused, a.registered_at, COALESCE(n.instance, '')`
+const agentCols = `a.id, a.token_id, (SELECT t.name FROM agent_tokens t WHERE t.id = a.token_id), a.name, a.labels, a.capacity, a.version, a.paused, a.registered_at, COALESCE(n.instance, '')`
 
 func scanAgent(row scanner, a *Agent) error {
-	return row.Scan(&a.ID, &a.TokenID, &a.Name, jsonMap{&a.Labels}, &a.Capacity, &a.Version, &a.Paused,
+	return row.Scan(&a.ID, &a.TokenID, &a.Token, &a.Name, jsonMap{&a.Labels}, &a.Capacity, &a.Version, &a.Paused,
 		timeScan{&a.RegisteredAt}, &a.Instance)
 }
 
