@@ -50,6 +50,13 @@ func (f *matrixFixture) pipeline() string {
 	return name
 }
 
+// agent registers a new agent (with a token of its own) and returns its name.
+func (f *matrixFixture) agent() string {
+	name := "agent" + f.next()
+	f.e.register(f.e.newAgentToken(name, nil), name, strings.Repeat("a", 32))
+	return name
+}
+
 // endpoint is a row of the matrix: prepare builds a fresh request for a caller, so that no
 // cell depends on what another cell did.
 type endpoint struct {
@@ -133,6 +140,23 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return request{method: "DELETE", path: "/api/v1/users/" + u.Username}
 			}, [numCallers]int{unauth, forbid, forbid, forbid, noContent, forbid}},
 			{"GET /api/v1/nodes", get("/api/v1/nodes"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			{"POST /api/v1/agent-tokens", func(f *matrixFixture, c int) request {
+				ct, body := jsonBody(`{"name":"agent` + f.next() + `"}`)
+				return request{method: "POST", path: "/api/v1/agent-tokens", contentType: ct, body: body}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, created, forbid}},
+			{"GET /api/v1/agent-tokens", get("/api/v1/agent-tokens"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			{"DELETE /api/v1/agent-tokens/{name}", func(f *matrixFixture, c int) request {
+				name := "doomed" + f.next()
+				f.e.newAgentToken(name, nil)
+				return request{method: "DELETE", path: "/api/v1/agent-tokens/" + name}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			{"GET /api/v1/agents", get("/api/v1/agents"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			{"POST /api/v1/agents/{name}/pause", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: "/api/v1/agents/" + f.agent() + "/pause"}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			{"POST /api/v1/agents/{name}/resume", func(f *matrixFixture, c int) request {
+				return request{method: "POST", path: "/api/v1/agents/" + f.agent() + "/resume"}
+			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
 			{"GET /api/v1/pipelines", get("/api/v1/pipelines"), [numCallers]int{unauth, ok, ok, ok, ok, ok}},
 			{"POST /api/v1/pipelines", func(f *matrixFixture, c int) request {
 				return request{method: "POST", path: "/api/v1/pipelines", contentType: "application/yaml",
