@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -177,7 +178,7 @@ func (s *Server) agentSteps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "step_not_found", "a step given is not a step of this attempt's job")
 		return
 	case err != nil:
-		s.storeError(w, r, err, "", "a step given is not in the state this change needs (a step started or finished twice); nothing was recorded")
+		s.storeError(w, r, err, "", "a step given is another job's, or not in the state this change needs (a step started or finished twice); nothing was recorded")
 		return
 	}
 	s.logNotify(a.RunID)
@@ -196,8 +197,15 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) {
 		unprocessable(w, "offset: give the byte of the attempt's log the body starts at (?offset=N, N ≥ 0)")
 		return
 	}
-	body, ok := readBody(w, r)
-	if !ok {
+	body, err := io.ReadAll(r.Body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("a log PUT carries at most %d bytes: send the rest in the next", tooLarge.Limit))
+		return
+	case err != nil:
+		badRequest(w, "could not read the request body: "+err.Error())
 		return
 	}
 	if !live(a.State) {

@@ -290,6 +290,16 @@ func TestAgentJobThroughTheProtocol(t *testing.T) {
 			t.Errorf("starting the step twice = %s; want 409 without a state", r)
 		}
 
+		if r := e.agentCall("POST", at+"steps", tok, j.Attempt.Token, map[string]any{"finished": []map[string]any{{"step_id": 999999, "status": "success"}}}); r.Status != http.StatusNotFound || r.errorCode() != "step_not_found" {
+			t.Errorf("finishing an unknown step = %s; want 404 step_not_found", r)
+		}
+		if r := e.agentCall("POST", at+"steps", tok, j.Attempt.Token, map[string]any{"finished": []map[string]any{{"step_id": j.Steps[0].ID, "status": "running"}}}); r.Status != http.StatusUnprocessableEntity {
+			t.Errorf("a step finished as running = %s; want 422", r)
+		}
+		if r := e.agentCall("PUT", at+"log?offset=0", tok, j.Attempt.Token, bytes.Repeat([]byte("x"), 1<<20+1)); r.Status != http.StatusRequestEntityTooLarge {
+			t.Errorf("a log PUT over 1 MiB = %s; want 413", r)
+		}
+
 		logText := []byte("── build / say ──\nabc=123\n")
 		put := func(offset int, data []byte) response {
 			return e.agentCall("PUT", at+"log?offset="+itoa(int64(offset)), tok, j.Attempt.Token, data)

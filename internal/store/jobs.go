@@ -473,7 +473,7 @@ func finishSteps(ctx context.Context, tx db, jobID int64, results []StepResult, 
 				return err
 			}
 			if owner != jobID {
-				return fmt.Errorf("step %d is not a step of job %d", r.StepID, jobID)
+				return fmt.Errorf("step %d is not a step of job %d: %w", r.StepID, jobID, ErrConflict)
 			}
 		}
 		return transitionError(ctx, tx, "step", r.StepID, r.Status)
