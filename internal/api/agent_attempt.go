@@ -170,6 +170,9 @@ func (s *Server) agentSteps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.Store.StepAdvance(r.Context(), a.ID, finished, in.Start)
+	if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrFenced) && s.stepsRecorded(r, a, finished, in.Start) {
+		err = nil // a resend after a lost answer: recorded already
+	}
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		s.attemptGone(w, r, a)
@@ -183,6 +186,35 @@ func (s *Server) agentSteps(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logNotify(a.RunID)
 	writeJSON(w, http.StatusOK, stateAnswer(a.State))
+}
+
+// stepsRecorded reports whether the steps of attempt a's job already are as a steps call
+// would make them (each finished step with its status, the started one past queued): the call
+// is a resend whose first answer was lost, and is answered as it was then.
+func (s *Server) stepsRecorded(r *http.Request, a store.AgentAttempt, finished []store.StepResult, start int64) bool {
+	rn, err := s.Store.RunGet(r.Context(), a.RunID)
+	if err != nil {
+		return false
+	}
+	status := map[int64]run.Status{}
+	for _, j := range rn.Jobs {
+		if j.ID == a.JobID {
+			for _, st := range j.Steps {
+				status[st.ID] = st.Status
+			}
+		}
+	}
+	for _, f := range finished {
+		if got, ok := status[f.StepID]; !ok || got != f.Status {
+			return false
+		}
+	}
+	if start != 0 {
+		if got, ok := status[start]; !ok || got == run.Queued {
+			return false
+		}
+	}
+	return true
 }
 
 // agentLog: PUT /api/agent/v1/attempts/{id}/log?offset=N with the raw bytes → 200 {"length"},
