@@ -945,7 +945,7 @@
     load();
   };
 
-  // The servers sharing the database (agents later). Heartbeat ages come from the database's
+  // The servers and build agents sharing the database. Heartbeat ages come from the database's
   // clock (heartbeat_age_seconds), not this browser's; the list refreshes while it is open.
   pages.nodes = async function () {
     const tb = $('#node-list tbody');
@@ -960,15 +960,18 @@
       const r = await api('GET', '/api/v1/nodes');
       empty(tb);
       if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 7 }, errText(r)))); return; }
-      if (!r.data.nodes.length) tb.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No server has registered yet.')));
+      if (!r.data.nodes.length) tb.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No server or agent has registered yet.')));
       for (const n of r.data.nodes) {
         tb.append(h('tr', { 'data-node': n.name },
           h('td', {}, h('strong', {}, n.name), n.addr ? h('span', { class: 'sub mono' }, n.addr) : null),
-          h('td', { class: 'hide-sm' }, n.kind),
+          h('td', { class: 'hide-sm' }, n.kind,
+            n.agent ? h('span', { class: 'sub mono' }, Object.keys(n.agent.labels || {}).sort().map(k => k + '=' + n.agent.labels[k]).join(', ') || 'no labels') : null,
+            n.agent ? h('span', { class: 'sub' }, 'capacity ' + n.agent.capacity + (n.agent.paused ? ', paused' : '')) : null),
           h('td', { class: 'hide-sm mono' }, n.version || '—'),
           h('td', { class: 'hide-sm' }, when(n.started_at)),
           h('td', {}, h('time', { datetime: n.heartbeat_at, title: new Date(n.heartbeat_at).toLocaleString() }, age(n.heartbeat_age_seconds))),
-          h('td', {}, String(n.jobs_held)),
+          h('td', {}, String(n.jobs_held),
+            ...(n.running || []).map(j => h('span', { class: 'sub' }, h('a', { href: '/runs/' + j.run_id }, j.pipeline + ' #' + j.run_number), ' ' + j.stage + ' / ' + j.job))),
           h('td', {}, n.live
             ? h('span', { class: 'badge s-success' }, h('span', { 'aria-hidden': 'true' }, '✓'), ' live')
             : h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' gone'))));
