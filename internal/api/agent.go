@@ -353,6 +353,9 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 		case <-deadline.C:
 			w.WriteHeader(http.StatusNoContent)
 			return
+		case <-s.Stopping:
+			w.WriteHeader(http.StatusNoContent)
+			return
 		case <-ctx.Done():
 			return
 		}

@@ -102,6 +102,9 @@ type Server struct {
 	LogNotify func(runID int64)
 	// LeaseTTL is the lease of the attempts agents claim; 0 = store.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Stopping, when set, is closed as the server begins to stop: claims waiting for work
+	// answer 204 at once instead of holding the shutdown up for their wait.
+	Stopping <-chan struct{}
 
 	webhooksOnce sync.Once
 	webhooksSvc  *trigger.Webhooks // see webhooks()

@@ -34,9 +34,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startServer runs flowd serve (Run) with --executors 0 on dsn until the test ends and
-// returns its URL.
-func startServer(t *testing.T, dsn, name string) string {
+// startServer runs flowd serve (Run) with --executors 0 on dsn until the test ends (or stop)
+// and returns its URL.
+func startServer(t *testing.T, dsn, name string) (url string, stop func()) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Addr, cfg.Data, cfg.Database, cfg.NodeName = "127.0.0.1:0", t.TempDir(), dsn, name
@@ -50,16 +50,20 @@ func startServer(t *testing.T, dsn, name string) string {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, storetest.Logger(t), out) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server %s: %v", name, err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("server %s: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, url, ok := strings.Cut(out.String(), "flowd is listening on "); ok {
-			return strings.TrimSpace(strings.SplitN(url, "\n", 2)[0])
+			return strings.TrimSpace(strings.SplitN(url, "\n", 2)[0]), stop
 		}
 		select {
 		case err := <-done:
@@ -68,7 +72,7 @@ func startServer(t *testing.T, dsn, name string) string {
 		}
 	}
 	t.Fatalf("server %s did not listen within 30 s:\n%s", name, out.String())
-	return ""
+	return "", nil
 }
 
 // call makes a JSON call and decodes the answer into out (when not nil); it returns the status.
@@ -121,8 +125,8 @@ func call(t *testing.T, method, url, bearer string, basic []string, in, out any)
 func TestAgentClaimWokenAcrossServers(t *testing.T) {
 	t.Parallel()
 	dsn := storetest.DSN(t, "postgres")
-	a := startServer(t, dsn, "server-a")
-	b := startServer(t, dsn, "server-b")
+	a, _ := startServer(t, dsn, "server-a")
+	b, stopB := startServer(t, dsn, "server-b")
 
 	var login struct {
 		Token string `json:"token"`
@@ -201,5 +205,18 @@ func TestAgentClaimWokenAcrossServers(t *testing.T) {
 	}
 	if fmt.Sprint(held) != "map[build-1:1 server-a:0 server-b:0]" {
 		t.Fatalf("jobs held = %v; want the agent's only", held)
+	}
+
+	// A server that stops answers its waiting claims at once (204) instead of waiting them out.
+	go func() {
+		code := call(t, "POST", b+"/api/agent/v1/claim", tok.Token, nil, map[string]any{"agent_id": reg.Agent.ID, "free": 1, "wait_seconds": 25}, nil)
+		done <- result{code: code, at: time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	stopB()
+	res = <-done
+	if res.code != http.StatusNoContent || time.Since(start) > 5*time.Second {
+		t.Fatalf("a claim waiting on a stopping server = %d after %v; want 204 at once", res.code, time.Since(start))
 	}
 }

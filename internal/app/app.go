@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}
 	signIn := auth.NewThrottle(10, 10*time.Minute) // password attempts per user and address
 	cl.share(signIn, appender, key)
+	stopping := make(chan struct{}) // closed as the server stops: waiting claims answer at once
 	srv := &api.Server{
 		Store:          st,
 		Triggers:       triggers,
@@ -169,6 +170,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		WorkDone:       cl.wakeWork(wakeHere),
 		LogNotify:      appender.Notify,
 		LeaseTTL:       cfg.LeaseTTL,
+		Stopping:       stopping,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -240,6 +242,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		logger.Error("http server stopped", "err", serveErr)
 	}
 	stopRun()
+	close(stopping)
 
 	// Stop accepting; requests in flight (log followers among them) end as their runs end.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
