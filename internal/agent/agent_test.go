@@ -13,8 +13,10 @@ import (
 
 	"github.com/flowd/flowd/internal/client"
 	"github.com/flowd/flowd/internal/config"
+	"github.com/flowd/flowd/internal/dockertest"
 	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/run"
+	dockerclient "github.com/moby/moby/client"
 )
 
 // A job printing thousands of lines through an agent ends in a stored log byte for byte the
@@ -344,5 +346,87 @@ func waitNoWorkspace(t *testing.T, workDir string) {
 			t.Fatalf("workspaces left after the job: %v", entries)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A job with an image runs on the agent in a Docker container, as on a server, and its
+// container is gone when it ends.
+func TestAgentRunsContainerJobs(t *testing.T) {
+	dc := dockertest.Client(t)
+	srv := startServer(t)
+	c := srv.admin()
+	cfg := agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-docker")
+	startAgent(t, cfg)
+	yaml := `name: boxed
+stages:
+  - name: build
+    jobs:
+      - name: work
+        image: ` + dockertest.Image + `
+        steps:
+          - name: work
+            run: 'echo "in $(cat /etc/hostname | wc -c) ws=$FLOWD_WORKSPACE pwd=$(pwd)"; ls /bin/busybox'
+`
+	if _, err := c.PipelineCreate(t.Context(), []byte(yaml)); err != nil {
+		t.Fatal(err)
+	}
+	id := startRun(t, c, "boxed")
+	log := succeeded(t, c, id, 60*time.Second)
+	for _, want := range []string{"ws=/workspace pwd=/workspace\n", "/bin/busybox\n", "⬢ container " + dockertest.Image + " ready in"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := dc.ContainerList(t.Context(), dockerclient.ContainerListOptions{All: true,
+			Filters: make(dockerclient.Filters).Add("label", executor.LabelNode+"="+cfg.Name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job's container is left: %d containers of node %s", len(list.Items), cfg.Name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An agent killed (kill -9) mid-job and started again on its work folder: the job is settled
+// at once (failed as runner_lost), and the step left running and the workspace are gone.
+func TestAgentKilledAndRestarted(t *testing.T) {
+	srv := startServer(t)
+	c := srv.admin()
+	cfg := agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-crash")
+	cmd, _ := agentProcess(t, cfg)
+	pipeline(t, c, "crash", `echo started; sleep 3007123; echo done`)
+	id := startRun(t, c, "crash")
+	waitLog(t, c, id, "started")
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	start := time.Now()
+	agentProcess(t, cfg)
+	r := waitRun(t, c, id, 20*time.Second, ended)
+	if r.Status != run.Failed || !strings.Contains(r.Stages[0].Jobs[0].Message, "runner_lost") {
+		t.Fatalf("the job of a killed agent ended %s (%q)", r.Status, r.Stages[0].Jobs[0].Message)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the job was settled %v after the agent started again, not at its register", d)
+	}
+	waitNoWorkspace(t, cfg.WorkDir)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", "sleep 3007123").Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed agent's step is still running: pids %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
