@@ -362,7 +362,7 @@ func (a *Agent) loop(drain, kill context.Context) error {
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		running int
-		ended   = make(chan struct{}, a.cfg.Capacity)
+		ended   = make(chan struct{}, 1)
 	)
 	b := a.conn.backoff()
 	wait := min(max(reg.ClaimWaitSeconds, 1), 30)
@@ -421,7 +421,10 @@ func (a *Agent) loop(drain, kill context.Context) error {
 				mu.Lock()
 				running--
 				mu.Unlock()
-				ended <- struct{}{}
+				select { // wakes the loop if it waits for a free slot
+				case ended <- struct{}{}:
+				default:
+				}
 			}()
 		}
 	}

@@ -430,3 +430,50 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// An agent runs its capacity of jobs at once, no more, one after another for as long as there
+// are jobs; drained then, it stops at once.
+func TestAgentRunsManyJobsWithinItsCapacity(t *testing.T) {
+	srv := startServer(t)
+	c := srv.admin()
+	a := startAgent(t, agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-1")) // capacity 2
+	pipeline(t, c, "many", `sleep 0.4; echo ok`)
+	var ids []int64
+	for range 7 {
+		ids = append(ids, startRun(t, c, "many"))
+	}
+	type span struct{ from, to time.Time }
+	var spans []span
+	for _, id := range ids {
+		succeeded(t, c, id, 60*time.Second)
+		r, err := c.RunGet(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := r.Stages[0].Jobs[0]
+		spans = append(spans, span{*j.StartedAt, *j.FinishedAt})
+	}
+	most := 0
+	for _, s := range spans {
+		n := 0
+		for _, o := range spans {
+			if !o.from.After(s.from) && o.to.After(s.from) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	if most != 2 {
+		t.Errorf("at most %d jobs ran at once on an agent of capacity 2", most)
+	}
+	a.drain()
+	select {
+	case err := <-a.done:
+		a.done <- err
+		if err != nil {
+			t.Fatalf("the drained agent returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle agent did not stop when drained")
+	}
+}
