@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests of `flowd agent` (issue 13) over real processes: a server, agents started as the
+// README says, and the agent protocol over real HTTP.
+
+// agentProc is one `flowd agent` process.
+type agentProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	Name string
+	out  *syncBuffer
+	done chan error
+	args []string
+}
+
+// agentToken creates an agent token named name through the CLI, as a global admin would, and
+// returns it.
+func (s *server) agentToken(admin, name string, extra ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.cli(admin, append([]string{"agent-token", "create", "--name", name}, extra...)...)
+	if code != 0 {
+		s.t.Fatalf("flowd agent-token create: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "fat_") {
+			return f
+		}
+	}
+	s.t.Fatalf("flowd agent-token create printed no token:\n%s", out)
+	return ""
+}
+
+// startAgent starts `flowd agent` against s with token, named name, with its own work folder,
+// and waits until it registered (its first claim).
+func startAgent(t *testing.T, s *server, token, name string, extra ...string) *agentProc {
+	t.Helper()
+	// Under a public folder: the agent's step users must pass through to their workspaces.
+	dir, err := os.MkdirTemp("/var/tmp", "flowd-e2e-agent-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Each agent a step uid range of its own, as each server (see stepUIDs).
+	args := append([]string{"agent", "--server", s.URL, "--token-file", tokenFile, "--name", name,
+		"--work-dir", filepath.Join(dir, "work"), "--step-user", stepUIDs(dir)}, extra...)
+	a := &agentProc{t: t, Name: name, args: args}
+	a.start()
+	return a
+}
+
+func (a *agentProc) start() {
+	t := a.t
+	t.Helper()
+	cmd := exec.Command(flowdBin, a.args...)
+	cmd.Env = baseEnv(t)
+	a.out = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd, a.done = cmd, make(chan error, 1)
+	go func() { a.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			_ = cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("agent %s output:\n%s", a.Name, a.out.String())
+		}
+	})
+	waitFor(t, "agent "+a.Name+" to register", func() bool {
+		select {
+		case err := <-a.done:
+			a.done <- err
+			t.Fatalf("agent %s exited: %v\n%s", a.Name, err, a.out.String())
+		default:
+		}
+		return strings.Contains(a.out.String(), "registered")
+	})
+}
+
+// crash kills the agent with SIGKILL.
+func (a *agentProc) crash() {
+	_ = a.cmd.Process.Kill()
+	<-a.done
+}
+
+// agentsNamed lists the agent rows of the nodes API named name.
+func (s *server) agentRows(admin, name string) int {
+	s.t.Helper()
+	var out struct {
+		Nodes []struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		} `json:"nodes"`
+	}
+	if code := s.api(admin, "GET", "/api/v1/nodes", nil, &out); code != 200 {
+		s.t.Fatalf("GET /api/v1/nodes: %d", code)
+	}
+	n := 0
+	for _, x := range out.Nodes {
+		if x.Kind == "agent" && x.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAgentSeedStory: a server that runs no job itself (--executors 0) and one agent started
+// as the README says: the variable webhook `{"abc":"456"}` prints 456 in a job that ran on the
+// agent, and the run's answer names the agent.
+func TestAgentSeedStory(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			data, dsn := newDatabase(t, dialect)
+			srv := startServer(t, data, dsn, "--executors", "0")
+			admin := srv.token("admin", adminPassword)
+			token := srv.agentToken(admin, "build-1")
+			startAgent(t, srv, token, "build-1", "--capacity", "2")
+			hook := srv.enableHook(admin, `name: hello
+variables:
+  abc: "123"
+stages:
+  - name: build
+    jobs:
+      - name: say
+        steps:
+          - name: hello
+            run: echo "abc=$abc on $(hostname)"
+`, "hello", "")
+			status, a, _ := post(t, hook, `{"abc":"456"}`)
+			if status != 202 || a.Run == nil {
+				t.Fatalf("webhook: %d %+v", status, a)
+			}
+			r, log := srv.endedRun(admin, a.Run.ID)
+			if r.Status != "success" || !strings.Contains(log, "abc=456 on ") {
+				t.Fatalf("run %s %q\n%s", r.Status, r.Message, log)
+			}
+			ra := srv.runAttempts(admin, a.Run.ID)
+			if att, ok := ra.job().current(); !ok || att.Node != "build-1" || !strings.HasPrefix(att.Runner, "build-1/") {
+				t.Errorf("the job's attempt: %s, want it run by agent build-1", ra)
+			}
+		})
+	}
+}
+
+// TestAgentKilled: kill -9 of an agent mid-job fails the job as runner_lost within the lease
+// and one sweep; the agent started again keeps one row.
+func TestAgentKilled(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "0", "--lease-ttl", shortLease)
+	admin := srv.token("admin", adminPassword)
+	token := srv.agentToken(admin, "a1")
+	agent := startAgent(t, srv, token, "a1")
+	srv.createPipeline(admin, oneJob("slow", 0, "echo started; sleep 600"))
+	id := srv.startRun(admin, "slow")
+	waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
+	agent.crash()
+	took := waitWithin(t, "the job to fail as runner_lost", rescueLimit, func() bool { return terminal(srv.gitRun(admin, id).Status) })
+	r, log := srv.endedRun(admin, id)
+	t.Logf("killed agent: the run ended %s after %v", r.Status, took.Round(10*time.Millisecond))
+	if r.Status != "failed" || !strings.Contains(log, "runner_lost") {
+		t.Errorf("run %s %q, want failed with runner_lost\n%s", r.Status, r.Message, log)
+	}
+	agent.start()
+	agent.crash()
+	agent.start()
+	if n := srv.agentRows(admin, "a1"); n != 1 {
+		t.Errorf("agent a1 has %d rows after three starts, want 1", n)
+	}
+	// And the agent still runs jobs.
+	srv.createPipeline(admin, oneJob("quick", 0, "echo quick-done"))
+	if r, log := srv.endedRun(admin, srv.startRun(admin, "quick")); r.Status != "success" || !strings.Contains(log, "quick-done") {
+		t.Errorf("after the restarts: run %s\n%s", r.Status, log)
+	}
+}
+
+// TestAgentCancelGrace: cancel reaches a job on an agent; its step traps SIGTERM and has a
+// background child: the child gets SIGTERM, then everything is killed after the grace; the run
+// is canceled and no process of the step is left.
+func TestAgentCancelGrace(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "0")
+	admin := srv.token("admin", adminPassword)
+	startAgent(t, srv, srv.agentToken(admin, "c1"), "c1")
+	marker := fmt.Sprintf("agent-cancel-%d", time.Now().UnixNano())
+	t.Cleanup(func() { killProcesses(marker) })
+	// Both the step's shell and its background child catch SIGTERM, say so and go on: only the
+	// SIGKILL after the grace (10 s) ends them.
+	srv.createPipeline(admin, oneJob("trap", 0, `sh -c 'trap "echo child got TERM" TERM; while :; do sleep 0.1 || true; done' `+marker+` &
+trap 'echo parent got TERM' TERM
+echo started
+while :; do sleep 0.1 || true; done`))
+	id := srv.startRun(admin, "trap")
+	waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
+	begin := time.Now()
+	if code := srv.api(admin, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", id), nil, nil); code != 200 && code != 202 {
+		t.Fatalf("cancel: %d", code)
+	}
+	r, log := srv.endedRun(admin, id)
+	took := time.Since(begin)
+	t.Logf("canceled after %v", took.Round(10*time.Millisecond))
+	if r.Status != "canceled" || !strings.Contains(log, "child got TERM") || !strings.Contains(log, "parent got TERM") {
+		t.Errorf("run %s %q, want canceled with both TERM lines\n%s", r.Status, r.Message, log)
+	}
+	if took < 8*time.Second {
+		t.Errorf("the job ended %v after the cancel: its processes were not given the 10 s grace", took)
+	}
+	waitFor(t, "the step's processes to be gone", func() bool { return !processAlive(marker) })
+}
+
+// TestAgentRevoked: revoking an agent's token stops its next call with 401 and cancels its
+// running attempt; the agent exits saying so.
+func TestAgentRevoked(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "0")
+	admin := srv.token("admin", adminPassword)
+	agent := startAgent(t, srv, srv.agentToken(admin, "r1"), "r1")
+	srv.createPipeline(admin, oneJob("slow", 0, "echo started; sleep 600"))
+	id := srv.startRun(admin, "slow")
+	waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
+	if out, errOut, code := srv.cli(admin, "agent-token", "revoke", "r1"); code != 0 {
+		t.Fatalf("flowd agent-token revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	r, _ := srv.endedRun(admin, id)
+	if r.Status != "canceled" {
+		t.Errorf("the revoked agent's run is %s %q, want canceled", r.Status, r.Message)
+	}
+	select {
+	case err := <-agent.done:
+		agent.done <- err
+		if err == nil {
+			t.Error("the agent exited 0 after its token was revoked")
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the agent did not exit after its token was revoked:\n%s", agent.out.String())
+	}
+	if out := agent.out.String(); !strings.Contains(out, "revoked") && !strings.Contains(out, "401") {
+		t.Errorf("the agent did not say its token was refused:\n%s", agent.out.String())
+	}
+}
