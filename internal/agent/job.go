@@ -75,8 +75,23 @@ func (a *Agent) runJob(cj claimedJob) {
 
 	beats := make(chan struct{})
 	go func() { defer close(beats); j.heartbeat() }()
+	// Once nothing more is sent for the job, its log's writes no longer wait for room.
+	stopAbandon := context.AfterFunc(j.net, buf.abandon)
+	defer stopAbandon()
 	uploaded := make(chan error, 1)
-	go func() { uploaded <- upload(j.net, j.at, buf) }()
+	go func() {
+		err := upload(j.net, j.at, buf)
+		if err != nil && j.net.Err() == nil {
+			j.onCallErr(err) // the attempt gone, the token refused
+		}
+		if err != nil && j.net.Err() == nil {
+			// The server refused the log for good: the job cannot be recorded, so it stops.
+			log.Error("the server refused the job's log; stopping the job", "err", err)
+			j.stop(err)
+			j.gone(err)
+		}
+		uploaded <- err
+	}()
 
 	res, steps := j.execute(buf)
 	buf.close()
