@@ -477,3 +477,35 @@ func TestAgentRunsManyJobsWithinItsCapacity(t *testing.T) {
 		t.Fatal("an idle agent did not stop when drained")
 	}
 }
+
+// While the server is away, a job that prints more than the agent's --log-buffer is held
+// back (its output waits) rather than filling the disk or losing bytes; once the server is
+// back the whole log arrives, byte for byte.
+func TestAgentLogBufferBoundWhileServerAway(t *testing.T) {
+	srv := startServer(t)
+	c := srv.admin()
+	cfg := agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-1")
+	cfg.LogBuffer = 1 << 20
+	startAgent(t, cfg)
+	const lines = 150000 // about 8 MiB
+	pipeline(t, c, "away", "sleep 1; "+lineScript(lines, lines, "0"))
+	id := startRun(t, c, "away")
+	waitLog(t, c, id, "▶ work\n")
+	srv.stop()
+	time.Sleep(3 * time.Second) // the job prints meanwhile, until the bound holds it back
+	files, _ := filepath.Glob(filepath.Join(cfg.WorkDir, "logs", "*.log"))
+	if len(files) != 1 {
+		t.Fatalf("log buffers: %v", files)
+	}
+	fi, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("log buffer after 3 s with the server away: %d bytes", fi.Size())
+	if fi.Size() > 6<<20 {
+		t.Errorf("with the server away the buffer grew to %d bytes (bound 1 MiB, and one batch past it)", fi.Size())
+	}
+	srv.start()
+	c = srv.admin()
+	checkLines(t, succeeded(t, c, id, 90*time.Second), lines)
+}
