@@ -265,3 +265,103 @@ func TestAgentRevoked(t *testing.T) {
 		t.Errorf("the agent did not say its token was refused:\n%s", agent.out.String())
 	}
 }
+
+// pause stops the agent with SIGSTOP (a machine that hangs, a network cut off); resume
+// continues it.
+func (a *agentProc) pause() {
+	a.t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func (a *agentProc) resume() {
+	a.t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// TestAgentPartition: an agent stopped (SIGSTOP) past its lease while it runs a job that asks
+// for a retry: the job runs again on the other agent. When the stopped agent continues, its
+// calls are refused (409), it kills attempt 1's processes, and attempt 2's log holds nothing of
+// attempt 1 after the rescue.
+func TestAgentPartition(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "0", "--lease-ttl", shortLease)
+	admin := srv.token("admin", adminPassword)
+	token := srv.agentToken(admin, "pool")
+	first := startAgent(t, srv, token, "p1")
+	marker := fmt.Sprintf("agent-partition-%d", time.Now().UnixNano())
+	t.Cleanup(func() { killProcesses(marker) })
+	dir, err := os.MkdirTemp("/var/tmp", "flowd-e2e-partition-") // the step users of both agents make the mark
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	srv.createPipeline(admin, oneJob("tick", 1, fmt.Sprintf(`
+if mkdir %s 2>/dev/null; then
+  exec sh -c 'i=0; while :; do i=$((i+1)); echo "attempt-one-tick-$i"; sleep 0.05; done' %s
+fi
+echo "attempt two ran"`, filepath.Join(dir, "first"), marker)))
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	id := srv.startRun(admin, "tick")
+	waitFor(t, "attempt 1 to tick", func() bool { return strings.Contains(srv.log(admin, id), "attempt-one-tick-3") })
+	first.pause()
+	startAgent(t, srv, token, "p2")
+	took := waitWithin(t, "attempt 2 to run on p2", rescueLimit, func() bool { return terminal(srv.gitRun(admin, id).Status) })
+	r, log := srv.endedRun(admin, id)
+	t.Logf("p1 stopped: the run ended %s after %v", r.Status, took.Round(10*time.Millisecond))
+	if r.Status != "success" || !strings.Contains(log, "attempt two ran") {
+		t.Fatalf("run %s %q, want success by attempt 2\n%s", r.Status, r.Message, log)
+	}
+	ra := srv.runAttempts(admin, id)
+	if j := ra.job(); len(j.Attempts) != 2 || j.Attempts[0].State != "lost" || j.Attempts[1].Node != "p2" {
+		t.Errorf("attempts: %s, want attempt 1 lost and attempt 2 on p2", ra)
+	}
+	first.resume()
+	waitFor(t, "p1 to kill attempt 1's processes", func() bool { return !processAlive(marker) })
+	time.Sleep(2 * time.Second) // p1's late calls, refused
+	after := srv.log(admin, id)
+	rescue := strings.Index(after, "runner_lost")
+	if rescue < 0 {
+		t.Fatalf("no runner_lost line in the log:\n%s", after)
+	}
+	if strings.Contains(after[rescue:], "attempt-one-tick-") {
+		t.Errorf("lines of attempt 1 were stored after the rescue:\n%s", after)
+	}
+	if after != log {
+		t.Errorf("the log changed after the run ended:\nbefore:\n%s\nafter:\n%s", log, after)
+	}
+}
+
+// TestAgentServerRestart: the server is stopped and started again while an agent's job prints;
+// the job finishes on the agent, and its result and every line of its log are stored.
+func TestAgentServerRestart(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	args := []string{"--executors", "0"}
+	srv := startServer(t, data, dsn, args...)
+	admin := srv.token("admin", adminPassword)
+	startAgent(t, srv, srv.agentToken(admin, "s1"), "s1")
+	srv.createPipeline(admin, oneJob("count", 0, `for i in $(seq 1 100); do echo "line $i"; sleep 0.05; done`))
+	id := srv.startRun(admin, "count")
+	waitFor(t, "the job to print", func() bool { return strings.Contains(srv.log(admin, id), "line 5\n") })
+	srv.crash()
+	time.Sleep(time.Second) // the agent's calls fail meanwhile and are retried
+	srv2 := startServer(t, data, dsn, append(args, "--addr", strings.TrimPrefix(srv.URL, "http://"))...) // where the agent calls
+	r, log := srv2.endedRun(admin, id)
+	if r.Status != "success" {
+		t.Fatalf("run %s %q after the server's restart\n%s", r.Status, r.Message, log)
+	}
+	var want strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if !strings.Contains(log, want.String()) {
+		t.Errorf("the log lacks lines or has them twice:\n%s", log)
+	}
+}
