@@ -351,8 +351,9 @@ func TestAgentServerRestart(t *testing.T) {
 	id := srv.startRun(admin, "count")
 	waitFor(t, "the job to print", func() bool { return strings.Contains(srv.log(admin, id), "line 5\n") })
 	srv.crash()
-	time.Sleep(time.Second)                                                                              // the agent's calls fail meanwhile and are retried
-	srv2 := startServer(t, data, dsn, append(args, "--addr", strings.TrimPrefix(srv.URL, "http://"))...) // where the agent calls
+	// The agent's calls fail meanwhile and are retried; the server comes back where it calls.
+	time.Sleep(time.Second)
+	srv2 := startServer(t, data, dsn, append(args, "--addr", strings.TrimPrefix(srv.URL, "http://"))...)
 	r, log := srv2.endedRun(admin, id)
 	if r.Status != "success" {
 		t.Fatalf("run %s %q after the server's restart\n%s", r.Status, r.Message, log)
