@@ -220,6 +220,8 @@ func start(ctx context.Context, cfg Config, logger *slog.Logger) (*Agent, func()
 		Procs:    filepath.Join(cfg.WorkDir, "steps"),
 		StepUser: cfg.StepUser, First: first, Last: last, Isolated: isolated,
 		Slots: cfg.Capacity, SlotsFlag: "--capacity",
+		OwnUserWarning: "steps run as the agent's own OS user, so every job it runs can read and change what that user can: " +
+			"run flowd agent as root (or give --step-user a uid range) to run each job as a user of its own",
 	}, logger)
 	if err != nil {
 		unlock()

@@ -29,6 +29,9 @@ type HostOptions struct {
 	// that sets it, e.g. "--executors".
 	Slots     int
 	SlotsFlag string
+	// OwnUserWarning is logged when steps run as this process's own user; "" is the server's
+	// (only trusted pipelines run then).
+	OwnUserWarning string
 }
 
 // NewHost builds the local executor of a process that runs jobs on this host: steps through
@@ -49,8 +52,11 @@ func NewHost(ctx context.Context, o HostOptions, logger *slog.Logger) (exec *Loc
 	}
 	killLeftSteps(ctx, o.Procs, log)
 	if !o.Isolated {
-		log.Warn("steps run as flowd's own OS user, so only trusted pipelines run: run flowd as root (or give --step-user a uid range) to run each job as a user of its own",
-			"step_user", o.StepUser, "workspaces", o.Workspaces)
+		warning := o.OwnUserWarning
+		if warning == "" {
+			warning = "steps run as flowd's own OS user, so only trusted pipelines run: run flowd as root (or give --step-user a uid range) to run each job as a user of its own"
+		}
+		log.Warn(warning, "step_user", o.StepUser, "workspaces", o.Workspaces)
 		exec = NewLocal(log, shim, nil)
 		exec.Procs = o.Procs
 		return exec, func() {}, nil
