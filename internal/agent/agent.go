@@ -470,8 +470,10 @@ func (a *Agent) register(ctx context.Context) (registerResponse, error) {
 		}
 		return ans, fmt.Errorf("agent: register with %s: %w", a.cfg.Server, err)
 	}
-	a.heartbeatEvery = time.Duration(max(ans.HeartbeatSeconds, 1)) * time.Second
-	a.leaseTTL = time.Duration(max(ans.LeaseSeconds, 2)) * time.Second
+	if a.heartbeatEvery == 0 { // set once, before any job reads them
+		a.heartbeatEvery = time.Duration(max(ans.HeartbeatSeconds, 1)) * time.Second
+		a.leaseTTL = time.Duration(max(ans.LeaseSeconds, 2)) * time.Second
+	}
 	a.log.Info("registered", "server", a.cfg.Server, "agent_id", ans.Agent.ID, "name", a.cfg.Name,
 		"capacity", a.cfg.Capacity, "labels", a.cfg.Labels, "lease", a.leaseTTL)
 	return ans, nil
