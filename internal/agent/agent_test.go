@@ -16,24 +16,35 @@ import (
 	"github.com/flowd/flowd/internal/dockertest"
 	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/store/storetest"
 	dockerclient "github.com/moby/moby/client"
 )
 
 // A job printing thousands of lines through an agent ends in a stored log byte for byte the
 // job's output (the server checked its SHA-256 at finish).
 func TestAgentJobLogIsByteIdentical(t *testing.T) {
-	srv := startServer(t)
-	c := srv.admin()
-	startAgent(t, agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-1"))
-	pipeline(t, c, "lines", lineScript(20000, 5000, "0"))
-	id := startRun(t, c, "lines")
-	checkLines(t, succeeded(t, c, id, 60*time.Second), 20000)
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			srv := startServerWith(t, func(cfg *config.Config) { cfg.Database = storetest.DSN(t, dialect) })
+			c := srv.admin()
+			startAgent(t, agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-1"))
+			pipeline(t, c, "lines", lineScript(20000, 5000, "0"))
+			id := startRun(t, c, "lines")
+			checkLines(t, succeeded(t, c, id, 60*time.Second), 20000)
+		})
+	}
 }
 
 // A server stopped and started again while the job prints loses no byte of its log: the
 // agent keeps it in its buffer and resends from the length the server has.
 func TestAgentLogSurvivesServerRestart(t *testing.T) {
-	srv := startServer(t)
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) { testLogSurvivesServerRestart(t, dialect) })
+	}
+}
+
+func testLogSurvivesServerRestart(t *testing.T, dialect string) {
+	srv := startServerWith(t, func(cfg *config.Config) { cfg.Database = storetest.DSN(t, dialect) })
 	c := srv.admin()
 	startAgent(t, agentConfig(t, srv.URL, srv.agentToken("t1"), "agent-1"))
 	pipeline(t, c, "restart", lineScript(3000, 100, "0.1"))
