@@ -366,3 +366,60 @@ func TestAgentServerRestart(t *testing.T) {
 		t.Errorf("the log lacks lines or has them twice:\n%s", log)
 	}
 }
+
+// TestUIAgents: on the Nodes page a global admin creates an agent token (shown once), an agent
+// started with it is listed with its labels, Pause and Resume change it, and Revoke stops it.
+func TestUIAgents(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "0")
+	requireUI(t, srv)
+	admin := srv.token("admin", adminPassword)
+
+	b := newBrowser(t, srv.URL)
+	b.signIn("admin", adminPassword)
+	b.open("/admin/nodes")
+	b.waitJS("the agent token list", `document.querySelector('#agent-token-list td') !== null && !document.querySelector('#agent-token-list').innerText.includes('Loading')`)
+	b.fill(`#agent-token-add input[name=name]`, "ui-agent")
+	b.fill(`#agent-token-add input[name=labels]`, "os=linux")
+	b.click(`#agent-token-add button[type=submit]`)
+	b.waitJS("the new token", `document.querySelector('#agent-token-value') !== null`)
+	token := b.str(`document.querySelector('#agent-token-value').value`)
+	if !strings.HasPrefix(token, "fat_") || len(token) != 68 {
+		t.Fatalf("the page showed %q as the new agent token", token)
+	}
+	b.waitJS("the token's row", `document.querySelector('#agent-token-list tr[data-agent-token="ui-agent"]') !== null`)
+	if row := b.str(`document.querySelector('#agent-token-list tr[data-agent-token="ui-agent"]').innerText`); !containsAll(row, "ui-agent", "os=linux", "Revoke") {
+		t.Errorf("the token's row reads %q", row)
+	}
+
+	agent := startAgent(t, srv, token, "ui-agent-1", "--labels", "os=linux")
+	b.open("/admin/nodes")
+	b.waitJS("the agent's row", `document.querySelector('#node-list tr[data-node="ui-agent-1"]') !== null`)
+	if row := b.str(`document.querySelector('#node-list tr[data-node="ui-agent-1"]').innerText`); !containsAll(row, "agent", "os=linux", "capacity", "live", "Pause") {
+		t.Errorf("the agent's row reads %q", row)
+	}
+	b.click(`#node-list tr[data-node="ui-agent-1"] button[data-action=pause]`)
+	b.waitJS("the agent paused", `document.querySelector('#node-list tr[data-node="ui-agent-1"] button[data-action=resume]') !== null`)
+	var agents struct {
+		Agents []struct {
+			Name   string `json:"name"`
+			Paused bool   `json:"paused"`
+		} `json:"agents"`
+	}
+	if code := srv.api(admin, "GET", "/api/v1/agents", nil, &agents); code != 200 || len(agents.Agents) != 1 || !agents.Agents[0].Paused {
+		t.Errorf("after Pause: %d %+v, want ui-agent-1 paused", code, agents)
+	}
+	b.click(`#node-list tr[data-node="ui-agent-1"] button[data-action=resume]`)
+	b.waitJS("the agent resumed", `document.querySelector('#node-list tr[data-node="ui-agent-1"] button[data-action=pause]') !== null`)
+
+	b.acceptConfirms()
+	b.click(`#agent-token-list tr[data-agent-token="ui-agent"] button`)
+	b.waitJS("the token revoked", `document.querySelector('#agent-token-list tr[data-agent-token="ui-agent"]').innerText.includes('revoked')`)
+	select {
+	case err := <-agent.done:
+		agent.done <- err
+	case <-time.After(20 * time.Second): // less than a claim's 30 s wait: the waiting claim is answered at once
+		t.Errorf("the agent did not stop after its token was revoked in the page:\n%s", agent.out.String())
+	}
+}

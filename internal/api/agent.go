@@ -105,6 +105,13 @@ func (s *Server) leaseTTL() time.Duration {
 	return store.DefaultLeaseTTL
 }
 
+// bearerHash is the SHA-256 of the request's bearer token, as agent tokens are stored.
+func bearerHash(r *http.Request) []byte {
+	_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return sum[:]
+}
+
 // agentAuth finds the agent token of "Authorization: Bearer <agent token>"; an unknown or
 // revoked one is answered 401 agent_unauthorized. The body of agent calls is bounded here.
 func (s *Server) agentAuth(w http.ResponseWriter, r *http.Request) (store.AgentToken, bool) {
@@ -116,8 +123,7 @@ func (s *Server) agentAuth(w http.ResponseWriter, r *http.Request) (store.AgentT
 			"send Authorization: Bearer <agent token> (fat_…); a global admin creates one with `flowd agent-token create`")
 		return store.AgentToken{}, false
 	}
-	sum := sha256.Sum256([]byte(token))
-	t, err := s.Store.AgentTokenFind(r.Context(), sum[:])
+	t, err := s.Store.AgentTokenFind(r.Context(), bearerHash(r))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusUnauthorized, "agent_unauthorized",
@@ -359,7 +365,16 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		}
-		// Paused (or re-registered) meanwhile?
+		// Revoked, paused (or re-registered) meanwhile? A revoked token gets no job.
+		if t, err := s.Store.AgentTokenFind(ctx, bearerHash(r)); err != nil || t.RevokedAt != nil {
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				writeError(w, http.StatusUnauthorized, "agent_unauthorized",
+					fmt.Sprintf("the agent token %q was revoked; a global admin creates a new one with `flowd agent-token create`", tok.Name))
+				return
+			}
+			s.storeError(w, r, err, "", "")
+			return
+		}
 		if a, err = s.Store.AgentGet(ctx, a.ID); err != nil {
 			s.storeError(w, r, err, "", "")
 			return

@@ -111,6 +111,7 @@ func (s *Server) agentTokenRevoke(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, fmt.Sprintf("no agent token is named %q (GET /api/v1/agent-tokens lists them)", name), "")
 		return
 	}
+	s.AgentWork.Wake() // the token's agents waiting for a job here are told at once
 	writeJSON(w, http.StatusOK, map[string]any{"agent_token": toAgentTokenJSON(t), "jobs_canceled": len(rescued)})
 }
 

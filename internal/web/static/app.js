@@ -974,10 +974,63 @@
             ...(n.running || []).map(j => h('span', { class: 'sub' }, h('a', { href: '/runs/' + j.run_id }, j.pipeline + ' #' + j.run_number), ' ' + j.stage + ' / ' + j.job))),
           h('td', {}, n.live
             ? h('span', { class: 'badge s-success' }, h('span', { 'aria-hidden': 'true' }, '✓'), ' live')
-            : h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' gone'))));
+            : h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' gone'),
+            n.agent ? pauseButton(n) : null)));
       }
     }
-    await load();
+    // An agent's Pause (no new jobs; the running ones go on) or Resume.
+    function pauseButton(n) {
+      const what = n.agent.paused ? 'resume' : 'pause';
+      const b = h('button', { type: 'button', class: 'btn small', 'data-action': what }, n.agent.paused ? 'Resume' : 'Pause');
+      b.addEventListener('click', async () => {
+        const r = await api('POST', '/api/v1/agents/' + encodeURIComponent(n.name) + '/' + what);
+        if (!r.ok) toast(errText(r), true); else toast((n.agent.paused ? 'Resumed ' : 'Paused ') + n.name);
+        load();
+      });
+      return h('span', { class: 'sub' }, b);
+    }
+    const tokens = $('#agent-token-list tbody');
+    async function loadTokens() {
+      const r = await api('GET', '/api/v1/agent-tokens');
+      empty(tokens);
+      if (!r.ok) { tokens.append(h('tr', {}, h('td', { colspan: 5 }, errText(r)))); return; }
+      if (!r.data.agent_tokens.length) tokens.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No agent token yet.')));
+      for (const t of r.data.agent_tokens) {
+        const labels = Object.keys(t.labels || {}).sort().map(k => k + '=' + t.labels[k]).join(', ');
+        let action = h('span', { class: 'muted' }, 'revoked ', when(t.revoked_at));
+        if (!t.revoked_at) {
+          action = h('button', { type: 'button', class: 'btn small danger' }, 'Revoke');
+          action.addEventListener('click', async () => {
+            if (!confirm('Revoke “' + t.name + '”? Its agents stop at their next call and their running jobs are canceled.')) return;
+            const rr = await api('DELETE', '/api/v1/agent-tokens/' + encodeURIComponent(t.name));
+            if (!rr.ok) toast(errText(rr), true); else toast('Revoked ' + t.name + (rr.data.jobs_canceled ? '; ' + rr.data.jobs_canceled + ' running jobs canceled' : ''));
+            loadTokens(); load();
+          });
+        }
+        tokens.append(h('tr', { 'data-agent-token': t.name }, h('td', {}, h('strong', {}, t.name), h('span', { class: 'sub' }, 'by ' + t.created_by)),
+          h('td', { class: 'hide-sm mono' }, labels || h('span', { class: 'muted' }, 'any')),
+          h('td', { class: 'hide-sm' }, when(t.created_at)), h('td', {}, String(t.agents)), h('td', {}, action)));
+      }
+    }
+    $('#agent-token-add').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      const labels = {};
+      for (const kv of f.labels.value.split(',').map(s => s.trim()).filter(Boolean)) {
+        const i = kv.indexOf('=');
+        if (i <= 0) { toast('Labels are key=value pairs separated by commas, such as os=linux,arch=amd64', true); return; }
+        labels[kv.slice(0, i).trim()] = kv.slice(i + 1).trim();
+      }
+      const r = await api('POST', '/api/v1/agent-tokens', { name: f.name.value.trim(), labels });
+      if (!r.ok) { toast(errText(r), true); return; }
+      f.reset();
+      const out = $('#agent-token-new');
+      out.hidden = false;
+      empty(out).append(h('p', { class: 'alert ok' }, 'Copy the agent token now; it is not shown again. Put it in a file only the agent\'s user can read, and start the agent with --token-file.'),
+        h('div', { class: 'copyrow' }, h('input', { readonly: true, value: r.data.token, class: 'mono', id: 'agent-token-value', 'aria-label': 'New agent token' }), copyButton(r.data.token, 'Agent token')));
+      loadTokens();
+    });
+    await Promise.all([load(), loadTokens()]);
     setInterval(() => { if (!document.hidden) load(); }, 10000);
   };
 
