@@ -43,8 +43,9 @@ type instance struct {
 
 // opts are the serve settings a section needs.
 type opts struct {
-	dsn         string // "" = SQLite in the data folder
-	executors   int
+	dsn         string  // "" = SQLite in the data folder
+	executors   int     // 0 = 4
+	coordinator bool    // --executors 0: a server that runs no job itself (build agents run them)
 	webhookRate float64 // 0 = unlimited (a rate no benchmark reaches)
 	burst       int
 	// The queue bounds of backpressure (--max-queued-runs, --max-queue-seconds): 0 = no bound,
@@ -58,7 +59,10 @@ type opts struct {
 }
 
 func (o opts) fill() opts {
-	if o.executors == 0 {
+	switch {
+	case o.coordinator:
+		o.executors = 0
+	case o.executors == 0:
 		o.executors = 4
 	}
 	if o.webhookRate == 0 {

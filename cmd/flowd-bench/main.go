@@ -3,8 +3,10 @@
 // fsyncs each request, trigger-to-start latency, end-to-end runs per second against raw
 // fork/exec, the API over 100,000 runs and a 200 MB log, an idle server's footprint,
 // sustained load (closed-loop webhooks for seconds against the fork/exec floor and the one-row
-// commit ceilings), and jobs in containers (a job with image: against `docker run --rm` of the
-// same image and against the same job on the process executor). It binds only 127.0.0.1,
+// commit ceilings), jobs in containers (a job with image: against `docker run --rm` of the
+// same image and against the same job on the process executor), and build agents (the same job
+// through 1, 2 and 4 `flowd agent` processes against the server-local executor, and trigger →
+// step start through an agent). It binds only 127.0.0.1,
 // bounds every loop in time and count, prints its tables and writes the numbers as JSON. See
 // BENCHMARKS.md.
 //
@@ -48,6 +50,7 @@ type Results struct {
 	Idle            Idle           `json:"idle"`
 	Sustained       Sustained      `json:"sustained"`
 	Containers      Containers     `json:"containers"`
+	Agents          Agents         `json:"agents"`
 	Seconds         float64        `json:"seconds"`
 }
 
@@ -82,11 +85,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "bench-results.json", "write the results as JSON to `file`")
 	pg := fs.String("pg", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"PostgreSQL server `DSN` for the PostgreSQL ingest (a fresh database is created and dropped); \"\" skips it")
-	bin := fs.String("flowd", "", "the built flowd `binary` (scale and idle sections); \"\" builds one with go build")
+	bin := fs.String("flowd", "", "the built flowd `binary` (two, scale, idle and agents sections); \"\" builds one with go build")
 	clients := fs.Int("clients", 32, "concurrent clients of the ingest loads")
 	dur := fs.Duration("duration", 5*time.Second, "length of each load measurement")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (flowd in-process included) to `file`")
-	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle, sustained, containers (for profiling)")
+	only := fs.String("only", "", "run only this section: ingest, overload, t2s, e2e, two, scale, idle, sustained, containers, agents (for profiling)")
 	rounds := fs.Int("rounds", 3, "alternations of the ingest and sustained sections (--quick: 1)")
 	susDur := fs.Duration("sustained-duration", 10*time.Second, "sustained: length of each combination's load (--quick: 1s)")
 	susExec := fs.String("sustained-executors", "2,4", "sustained: the --executors values, comma-separated (--quick: 2)")
@@ -96,6 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	susQueueS := fs.Int("sustained-max-queue-seconds", defaults.MaxQueueSeconds, "sustained: flowd's --max-queue-seconds (0 = no bound)")
 	ctrRuns := fs.Int("containers-runs", 20, "containers: runs of each load (docker run, flowd with image:, flowd without) at each concurrency, each round (--quick: 2)")
 	ctrConc := fs.String("containers-concurrency", "1,4", "containers: the loads' concurrencies, comma-separated (--quick: 1,2)")
+	agRuns := fs.Int("agents-runs", 200, "agents: runs of each load (local, 1, 2 and 4 agents) at each concurrency, each round (--quick: 4)")
+	agConc := fs.String("agents-concurrency", "1,4,8", "agents: the closed loop's client counts, comma-separated (--quick: 1,2)")
+	agSlots := fs.Int("agents-slots", 4, "agents: the baseline's --executors and each set of agents' total --capacity, a multiple of 4")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -112,8 +118,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		cp.concurrency, err = intList(*ctrConc)
 	}
-	if err != nil || p.rounds < 1 || cp.runs < 1 {
-		fmt.Fprintln(stderr, "flowd-bench: --rounds and --containers-runs must be ≥ 1 and --sustained-executors, --sustained-clients, --containers-concurrency lists of positive numbers:", err)
+	ap := agentsPlan{runs: *agRuns, slots: *agSlots, counts: []int{1, 2, 4}}
+	if err == nil {
+		ap.concurrency, err = intList(*agConc)
+	}
+	if err != nil || p.rounds < 1 || cp.runs < 1 || ap.runs < 1 || ap.slots < 4 || ap.slots%4 != 0 {
+		fmt.Fprintln(stderr, "flowd-bench: --rounds, --containers-runs and --agents-runs must be ≥ 1, --agents-slots a multiple of 4, and --sustained-executors, --sustained-clients, --containers-concurrency, --agents-concurrency lists of positive numbers:", err)
 		return 2
 	}
 	set := map[string]bool{}
@@ -135,6 +145,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		quickDefault("sustained-clients", func() { sp.clients = []int{2} })
 		quickDefault("containers-runs", func() { cp.runs = 2 })
 		quickDefault("containers-concurrency", func() { cp.concurrency = []int{1, 2} })
+		quickDefault("agents-runs", func() { ap.runs = 4 })
+		quickDefault("agents-concurrency", func() { ap.concurrency = []int{1, 2} })
 		sp.drainMax = 2 * time.Minute
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -146,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(tmp)
 	p.tmp = tmp
-	if p.bin == "" && (*only == "" || *only == "scale" || *only == "idle" || *only == "two") {
+	if p.bin == "" && (*only == "" || *only == "scale" || *only == "idle" || *only == "two" || *only == "agents") {
 		p.bin = filepath.Join(tmp, "flowd")
 		fmt.Fprintln(stderr, "building flowd …")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", p.bin, "github.com/flowd/flowd/cmd/flowd")
@@ -216,6 +228,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		step("jobs in containers: docker run, flowd with image:, flowd without")
 		res.Containers = containers(ctx, p, cp, step)
 	}
+	if want("agents") {
+		step("build agents: local executor, 1, 2 and 4 agents; trigger to start through an agent")
+		res.Agents = agents(ctx, p, ap, step)
+	}
 	res.Seconds = time.Since(start).Seconds()
 
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -237,6 +253,9 @@ func printTable(w io.Writer, r Results) {
 		return
 	case "containers":
 		printContainers(w, r.Containers)
+		return
+	case "agents":
+		printAgents(w, r.Agents)
 		return
 	}
 	fmt.Fprintln(w)
@@ -324,6 +343,9 @@ func printTable(w io.Writer, r Results) {
 	}
 	if r.Containers.Method != "" {
 		printContainers(w, r.Containers)
+	}
+	if r.Agents.Method != "" {
+		printAgents(w, r.Agents)
 	}
 }
 

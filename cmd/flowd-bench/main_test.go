@@ -44,7 +44,7 @@ func TestQuick(t *testing.T) {
 		t.Fatalf("results are not JSON: %v\n%s", err, b)
 	}
 	for _, section := range []string{"machine", "ceilings", "ingest_sqlite", "ingest_postgres", "ceiling_postgres_insert",
-		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle", "sustained", "containers"} {
+		"durability", "overload", "trigger_to_start", "end_to_end", "two_servers", "scale", "idle", "sustained", "containers", "agents"} {
 		raw, ok := got[section]
 		if !ok || len(raw) == 0 || string(raw) == "null" {
 			t.Errorf("section %q is missing", section)
@@ -73,6 +73,94 @@ func TestQuick(t *testing.T) {
 	}
 	checkSustained(t, got["sustained"])
 	checkContainers(t, got["containers"])
+	checkAgents(t, got["agents"])
+}
+
+// TestQuickAgents runs only the agents section and checks that every load measured each of its
+// runs and saw the value in each log, that the trigger-to-start and the calls were measured,
+// and that no agent process or work folder is left; never a time or a rate.
+func TestQuickAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds flowd and runs it with agents; skipped with -short")
+	}
+	before := agentLeftovers(t)
+	out := filepath.Join(t.TempDir(), "results.json")
+	var stdout, stderr bytes.Buffer
+	args := []string{"--quick", "--only", "agents", "--out", out}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("flowd-bench %v: exit %d\n%s\n%s", args, code, stdout.String(), stderr.String())
+	}
+	t.Log(stdout.String())
+	if !strings.Contains(stdout.String(), "Build agents (issue 13)") {
+		t.Errorf("the table has no agents block:\n%s", stdout.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Agents json.RawMessage `json:"agents"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("results are not JSON: %v\n%s", err, b)
+	}
+	checkAgents(t, got.Agents)
+	if after := agentLeftovers(t); len(after) > len(before) {
+		t.Errorf("left behind: %v (before the run: %v)", after, before)
+	}
+}
+
+// checkAgents checks the agents section of the results: no error; the baseline and 1, 2 and 4
+// agents each measured at each concurrency, every run of every round, each log holding the
+// value; trigger to start measured both ways; the calls counted with one finish per job.
+func checkAgents(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	var a Agents
+	if err := json.Unmarshal(raw, &a); err != nil {
+		t.Fatalf("agents: %v\n%s", err, raw)
+	}
+	if a.Error != "" {
+		t.Errorf("agents: %s", a.Error)
+	}
+	byAgents := map[int]int{}
+	for _, l := range a.Loads {
+		byAgents[l.Agents]++
+		want := a.Rounds * a.RunsPerLoad
+		if l.Runs != want || l.OutputOK != want {
+			t.Errorf("agents %s, concurrency %d: %d runs measured, %d with the value in their log; want %d", l.Load, l.Concurrency, l.Runs, l.OutputOK, want)
+		}
+		if l.Agents > 0 && (l.Capacity*l.Agents != a.Slots || l.VsLocal == 0) {
+			t.Errorf("agents %s, concurrency %d: capacity %d each of %d slots, vs local %v", l.Load, l.Concurrency, l.Capacity, a.Slots, l.VsLocal)
+		}
+	}
+	for _, n := range []int{0, 1, 2, 4} {
+		if byAgents[n] != 2 {
+			t.Errorf("agents: %d agents measured at %d concurrencies, want 2 (1 and 2): %s", n, byAgents[n], raw)
+		}
+	}
+	s := a.TriggerToStart
+	if s.Error != "" || s.Requests == 0 || s.Local.P50ms <= 0 || s.Agent.P50ms <= 0 {
+		t.Errorf("agents trigger to start: %+v", s)
+	}
+	c := a.Calls
+	if c.Error != "" || c.Jobs == 0 || c.PerJob["finish"] != 1 || c.PerJob["claim"] < 1 || c.PerJob["steps"] < 1 || c.PerJob["log"] < 1 {
+		t.Errorf("agents calls: %+v", c)
+	}
+}
+
+// agentLeftovers lists the agents section's work folders under /var/tmp and the processes
+// whose command line names one.
+func agentLeftovers(t *testing.T) []string {
+	t.Helper()
+	dirs, _ := filepath.Glob("/var/tmp/flowd-bench-agents-*")
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("/var/tmp/flowd-bench-agents-")) {
+			dirs = append(dirs, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return dirs
 }
 
 // TestQuickSustained runs only the sustained section, profiled (as one profiles it), and checks

@@ -382,80 +382,119 @@ type TriggerToStart struct {
 func triggerToStart(ctx context.Context, p plan) TriggerToStart {
 	res := TriggerToStart{Method: "the step is `echo \"$abc\" > \"$MARK\"` (shell builtin, no fork beyond the step's own /bin/sh) into a FIFO the tool reads; time = line read − POST sent"}
 	data, _ := os.MkdirTemp(p.tmp, "flowd-")
-	// The FIFO is written by steps that run as users of their own (flowd as root): it lives in
-	// a folder of /tmp anyone may pass through, and anyone may write it.
-	markDir, err := os.MkdirTemp("", "flowd-bench-mark-")
+	fifo, marks, closeFIFO, err := markFIFO()
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	defer os.RemoveAll(markDir)
-	os.Chmod(markDir, 0o755)
-	fifo := filepath.Join(markDir, "mark.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	os.Chmod(fifo, 0o622)
-	f, err := os.OpenFile(fifo, os.O_RDWR, 0) // RDWR: never EOF, writers never block on open
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	defer f.Close()
-	type mark struct {
-		v  string
-		at time.Time
-	}
-	marks := make(chan mark, 16)
-	go func() {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			marks <- mark{sc.Text(), time.Now()}
-		}
-	}()
-	_, url, db, cleanup, err := pipelineInstance(ctx, data, opts{executors: 4}, "t2s", `echo "$abc" > "$MARK"`, map[string]string{"MARK": fifo})
+	defer closeFIFO()
+	_, url, db, cleanup, err := pipelineInstance(ctx, data, opts{executors: 4}, "t2s", markScript, map[string]string{"MARK": fifo})
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
 	defer cleanup()
+	starts, err := sequentialStarts(ctx, url, db, p.t2sN, marks)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	ans, lat := newRecorder(), []time.Duration(nil)
+	for _, s := range starts {
+		lat = append(lat, s.marked.Sub(s.sent))
+		ans.add(s.answered.Sub(s.sent), http.StatusAccepted, nil)
+	}
+	res.Requests = len(lat)
+	res.P50ms, res.P99ms, res.Maxms = percentiles(lat)
+	res.Answer = ans.result(time.Second)
+	res.Answer.PerSec = 0
+	return res
+}
+
+// markScript is the step of the trigger-to-start measurements: it writes the run's value into
+// the FIFO $MARK (a shell builtin: no fork beyond the step's own /bin/sh).
+const markScript = `echo "$abc" > "$MARK"`
+
+// mark is a line read from the FIFO of markFIFO and when it was read.
+type mark struct {
+	v  string
+	at time.Time
+}
+
+// markFIFO makes a FIFO that steps running as users of their own (flowd as root) may write:
+// it lives in a folder of /tmp anyone may pass through, and anyone may write it. The lines
+// written to it arrive on marks with the time each was read; closeFIFO removes it.
+func markFIFO() (fifo string, marks <-chan mark, closeFIFO func(), err error) {
+	markDir, err := os.MkdirTemp("", "flowd-bench-mark-")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	os.Chmod(markDir, 0o755)
+	fifo = filepath.Join(markDir, "mark.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		os.RemoveAll(markDir)
+		return "", nil, nil, err
+	}
+	os.Chmod(fifo, 0o622)
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0) // RDWR: never EOF, writers never block on open
+	if err != nil {
+		os.RemoveAll(markDir)
+		return "", nil, nil, err
+	}
+	ch := make(chan mark, 16)
+	go func() {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			ch <- mark{sc.Text(), time.Now()}
+		}
+	}()
+	return fifo, ch, func() { f.Close(); os.RemoveAll(markDir) }, nil
+}
+
+// runStart is one run of sequentialStarts: when its POST was sent, its 202 read and its step's
+// mark read.
+type runStart struct {
+	sent, answered, marked time.Time
+}
+
+// sequentialStarts posts n+2 webhooks {"abc":"i"} to url, each once the run before ended (the
+// runs of db that are over grow by one), and waits for each run's step to write i to marks.
+// The first two warm up and are not returned.
+func sequentialStarts(ctx context.Context, url string, db *sql.DB, n int, marks <-chan mark) ([]runStart, error) {
+	base, err := count(ctx, db, terminal)
+	if err != nil {
+		return nil, err
+	}
 	hc := newHTTPClient(1, 10*time.Second)
-	rec := newRecorder()
-	var lat []time.Duration
-	for i := range p.t2sN + 2 { // the first two warm up
-		t0 := time.Now()
+	defer hc.CloseIdleConnections()
+	var out []runStart
+	for i := range n + 2 { // the first two warm up
+		s := runStart{sent: time.Now()}
 		st, err := post(ctx, hc, url, abcBody(int64(i)))
-		answered := time.Since(t0)
+		s.answered = time.Now()
 		if err != nil || st != http.StatusAccepted {
-			res.Error = fmt.Sprintf("request %d: %d %v", i, st, err)
-			return res
+			return nil, fmt.Errorf("request %d: %d %v", i, st, err)
 		}
 		select {
 		case m := <-marks:
 			if m.v != strconv.Itoa(i) {
-				res.Error = fmt.Sprintf("mark %q, want %d", m.v, i)
-				return res
+				return nil, fmt.Errorf("mark %q, want %d", m.v, i)
 			}
-			if i >= 2 {
-				lat = append(lat, m.at.Sub(t0))
-				rec.add(answered, st, nil)
-			}
+			s.marked = m.at
 		case <-time.After(30 * time.Second):
-			res.Error = fmt.Sprintf("run %d did not start in 30 s", i)
-			return res
+			return nil, fmt.Errorf("run %d did not start in 30 s", i)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if i >= 2 {
+			out = append(out, s)
 		}
 		// Light load: the next request once this run is over.
-		if n, err := waitCount(ctx, db, terminal, int64(i+1), 30*time.Second); err != nil || n < int64(i+1) {
-			res.Error = fmt.Sprintf("run %d did not end: %v", i, err)
-			return res
+		if m, err := waitCount(ctx, db, terminal, base+int64(i+1), 30*time.Second); err != nil || m < base+int64(i+1) {
+			return nil, fmt.Errorf("run %d did not end: %v", i, err)
 		}
 	}
-	res.Requests = len(lat)
-	res.P50ms, res.P99ms, res.Maxms = percentiles(lat)
-	res.Answer = rec.result(time.Second)
-	res.Answer.PerSec = 0
-	return res
+	return out, nil
 }
 
 // --- 4: end to end --------------------------------------------------------------------------
