@@ -73,6 +73,22 @@ func TestAgentLogThroughFaultyProxy(t *testing.T) {
 	t.Logf("proxy: %d answers dropped, %d requests doubled, %d replayed late", p.dropped.Load(), p.doubled.Load(), p.replays.Load())
 }
 
+// A log changed on its way to the server is found out at finish (its SHA-256 is not the
+// agent's): the server drops it, the agent sends it all again, and the stored log is the job's.
+func TestAgentLogMismatchIsSentAgain(t *testing.T) {
+	srv := startServer(t)
+	c := srv.admin()
+	p := startProxy(t, srv.URL)
+	p.corrupt = true
+	a := startAgent(t, agentConfig(t, p.URL, srv.agentToken("t1"), "agent-1"))
+	pipeline(t, c, "mismatch", lineScript(5000, 5000, "0"))
+	id := startRun(t, c, "mismatch")
+	checkLines(t, succeeded(t, c, id, 60*time.Second), 5000)
+	if p.corrupted.Load() != 1 || !strings.Contains(a.out.String(), "SHA-256 differs") {
+		t.Fatalf("the proxy changed %d log calls (want 1); the agent's log:\n%s", p.corrupted.Load(), a.out.String())
+	}
+}
+
 // A run canceled on the server reaches the agent's job through its heartbeat within 2 s:
 // the step gets SIGTERM and the job ends canceled.
 func TestAgentCancelThroughHeartbeat(t *testing.T) {

@@ -396,9 +396,13 @@ type faultyProxy struct {
 	stale    *http.Request
 	staleB   []byte
 	finishes int
-	dropped  atomic.Int64
-	doubled  atomic.Int64
-	replays  atomic.Int64
+	// corrupt, when set, changes one byte of the first log call it sees (the server stores
+	// what is not the agent's log: its finish finds the checksum wrong); corrupted counts it.
+	corrupt   bool
+	corrupted atomic.Int64
+	dropped   atomic.Int64
+	doubled   atomic.Int64
+	replays   atomic.Int64
 }
 
 func startProxy(t *testing.T, target string) *faultyProxy {
@@ -446,6 +450,13 @@ func (p *faultyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.mu.Unlock()
 	}
+	if p.corrupt && strings.HasSuffix(r.URL.Path, "/log") && len(body) > 100 && p.corrupted.CompareAndSwap(0, 1) {
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 0x20
+	}
+	if p.corrupt {
+		faulty = false // nothing else
+	}
 	if faulty && n%5 == 0 && stale != nil {
 		p.replays.Add(1)
 		p.forward(stale, staleBody) // an old request arrives late
@@ -459,7 +470,7 @@ func (p *faultyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	finish := strings.HasSuffix(r.URL.Path, "/finish")
+	finish := strings.HasSuffix(r.URL.Path, "/finish") && !p.corrupt
 	if finish {
 		p.mu.Lock()
 		p.finishes++

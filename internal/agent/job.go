@@ -106,7 +106,7 @@ func (a *Agent) runJob(cj claimedJob) {
 	defer t.Stop()
 	err = <-uploaded
 	if err == nil {
-		err = finish(j.net, j.at, buf, finishRequest{Status: res.Status, Message: res.Message, Steps: steps})
+		err = finish(j.net, j.at, buf, finishRequest{Status: res.Status, Message: res.Message, Steps: steps}, log)
 	}
 	switch {
 	case err == nil:

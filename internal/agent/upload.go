@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -62,7 +63,7 @@ func upload(ctx context.Context, a attemptConn, buf *logBuffer) error {
 // it has; log_mismatch: all of it), and is retried for finishRetryFor while the server is
 // away (the caller bounds the whole with ctx). A *goneError of a state (lost, canceled, finished) means the end is not recorded: the
 // attempt is no longer this agent's.
-func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishRequest) error {
+func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishRequest, log *slog.Logger) error {
 	until := time.Now().Add(finishRetryFor)
 	for {
 		if err := upload(ctx, a, buf); err != nil {
@@ -79,8 +80,10 @@ func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishReques
 		case err == nil:
 			return nil
 		case errors.As(err, &gone) && gone.Code == "log_incomplete":
+			log.Warn("the server lacks part of the job's log; sending it again", "server_has", gone.Length, "length", length)
 			buf.setAcked(gone.Length)
 		case errors.As(err, &gone) && gone.Code == "log_mismatch":
+			log.Warn("the job's log stored on the server is not the agent's (SHA-256 differs); sending all of it again", "length", length)
 			buf.setAcked(gone.Length) // 0: the server dropped what it had
 		default:
 			return err
