@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -421,5 +426,62 @@ func TestUIAgents(t *testing.T) {
 		agent.done <- err
 	case <-time.After(20 * time.Second): // less than a claim's 30 s wait: the waiting claim is answered at once
 		t.Errorf("the agent did not stop after its token was revoked in the page:\n%s", agent.out.String())
+	}
+}
+
+// switchProxy is a load balancer in front of a cluster: it forwards every request to the server
+// it points at now.
+type switchProxy struct {
+	mu     sync.Mutex
+	target *url.URL
+}
+
+func (p *switchProxy) point(raw string) {
+	u, _ := url.Parse(raw)
+	p.mu.Lock()
+	p.target = u
+	p.mu.Unlock()
+}
+
+func (p *switchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+}
+
+// TestAgentServerTakeover: two servers on one PostgreSQL behind a load balancer; the one the
+// agent's calls reach is killed mid-job and the balancer sends them to the other: the job
+// finishes on the agent, with its result and every line of its log stored.
+func TestAgentServerTakeover(t *testing.T) {
+	t.Parallel()
+	suffix := fmt.Sprintf("-%d", time.Now().UnixNano())
+	c := startCluster(t, nodeSpec{Name: "lb-a" + suffix, Args: []string{"--executors", "0"}},
+		nodeSpec{Name: "lb-b" + suffix, Args: []string{"--executors", "0"}})
+	a, b := c.Nodes[0], c.Nodes[1]
+	lb := &switchProxy{}
+	lb.point(a.URL)
+	front := httptest.NewServer(lb)
+	t.Cleanup(front.Close)
+	entry := &server{t: t, URL: front.URL}
+	startAgent(t, entry, a.agentToken(c.Admin, "lb"), "lb-agent"+suffix)
+	a.createPipeline(c.Admin, oneJob("count", 0, `for i in $(seq 1 100); do echo "line $i"; sleep 0.05; done`))
+	id, err := startRun(a.URL, c.Admin, "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job to print", func() bool { return strings.Contains(a.log(c.Admin, id), "line 5\n") })
+	a.crash()
+	lb.point(b.URL)
+	r, log := b.endedRun(c.Admin, id)
+	if r.Status != "success" {
+		t.Fatalf("run %s %q after the takeover\n%s", r.Status, r.Message, log)
+	}
+	var want strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if !strings.Contains(log, want.String()) {
+		t.Errorf("the log lacks lines or has them twice:\n%s", log)
 	}
 }
