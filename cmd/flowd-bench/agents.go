@@ -322,7 +322,7 @@ func agentCalls(ctx context.Context, p plan, ap agentsPlan, coord *benchServer, 
 		return res
 	}
 	res.Jobs = len(starts)
-	type moments struct{ claimed, stepsSent, stepsAnswered, marked, lastLog, finished time.Duration }
+	type moments struct{ answered, claimed, stepsSent, stepsAnswered, marked, lastLog, finished time.Duration }
 	var each []moments
 	took := map[string][]time.Duration{}
 	var logBytes int64
@@ -331,7 +331,7 @@ func agentCalls(ctx context.Context, p plan, ap agentsPlan, coord *benchServer, 
 		if i+1 < len(starts) {
 			end = starts[i+1].sent
 		}
-		m := moments{marked: s.marked.Sub(s.sent)}
+		m := moments{answered: s.answered.Sub(s.sent), marked: s.marked.Sub(s.sent)}
 		for _, c := range calls {
 			if c.end.Before(s.sent) || !c.end.Before(end) {
 				continue
@@ -385,6 +385,7 @@ func agentCalls(ctx context.Context, p plan, ap agentsPlan, coord *benchServer, 
 		q := quantiles(d, 0.50, 0.95)
 		res.Timeline = append(res.Timeline, AgentMoment{Moment: name, P50ms: q[0], P95ms: q[1], Jobs: len(d)})
 	}
+	moment("webhook answered 202", func(m moments) time.Duration { return m.answered })
 	moment("claim answered with the job", func(m moments) time.Duration { return m.claimed })
 	moment("steps call sent (step start)", func(m moments) time.Duration { return m.stepsSent })
 	moment("steps call answered", func(m moments) time.Duration { return m.stepsAnswered })
