@@ -333,31 +333,38 @@ func agentCalls(ctx context.Context, p plan, ap agentsPlan, coord *benchServer, 
 		}
 		m := moments{answered: s.answered.Sub(s.sent), marked: s.marked.Sub(s.sent)}
 		for _, c := range calls {
-			if c.end.Before(s.sent) || !c.end.Before(end) {
+			// A job's claim began before its POST (a long-poll) and is answered after it; its
+			// other calls begin after its POST, and its finish may be answered after the next
+			// POST (the tool sends that once it sees the run over).
+			at := c.start
+			if c.kind == "claim" {
+				at = c.end
+			}
+			if at.Before(s.sent) || !at.Before(end) {
 				continue
 			}
 			res.PerJob[c.kind]++
 			if c.kind != "claim" {
 				took[c.kind] = append(took[c.kind], c.end.Sub(c.start))
 			}
-			at := c.end.Sub(s.sent)
+			after := c.end.Sub(s.sent) // when it was answered
 			switch c.kind {
 			case "claim":
 				if c.status == http.StatusOK && m.claimed == 0 {
-					m.claimed = at
+					m.claimed = after
 				}
 				if c.status == http.StatusNoContent {
 					res.ClaimsEmpty++
 				}
 			case "steps":
 				if m.stepsSent == 0 {
-					m.stepsSent, m.stepsAnswered = c.start.Sub(s.sent), at
+					m.stepsSent, m.stepsAnswered = c.start.Sub(s.sent), after
 				}
 			case "log":
-				m.lastLog = max(m.lastLog, at)
+				m.lastLog = max(m.lastLog, after)
 				logBytes += c.bytes
 			case "finish":
-				m.finished = max(m.finished, at)
+				m.finished = max(m.finished, after)
 			}
 		}
 		each = append(each, m)
