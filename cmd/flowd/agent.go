@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	flowrun "github.com/flowd/flowd/internal/run"
 	"io"
 	"log/slog"
 	"os"
@@ -86,7 +87,7 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		errs = append(errs, err)
 	}
 	var err error
-	if cfg.Labels, err = agent.ParseLabels(labels); err != nil {
+	if cfg.Labels, err = flowrun.ParseLabels(labels); err != nil {
 		errs = append(errs, fmt.Errorf("--labels: %w", err))
 	}
 	switch {

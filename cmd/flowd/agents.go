@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/flowd/flowd/internal/agent"
+	flowrun "github.com/flowd/flowd/internal/run"
 )
 
 // The administration of build agents: `flowd agent-token …` and `flowd agents …`. (`flowd
@@ -37,7 +36,7 @@ value); without, any.`, 0, 0)
 			return fmt.Errorf("--name is required")
 		}
 		var err error
-		lm, err = agent.ParseLabels(labels)
+		lm, err = flowrun.ParseLabels(labels)
 		return err
 	})
 	if code >= 0 {
@@ -65,7 +64,7 @@ func (c *cli) cmdAgentTokenList(ctx context.Context, args []string) int {
 	}
 	rows := make([][]string, 0, len(toks))
 	for _, t := range toks {
-		rows = append(rows, []string{t.Name, dash(formatLabels(t.Labels)), strconv.Itoa(t.Agents), dash(t.CreatedBy),
+		rows = append(rows, []string{t.Name, dash(flowrun.FormatLabels(t.Labels)), strconv.Itoa(t.Agents), dash(t.CreatedBy),
 			fmtTime(&t.CreatedAt), fmtTime(t.RevokedAt)})
 	}
 	table(c.stdout, []string{"NAME", "LABELS", "AGENTS", "CREATED BY", "CREATED", "REVOKED"}, rows)
@@ -118,7 +117,7 @@ version and whether it is paused. 'flowd nodes' shows their heartbeats and runni
 	}
 	rows := make([][]string, 0, len(as))
 	for _, a := range as {
-		rows = append(rows, []string{a.Name, a.Token, dash(formatLabels(a.Labels)), strconv.Itoa(a.Capacity), dash(a.Version), yesNo(a.Paused)})
+		rows = append(rows, []string{a.Name, a.Token, dash(flowrun.FormatLabels(a.Labels)), strconv.Itoa(a.Capacity), dash(a.Version), yesNo(a.Paused)})
 	}
 	table(c.stdout, []string{"NAME", "TOKEN", "LABELS", "CAPACITY", "VERSION", "PAUSED"}, rows)
 	return 0
@@ -138,13 +137,4 @@ func agentsPause(paused bool) func(c *cli, ctx context.Context, args []string) i
 		_, err := cl.AgentPause(ctx, pos[0], paused)
 		return c.done(err, "agent %s %sd", pos[0], verb)
 	}
-}
-
-// formatLabels shows labels as k=v,… sorted by key.
-func formatLabels(labels map[string]string) string {
-	parts := make([]string, 0, len(labels))
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+"="+labels[k])
-	}
-	return strings.Join(parts, ",")
 }

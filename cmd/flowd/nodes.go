@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	flowrun "github.com/flowd/flowd/internal/run"
 )
 
 func (c *cli) cmdNodes(ctx context.Context, args []string) int {
@@ -26,7 +28,7 @@ agent's labels, capacity and whether it is paused too. A node that stopped stays
 		age := time.Duration(n.HeartbeatAge * float64(time.Second))
 		labels, capacity, paused := "-", "-", "-"
 		if a := n.Agent; a != nil {
-			labels, capacity, paused = dash(formatLabels(a.Labels)), fmt.Sprint(a.Capacity), yesNo(a.Paused)
+			labels, capacity, paused = dash(flowrun.FormatLabels(a.Labels)), fmt.Sprint(a.Capacity), yesNo(a.Paused)
 		}
 		running := make([]string, 0, len(n.Running))
 		for _, j := range n.Running {

@@ -76,32 +76,7 @@ const (
 	DefaultLogBuffer = 256 << 20
 )
 
-var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
-	labelRE = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
-)
-
-// ParseLabels reads k=v,k=v.
-func ParseLabels(s string) (map[string]string, error) {
-	labels := map[string]string{}
-	if strings.TrimSpace(s) == "" {
-		return labels, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !labelRE.MatchString(k) || !labelRE.MatchString(v) {
-			return nil, fmt.Errorf("label %q must be key=value, each of letters, digits and . _ / -", kv)
-		}
-		if _, dup := labels[k]; dup {
-			return nil, fmt.Errorf("label %q is given twice", k)
-		}
-		labels[k] = v
-	}
-	if len(labels) > 32 {
-		return nil, fmt.Errorf("at most 32 labels, got %d", len(labels))
-	}
-	return labels, nil
-}
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 
 // Validate checks c and fills defaults.
 func (c *Config) Validate() error {

@@ -224,7 +224,7 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 		for k, v := range in.Labels {
 			if allowed, ok := tok.Labels[k]; !ok || allowed != v {
 				writeError(w, http.StatusForbidden, "label_not_allowed",
-					fmt.Sprintf("the agent token %q does not allow the label %s=%s (it allows %s)", tok.Name, k, v, formatLabels(tok.Labels)))
+					fmt.Sprintf("the agent token %q does not allow the label %s=%s (it allows %s)", tok.Name, k, v, run.FormatLabels(tok.Labels)))
 				return
 			}
 		}
@@ -254,20 +254,6 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 		"heartbeat_seconds":  int(heartbeatEvery.Seconds()),
 		"claim_wait_seconds": int(maxClaimWait.Seconds()),
 	})
-}
-
-// formatLabels is labels as k=v,… sorted by key.
-func formatLabels(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + labels[k]
-	}
-	return strings.Join(parts, ",")
 }
 
 // logNotify tells log followers (here and, through LogNotify, on the other servers) that run

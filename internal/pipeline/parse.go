@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowd/flowd/internal/rules"
+	"github.com/flowd/flowd/internal/run"
 )
 
 // maxNodes bounds the nodes Parse visits, so that aliases cannot blow a small document up into a
@@ -107,6 +109,8 @@ type parser struct {
 	image               string
 	imageOK, imageGiven bool
 	imagePos            Position
+	// runsOnDefault is the pipeline's runs-on, every job's unless it names a label itself.
+	runsOnDefault map[string]string
 }
 
 // addf records a problem at n (which may be nil: position unknown). The message is "path: ...".
@@ -373,7 +377,7 @@ func (ps *parser) globs(n *yaml.Node, at string) []string {
 	return list
 }
 
-var topKeys = []string{"name", "description", "image", "variables", "source", "webhook", "concurrency", "queue", "stages"}
+var topKeys = []string{"name", "description", "image", "runs-on", "variables", "source", "webhook", "concurrency", "queue", "stages"}
 
 // pipeline walks the root mapping of a definition.
 func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
@@ -422,6 +426,10 @@ func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
 		if ps.imageOK {
 			p.Image = ps.image
 		}
+	}
+	if f, ok := byName["runs-on"]; ok {
+		p.RunsOn = ps.runsOn(f)
+		ps.runsOnDefault = p.RunsOn
 	}
 	if f, ok := byName["stages"]; ok {
 		p.Stages = ps.stages(f)
@@ -735,7 +743,7 @@ func describe(n *yaml.Node) string {
 
 var (
 	stageKeys = []string{"name", "jobs"}
-	jobKeys   = []string{"name", "image", "container", "services", "timeout", "env", "retry", "steps"}
+	jobKeys   = []string{"name", "image", "container", "services", "runs-on", "timeout", "env", "retry", "steps"}
 	stepKeys  = []string{"name", "run"}
 )
 
@@ -843,8 +851,8 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 	for at, n := range ps.mappingItems(f, "at least one job is required") {
 		job := Job{Timeout: DefaultJobTimeout}
 		var (
-			nameField, stepsField *field
-			jc                    jobContainer
+			nameField, stepsField, runsOnField *field
+			jc                                 jobContainer
 		)
 		fields := ps.mapping(n, at, jobKeys)
 		for k := range fields {
@@ -866,6 +874,8 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 				job.Timeout = ps.timeout(g)
 			case "retry":
 				job.RetryRunnerLost = ps.retry(g)
+			case "runs-on":
+				runsOnField = g
 			case "env":
 				for _, e := range ps.mapping(g.val, g.path, nil) {
 					if !ps.variableName(e) {
@@ -888,6 +898,7 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 			job.Pos.Job = posOf(ps.valueOrKey(*nameField))
 		}
 		job.Container = ps.containerOf(jc, &job.Pos)
+		job.RunsOn = ps.jobRunsOn(runsOnField)
 		if stepsField == nil {
 			ps.addf(n, join(at, "steps"), "at least one step is required")
 		} else {
@@ -896,6 +907,57 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 		jobs = append(jobs, job)
 	}
 	return jobs
+}
+
+// runsOn reads a runs-on mapping of label keys to values (run.LabelOK each, at most
+// run.MaxLabels); nil when it is null or empty.
+func (ps *parser) runsOn(f field) map[string]string {
+	var labels map[string]string
+	n := ps.node(f.val)
+	if n != nil && n.Kind != yaml.MappingNode && !isNull(n) {
+		ps.addf(n, f.path, "must be a mapping of labels such as {os: linux, gpu: \"true\"}, not %s", kindName(n))
+		return nil
+	}
+	for _, g := range ps.mapping(f.val, f.path, nil) {
+		if !run.LabelOK(g.name) {
+			ps.addf(g.key, g.path, "%q is not a label: use 1 to 100 letters, digits and . _ / -", g.name)
+			continue
+		}
+		v, ok := ps.str(g.val, g.path)
+		if !ok {
+			continue
+		}
+		if !run.LabelOK(v) {
+			ps.addf(ps.valueOrKey(g), g.path, "%q is not a label value: use 1 to 100 letters, digits and . _ / -, such as \"true\" or linux", v)
+			continue
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[g.name] = v
+	}
+	if len(labels) > run.MaxLabels {
+		ps.addf(ps.valueOrKey(f), f.path, "%d labels, at most %d", len(labels), run.MaxLabels)
+	}
+	return labels
+}
+
+// jobRunsOn is a job's runs-on: the pipeline's (ps.runsOnDefault) with the job's own runs-on
+// (f, nil when absent) over it, key by key; nil when neither gives a label.
+func (ps *parser) jobRunsOn(f *field) map[string]string {
+	var own map[string]string
+	if f != nil {
+		own = ps.runsOn(*f)
+	}
+	if len(ps.runsOnDefault) == 0 {
+		return own
+	}
+	labels := maps.Clone(ps.runsOnDefault)
+	maps.Copy(labels, own)
+	if f != nil && len(own) <= run.MaxLabels && len(labels) > run.MaxLabels {
+		ps.addf(ps.valueOrKey(*f), f.path, "%d labels with the pipeline's runs-on, at most %d", len(labels), run.MaxLabels)
+	}
+	return labels
 }
 
 // retryKeys are the fields of a job's retry.

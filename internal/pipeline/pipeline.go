@@ -40,6 +40,10 @@
 //     (registry.example.com/team/postgres:16 is "postgres"). Service names are lowercase DNS
 //     labels, unique in their job, never localhost. A string command is split into words as a
 //     shell would, without expansions. A service's env is literal: run variables do not reach it.
+//   - runs-on: a mapping of label keys to values, each 1 to 100 characters of A-Z a-z 0-9 . _ / -
+//     (so `gpu: true` is the text "true"), at most 32 labels; at the top it is every job's, a
+//     job's own runs-on adds to it and wins key by key. A job without labels runs anywhere;
+//     `runs-on: {}` asks for nothing (it cannot remove the pipeline's labels).
 //   - Job.Pos records where each job, its image and its container's cpus and memory are, so that
 //     a server's Policy, checked when a definition is saved, can point at them.
 package pipeline
@@ -69,7 +73,9 @@ const MaxJobTimeout = 24 * time.Hour
 type Pipeline struct {
 	Name        string
 	Description string
-	Image       string       // every job's image unless it has its own; "" = none
+	Image       string // every job's image unless it has its own; "" = none
+	// RunsOn is the pipeline's runs-on: labels every job asks for (Job.RunsOn has them).
+	RunsOn      map[string]string
 	Variables   []Variable   // declaration order
 	Source      *Source      // nil when absent
 	Webhook     *Webhook     // nil when absent
@@ -139,7 +145,10 @@ type Job struct {
 	// Container is how the job runs in a container: its image (its own or the pipeline's)
 	// with its container: options and services:; nil runs it on the host.
 	Container *run.Container
-	Steps     []Step
+	// RunsOn are the labels a runner (an agent, a server's slots) must have to take the job:
+	// the pipeline's runs-on with the job's own over it, key by key; nil: any runner.
+	RunsOn map[string]string
+	Steps  []Step
 	// Pos is where the job and its parts are in the definition.
 	Pos JobPos
 }
@@ -216,6 +225,7 @@ func (p *Pipeline) SecretValues() []string {
 // clone returns a deep copy of p.
 func (p *Pipeline) clone() *Pipeline {
 	c := *p
+	c.RunsOn = maps.Clone(p.RunsOn)
 	c.Variables = slices.Clone(p.Variables)
 	for i := range c.Variables {
 		c.Variables[i].Options = slices.Clone(c.Variables[i].Options)
@@ -249,6 +259,7 @@ func (p *Pipeline) clone() *Pipeline {
 				jobs[j].Env = maps.Clone(jobs[j].Env)
 			}
 			jobs[j].Container = jobs[j].Container.Clone()
+			jobs[j].RunsOn = maps.Clone(jobs[j].RunsOn)
 			jobs[j].Steps = slices.Clone(jobs[j].Steps)
 		}
 		c.Stages[i].Jobs = jobs

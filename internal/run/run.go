@@ -156,7 +156,13 @@ type Job struct {
 	RetryLost int `json:"-"`
 	// Container, when set, runs the job's steps in a container of its image (the job's or the
 	// pipeline's image:); nil runs them as processes on the runner's host.
-	Container  *Container `json:"container,omitempty"`
+	Container *Container `json:"container,omitempty"`
+	// RunsOn are the labels a runner must have to take the job (YAML runs-on; see
+	// LabelsMatch); nil: any runner.
+	RunsOn map[string]string `json:"runs_on,omitempty"`
+	// Waiting says, for a queued job no live runner can take now, why it waits ("waiting for
+	// an agent with gpu=true; 0 connected"); the API fills it, the store never stores it.
+	Waiting    string     `json:"waiting,omitempty"`
 	Message    string     `json:"message,omitempty"` // why it failed or was canceled
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
