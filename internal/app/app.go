@@ -100,6 +100,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		Logs:           appender,
 		Box:            box,
 		Slots:          cfg.Executors,
+		Labels:         cfg.Labels,
 		Workspace:      cfg.Workspaces,
 		Metrics:        m,
 		Logger:         logger.With("component", "scheduler"),

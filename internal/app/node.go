@@ -45,7 +45,8 @@ func startNode(ctx context.Context, st *store.Store, cfg config.Config, logger *
 		return nodeIdentity{}, nil, err
 	}
 	n = nodeIdentity{Name: cfg.NodeName, Instance: newInstance(), Previous: previous}
-	self := store.Node{Name: n.Name, Kind: store.NodeServer, Instance: n.Instance, Version: cfg.Version, Addr: nodeAddr(cfg.Addr), TTL: cfg.LeaseTTL}
+	self := store.Node{Name: n.Name, Kind: store.NodeServer, Instance: n.Instance, Version: cfg.Version, Addr: nodeAddr(cfg.Addr), TTL: cfg.LeaseTTL,
+		Executors: cfg.Executors, Labels: cfg.Labels}
 	prev, err := st.NodeRegister(ctx, self, n.Previous)
 	if errors.Is(err, store.ErrConflict) {
 		f.Close()

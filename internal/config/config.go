@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flowd/flowd/internal/executor"
+	"github.com/flowd/flowd/internal/run"
 )
 
 // Config is everything `flowd serve` needs to start.
@@ -31,7 +32,10 @@ type Config struct {
 	Database    string // "sqlite:PATH" or "postgres://…"; "" = sqlite in Data
 	ExternalURL string // base URL users reach flowd at, for links; "" = http://Addr
 	Executors   int    // jobs run at once across the server; 0: none (build agents run them all)
-	MaxBody     int64  // webhook and API body limit in bytes
+	// Labels are the labels of the server's own slots (--labels k=v,…): a job with runs-on runs
+	// here only when they match it (run.LabelsMatch); none: only jobs without runs-on.
+	Labels  map[string]string
+	MaxBody int64 // webhook and API body limit in bytes
 	// WebhookRate and WebhookBurst are each webhook trigger's token bucket: requests per second
 	// refilled, and how many may come at once.
 	WebhookRate  float64
@@ -126,6 +130,11 @@ func (c *Config) Flags(fs *flag.FlagSet, getenv func(string) string) func() erro
 	fs.StringVar(&c.Database, "database", c.Database, "database `DSN`: sqlite:PATH or postgres://… (FLOWD_DATABASE); default sqlite in the data folder")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "`URL` users reach flowd at, used in links and webhook URLs (FLOWD_EXTERNAL_URL)")
 	fs.IntVar(&c.Executors, "executors", c.Executors, "`jobs` run at once across the server; 0 runs none, leaving every job to build agents (FLOWD_EXECUTORS)")
+	fs.Func("labels", "`k=v,…` labels of this server's slots: a job with runs-on runs here only when they hold its every label; none runs only jobs without runs-on (FLOWD_LABELS)", func(s string) error {
+		labels, err := run.ParseLabels(s)
+		c.Labels = labels
+		return err
+	})
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest request body in `bytes` (FLOWD_MAX_BODY)")
 	fs.Float64Var(&c.WebhookRate, "webhook-rate", c.WebhookRate, "webhook `requests` per second each trigger accepts on average (FLOWD_WEBHOOK_RATE)")
 	fs.IntVar(&c.WebhookBurst, "webhook-burst", c.WebhookBurst, "webhook `requests` each trigger accepts at once before the rate applies (FLOWD_WEBHOOK_BURST)")

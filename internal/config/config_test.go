@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,24 @@ func TestSizesAndAges(t *testing.T) {
 		if _, err := ParseAge(in); err == nil {
 			t.Errorf("ParseAge(%q) accepted", in)
 		}
+	}
+}
+
+// TestLabels: --labels (or FLOWD_LABELS) gives the server's slots labels; a bad one is an
+// error that names the label.
+func TestLabels(t *testing.T) {
+	t.Parallel()
+	c, err := parse(t, []string{"--labels", "gpu=true, os=linux"}, map[string]string{"FLOWD_LABELS": "x=y"})
+	if err != nil || !reflect.DeepEqual(c.Labels, map[string]string{"gpu": "true", "os": "linux"}) {
+		t.Errorf("--labels: %v, %v", c.Labels, err)
+	}
+	if c, err = parse(t, nil, map[string]string{"FLOWD_LABELS": "gpu=true"}); err != nil || !reflect.DeepEqual(c.Labels, map[string]string{"gpu": "true"}) {
+		t.Errorf("FLOWD_LABELS: %v, %v", c.Labels, err)
+	}
+	if c, err = parse(t, nil, nil); err != nil || len(c.Labels) != 0 {
+		t.Errorf("no labels: %v, %v", c.Labels, err)
+	}
+	if _, err = parse(t, []string{"--labels", "gpu"}, nil); err == nil || !strings.Contains(err.Error(), `label "gpu" must be key=value`) {
+		t.Errorf("--labels gpu: %v", err)
 	}
 }

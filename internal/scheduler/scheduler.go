@@ -48,11 +48,14 @@ type StepObserver interface {
 
 // Config is what a Scheduler is built from.
 type Config struct {
-	Store     Store
-	Executor  executor.Executor
-	Logs      *logs.Appender
-	Box       *secret.Box
-	Slots     int    // jobs at once; 0 claims none (a server that leaves every job to agents)
+	Store    Store
+	Executor executor.Executor
+	Logs     *logs.Appender
+	Box      *secret.Box
+	Slots    int // jobs at once; 0 claims none (a server that leaves every job to agents)
+	// Labels are the slots' labels (flowd serve --labels): a job with runs-on is claimed only
+	// when they match it (run.LabelsMatch); none takes only jobs without runs-on.
+	Labels    map[string]string
 	Workspace string // root folder of job workspaces
 	Metrics   StepObserver
 	Logger    *slog.Logger
@@ -250,7 +253,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// stops start and are canceled at once, and recorded so.
 		cctx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 		claims, err := s.cfg.Store.JobsClaim(cctx, store.JobsClaim{Max: n, StartFirstStep: true,
-			Holder: s.cfg.Holder, Runners: runners, TTL: s.cfg.TTL})
+			Holder: s.cfg.Holder, Runners: runners, TTL: s.cfg.TTL, Labels: s.cfg.Labels})
 		cancelClaim()
 		s.claimEnded()
 		for range n - len(claims) {

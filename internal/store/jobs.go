@@ -28,6 +28,27 @@ const groupSlotFree = `(r.status = 'running' OR r.concurrency_group = '' OR r.ma
 	(SELECT COUNT(*) FROM runs g WHERE g.pipeline_id = r.pipeline_id AND g.concurrency_group = r.concurrency_group
 		AND (g.status = 'running' OR (g.status = 'queued' AND g.number < r.number))) < r.max_running)`
 
+// readyFor is the condition (on alias j, to follow readyJobs) that a runner with labels may
+// take a job, with its arguments: the job has no runs-on (runs_on NULL), or every label of its
+// runs-on is one of labels with the same value (run.LabelsMatch). A runner without labels
+// takes only jobs without runs-on, and its condition has no argument. The labels of a job are
+// read only when it has some, so jobs without runs-on cost a NULL test: on PostgreSQL jsonb
+// containment (<@), on SQLite a json_each of the job's labels looked up in the runner's.
+func readyFor(pg bool, labels map[string]string) (string, []any, error) {
+	if len(labels) == 0 {
+		return " AND j.runs_on IS NULL", nil, nil
+	}
+	have, err := toJSON(labels)
+	if err != nil {
+		return "", nil, err
+	}
+	if pg {
+		return " AND (j.runs_on IS NULL OR j.runs_on::jsonb <@ ?::jsonb)", []any{have}, nil
+	}
+	return ` AND (j.runs_on IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(j.runs_on) w
+		WHERE w.value IS NOT (SELECT h.value FROM json_each(?) h WHERE h.key = w.key)))`, []any{have}, nil
+}
+
 // JobQueueDepth counts queued jobs whose stage may run now, for metrics. Jobs of runs waiting
 // for a slot of their concurrency group are not counted: they may not run now.
 func (s *Store) JobQueueDepth(ctx context.Context) (int64, error) {
@@ -87,6 +108,11 @@ type JobsClaim struct {
 	// TTL is the lease of each attempt created: it ends at the database's now() + TTL unless
 	// renewed (AttemptsRenew). 0 means DefaultLeaseTTL.
 	TTL time.Duration
+	// Labels are the claimer's labels (an agent's, a server's --labels): a job with runs-on is
+	// claimed only when they hold every label of it with the same value (run.LabelsMatch); a
+	// job without runs-on by any claimer. Jobs the claimer may not take are passed over, so
+	// they never hold up the jobs behind them.
+	Labels map[string]string
 }
 
 // DefaultLeaseTTL is an attempt's lease when JobsClaim.TTL is 0.
@@ -98,8 +124,13 @@ const DefaultLeaseTTL = 60 * time.Second
 func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 	// Look on a reader first, so an idle poll costs no write transaction.
 	// LIMIT takes an argument so that the statement is prepared once (see stmtCache).
+	rd := s.reader()
+	cond, args, err := readyFor(rd.pg, p.Labels)
+	if err != nil {
+		return nil, wrap("claim job", err)
+	}
 	var ready int
-	err := s.reader().queryRow(ctx, "SELECT 1"+readyJobs+" LIMIT ?", 1).Scan(&ready)
+	err = rd.queryRow(ctx, "SELECT 1"+readyJobs+cond+" LIMIT ?", append(slices.Clip(args), 1)...).Scan(&ready)
 	if err != nil {
 		return nil, wrap("claim job", err)
 	}
@@ -111,7 +142,7 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 			if len(out) < len(p.Runners) {
 				runner = p.Runners[len(out)]
 			}
-			c, err := claimOne(ctx, tx, p, runner)
+			c, err := claimOne(ctx, tx, p, runner, cond, args)
 			if errors.Is(err, sql.ErrNoRows) && len(out) > 0 {
 				return nil
 			}
@@ -129,8 +160,8 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 }
 
 // claimOne picks and claims one ready job in tx for runner, creating its attempt and lease;
-// sql.ErrNoRows when none is ready.
-func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, error) {
+// sql.ErrNoRows when none is ready. cond and its args are readyFor's for the claimer.
+func claimOne(ctx context.Context, tx db, p JobsClaim, runner, cond string, args []any) (Claim, error) {
 	at := now()
 	ttl := p.TTL
 	if ttl <= 0 {
@@ -143,7 +174,7 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 		err          error
 	)
 	if tx.pg {
-		jobID, runID, c.Attempt, c.Trusted, claimed, err = claimPG(ctx, tx, p.Holder, runner, ttl, at)
+		jobID, runID, c.Attempt, c.Trusted, claimed, err = claimPG(ctx, tx, p.Holder, runner, ttl, at, cond, args)
 		if err != nil {
 			return Claim{}, err
 		}
@@ -151,7 +182,7 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 	if !claimed {
 		// SQLite; or, on PostgreSQL, the oldest ready job is of a run waiting for a slot of
 		// its concurrency group, which pickJob checks under the group's lock.
-		if jobID, runID, c.Trusted, err = pickJob(ctx, tx); err != nil {
+		if jobID, runID, c.Trusted, err = pickJob(ctx, tx, cond, args); err != nil {
 			return Claim{}, err
 		}
 		c.Attempt, err = createAttempt(ctx, tx, jobID, p.Holder, runner, ttl, at)
@@ -193,8 +224,8 @@ func claimOne(ctx context.Context, tx db, p JobsClaim, runner string) (Claim, er
 // and its run to running. claimed is false, with the job and run ids, when that job's run
 // waits for a slot of a bounded concurrency group: the caller then claims through pickJob,
 // which checks the group under its lock (this transaction holds the rows already).
-// sql.ErrNoRows when no job is ready.
-func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Duration, at time.Time) (jobID, runID int64, ref AttemptRef, trusted, claimed bool, err error) {
+// sql.ErrNoRows when no job is ready. cond and its args are readyFor's for the claimer.
+func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Duration, at time.Time, cond string, args []any) (jobID, runID int64, ref AttemptRef, trusted, claimed bool, err error) {
 	token, hash := newToken()
 	var (
 		attemptID sql.NullInt64
@@ -202,7 +233,7 @@ func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Durat
 	)
 	err = tx.queryRow(ctx, `WITH p AS (
 			SELECT j.id, j.run_id, (r.status = 'queued' AND r.concurrency_group <> '' AND r.max_running > 0) AS gated,
-				(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id) AS trusted`+readyJobs+`
+				(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id) AS trusted`+readyJobs+cond+`
 			ORDER BY j.run_id, j.id LIMIT 1 FOR NO KEY UPDATE OF j, r SKIP LOCKED),
 		a AS (
 			INSERT INTO attempts (job_id, number, runner, node, instance, token_hash, state, created_at, heartbeat_at, expires_at)
@@ -216,7 +247,7 @@ func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Durat
 			UPDATE runs SET status = 'running', started_at = ?
 			FROM p JOIN a ON a.job_id = p.id WHERE runs.id = p.run_id AND runs.status = 'queued' RETURNING runs.id)
 		SELECT p.id, p.run_id, p.trusted, a.id, a.number FROM p LEFT JOIN a ON a.job_id = p.id`,
-		runner, h.Node, h.Instance, hash, ttl.Microseconds(), tx.ts(at), tx.ts(at)).Scan(&jobID, &runID, &trusted, &attemptID, &number)
+		append(slices.Clip(args), runner, h.Node, h.Instance, hash, ttl.Microseconds(), tx.ts(at), tx.ts(at))...).Scan(&jobID, &runID, &trusted, &attemptID, &number)
 	if err != nil {
 		return 0, 0, AttemptRef{}, false, false, err
 	}
@@ -226,13 +257,14 @@ func claimPG(ctx context.Context, tx db, h Holder, runner string, ttl time.Durat
 	return jobID, runID, AttemptRef{ID: attemptID.Int64, Number: int(number.Int64), Token: token}, trusted, true, nil
 }
 
-// pickJob finds and, on PostgreSQL, locks the job JobClaim takes (see JobClaim), and reads
-// whether its pipeline is trusted. It returns sql.ErrNoRows when none is ready.
-func pickJob(ctx context.Context, tx db) (jobID, runID int64, trusted bool, err error) {
+// pickJob finds and, on PostgreSQL, locks the job JobClaim takes (see JobClaim) among those
+// cond (readyFor's, with args) allows, and reads whether its pipeline is trusted. It returns
+// sql.ErrNoRows when none is ready.
+func pickJob(ctx context.Context, tx db, cond string, args []any) (jobID, runID int64, trusted bool, err error) {
 	var skipped []any
 	for {
 		q := `SELECT j.id, j.run_id, r.status, r.pipeline_id, r.number, r.concurrency_group, r.max_running,
-			(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id)` + readyJobs
+			(SELECT pl.trusted_by IS NOT NULL FROM pipelines pl WHERE pl.id = r.pipeline_id)` + readyJobs + cond
 		if len(skipped) > 0 {
 			q += " AND r.id NOT IN (" + placeholders(len(skipped)) + ")"
 		}
@@ -246,7 +278,8 @@ func pickJob(ctx context.Context, tx db) (jobID, runID int64, trusted bool, err 
 			group              string
 			maxRunning         int
 		)
-		if err := tx.queryRow(ctx, q, append(skipped, 1)...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning, &trusted); err != nil {
+		qargs := append(append(slices.Clip(args), skipped...), 1)
+		if err := tx.queryRow(ctx, q, qargs...).Scan(&jobID, &runID, &status, &pipelineID, &number, &group, &maxRunning, &trusted); err != nil {
 			return 0, 0, false, err
 		}
 		if !tx.pg || status != run.Queued || group == "" || maxRunning <= 0 {

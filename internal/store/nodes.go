@@ -22,6 +22,11 @@ type Node struct {
 	Instance string
 	Version  string
 	Addr     string // where it serves, for people; "" when it serves nothing
+	// Executors and Labels are a server's slots (--executors, --labels): how many jobs it runs
+	// at once and the labels a job's runs-on must match to run there. 0 and none for an agent
+	// (its Agent has its capacity and labels).
+	Executors int
+	Labels    map[string]string
 	// TTL is the node's own lease TTL (a server's --lease-ttl): it heartbeats every TTL/3 and
 	// is gone once its last heartbeat is older than TTL. Each node is judged by its own TTL,
 	// so nodes started with different TTLs agree on who is live.
@@ -74,11 +79,15 @@ func (s *Store) NodeRegister(ctx context.Context, n Node, replaces string) (prev
 		return Node{}, fmt.Errorf("store: register node: TTL %v is under a millisecond", n.TTL)
 	}
 	ttl := n.TTL.Milliseconds()
+	labels, err := toJSON(n.Labels)
+	if err != nil {
+		return Node{}, wrap("register node", err)
+	}
 	err = s.write(ctx, func(tx db) error {
 		prev = Node{}
-		inserted, err := tx.execN(ctx, `INSERT INTO nodes (name, kind, instance, version, addr, lease_ttl_ms, started_at, heartbeat_at)
-			VALUES (?, ?, ?, ?, ?, ?, `+tx.clock()+`, `+tx.clock()+`) ON CONFLICT (name) DO NOTHING`,
-			n.Name, n.Kind, n.Instance, n.Version, n.Addr, ttl)
+		inserted, err := tx.execN(ctx, `INSERT INTO nodes (name, kind, instance, version, addr, lease_ttl_ms, executors, labels, started_at, heartbeat_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+tx.clock()+`, `+tx.clock()+`) ON CONFLICT (name) DO NOTHING`,
+			n.Name, n.Kind, n.Instance, n.Version, n.Addr, ttl, n.Executors, labels)
 		if err != nil || inserted == 1 {
 			return err
 		}
@@ -90,9 +99,9 @@ func (s *Store) NodeRegister(ctx context.Context, n Node, replaces string) (prev
 		if prev.Live && prev.Instance != n.Instance && prev.Instance != replaces {
 			return fmt.Errorf("%w: node %q is held by the live instance %s", ErrConflict, n.Name, prev.Instance)
 		}
-		_, err = tx.exec(ctx, `UPDATE nodes SET kind = ?, instance = ?, version = ?, addr = ?, lease_ttl_ms = ?,
+		_, err = tx.exec(ctx, `UPDATE nodes SET kind = ?, instance = ?, version = ?, addr = ?, lease_ttl_ms = ?, executors = ?, labels = ?,
 				started_at = `+tx.clock()+`, heartbeat_at = `+tx.clock()+` WHERE name = ?`,
-			n.Kind, n.Instance, n.Version, n.Addr, ttl, n.Name)
+			n.Kind, n.Instance, n.Version, n.Addr, ttl, n.Executors, labels, n.Name)
 		return err
 	})
 	if err != nil {
@@ -169,14 +178,14 @@ func nodeColumns(d db) string {
 		age = "CAST(EXTRACT(EPOCH FROM now() - n.heartbeat_at) * 1000000000 AS BIGINT)"
 		live = "n.heartbeat_at > now() - n.lease_ttl_ms * interval '1 millisecond'"
 	}
-	return `n.name, n.kind, n.instance, n.version, n.addr, n.lease_ttl_ms, n.started_at, n.heartbeat_at,
+	return `n.name, n.kind, n.instance, n.version, n.addr, n.lease_ttl_ms, n.executors, n.labels, n.started_at, n.heartbeat_at,
 		` + age + `, ` + live + `,
 		(SELECT COUNT(*) FROM attempts a WHERE a.node = n.name AND a.state IN ('running', 'canceling'))`
 }
 
 func scanNode(row scanner, n *Node) error {
 	var ttl int64
-	err := row.Scan(&n.Name, &n.Kind, &n.Instance, &n.Version, &n.Addr, &ttl,
+	err := row.Scan(&n.Name, &n.Kind, &n.Instance, &n.Version, &n.Addr, &ttl, &n.Executors, jsonMap{&n.Labels},
 		timeScan{&n.StartedAt}, timeScan{&n.HeartbeatAt}, &n.HeartbeatAge, &n.Live, &n.JobsHeld)
 	n.TTL = time.Duration(ttl) * time.Millisecond
 	return err

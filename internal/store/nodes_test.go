@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -48,7 +49,7 @@ func TestNodeRegister(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := t.Context()
 		prev, err := s.NodeRegister(ctx, server("a", "i1"), "")
-		if err != nil || prev != (store.Node{}) {
+		if err != nil || !reflect.DeepEqual(prev, store.Node{}) {
 			t.Fatalf("NodeRegister(new) = %+v, %v; want the zero Node", prev, err)
 		}
 		n := nodeByName(t, s, "a")

@@ -181,6 +181,34 @@ func (s containerScan) Scan(v any) error {
 	return nil
 }
 
+// labelsJSON is the value jobs.runs_on holds for labels: NULL when there are none (the job
+// goes to any runner), else their JSON object.
+func labelsJSON(labels map[string]string) (any, error) {
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	return toJSON(labels)
+}
+
+// copyLabels is a copy of labels; nil when there are none, as labelsScan reads them.
+func copyLabels(labels map[string]string) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	return maps.Clone(labels)
+}
+
+// labelsScan reads jobs.runs_on into *m: nil for NULL.
+type labelsScan struct{ m *map[string]string }
+
+func (s labelsScan) Scan(v any) error {
+	if v == nil {
+		*s.m = nil
+		return nil
+	}
+	return jsonMap(s).Scan(v)
+}
+
 // scanRun reads a row of runSelect.
 func scanRun(row interface{ Scan(...any) error }) (run.Run, error) {
 	var (
@@ -206,7 +234,7 @@ func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error
 }
 
 const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
-	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost, j.container`
+	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost, j.container, j.runs_on`
 
 // loadJobs reads the jobs that match where (on alias j) with their attempts and steps, in
 // stage and index order: three queries however many jobs there are.
@@ -230,7 +258,7 @@ func readJobs(ctx context.Context, d db, withAttempts bool, where string, args .
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.Stage, &j.StageName, &j.Index, &j.Name, &j.Status, &timeoutMS,
 			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}, &j.Message, &j.Attempt, &j.RetryLost,
-			containerScan{&j.Container}); err != nil {
+			containerScan{&j.Container}, labelsScan{&j.RunsOn}); err != nil {
 			return nil, err
 		}
 		j.Timeout = time.Duration(timeoutMS) * time.Millisecond
@@ -327,7 +355,7 @@ func createRun(ctx context.Context, tx, numbers db, p RunCreate) (run.Run, error
 	if len(p.Jobs) == 0 {
 		return r, nil
 	}
-	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, nr.envs, nr.containers); err != nil {
+	if r.Jobs, err = insertJobs(ctx, tx, r.ID, p.Jobs, nr.envs, nr.containers, nr.runsOn); err != nil {
 		return run.Run{}, err
 	}
 	return r, nil
@@ -341,6 +369,7 @@ type runRow struct {
 	vars       string
 	envs       []string // each job's env as JSON
 	containers []any    // each job's container (containerJSON)
+	runsOn     []any    // each job's runs-on (labelsJSON)
 	finished   any      // finished_at (and started_at): set for a run without jobs
 	git        any
 	nextSteps  int // how many steps the jobs have in all
@@ -362,13 +391,17 @@ func newRunRow(tx db, p RunCreate) (*runRow, error) {
 	if p.MaxRunning < 0 {
 		return nil, fmt.Errorf("max running %d: want 0 (no bound) or more", p.MaxRunning)
 	}
-	nr := &runRow{jobs: p.Jobs, vars: vars, git: git, envs: make([]string, len(p.Jobs)), containers: make([]any, len(p.Jobs))}
+	nr := &runRow{jobs: p.Jobs, vars: vars, git: git, envs: make([]string, len(p.Jobs)), containers: make([]any, len(p.Jobs)),
+		runsOn: make([]any, len(p.Jobs))}
 	for i, j := range p.Jobs {
 		if nr.envs[i], err = toJSON(j.Env); err != nil {
 			return nil, fmt.Errorf("env of job %q: %w", j.Name, err)
 		}
 		if nr.containers[i], err = containerJSON(j.Container); err != nil {
 			return nil, fmt.Errorf("container of job %q: %w", j.Name, err)
+		}
+		if nr.runsOn[i], err = labelsJSON(j.RunsOn); err != nil {
+			return nil, fmt.Errorf("runs-on of job %q: %w", j.Name, err)
 		}
 		nr.nextSteps += len(j.Steps)
 	}
@@ -531,12 +564,12 @@ func (nr *runRow) inserts(gate string) (string, []any) {
 	if len(nr.jobs) == 0 {
 		return q.String(), args
 	}
-	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container) OVERRIDING SYSTEM VALUE ")
-	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER, ?::TEXT)",
+	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on) OVERRIDING SYSTEM VALUE ")
+	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER, ?::TEXT, ?::TEXT)",
 		func(i int) {
 			j := nr.jobs[i]
-			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost, nr.containers[i])
+			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost, nr.containers[i], nr.runsOn[i])
 		})
 	if nr.nextSteps == 0 {
 		return q.String(), args
@@ -629,13 +662,13 @@ const insertRows = 32
 
 // insertJobs stores a run's jobs and their steps, a few multi-row INSERTs in all, and returns
 // them as RunGet reads them (newJobs).
-func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string, containers []any) ([]run.Job, error) {
+func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string, containers, runsOn []any) ([]run.Job, error) {
 	jobIDs := make([]int64, len(in))
-	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container) VALUES ",
-		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)", len(in),
+	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on) VALUES ",
+		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)", len(in),
 		func(i int) []any {
 			j := in[i]
-			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost, containers[i]}
+			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost, containers[i], runsOn[i]}
 		},
 		func(i int, id int64) { jobIDs[i] = id })
 	if err != nil {
@@ -670,7 +703,8 @@ func newJobs(runID int64, in []run.Job, jobIDs, stepIDs []int64) []run.Job {
 	for i, j := range in {
 		jobs[i] = run.Job{ID: jobIDs[i], RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
 			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
-			Env: copyMap(j.Env), RetryLost: j.RetryLost, Container: j.Container.Clone()}
+			Env: copyMap(j.Env), RetryLost: j.RetryLost, Container: j.Container.Clone(),
+			RunsOn: copyLabels(j.RunsOn)}
 		if len(j.Steps) > 0 {
 			jobs[i].Steps = make([]run.Step, len(j.Steps))
 		}

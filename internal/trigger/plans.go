@@ -124,8 +124,8 @@ func (s *Service) planned(p store.Pipeline) (*plan, error) {
 	return pl, nil
 }
 
-// copyJobs is a copy of jobs a caller may change (the Env maps and Containers are the plan's,
-// shared: they are not changed).
+// copyJobs is a copy of jobs a caller may change (the Env and RunsOn maps and Containers are
+// the plan's, shared: they are not changed).
 func copyJobs(jobs []run.Job) []run.Job {
 	if jobs == nil {
 		return nil

@@ -249,6 +249,7 @@ func Plan(p *pipeline.Pipeline) []run.Job {
 				Env:       j.Env,
 				RetryLost: j.RetryRunnerLost,
 				Container: j.Container.Clone(), // the pipeline's image applied by Parse
+				RunsOn:    j.RunsOn,            // the pipeline's runs-on applied by Parse
 			}
 			for k, step := range j.Steps {
 				job.Steps = append(job.Steps, run.Step{Index: k, Name: step.Name, Script: step.Run, Status: run.Queued})
