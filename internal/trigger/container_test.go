@@ -35,29 +35,7 @@ func TestContainersReachRuns(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
-		box := newBox(t)
-		hash, err := auth.HashPasswordCost("password1", 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.UserCreate(ctx, "alice", hash, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := st.PipelineCreate(ctx, "boxed", containerDefinition, nil, u.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runs := &trigger.Service{Store: st, Box: box}
-		hooks := &trigger.Webhooks{Store: st, Runs: runs, Box: box, MaxBody: 1000, Limiter: webhook.NewLimiter(1000, 1000, 10)}
-		token, tokenHash, err := trigger.NewWebhookToken()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sealed, _ := box.Seal([]byte(token))
-		if _, err := st.WebhookEnable(ctx, store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: tokenHash, TokenSealed: sealed}); err != nil {
-			t.Fatal(err)
-		}
+		p, runs, hooks, token := hookedPipeline(t, st, "boxed", containerDefinition)
 		want := []*run.Container{
 			{Image: "golang:1.26"},
 			{Image: "alpine:3", User: "1000", Network: run.NetworkBridge, CPUs: 0.5, Memory: 64 << 20, Pull: run.PullNever,
@@ -89,4 +67,35 @@ func TestContainersReachRuns(t *testing.T) {
 			}
 		}
 	})
+}
+
+// hookedPipeline stores definition as the pipeline name of a user alice, with its webhook
+// enabled: the pipeline, a trigger service and webhooks over st, and the webhook's token.
+func hookedPipeline(t *testing.T, st *store.Store, name, definition string) (store.Pipeline, *trigger.Service, *trigger.Webhooks, string) {
+	t.Helper()
+	ctx := context.Background()
+	box := newBox(t)
+	hash, err := auth.HashPasswordCost("password1", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.UserCreate(ctx, "alice", hash, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.PipelineCreate(ctx, name, definition, nil, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := &trigger.Service{Store: st, Box: box}
+	hooks := &trigger.Webhooks{Store: st, Runs: runs, Box: box, MaxBody: 1000, Limiter: webhook.NewLimiter(1000, 1000, 10)}
+	token, tokenHash, err := trigger.NewWebhookToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := box.Seal([]byte(token))
+	if _, err := st.WebhookEnable(ctx, store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: tokenHash, TokenSealed: sealed}); err != nil {
+		t.Fatal(err)
+	}
+	return p, runs, hooks, token
 }

@@ -7,12 +7,10 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/trigger"
-	"github.com/flowd/flowd/internal/webhook"
 )
 
 // runsOnDefinition has a pipeline runs-on, a job taking it and a job adding to it.
@@ -34,31 +32,13 @@ func TestRunsOnReachRuns(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
-		box := newBox(t)
-		hash, err := auth.HashPasswordCost("password1", 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.UserCreate(ctx, "alice", hash, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := st.PipelineCreate(ctx, "labeled", runsOnDefinition, nil, u.ID)
+		p, runs, hooks, token := hookedPipeline(t, st, "labeled", runsOnDefinition)
+		u, err := st.UserGet(ctx, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
 		plain, err := st.PipelineCreate(ctx, "plain", "name: plain\nstages: [{name: s, jobs: [{name: j, steps: [{run: a}]}]}]\n", nil, u.ID)
 		if err != nil {
-			t.Fatal(err)
-		}
-		runs := &trigger.Service{Store: st, Box: box}
-		hooks := &trigger.Webhooks{Store: st, Runs: runs, Box: box, MaxBody: 1000, Limiter: webhook.NewLimiter(1000, 1000, 10)}
-		token, tokenHash, err := trigger.NewWebhookToken()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sealed, _ := box.Seal([]byte(token))
-		if _, err := st.WebhookEnable(ctx, store.WebhookEnable{PipelineID: p.ID, OwnerID: u.ID, TokenHash: tokenHash, TokenSealed: sealed}); err != nil {
 			t.Fatal(err)
 		}
 		want := []map[string]string{{"os": "linux"}, {"os": "linux", "gpu": "true"}}
