@@ -97,13 +97,13 @@ func (a *Agent) runJob(cj claimedJob) {
 	buf.close()
 
 	// The rest of the log and the end are sent for finishRetryFor at most (while the server is
-	// away), or killedFinishWait when the agent is stopping.
-	wait, why := finishRetryFor, errFinishTimeout
-	if context.Cause(j.run) == errAgentStopped {
-		wait, why = killedFinishWait, errAgentStopped
-	}
-	t := time.AfterFunc(wait, func() { j.gone(why) })
+	// away), and for killedFinishWait once the agent is stopping.
+	t := time.AfterFunc(finishRetryFor, func() { j.gone(errFinishTimeout) })
 	defer t.Stop()
+	stopKilled := context.AfterFunc(a.jobs, func() {
+		time.AfterFunc(killedFinishWait, func() { j.gone(errAgentStopped) }) // a no-op once the job is done
+	})
+	defer stopKilled()
 	err = <-uploaded
 	if err == nil {
 		err = finish(j.net, j.at, buf, finishRequest{Status: res.Status, Message: res.Message, Steps: steps}, log)
