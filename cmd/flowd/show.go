@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowd/flowd/internal/client"
+	flowrun "github.com/flowd/flowd/internal/run"
 )
 
 func (c *cli) cmdShow(ctx context.Context, args []string) int {
@@ -65,7 +66,13 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 			if j.Container != nil {
 				name += " in " + j.Container.Image
 			}
+			if len(j.RunsOn) > 0 {
+				name += " on " + flowrun.FormatLabels(j.RunsOn)
+			}
 			rows = append(rows, []string{name, string(j.Status), "", fmtDuration(j.Duration(now))})
+			if j.Waiting != "" {
+				rows = append(rows, []string{"    " + j.Waiting, "", "", ""})
+			}
 			// A job that ran more than once, or whose runner was lost, shows who held each attempt.
 			if len(j.Attempts) > 1 || len(j.Attempts) == 1 && j.Attempts[0].State == "lost" {
 				for _, a := range j.Attempts {

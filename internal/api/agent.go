@@ -417,7 +417,8 @@ type agentCheckoutJSON struct {
 const claimTimeout = 30 * time.Second
 
 // claimFor claims up to free jobs for agent a, as the server's scheduler claims (attempts of
-// node a.Name and its instance, runners "<agent>/<slot>", the first step not started), and
+// node a.Name and its instance, runners "<agent>/<slot>", the first step not started; only
+// jobs whose runs-on a's labels match), and
 // builds each job's spec. A job whose spec cannot be built (a secret the server cannot
 // decrypt) fails at once with the reason in its log and is not handed out. ErrNotFound: none
 // is ready.
@@ -436,7 +437,7 @@ func (s *Server) claimFor(ctx context.Context, a store.Agent, free int) ([]agent
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
 	claims, err := s.Store.JobsClaim(cctx, store.JobsClaim{Max: free, Holder: store.Holder{Node: a.Name, Instance: a.Instance},
-		Runners: runners, TTL: s.leaseTTL()})
+		Runners: runners, TTL: s.leaseTTL(), Labels: a.Labels})
 	if err != nil {
 		return nil, err
 	}

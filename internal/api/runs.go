@@ -245,6 +245,10 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.Store.RunWaiting(r.Context(), &rn); err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
 	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
 }
 

@@ -219,7 +219,12 @@ type Job struct {
 	// Container is how the job runs in a container (its image, options and services); nil on
 	// the host.
 	Container *run.Container `json:"container,omitempty"`
-	Steps     []Step         `json:"steps"`
+	// RunsOn are the labels a runner must have to take the job (YAML runs-on); nil: any.
+	RunsOn map[string]string `json:"runs_on,omitempty"`
+	// Waiting says why a queued job no live runner can take now waits ("waiting for an agent
+	// with gpu=true; 0 connected"); "" otherwise.
+	Waiting string `json:"waiting,omitempty"`
+	Steps   []Step `json:"steps"`
 }
 
 // Duration is how long the job has run (see Run.Duration).

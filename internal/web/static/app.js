@@ -154,6 +154,13 @@
 
   // jobImage is what a job's header says of its container: " in IMAGE" for a job in a
   // container, nothing for a job on the host.
+  // jobLabels is " on k=v,…" for a job with runs-on: the labels a runner needs to take it.
+  function jobLabels(job) {
+    const keys = Object.keys((job && job.runs_on) || {}).sort();
+    if (!keys.length) return '';
+    return h('span', { class: 'image', title: 'runs only on an agent (or server) with these labels' }, ' on ', h('code', {}, keys.map(k => k + '=' + job.runs_on[k]).join(',')));
+  }
+
   function jobImage(job) {
     if (!job || !job.container || !job.container.image) return '';
     return h('span', { class: 'image', title: 'runs in a container of this image' }, ' in ', h('code', {}, String(job.container.image)));
@@ -673,7 +680,8 @@
           const badge = (j.attempts || []).length > 1 ? h('span', { class: 'attempt', title: attempts.join('\n') }, ' · attempt ' + j.attempt) : '';
           const image = jobImage(j);
           return h('li', { class: 'job', title: attempts.join('\n') + (j.message ? '\n' + j.message : '') },
-            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, image, badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+            h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, image, jobLabels(j), badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+            j.waiting ? h('div', { class: 'waiting muted' }, j.waiting) : null,
             h('ol', {}, steps));
         });
         ol.append(h('li', {},
