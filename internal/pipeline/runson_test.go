@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,5 +104,27 @@ func TestParseRunsOnInvalid(t *testing.T) {
 				t.Errorf("problems =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestParseDesignRunsOnExample: the example of docs/DESIGN.md's "Labels: runs-on (YAML)"
+// parses (with a name) to what its comment says.
+func TestParseDesignRunsOnExample(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/DESIGN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "### Labels: `runs-on` (YAML)\n```yaml\n")
+	block, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/DESIGN.md has no \"Labels: `runs-on` (YAML)\" example")
+	}
+	p, err := Parse([]byte("name: x\n" + block))
+	if err != nil {
+		t.Fatalf("the example does not parse:\n%v", err)
+	}
+	if got, want := p.Stages[0].Jobs[0].RunsOn, map[string]string{"os": "linux", "gpu": "true"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("fit's runs-on = %v, want %v", got, want)
 	}
 }
