@@ -91,3 +91,42 @@ func TestLabels(t *testing.T) {
 		t.Errorf("the gpu job: %+v, want one attempt on gpu-1 and no reason", train)
 	}
 }
+
+// TestServerLabels: a server started with --labels runs the jobs whose runs-on its labels
+// match on its own slots; a job asking for another value waits with the reason, counting the
+// server as no match.
+func TestServerLabels(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	srv := startServer(t, data, dsn, "--executors", "1", "--labels", "gpu=true,os=linux")
+	admin := srv.token("admin", adminPassword)
+	srv.createPipeline(admin, `name: mixed
+stages:
+  - name: s
+    jobs:
+      - name: train
+        runs-on: {gpu: "true"}
+        steps: [{run: echo trained}]
+      - name: cpu
+        runs-on: {gpu: "false"}
+        steps: [{run: echo never}]
+`)
+	id := srv.startRun(admin, "mixed")
+	const reason = "waiting for an agent with gpu=false; 0 connected"
+	waitFor(t, "the gpu job to run on the server and the other to say why it waits", func() bool {
+		jobs := srv.labeledJobs(admin, id)
+		return jobs["train"].Status == "success" && jobs["cpu"].Status == "queued" && jobs["cpu"].Waiting == reason
+	})
+	var nodes struct {
+		Nodes []struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		} `json:"nodes"`
+	}
+	if code := srv.api(admin, "GET", "/api/v1/nodes", nil, &nodes); code != 200 || len(nodes.Nodes) != 1 || nodes.Nodes[0].Kind != "server" {
+		t.Fatalf("GET /api/v1/nodes: %d %+v, want the one server", code, nodes)
+	}
+	if a := srv.labeledJobs(admin, id)["train"].Attempts; len(a) != 1 || a[0].Node != nodes.Nodes[0].Name {
+		t.Errorf("the gpu job's attempts: %+v, want one on the server %s", a, nodes.Nodes[0].Name)
+	}
+}
