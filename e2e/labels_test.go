@@ -119,12 +119,22 @@ stages:
 	})
 	var nodes struct {
 		Nodes []struct {
-			Name string `json:"name"`
-			Kind string `json:"kind"`
+			Name   string `json:"name"`
+			Kind   string `json:"kind"`
+			Server *struct {
+				Executors int               `json:"executors"`
+				Labels    map[string]string `json:"labels"`
+			} `json:"server"`
 		} `json:"nodes"`
 	}
 	if code := srv.api(admin, "GET", "/api/v1/nodes", nil, &nodes); code != 200 || len(nodes.Nodes) != 1 || nodes.Nodes[0].Kind != "server" {
 		t.Fatalf("GET /api/v1/nodes: %d %+v, want the one server", code, nodes)
+	}
+	if sv := nodes.Nodes[0].Server; sv == nil || sv.Executors != 1 || len(sv.Labels) != 2 || sv.Labels["gpu"] != "true" || sv.Labels["os"] != "linux" {
+		t.Errorf("the server's slots in GET /api/v1/nodes: %+v, want 1 executor with gpu=true,os=linux", sv)
+	}
+	if out, _, code := srv.cli(admin, "nodes"); code != 0 || !strings.Contains(out, "gpu=true,os=linux") {
+		t.Errorf("flowd nodes: exit %d, want the server's labels:\n%s", code, out)
 	}
 	if a := srv.labeledJobs(admin, id)["train"].Attempts; len(a) != 1 || a[0].Node != nodes.Nodes[0].Name {
 		t.Errorf("the gpu job's attempts: %+v, want one on the server %s", a, nodes.Nodes[0].Name)

@@ -14,7 +14,8 @@ func (c *cli) cmdNodes(ctx context.Context, args []string) int {
 List the servers and build agents sharing the server's database (global admins only): each
 one's version, when it started, how long ago its last heartbeat was (by the database's clock),
 how many jobs it runs and which, and whether it is live (a heartbeat within its lease TTL); an
-agent's labels, capacity and whether it is paused too. A node that stopped stays listed.`, 0, 0)
+agent's labels, capacity and whether it is paused too; a server's labels (--labels) and its
+--executors as its capacity. A node that stopped stays listed.`, 0, 0)
 	cl, _, code := c.connect(f, args)
 	if code >= 0 {
 		return code
@@ -29,6 +30,9 @@ agent's labels, capacity and whether it is paused too. A node that stopped stays
 		labels, capacity, paused := "-", "-", "-"
 		if a := n.Agent; a != nil {
 			labels, capacity, paused = dash(flowrun.FormatLabels(a.Labels)), fmt.Sprint(a.Capacity), yesNo(a.Paused)
+		}
+		if sv := n.Server; sv != nil {
+			labels, capacity = dash(flowrun.FormatLabels(sv.Labels)), fmt.Sprint(sv.Executors)
 		}
 		running := make([]string, 0, len(n.Running))
 		for _, j := range n.Running {

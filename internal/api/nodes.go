@@ -22,8 +22,15 @@ type nodeJSON struct {
 	Live         bool    `json:"live"`
 	// Agent is set for a node of kind agent.
 	Agent *nodeAgentJSON `json:"agent,omitempty"`
+	// Server is set for a node of kind server: its slots and their labels.
+	Server *nodeServerJSON `json:"server,omitempty"`
 	// Running are the jobs it holds (attempts running or canceling).
 	Running []nodeJobJSON `json:"running"`
+}
+
+type nodeServerJSON struct {
+	Executors int               `json:"executors"`
+	Labels    map[string]string `json:"labels"`
 }
 
 type nodeAgentJSON struct {
@@ -82,6 +89,13 @@ func toNodeJSON(n store.Node) nodeJSON {
 	}
 	if a := n.Agent; a != nil {
 		out.Agent = &nodeAgentJSON{ID: a.ID, Token: a.Token, Labels: a.Labels, Capacity: a.Capacity, Paused: a.Paused}
+	}
+	if n.Kind == store.NodeServer {
+		labels := n.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		out.Server = &nodeServerJSON{Executors: n.Executors, Labels: labels}
 	}
 	return out
 }

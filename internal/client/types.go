@@ -24,8 +24,17 @@ type Node struct {
 	Live         bool    `json:"live"`
 	// Agent is set for a node of kind agent.
 	Agent *NodeAgent `json:"agent,omitempty"`
+	// Server is set for a node of kind server.
+	Server *NodeServer `json:"server,omitempty"`
 	// Running are the jobs the node runs now.
 	Running []NodeJob `json:"running"`
+}
+
+// NodeServer is what a node of kind server adds: its own slots (--executors; 0 runs no job)
+// and their labels (--labels), which a job's runs-on must match to run there.
+type NodeServer struct {
+	Executors int               `json:"executors"`
+	Labels    map[string]string `json:"labels"`
 }
 
 // NodeAgent is what a node of kind agent adds: its agent's labels, capacity and whether it is
