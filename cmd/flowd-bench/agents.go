@@ -100,7 +100,18 @@ type AgentCalls struct {
 	CallP50ms map[string]float64 `json:"call_p50_ms"`
 	// Timeline is when each moment of a job comes after the webhook's POST was sent.
 	Timeline []AgentMoment `json:"timeline"`
-	Error    string        `json:"error,omitempty"`
+	// Concurrent is the calls per job of the same agent under the e2e load at the highest
+	// concurrency, where one claim may bring several jobs.
+	Concurrent AgentCallCount `json:"concurrent"`
+	Error      string         `json:"error,omitempty"`
+}
+
+// AgentCallCount is the calls of jobs run at once.
+type AgentCallCount struct {
+	Concurrency int                `json:"concurrency"`
+	Jobs        int                `json:"jobs"`
+	PerJob      map[string]float64 `json:"calls_per_job"`
+	Total       float64            `json:"total_calls_per_job"`
 }
 
 // AgentMoment is one moment of a job's timeline: p50 and p95 after the POST was sent.
@@ -130,8 +141,10 @@ func agents(ctx context.Context, p plan, ap agentsPlan, progress func(string)) A
 			"webhook {\"abc\":\"%s\"}, follows the run's log to its end and checks it holds %s. Latency = runs.finished_at − the 202 read; runs/s = "+
 			"runs / (first POST → last finished_at), the median of the rounds. Trigger → step start: %d sequential runs (after 2 warm-ups) of "+
 			"`%s` into a FIFO the tool reads, time = line read − POST sent, on the baseline and through 1 agent of capacity %d. Calls: %d more "+
-			"such runs through 1 agent whose server URL is a counting reverse proxy in the tool (its hop adds to those runs' times only).",
-			ap.slots, ap.slots, ap.concurrency, ap.runs, containerScript, containerValue, containerValue, p.t2sN, markScript, ap.slots, callRuns(p))}
+			"such runs through 1 agent whose server URL is a counting reverse proxy in the tool (its hop adds to those runs' times only), then %d runs "+
+			"of the e2e load at concurrency %d through it.",
+			ap.slots, ap.slots, ap.concurrency, ap.runs, containerScript, containerValue, containerValue, p.t2sN, markScript, ap.slots, callRuns(p),
+			ap.runs, slices.Max(ap.concurrency))}
 	root, err := os.MkdirTemp("/var/tmp", "flowd-bench-agents-")
 	if err != nil {
 		res.Error = err.Error()
@@ -314,6 +327,22 @@ func agentCalls(ctx context.Context, p plan, ap agentsPlan, coord *benchServer, 
 	starts, err := sequentialStarts(ctx, coord.t2sURL, coord.db, callRuns(p), marks)
 	time.Sleep(100 * time.Millisecond) // the last job's cleanup and next claim
 	calls := proxy.snapshot()
+	if err == nil {
+		conc := slices.Max(ap.concurrency)
+		res.Concurrent = AgentCallCount{Concurrency: conc, PerJob: map[string]float64{}}
+		var lat []time.Duration
+		lat, _, _, err = coord.loader.load(ctx, coord.e2eURL, conc, ap.runs, io.Discard)
+		time.Sleep(100 * time.Millisecond)
+		res.Concurrent.Jobs = len(lat)
+		for _, c := range proxy.snapshot()[len(calls):] {
+			res.Concurrent.PerJob[c.kind]++
+		}
+		for k, v := range res.Concurrent.PerJob {
+			res.Concurrent.PerJob[k] = round3(v / float64(max(1, len(lat))))
+			res.Concurrent.Total += res.Concurrent.PerJob[k]
+		}
+		res.Concurrent.Total = round3(res.Concurrent.Total)
+	}
 	if stopErr := fleet.stop(procs); err == nil {
 		err = stopErr
 	}
@@ -656,6 +685,22 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// callList prints calls per job by kind, "claim 1.00, steps 1.00 (p50 1.40 ms), …", with each
+// kind's p50 time when p50 has it.
+func callList(perJob, p50 map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"claim", "steps", "log", "heartbeat", "finish", "register", "other"} {
+		if v, ok := perJob[k]; ok {
+			s := fmt.Sprintf("%s %.2f", k, v)
+			if p, ok := p50[k]; ok {
+				s += fmt.Sprintf(" (p50 %.2f ms)", p)
+			}
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""
@@ -702,20 +747,13 @@ func printAgents(w io.Writer, a Agents) {
 	if c.Error != "" {
 		fmt.Fprintf(w, "calls per job: error: %s\n", c.Error)
 	} else {
-		var parts []string
-		for _, k := range []string{"claim", "steps", "log", "heartbeat", "finish", "register", "other"} {
-			if v, ok := c.PerJob[k]; ok {
-				s := fmt.Sprintf("%s %.2f", k, v)
-				if p, ok := c.CallP50ms[k]; ok {
-					s += fmt.Sprintf(" (p50 %.2f ms)", p)
-				}
-				parts = append(parts, s)
-			}
-		}
 		fmt.Fprintf(w, "calls per job through a counting proxy, %d sequential jobs: %.2f in all: %s; log %.0f bytes per job\n",
-			c.Jobs, c.Total, strings.Join(parts, ", "), c.LogBytesPerJob)
+			c.Jobs, c.Total, callList(c.PerJob, c.CallP50ms), c.LogBytesPerJob)
 		for _, m := range c.Timeline {
 			fmt.Fprintf(w, "  %-30s p50 %6.2f ms, p95 %6.2f ms after the POST (%d jobs)\n", m.Moment, m.P50ms, m.P95ms, m.Jobs)
+		}
+		if cc := c.Concurrent; cc.Jobs > 0 {
+			fmt.Fprintf(w, "calls per job, %d jobs at concurrency %d through the same agent: %.2f in all: %s\n", cc.Jobs, cc.Concurrency, cc.Total, callList(cc.PerJob, nil))
 		}
 	}
 	if a.Error != "" {

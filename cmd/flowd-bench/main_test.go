@@ -146,6 +146,9 @@ func checkAgents(t *testing.T, raw json.RawMessage) {
 	if c.Error != "" || c.Jobs == 0 || c.PerJob["finish"] != 1 || c.PerJob["claim"] < 1 || c.PerJob["steps"] < 1 || c.PerJob["log"] < 1 {
 		t.Errorf("agents calls: %+v", c)
 	}
+	if cc := c.Concurrent; cc.Jobs != a.RunsPerLoad || cc.PerJob["finish"] != 1 || cc.PerJob["claim"] == 0 {
+		t.Errorf("agents calls at concurrency: %+v, want %d jobs, one finish each", cc, a.RunsPerLoad)
+	}
 }
 
 // agentLeftovers lists the agents section's work folders under /var/tmp and the processes
