@@ -43,14 +43,16 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("flowd nodes: exit %d\n%s%s", code, stdout, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "NAME KIND VERSION STARTED HEARTBEAT JOBS LIVE" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "NAME KIND VERSION STARTED HEARTBEAT JOBS LIVE LABELS CAPACITY PAUSED RUNNING" {
 		t.Fatalf("flowd nodes printed:\n%s\nwant a header and two servers", stdout)
 	}
 	for i, name := range []string{"node-a", "node-b"} {
 		f := strings.Fields(lines[i+1])
 		heard := strings.Contains(lines[i+1], " ago ") || strings.Contains(lines[i+1], " just now ")
-		if f[0] != name || f[1] != "server" || f[len(f)-1] != "yes" || f[len(f)-2] != "0" || !heard {
-			t.Errorf("flowd nodes row %d = %q; want %s, a live server holding no jobs, its heartbeat some seconds ago", i+1, lines[i+1], name)
+		// ... JOBS LIVE LABELS CAPACITY PAUSED RUNNING: a server without labels, its --executors
+		// (4 by default) as its capacity, never paused, running nothing.
+		if f[0] != name || f[1] != "server" || strings.Join(f[len(f)-6:], " ") != "0 yes - 4 - -" || !heard {
+			t.Errorf("flowd nodes row %d = %q; want %s, a live server of 4 executors holding no jobs, its heartbeat some seconds ago", i+1, lines[i+1], name)
 		}
 	}
 
