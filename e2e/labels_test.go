@@ -54,7 +54,16 @@ func (s *server) labeledJobs(token string, id int64) map[string]labeledJob {
 // connects.
 func TestLabels(t *testing.T) {
 	t.Parallel()
-	data, dsn := newDatabase(t, "sqlite")
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			testLabels(t, dialect)
+		})
+	}
+}
+
+func testLabels(t *testing.T, dialect string) {
+	data, dsn := newDatabase(t, dialect)
 	srv := startServer(t, data, dsn, "--executors", "1")
 	admin := srv.token("admin", adminPassword)
 	token := srv.agentToken(admin, "pool")
