@@ -205,8 +205,8 @@ func TestAgentKilled(t *testing.T) {
 }
 
 // TestAgentCancelGrace: cancel reaches a job on an agent; its step traps SIGTERM and has a
-// background child: the child gets SIGTERM, then everything is killed after the grace; the run
-// is canceled and no process of the step is left.
+// background child: the child gets SIGTERM, then everything is killed after the job's
+// cancel_grace; the run is canceled and no process of the step is left.
 func TestAgentCancelGrace(t *testing.T) {
 	t.Parallel()
 	data, dsn := newDatabase(t, "sqlite")
@@ -216,11 +216,21 @@ func TestAgentCancelGrace(t *testing.T) {
 	marker := fmt.Sprintf("agent-cancel-%d", time.Now().UnixNano())
 	t.Cleanup(func() { killProcesses(marker) })
 	// Both the step's shell and its background child catch SIGTERM, say so and go on: only the
-	// SIGKILL after the grace (10 s) ends them.
-	srv.createPipeline(admin, oneJob("trap", 0, `sh -c 'trap "echo child got TERM" TERM; while :; do sleep 0.1 || true; done' `+marker+` &
-trap 'echo parent got TERM' TERM
-echo started
-while :; do sleep 0.1 || true; done`))
+	// SIGKILL after the job's cancel_grace (3 s, not the agent's default 10 s) ends them.
+	srv.createPipeline(admin, `name: trap
+stages:
+  - name: work
+    jobs:
+      - name: work
+        cancel_grace: 3s
+        steps:
+          - name: work
+            run: |
+              sh -c 'trap "echo child got TERM" TERM; while :; do sleep 0.1 || true; done' `+marker+` &
+              trap 'echo parent got TERM' TERM
+              echo started
+              while :; do sleep 0.1 || true; done
+`)
 	id := srv.startRun(admin, "trap")
 	waitFor(t, "the step to start", func() bool { return strings.Contains(srv.log(admin, id), "started\n") })
 	begin := time.Now()
@@ -233,8 +243,8 @@ while :; do sleep 0.1 || true; done`))
 	if r.Status != "canceled" || !strings.Contains(log, "child got TERM") || !strings.Contains(log, "parent got TERM") {
 		t.Errorf("run %s %q, want canceled with both TERM lines\n%s", r.Status, r.Message, log)
 	}
-	if took < 8*time.Second {
-		t.Errorf("the job ended %v after the cancel: its processes were not given the 10 s grace", took)
+	if took < 2500*time.Millisecond || took > 9*time.Second {
+		t.Errorf("the job ended %v after the cancel: its processes were not given the job's 3 s grace", took)
 	}
 	waitFor(t, "the step's processes to be gone", func() bool { return !processAlive(marker) })
 }

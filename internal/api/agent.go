@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -483,7 +484,7 @@ func toAgentJob(c store.Claim, spec jobspec.Spec, ttl time.Duration) agentJobJSO
 		Secrets:   spec.Secrets,
 		// Rounded up: a timeout of 1.5 s is not cut to 1 s.
 		TimeoutSeconds:     int64((spec.Timeout + time.Second - 1) / time.Second),
-		CancelGraceSeconds: int64(cancelGrace.Seconds()),
+		CancelGraceSeconds: int64(cmp.Or(spec.KillGrace, cancelGrace).Seconds()),
 		Workspace:          spec.Workspace,
 		Container:          spec.Container,
 	}

@@ -36,6 +36,9 @@ type Spec struct {
 	Secrets []string
 	// Timeout bounds the whole job; 0 means none.
 	Timeout time.Duration
+	// KillGrace is the job's cancel_grace: how long a canceled step's processes have between
+	// SIGTERM and SIGKILL; 0 is the runner's own.
+	KillGrace time.Duration
 	// Workspace is the job's folder: the runner's workspace root joined with WorkspaceName.
 	Workspace string
 	// Attempt is the id of the job's attempt (store.Claim.Attempt.ID).
@@ -66,6 +69,7 @@ func Build(c store.Claim, box *secret.Box, workspaceRoot string) (Spec, error) {
 		Job:       c.Job.Name,
 		Checkout:  checkout,
 		Timeout:   c.Job.Timeout,
+		KillGrace: c.Job.CancelGrace,
 		Workspace: filepath.Join(workspaceRoot, WorkspaceName(c.Run.ID, c.Job.ID)),
 		Attempt:   c.Attempt.ID,
 		Container: c.Job.Container.Clone(),
@@ -116,6 +120,7 @@ func (s Spec) ExecutorJob() executor.Job {
 		Checkout:  s.Checkout,
 		Steps:     s.Steps,
 		Timeout:   s.Timeout,
+		KillGrace: s.KillGrace,
 	}
 }
 

@@ -743,7 +743,7 @@ func describe(n *yaml.Node) string {
 
 var (
 	stageKeys = []string{"name", "jobs"}
-	jobKeys   = []string{"name", "image", "container", "services", "runs-on", "timeout", "env", "retry", "steps"}
+	jobKeys   = []string{"name", "image", "container", "services", "runs-on", "timeout", "cancel_grace", "env", "retry", "steps"}
 	stepKeys  = []string{"name", "run"}
 )
 
@@ -872,6 +872,8 @@ func (ps *parser) jobs(f field, seen map[string]int) []Job {
 				stepsField = g
 			case "timeout":
 				job.Timeout = ps.timeout(g)
+			case "cancel_grace":
+				job.CancelGrace = ps.cancelGrace(g)
 			case "retry":
 				job.RetryRunnerLost = ps.retry(g)
 			case "runs-on":
@@ -1030,6 +1032,28 @@ func (ps *parser) timeout(g *field) time.Duration {
 		return d
 	}
 	return DefaultJobTimeout
+}
+
+// cancelGrace reads a job's cancel_grace: a duration from 1s to MaxCancelGrace; 0 when
+// omitted or wrong (a problem is added).
+func (ps *parser) cancelGrace(g *field) time.Duration {
+	s, ok := ps.str(g.val, g.path)
+	pos := ps.node(g.val)
+	if !ok || isNull(pos) {
+		return 0
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		ps.addf(pos, g.path, "invalid duration %q: use a number and a unit, e.g. 10s or 1m", s)
+	case d < time.Second:
+		ps.addf(pos, g.path, "must be at least 1s (the time a canceled step has between SIGTERM and SIGKILL)")
+	case d > MaxCancelGrace:
+		ps.addf(pos, g.path, "must be at most %s", MaxCancelGrace)
+	default:
+		return d
+	}
+	return 0
 }
 
 // steps walks the steps of a job.

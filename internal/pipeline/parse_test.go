@@ -152,6 +152,11 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("RetryRunnerLost = %d, want 2", got)
 			}
 		}},
+		{"cancel_grace", strings.Replace(minimal, "        steps:", "        cancel_grace: 30s\n        steps:", 1), func(t *testing.T, p *Pipeline) {
+			if g := p.Stages[0].Jobs[0].CancelGrace; g != 30*time.Second {
+				t.Errorf("cancel_grace = %v, want 30s", g)
+			}
+		}},
 		{"timeout and env", strings.Replace(minimal, "        steps:", "        timeout: 24h\n        env: {A: 1, B: x}\n        steps:", 1), func(t *testing.T, p *Pipeline) {
 			j := p.Stages[0].Jobs[0]
 			if j.Timeout != 24*time.Hour || !reflect.DeepEqual(j.Env, map[string]string{"A": "1", "B": "x"}) {
@@ -273,6 +278,9 @@ func TestParseInvalid(t *testing.T) {
 		{"retry without when", job("        retry: {max: 1}\n        steps: [{run: a}]\n"), []string{"6:16: stages[0].jobs[0].retry: needs when: [runner_lost]"}},
 		{"zero timeout", job("        timeout: 0s\n        steps: [{run: a}]\n"), []string{"6:18: stages[0].jobs[0].timeout: must be more than 0"}},
 		{"timeout over 24h", job("        timeout: 24h1s\n        steps: [{run: a}]\n"), []string{"6:18: stages[0].jobs[0].timeout: must be at most 24h"}},
+		{"bad cancel_grace", job("        cancel_grace: later\n        steps: [{run: a}]\n"), []string{`6:23: stages[0].jobs[0].cancel_grace: invalid duration "later": use a number and a unit, e.g. 10s or 1m`}},
+		{"cancel_grace under 1s", job("        cancel_grace: 500ms\n        steps: [{run: a}]\n"), []string{"6:23: stages[0].jobs[0].cancel_grace: must be at least 1s (the time a canceled step has between SIGTERM and SIGKILL)"}},
+		{"cancel_grace over 10m", job("        cancel_grace: 11m\n        steps: [{run: a}]\n"), []string{"6:23: stages[0].jobs[0].cancel_grace: must be at most 10m0s"}},
 		{"env keys", job("        env: {PATH: /x, 9A: b, FLOWD_RUN_ID: 1, OK: [a]}\n        steps: [{run: a}]\n"), []string{
 			"6:15: stages[0].jobs[0].env.PATH: reserved name: FLOWD_*, PATH and HOME are set by flowd",
 			"6:25: stages[0].jobs[0].env.9A: invalid variable name: use letters, digits and '_', not starting with a digit",

@@ -66,6 +66,9 @@ const DefaultJobTimeout = 60 * time.Minute
 // MaxRetries bounds a job's retry max.
 const MaxRetries = 3
 
+// MaxCancelGrace is the longest cancel_grace a job may ask for.
+const MaxCancelGrace = 10 * time.Minute
+
 // MaxJobTimeout is the longest timeout a job may ask for.
 const MaxJobTimeout = 24 * time.Hour
 
@@ -138,6 +141,9 @@ type Stage struct {
 type Job struct {
 	Name    string
 	Timeout time.Duration // DefaultJobTimeout when omitted; at most MaxJobTimeout
+	// CancelGrace is how long a canceled or timed-out step's processes have between SIGTERM
+	// and SIGKILL (cancel_grace); 0 when omitted: the runner's own. At most MaxCancelGrace.
+	CancelGrace time.Duration
 	Env     map[string]string
 	// RetryRunnerLost is how many more attempts the job gets when its runner is lost
 	// (retry: {when: [runner_lost], max: N}); 0 = none, at most MaxRetries.

@@ -154,6 +154,9 @@ type Job struct {
 	Env       map[string]string `json:"-"`
 	// RetryLost is how many more attempts the job gets when its runner is lost.
 	RetryLost int `json:"-"`
+	// CancelGrace is how long a canceled (or timed-out) step's processes have between SIGTERM
+	// and SIGKILL (YAML cancel_grace); 0 is the runner's own (a server's 1 s, an agent's 10 s).
+	CancelGrace time.Duration `json:"-"`
 	// Container, when set, runs the job's steps in a container of its image (the job's or the
 	// pipeline's image:); nil runs them as processes on the runner's host.
 	Container *Container `json:"container,omitempty"`

@@ -234,7 +234,7 @@ func loadRun(ctx context.Context, d db, id int64, withJobs bool) (run.Run, error
 }
 
 const jobCols = `j.id, j.run_id, j.stage, j.stage_name, j.idx, j.name, j.status, j.timeout_ms, j.env,
-	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost, j.container, j.runs_on`
+	j.started_at, j.finished_at, j.message, j.attempts, j.retry_lost, j.container, j.runs_on, j.cancel_grace_ms`
 
 // loadJobs reads the jobs that match where (on alias j) with their attempts and steps, in
 // stage and index order: three queries however many jobs there are.
@@ -255,13 +255,15 @@ func readJobs(ctx context.Context, d db, withAttempts bool, where string, args .
 		var (
 			j         run.Job
 			timeoutMS int64
+			graceMS   int64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.Stage, &j.StageName, &j.Index, &j.Name, &j.Status, &timeoutMS,
 			jsonMap{&j.Env}, nullTimeScan{&j.StartedAt}, nullTimeScan{&j.FinishedAt}, &j.Message, &j.Attempt, &j.RetryLost,
-			containerScan{&j.Container}, labelsScan{&j.RunsOn}); err != nil {
+			containerScan{&j.Container}, labelsScan{&j.RunsOn}, &graceMS); err != nil {
 			return nil, err
 		}
 		j.Timeout = time.Duration(timeoutMS) * time.Millisecond
+		j.CancelGrace = time.Duration(graceMS) * time.Millisecond
 		byID[j.ID] = len(jobs)
 		jobs = append(jobs, j)
 	}
@@ -564,12 +566,12 @@ func (nr *runRow) inserts(gate string) (string, []any) {
 	if len(nr.jobs) == 0 {
 		return q.String(), args
 	}
-	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on) OVERRIDING SYSTEM VALUE ")
-	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER, ?::TEXT, ?::TEXT)",
+	q.WriteString(", j AS (INSERT INTO jobs (id, run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on, cancel_grace_ms) OVERRIDING SYSTEM VALUE ")
+	rows(len(nr.jobs), "(?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+		"(?::BIGINT, ?::BIGINT, ?::INTEGER, ?::TEXT, ?::INTEGER, ?::TEXT, 'queued', ?::BIGINT, ?::TEXT, ?::INTEGER, ?::TEXT, ?::TEXT, ?::BIGINT)",
 		func(i int) {
 			j := nr.jobs[i]
-			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost, nr.containers[i], nr.runsOn[i])
+			args = append(args, nr.jobIDs[i], r.ID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), nr.envs[i], j.RetryLost, nr.containers[i], nr.runsOn[i], j.CancelGrace.Milliseconds())
 		})
 	if nr.nextSteps == 0 {
 		return q.String(), args
@@ -664,11 +666,11 @@ const insertRows = 32
 // them as RunGet reads them (newJobs).
 func insertJobs(ctx context.Context, tx db, runID int64, in []run.Job, envs []string, containers, runsOn []any) ([]run.Job, error) {
 	jobIDs := make([]int64, len(in))
-	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on) VALUES ",
-		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)", len(in),
+	err := insertMany(ctx, tx, "INSERT INTO jobs (run_id, stage, stage_name, idx, name, status, timeout_ms, env, retry_lost, container, runs_on, cancel_grace_ms) VALUES ",
+		"(?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)", len(in),
 		func(i int) []any {
 			j := in[i]
-			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost, containers[i], runsOn[i]}
+			return []any{runID, j.Stage, j.StageName, j.Index, j.Name, j.Timeout.Milliseconds(), envs[i], j.RetryLost, containers[i], runsOn[i], j.CancelGrace.Milliseconds()}
 		},
 		func(i int, id int64) { jobIDs[i] = id })
 	if err != nil {
@@ -704,7 +706,7 @@ func newJobs(runID int64, in []run.Job, jobIDs, stepIDs []int64) []run.Job {
 		jobs[i] = run.Job{ID: jobIDs[i], RunID: runID, Stage: j.Stage, StageName: j.StageName, Index: j.Index, Name: j.Name,
 			Status: run.Queued, Timeout: time.Duration(j.Timeout.Milliseconds()) * time.Millisecond,
 			Env: copyMap(j.Env), RetryLost: j.RetryLost, Container: j.Container.Clone(),
-			RunsOn: copyLabels(j.RunsOn)}
+			RunsOn: copyLabels(j.RunsOn), CancelGrace: time.Duration(j.CancelGrace.Milliseconds()) * time.Millisecond}
 		if len(j.Steps) > 0 {
 			jobs[i].Steps = make([]run.Step, len(j.Steps))
 		}

@@ -240,16 +240,17 @@ func Plan(p *pipeline.Pipeline) []run.Job {
 	for si, st := range p.Stages {
 		for ji, j := range st.Jobs {
 			job := run.Job{
-				Stage:     si,
-				StageName: st.Name,
-				Index:     ji,
-				Name:      j.Name,
-				Status:    run.Queued,
-				Timeout:   j.Timeout,
-				Env:       j.Env,
-				RetryLost: j.RetryRunnerLost,
-				Container: j.Container.Clone(), // the pipeline's image applied by Parse
-				RunsOn:    j.RunsOn,            // the pipeline's runs-on applied by Parse
+				Stage:       si,
+				StageName:   st.Name,
+				Index:       ji,
+				Name:        j.Name,
+				Status:      run.Queued,
+				Timeout:     j.Timeout,
+				Env:         j.Env,
+				RetryLost:   j.RetryRunnerLost,
+				Container:   j.Container.Clone(), // the pipeline's image applied by Parse
+				RunsOn:      j.RunsOn,            // the pipeline's runs-on applied by Parse
+				CancelGrace: j.CancelGrace,
 			}
 			for k, step := range j.Steps {
 				job.Steps = append(job.Steps, run.Step{Index: k, Name: step.Name, Script: step.Run, Status: run.Queued})
