@@ -144,7 +144,7 @@ type Job struct {
 	// CancelGrace is how long a canceled or timed-out step's processes have between SIGTERM
 	// and SIGKILL (cancel_grace); 0 when omitted: the runner's own. At most MaxCancelGrace.
 	CancelGrace time.Duration
-	Env     map[string]string
+	Env         map[string]string
 	// RetryRunnerLost is how many more attempts the job gets when its runner is lost
 	// (retry: {when: [runner_lost], max: N}); 0 = none, at most MaxRetries.
 	RetryRunnerLost int
