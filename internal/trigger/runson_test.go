@@ -86,7 +86,7 @@ func TestRunsOnReachRuns(t *testing.T) {
 // copied into run.Job by Plan would be lost between the definition and the runner).
 func TestPlanJobFields(t *testing.T) {
 	t.Parallel()
-	known := []string{"Name", "Timeout", "Env", "RetryRunnerLost", "Container", "RunsOn", "Steps", "Pos"}
+	known := []string{"Name", "Timeout", "CancelGrace", "Env", "RetryRunnerLost", "Container", "RunsOn", "Steps", "Pos"}
 	typ := reflect.TypeFor[pipeline.Job]()
 	for i := range typ.NumField() {
 		if name := typ.Field(i).Name; !slices.Contains(known, name) {
