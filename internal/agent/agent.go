@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowd/flowd/internal/agentproto"
 	"github.com/flowd/flowd/internal/executor"
 )
 
@@ -428,17 +429,17 @@ func (a *Agent) fatalError() error {
 }
 
 // register registers the agent with a new instance, retried while the server is away.
-func (a *Agent) register(ctx context.Context) (registerResponse, error) {
+func (a *Agent) register(ctx context.Context) (agentproto.RegisterResponse, error) {
 	inst := make([]byte, 16)
 	rand.Read(inst)
 	a.instance = hex.EncodeToString(inst)
-	req := registerRequest{Name: a.cfg.Name, Instance: a.instance, Labels: a.cfg.Labels,
+	req := agentproto.RegisterRequest{Name: a.cfg.Name, Instance: a.instance, Labels: a.cfg.Labels,
 		Capacity: a.cfg.Capacity, Version: a.cfg.Version}
 	if req.Labels == nil {
 		req.Labels = map[string]string{}
 	}
-	var ans registerResponse
-	if err := a.conn.postJSON(ctx, "/register", "", req, &ans, time.Time{}); err != nil {
+	var ans agentproto.RegisterResponse
+	if err := a.conn.postJSON(ctx, agentproto.RegisterPath, "", req, &ans, time.Time{}); err != nil {
 		if errors.Is(err, errUnauthorized) {
 			a.fatal(err)
 			return ans, err
@@ -455,19 +456,19 @@ func (a *Agent) register(ctx context.Context) (registerResponse, error) {
 }
 
 // claim asks for up to free jobs, waiting up to wait seconds. paused: the agent is paused.
-func (a *Agent) claim(ctx context.Context, agentID int64, free, wait int) ([]claimedJob, bool, error) {
-	req := claimRequest{AgentID: agentID, Instance: a.instance, Free: free, WaitSeconds: wait}
+func (a *Agent) claim(ctx context.Context, agentID int64, free, wait int) ([]agentproto.Job, bool, error) {
+	req := agentproto.ClaimRequest{AgentID: agentID, Instance: a.instance, Free: free, WaitSeconds: float64(wait)}
 	body, err := jsonBody(req)
 	if err != nil {
 		return nil, false, err
 	}
-	var ans claimResponse
-	hdr, _, err := a.conn.exchange(ctx, call{method: http.MethodPost, path: "/claim", body: body, json: true,
+	var ans agentproto.ClaimResponse
+	hdr, _, err := a.conn.exchange(ctx, call{method: http.MethodPost, path: agentproto.ClaimPath, body: body, json: true,
 		timeout: time.Duration(wait)*time.Second + 30*time.Second}, &ans)
 	if err != nil {
 		return nil, false, err
 	}
-	return ans.Jobs, hdr.Get("Flowd-Agent-Paused") == "1", nil
+	return ans.Jobs, hdr.Get(agentproto.AgentPausedHeader) == "1", nil
 }
 
 // Signals returns the contexts of Run for a process: drain is done at the first SIGTERM or

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowd/flowd/internal/agentproto"
 	"github.com/flowd/flowd/internal/executor"
 	"github.com/flowd/flowd/internal/logs"
 	"github.com/flowd/flowd/internal/run"
@@ -36,7 +37,7 @@ const killedFinishWait = 30 * time.Second
 // job is one claimed attempt run by this agent.
 type job struct {
 	a    *Agent
-	cj   claimedJob
+	cj   agentproto.Job
 	at   attemptConn
 	log  *slog.Logger
 	exec executor.Job
@@ -53,7 +54,7 @@ type job struct {
 // is buffered and uploaded, its lease renewed every heartbeat, and its end finished with the
 // log's length and checksum. It returns once the job's end is recorded (or given up) and its
 // workspace is removed.
-func (a *Agent) runJob(cj claimedJob) {
+func (a *Agent) runJob(cj agentproto.Job) {
 	log := a.log.With("run", cj.RunID, "job", cj.JobID, "attempt", cj.Attempt.Number)
 	j := &job{a: a, cj: cj, log: log, at: attemptConn{c: a.conn, id: cj.Attempt.ID, token: cj.Attempt.Token}}
 	j.run, j.stop = context.WithCancelCause(a.jobs)
@@ -106,7 +107,7 @@ func (a *Agent) runJob(cj claimedJob) {
 	defer stopKilled()
 	err = <-uploaded
 	if err == nil {
-		err = finish(j.net, j.at, buf, finishRequest{Status: res.Status, Message: res.Message, Steps: steps}, log)
+		err = finish(j.net, j.at, buf, agentproto.FinishRequest{Status: res.Status, Message: res.Message, Steps: steps}, log)
 	}
 	switch {
 	case err == nil:
@@ -128,7 +129,7 @@ func (a *Agent) runJob(cj claimedJob) {
 
 // execute runs the job with the executor, its output through a logs.Writer (masking, the
 // head and tail limit) into buf, and returns its result and the step results not posted yet.
-func (j *job) execute(buf *logBuffer) (executor.Result, []stepResult) {
+func (j *job) execute(buf *logBuffer) (executor.Result, []agentproto.StepResult) {
 	a, cj := j.a, j.cj
 	appender := logs.NewAppender(buf, j.log.With("component", "logs"))
 	appender.JobLimit = a.cfg.MaxJobLog
@@ -161,16 +162,16 @@ func (j *job) execute(buf *logBuffer) (executor.Result, []stepResult) {
 			res.Status, res.Message = run.Failed, "log write failed: "+err.Error()
 		}
 	}
-	var steps []stepResult
+	var steps []agentproto.StepResult
 	for _, s := range pending() {
-		steps = append(steps, stepResult{StepID: s.StepID, Status: s.Status, ExitCode: s.ExitCode})
+		steps = append(steps, agentproto.StepResult{StepID: s.StepID, Status: s.Status, ExitCode: s.ExitCode})
 	}
 	return res, steps
 }
 
 // executorJob is the executor's job of a claim: its environment is the claim's with PATH and
 // HOME of the agent and FLOWD_WORKSPACE (a job in a container has its own from the server).
-func (a *Agent) executorJob(cj claimedJob) executor.Job {
+func (a *Agent) executorJob(cj agentproto.Job) executor.Job {
 	ws := filepath.Join(a.workspaces, filepath.Base(filepath.Clean("/"+cj.Workspace)))
 	env := append([]string(nil), cj.Env...)
 	if cj.Container == nil {
@@ -207,6 +208,7 @@ func (j *job) heartbeat() {
 	period := j.a.heartbeatEvery
 	b := j.a.conn.backoff()
 	b.Max = min(b.Max, max(period, j.a.leaseTTL/4))
+	body, _ := jsonBody(agentproto.HeartbeatRequest{}) // {}: it cannot fail
 	t := time.NewTimer(period)
 	defer t.Stop()
 	for {
@@ -215,9 +217,9 @@ func (j *job) heartbeat() {
 			return
 		case <-t.C:
 		}
-		var ans stateResponse
-		err := j.a.conn.once(j.net, call{method: http.MethodPost, path: j.at.path("heartbeat"), attempt: j.at.token,
-			body: []byte("{}"), json: true}, &ans)
+		var ans agentproto.StateResponse
+		err := j.a.conn.once(j.net, call{method: http.MethodPost, path: j.at.path(agentproto.HeartbeatPath), attempt: j.at.token,
+			body: body, json: true}, &ans)
 		next := period
 		switch {
 		case err == nil:
@@ -234,7 +236,7 @@ func (j *job) heartbeat() {
 }
 
 // onState acts on the state the server answered: canceling cancels the job.
-func (j *job) onState(s stateResponse) {
+func (j *job) onState(s agentproto.StateResponse) {
 	if s.State == "canceling" {
 		j.cancelOnce.Do(func() { j.log.Info("the job was canceled on the server; stopping it") })
 		j.stop(errCancelRequested)
@@ -262,12 +264,12 @@ type stepReport struct{ j *job }
 // answers or the attempt is gone; ctx (a bounded one of the reporter's) is not used, so that a
 // server away for minutes loses no step.
 func (r stepReport) StepAdvance(_ context.Context, finished []store.StepResult, start int64) error {
-	req := stepsRequest{Start: start, Finished: []stepResult{}}
+	req := agentproto.StepsRequest{Start: start, Finished: []agentproto.StepResult{}}
 	for _, s := range finished {
-		req.Finished = append(req.Finished, stepResult{StepID: s.StepID, Status: s.Status, ExitCode: s.ExitCode})
+		req.Finished = append(req.Finished, agentproto.StepResult{StepID: s.StepID, Status: s.Status, ExitCode: s.ExitCode})
 	}
-	var ans stateResponse
-	if err := r.j.a.conn.postJSON(r.j.net, r.j.at.path("steps"), r.j.at.token, req, &ans, time.Time{}); err != nil {
+	var ans agentproto.StateResponse
+	if err := r.j.a.conn.postJSON(r.j.net, r.j.at.path(agentproto.StepsPath), r.j.at.token, req, &ans, time.Time{}); err != nil {
 		return err
 	}
 	r.j.onState(ans)

@@ -15,109 +15,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowd/flowd/internal/run"
+	"github.com/flowd/flowd/internal/agentproto"
 )
 
-// The agent's side of the wire (docs/agent-protocol.md, version 1).
-
-// apiPrefix is the path of every agent call.
-const apiPrefix = "/api/agent/v1"
-
-type registerRequest struct {
-	Name     string            `json:"name"`
-	Instance string            `json:"instance"`
-	Labels   map[string]string `json:"labels"`
-	Capacity int               `json:"capacity"`
-	Version  string            `json:"version"`
-}
-
-type registerResponse struct {
-	Agent struct {
-		ID       int64             `json:"id"`
-		Name     string            `json:"name"`
-		Labels   map[string]string `json:"labels"`
-		Capacity int               `json:"capacity"`
-		Paused   bool              `json:"paused"`
-	} `json:"agent"`
-	LeaseSeconds     int `json:"lease_seconds"`
-	HeartbeatSeconds int `json:"heartbeat_seconds"`
-	ClaimWaitSeconds int `json:"claim_wait_seconds"`
-}
-
-type claimRequest struct {
-	AgentID     int64  `json:"agent_id"`
-	Instance    string `json:"instance"`
-	Free        int    `json:"free"`
-	WaitSeconds int    `json:"wait_seconds"`
-}
-
-type claimResponse struct {
-	Jobs []claimedJob `json:"jobs"`
-}
-
-// claimedJob is one job of a claim's answer: everything the agent needs to run it.
-type claimedJob struct {
-	Attempt struct {
-		ID           int64  `json:"id"`
-		Number       int    `json:"number"`
-		Token        string `json:"token"`
-		LeaseSeconds int    `json:"lease_seconds"`
-	} `json:"attempt"`
-	RunID     int64  `json:"run_id"`
-	RunNumber int64  `json:"run_number"`
-	JobID     int64  `json:"job_id"`
-	Pipeline  string `json:"pipeline"`
-	Stage     string `json:"stage"`
-	Job       string `json:"job"`
-	Steps     []struct {
-		ID     int64  `json:"id"`
-		Name   string `json:"name"`
-		Script string `json:"script"`
-	} `json:"steps"`
-	Env      []string `json:"env"`
-	Checkout *struct {
-		URL      string `json:"url"`
-		SHA      string `json:"sha"`
-		Ref      string `json:"ref"`
-		Username string `json:"username"`
-		Password string `json:"password"`
-	} `json:"checkout"`
-	Secrets            []string       `json:"secrets"`
-	TimeoutSeconds     int            `json:"timeout_seconds"`
-	CancelGraceSeconds int            `json:"cancel_grace_seconds"`
-	Workspace          string         `json:"workspace"`
-	Container          *run.Container `json:"container"`
-}
-
-// stepResult is a finished step in a steps or finish call.
-type stepResult struct {
-	StepID   int64      `json:"step_id"`
-	Status   run.Status `json:"status"`
-	ExitCode *int       `json:"exit_code"`
-}
-
-type stepsRequest struct {
-	Finished []stepResult `json:"finished"`
-	Start    int64        `json:"start"`
-}
-
-// stateResponse is the answer of heartbeat and steps.
-type stateResponse struct {
-	State        string `json:"state"` // "running" or "canceling"
-	GraceSeconds int    `json:"grace_seconds"`
-}
-
-type logResponse struct {
-	Length int64 `json:"length"`
-}
-
-type finishRequest struct {
-	Status    run.Status   `json:"status"`
-	Message   string       `json:"message"`
-	Steps     []stepResult `json:"steps"`
-	LogLength int64        `json:"log_length"`
-	LogSHA256 string       `json:"log_sha256"`
-}
+// The agent's side of the wire (docs/agent-protocol.md, version 1): its paths, headers and
+// bodies are agentproto's.
 
 // Errors of calls, as the protocol defines them.
 var (
@@ -239,7 +141,7 @@ func (c *conn) backoff() *backoff { return &backoff{Base: c.retryBase, Max: c.re
 // call is one request of the protocol.
 type call struct {
 	method  string
-	path    string // under apiPrefix
+	path    string // under agentproto.Prefix
 	attempt string // the attempt token, for per-attempt calls
 	body    []byte
 	json    bool          // body is JSON (else raw log bytes)
@@ -287,13 +189,13 @@ func (c *conn) exchange(ctx context.Context, cl call, out any) (hdr http.Header,
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+apiPrefix+cl.path, body)
+	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+agentproto.Prefix+cl.path, body)
 	if err != nil {
 		return nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if cl.attempt != "" {
-		req.Header.Set("Flowd-Attempt-Token", cl.attempt)
+		req.Header.Set(agentproto.AttemptTokenHeader, cl.attempt)
 	}
 	if cl.body != nil {
 		if cl.json {

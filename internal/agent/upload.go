@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/flowd/flowd/internal/agentproto"
 )
 
 // maxLogPut is the most log bytes one log call carries (the protocol's limit).
@@ -23,9 +25,8 @@ type attemptConn struct {
 	token string
 }
 
-func (a attemptConn) path(what string) string {
-	return "/attempts/" + strconv.FormatInt(a.id, 10) + "/" + what
-}
+// path is the path of the per-attempt call p (agentproto.HeartbeatPath, …) of the attempt.
+func (a attemptConn) path(p string) string { return agentproto.AttemptPath(p, a.id) }
 
 // upload sends the buffer's bytes by offset as they come (each call at most maxLogPut bytes,
 // from the length the server acknowledged), until the buffer is closed and the server has all
@@ -38,9 +39,9 @@ func upload(ctx context.Context, a attemptConn, buf *logBuffer) error {
 		if err != nil || done {
 			return err
 		}
-		var ans logResponse
+		var ans agentproto.LogResponse
 		err = a.c.do(ctx, call{
-			method: http.MethodPut, path: a.path("log") + "?offset=" + strconv.FormatInt(off, 10),
+			method: http.MethodPut, path: a.path(agentproto.LogPath) + "?offset=" + strconv.FormatInt(off, 10),
 			attempt: a.token, body: data,
 		}, &ans)
 		var gap *gapError
@@ -63,7 +64,7 @@ func upload(ctx context.Context, a attemptConn, buf *logBuffer) error {
 // it has; log_mismatch: all of it), and is retried for finishRetryFor while the server is
 // away (the caller bounds the whole with ctx). A *goneError of a state (lost, canceled, finished) means the end is not recorded: the
 // attempt is no longer this agent's.
-func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishRequest, log *slog.Logger) error {
+func finish(ctx context.Context, a attemptConn, buf *logBuffer, req agentproto.FinishRequest, log *slog.Logger) error {
 	until := time.Now().Add(finishRetryFor)
 	for {
 		if err := upload(ctx, a, buf); err != nil {
@@ -74,7 +75,7 @@ func finish(ctx context.Context, a attemptConn, buf *logBuffer, req finishReques
 			return err
 		}
 		req.LogLength, req.LogSHA256 = length, sha
-		err = a.c.postJSON(ctx, a.path("finish"), a.token, req, nil, until)
+		err = a.c.postJSON(ctx, a.path(agentproto.FinishPath), a.token, req, nil, until)
 		var gone *goneError
 		switch {
 		case err == nil:

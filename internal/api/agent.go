@@ -14,19 +14,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowd/flowd/internal/agentproto"
 	"github.com/flowd/flowd/internal/jobspec"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 )
 
-// The agent protocol, version 1 (docs/agent-protocol.md is its contract): the calls a `flowd
-// agent` makes under /api/agent/v1/, authenticated with an agent token (never a user's). Every
-// answer comes from the database alone, so any server of an installation answers any call.
-// This file holds the authentication, register and claim; agent_attempt.go the per-attempt
-// calls; agent_admin.go the tokens and pause/resume of the API v1.
+// The agent protocol, version 1 (docs/agent-protocol.md is its contract; internal/agentproto
+// its paths, headers and bodies): the calls a `flowd agent` makes under /api/agent/v1/,
+// authenticated with an agent token (never a user's). Every answer comes from the database
+// alone, so any server of an installation answers any call. This file holds the
+// authentication, register and claim; agent_attempt.go the per-attempt calls; agent_admin.go
+// the tokens and pause/resume of the API v1.
 
 const (
-	agentPrefix = "/api/agent/v1/"
+	agentPrefix = agentproto.Prefix + "/"
 	// agentMaxBody bounds an agent call's body: a log PUT carries up to 1 MiB.
 	agentMaxBody = 1 << 20
 	// maxClaimWait bounds a claim's long-poll.
@@ -40,8 +42,6 @@ const (
 	cancelGrace = 10 * time.Second
 	// agentTokenPrefix starts every agent token.
 	agentTokenPrefix = "fat_"
-	// attemptTokenHeader carries the attempt token of per-attempt calls.
-	attemptTokenHeader = "Flowd-Attempt-Token"
 )
 
 // Signal is a broadcast wake-up: every Wait begun before a Wake returns. The claims of agents
@@ -83,12 +83,12 @@ func (s *Signal) C() <-chan struct{} {
 // agentRoutes adds the agent protocol's routes to mux, and the API v1's administration of
 // agents (agent_admin.go).
 func (s *Server) agentRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+agentPrefix+"register", s.agentRegister)
-	mux.HandleFunc("POST "+agentPrefix+"claim", s.agentClaim)
-	mux.HandleFunc("POST "+agentPrefix+"attempts/{id}/heartbeat", s.agentHeartbeat)
-	mux.HandleFunc("POST "+agentPrefix+"attempts/{id}/steps", s.agentSteps)
-	mux.HandleFunc("PUT "+agentPrefix+"attempts/{id}/log", s.agentLog)
-	mux.HandleFunc("POST "+agentPrefix+"attempts/{id}/finish", s.agentFinish)
+	mux.HandleFunc("POST "+agentproto.Prefix+agentproto.RegisterPath, s.agentRegister)
+	mux.HandleFunc("POST "+agentproto.Prefix+agentproto.ClaimPath, s.agentClaim)
+	mux.HandleFunc("POST "+agentproto.Prefix+agentproto.HeartbeatPath, s.agentHeartbeat)
+	mux.HandleFunc("POST "+agentproto.Prefix+agentproto.StepsPath, s.agentSteps)
+	mux.HandleFunc("PUT "+agentproto.Prefix+agentproto.LogPath, s.agentLog)
+	mux.HandleFunc("POST "+agentproto.Prefix+agentproto.FinishPath, s.agentFinish)
 
 	mux.HandleFunc("POST /api/v1/agent-tokens", s.agentTokenCreate)
 	mux.HandleFunc("GET /api/v1/agent-tokens", s.agentTokenList)
@@ -172,17 +172,8 @@ func unprocessable(w http.ResponseWriter, message string) {
 	writeError(w, http.StatusUnprocessableEntity, "invalid_agent_request", message)
 }
 
-type agentJSON struct {
-	ID       int64             `json:"id"`
-	Name     string            `json:"name"`
-	Labels   map[string]string `json:"labels"`
-	Capacity int               `json:"capacity"`
-	Version  string            `json:"version"`
-	Paused   bool              `json:"paused"`
-}
-
-func toAgentJSON(a store.Agent) agentJSON {
-	return agentJSON{ID: a.ID, Name: a.Name, Labels: a.Labels, Capacity: a.Capacity, Version: a.Version, Paused: a.Paused}
+func toAgentJSON(a store.Agent) agentproto.Agent {
+	return agentproto.Agent{ID: a.ID, Name: a.Name, Labels: a.Labels, Capacity: a.Capacity, Version: a.Version, Paused: a.Paused}
 }
 
 // agentRegister: POST /api/agent/v1/register {"name","instance","labels","capacity","version"}
@@ -193,13 +184,7 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct {
-		Name     string            `json:"name"`
-		Instance string            `json:"instance"`
-		Labels   map[string]string `json:"labels"`
-		Capacity int               `json:"capacity"`
-		Version  string            `json:"version"`
-	}
+	var in agentproto.RegisterRequest
 	if !decodeJSON(w, r, &in, false) {
 		return
 	}
@@ -249,11 +234,11 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 	if len(rescued) > 0 {
 		s.workDone()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"agent":              toAgentJSON(a),
-		"lease_seconds":      int(s.leaseTTL().Seconds()),
-		"heartbeat_seconds":  int(heartbeatEvery.Seconds()),
-		"claim_wait_seconds": int(maxClaimWait.Seconds()),
+	writeJSON(w, http.StatusOK, agentproto.RegisterResponse{
+		Agent:            toAgentJSON(a),
+		LeaseSeconds:     int(s.leaseTTL().Seconds()),
+		HeartbeatSeconds: int(heartbeatEvery.Seconds()),
+		ClaimWaitSeconds: int(maxClaimWait.Seconds()),
 	})
 }
 
@@ -282,12 +267,7 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct {
-		AgentID     int64   `json:"agent_id"`
-		Instance    string  `json:"instance"`
-		Free        int     `json:"free"`
-		WaitSeconds float64 `json:"wait_seconds"`
-	}
+	var in agentproto.ClaimRequest
 	if !decodeJSON(w, r, &in, false) {
 		return
 	}
@@ -295,7 +275,7 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 	a, err := s.Store.AgentGet(ctx, in.AgentID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && a.TokenID != tok.ID) {
 		writeError(w, http.StatusNotFound, "agent_not_found",
-			fmt.Sprintf("agent %d is not registered with this token: register first (POST %sregister)", in.AgentID, agentPrefix))
+			fmt.Sprintf("agent %d is not registered with this token: register first (POST %s)", in.AgentID, agentproto.Prefix+agentproto.RegisterPath))
 		return
 	}
 	if err != nil {
@@ -321,7 +301,7 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.Paused {
-		w.Header().Set("Flowd-Agent-Paused", "1")
+		w.Header().Set(agentproto.AgentPausedHeader, "1")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -337,7 +317,7 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 			s.storeError(w, r, err, "", "")
 			return
 		case len(jobs) > 0:
-			writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs})
+			writeJSON(w, http.StatusOK, agentproto.ClaimResponse{Jobs: jobs})
 			return
 		}
 		select {
@@ -367,50 +347,11 @@ func (s *Server) agentClaim(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if a.Paused {
-			w.Header().Set("Flowd-Agent-Paused", "1")
+			w.Header().Set(agentproto.AgentPausedHeader, "1")
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 	}
-}
-
-type agentJobJSON struct {
-	Attempt            agentAttemptRefJSON `json:"attempt"`
-	RunID              int64               `json:"run_id"`
-	RunNumber          int64               `json:"run_number"`
-	JobID              int64               `json:"job_id"`
-	Pipeline           string              `json:"pipeline"`
-	Stage              string              `json:"stage"`
-	Job                string              `json:"job"`
-	Steps              []agentStepJSON     `json:"steps"`
-	Env                []string            `json:"env"`
-	Checkout           *agentCheckoutJSON  `json:"checkout"`
-	Secrets            []string            `json:"secrets"`
-	TimeoutSeconds     int64               `json:"timeout_seconds"`
-	CancelGraceSeconds int64               `json:"cancel_grace_seconds"`
-	Workspace          string              `json:"workspace"`
-	Container          *run.Container      `json:"container"`
-}
-
-type agentAttemptRefJSON struct {
-	ID           int64  `json:"id"`
-	Number       int    `json:"number"`
-	Token        string `json:"token"`
-	LeaseSeconds int64  `json:"lease_seconds"`
-}
-
-type agentStepJSON struct {
-	ID     int64  `json:"id"`
-	Name   string `json:"name"`
-	Script string `json:"script"`
-}
-
-type agentCheckoutJSON struct {
-	URL      string `json:"url"`
-	SHA      string `json:"sha"`
-	Ref      string `json:"ref"`
-	Username string `json:"username"`
-	Password string `json:"password"`
 }
 
 // claimTimeout bounds one claim's store call. A claim, once begun, is seen through even when
@@ -423,7 +364,7 @@ const claimTimeout = 30 * time.Second
 // builds each job's spec. A job whose spec cannot be built (a secret the server cannot
 // decrypt) fails at once with the reason in its log and is not handed out. ErrNotFound: none
 // is ready.
-func (s *Server) claimFor(ctx context.Context, a store.Agent, free int) ([]agentJobJSON, error) {
+func (s *Server) claimFor(ctx context.Context, a store.Agent, free int) ([]agentproto.Job, error) {
 	used, err := s.Store.AgentRunners(ctx, a.Name)
 	if err != nil {
 		return nil, err
@@ -442,7 +383,7 @@ func (s *Server) claimFor(ctx context.Context, a store.Agent, free int) ([]agent
 	if err != nil {
 		return nil, err
 	}
-	out := make([]agentJobJSON, 0, len(claims))
+	out := make([]agentproto.Job, 0, len(claims))
 	for _, c := range claims {
 		s.logNotify(c.Run.ID)
 		spec, err := jobspec.BuildRemote(c, s.Box)
@@ -470,16 +411,16 @@ func (s *Server) failClaim(ctx context.Context, c store.Claim, message string) {
 	s.workDone()
 }
 
-func toAgentJob(c store.Claim, spec jobspec.Spec, ttl time.Duration) agentJobJSON {
-	j := agentJobJSON{
-		Attempt:   agentAttemptRefJSON{ID: c.Attempt.ID, Number: c.Attempt.Number, Token: c.Attempt.Token, LeaseSeconds: int64(ttl.Seconds())},
+func toAgentJob(c store.Claim, spec jobspec.Spec, ttl time.Duration) agentproto.Job {
+	j := agentproto.Job{
+		Attempt:   agentproto.AttemptRef{ID: c.Attempt.ID, Number: c.Attempt.Number, Token: c.Attempt.Token, LeaseSeconds: int64(ttl.Seconds())},
 		RunID:     c.Run.ID,
 		RunNumber: c.Run.Number,
 		JobID:     c.Job.ID,
 		Pipeline:  spec.Pipeline,
 		Stage:     spec.Stage,
 		Job:       spec.Job,
-		Steps:     make([]agentStepJSON, len(spec.Steps)),
+		Steps:     make([]agentproto.Step, len(spec.Steps)),
 		Env:       spec.Env,
 		Secrets:   spec.Secrets,
 		// Rounded up: a timeout of 1.5 s is not cut to 1 s.
@@ -489,10 +430,10 @@ func toAgentJob(c store.Claim, spec jobspec.Spec, ttl time.Duration) agentJobJSO
 		Container:          spec.Container,
 	}
 	for i, st := range spec.Steps {
-		j.Steps[i] = agentStepJSON{ID: st.ID, Name: st.Name, Script: st.Script}
+		j.Steps[i] = agentproto.Step{ID: st.ID, Name: st.Name, Script: st.Script}
 	}
 	if co := spec.Checkout; co != nil {
-		j.Checkout = &agentCheckoutJSON{URL: co.URL, SHA: co.SHA, Ref: co.Ref, Username: co.Username, Password: co.Password}
+		j.Checkout = &agentproto.Checkout{URL: co.URL, SHA: co.SHA, Ref: co.Ref, Username: co.Username, Password: co.Password}
 	}
 	if j.Secrets == nil {
 		j.Secrets = []string{}

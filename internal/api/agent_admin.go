@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowd/flowd/internal/agentproto"
 	"github.com/flowd/flowd/internal/store"
 )
 
@@ -115,8 +116,9 @@ func (s *Server) agentTokenRevoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"agent_token": toAgentTokenJSON(t), "jobs_canceled": len(rescued)})
 }
 
+// agentListJSON is an agent as the API v1 lists it: the protocol's agent, and more.
 type agentListJSON struct {
-	agentJSON
+	agentproto.Agent
 	Token        string    `json:"token"`
 	Instance     string    `json:"instance"`
 	RegisteredAt time.Time `json:"registered_at"`
@@ -134,7 +136,7 @@ func (s *Server) agentList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]agentListJSON, len(as))
 	for i, a := range as {
-		out[i] = agentListJSON{agentJSON: toAgentJSON(a), Token: a.Token, Instance: a.Instance, RegisteredAt: a.RegisteredAt}
+		out[i] = agentListJSON{Agent: toAgentJSON(a), Token: a.Token, Instance: a.Instance, RegisteredAt: a.RegisteredAt}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
 }
@@ -160,7 +162,7 @@ func (s *Server) agentPause(paused bool) http.HandlerFunc {
 		s.AgentWork.Wake() // a waiting claim of a paused agent ends now
 		for _, a := range as {
 			if a.Name == name {
-				writeJSON(w, http.StatusOK, map[string]any{"agent": agentListJSON{agentJSON: toAgentJSON(a), Token: a.Token,
+				writeJSON(w, http.StatusOK, map[string]any{"agent": agentListJSON{Agent: toAgentJSON(a), Token: a.Token,
 					Instance: a.Instance, RegisteredAt: a.RegisteredAt}})
 				return
 			}

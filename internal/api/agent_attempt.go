@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flowd/flowd/internal/agentproto"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 )
@@ -27,9 +28,9 @@ func (s *Server) agentAttempt(w http.ResponseWriter, r *http.Request) (store.Age
 	if !ok {
 		return store.AgentAttempt{}, false
 	}
-	msg := fmt.Sprintf("attempt %s is not one of this agent token's, or the %s header is wrong", r.PathValue("id"), attemptTokenHeader)
+	msg := fmt.Sprintf("attempt %s is not one of this agent token's, or the %s header is wrong", r.PathValue("id"), agentproto.AttemptTokenHeader)
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	token := r.Header.Get(attemptTokenHeader)
+	token := r.Header.Get(agentproto.AttemptTokenHeader)
 	if err != nil || id <= 0 || token == "" {
 		writeError(w, http.StatusNotFound, "attempt_not_found", msg)
 		return store.AgentAttempt{}, false
@@ -67,10 +68,10 @@ func (s *Server) attemptGone(w http.ResponseWriter, r *http.Request, a store.Age
 	if fresh, ok := s.reread(r, a); ok {
 		a = fresh
 	}
-	writeJSON(w, http.StatusConflict, map[string]any{
-		"error": errorDetail{Code: "attempt_gone",
+	writeJSON(w, http.StatusConflict, agentproto.ErrorResponse{
+		Error: agentproto.ErrorDetail{Code: "attempt_gone",
 			Message: fmt.Sprintf("attempt %d no longer runs its job (%s): stop the job's processes and send nothing more for it", a.ID, goneState(a))},
-		"state": goneState(a),
+		State: goneState(a),
 	})
 }
 
@@ -80,7 +81,7 @@ func (s *Server) reread(r *http.Request, a store.AgentAttempt) (store.AgentAttem
 	if err != nil {
 		return a, false
 	}
-	fresh, err := s.Store.AgentAttemptGet(r.Context(), tok.ID, a.ID, r.Header.Get(attemptTokenHeader))
+	fresh, err := s.Store.AgentAttemptGet(r.Context(), tok.ID, a.ID, r.Header.Get(agentproto.AttemptTokenHeader))
 	return fresh, err == nil
 }
 
@@ -93,10 +94,10 @@ func (s *Server) agentTokenOf(r *http.Request) (store.AgentToken, error) {
 
 // stateAnswer is the 200 answer of heartbeat and steps: the attempt's state, with the grace
 // when it is canceling.
-func stateAnswer(st run.AttemptState) map[string]any {
-	out := map[string]any{"state": string(st)}
+func stateAnswer(st run.AttemptState) agentproto.StateResponse {
+	out := agentproto.StateResponse{State: string(st)}
 	if st == run.AttemptCanceling {
-		out["grace_seconds"] = int(cancelGrace.Seconds())
+		out.GraceSeconds = int(cancelGrace.Seconds())
 	}
 	return out
 }
@@ -108,7 +109,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct{}
+	var in agentproto.HeartbeatRequest
 	if !decodeJSON(w, r, &in, true) {
 		return
 	}
@@ -128,15 +129,8 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, stateAnswer(st))
 }
 
-// stepResultJSON is one finished step, as steps and finish take them.
-type stepResultJSON struct {
-	StepID   int64      `json:"step_id"`
-	Status   run.Status `json:"status"`
-	ExitCode *int       `json:"exit_code"`
-}
-
 // stepResults checks and converts rs; it answers 422 itself and returns false on a problem.
-func stepResults(w http.ResponseWriter, rs []stepResultJSON) ([]store.StepResult, bool) {
+func stepResults(w http.ResponseWriter, rs []agentproto.StepResult) ([]store.StepResult, bool) {
 	out := make([]store.StepResult, len(rs))
 	for i, x := range rs {
 		if x.StepID <= 0 || !x.Status.Terminal() {
@@ -154,10 +148,7 @@ func (s *Server) agentSteps(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct {
-		Finished []stepResultJSON `json:"finished"`
-		Start    int64            `json:"start"`
-	}
+	var in agentproto.StepsRequest
 	if !decodeJSON(w, r, &in, false) {
 		return
 	}
@@ -248,9 +239,9 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) {
 	var gap *store.LogGapError
 	switch {
 	case errors.As(err, &gap):
-		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, map[string]any{
-			"error":  errorDetail{Code: "log_gap", Message: fmt.Sprintf("the log holds %d bytes; send from byte %d", gap.Length, gap.Length)},
-			"length": gap.Length,
+		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, agentproto.ErrorResponse{
+			Error:  agentproto.ErrorDetail{Code: "log_gap", Message: fmt.Sprintf("the log holds %d bytes; send from byte %d", gap.Length, gap.Length)},
+			Length: &gap.Length,
 		})
 		return
 	case errors.Is(err, store.ErrFenced):
@@ -263,7 +254,7 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) {
 	if length > a.LogLength {
 		s.logNotify(a.RunID)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"length": length})
+	writeJSON(w, http.StatusOK, agentproto.LogResponse{Length: length})
 }
 
 // agentFinish: POST /api/agent/v1/attempts/{id}/finish
@@ -274,13 +265,7 @@ func (s *Server) agentFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct {
-		Status    run.Status       `json:"status"`
-		Message   string           `json:"message"`
-		Steps     []stepResultJSON `json:"steps"`
-		LogLength int64            `json:"log_length"`
-		LogSHA256 string           `json:"log_sha256"`
-	}
+	var in agentproto.FinishRequest
 	if !decodeJSON(w, r, &in, false) {
 		return
 	}
@@ -301,7 +286,7 @@ func (s *Server) agentFinish(w http.ResponseWriter, r *http.Request) {
 		in.Message = in.Message[:4000]
 	}
 	if a.State == run.AttemptFinished {
-		writeJSON(w, http.StatusOK, struct{}{}) // recorded already; the answer was lost
+		writeJSON(w, http.StatusOK, agentproto.FinishResponse{}) // recorded already; the answer was lost
 		return
 	}
 	if !live(a.State) {
@@ -324,22 +309,22 @@ func (s *Server) agentFinish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.logNotify(a.RunID)
-		writeJSON(w, http.StatusConflict, map[string]any{
-			"error": errorDetail{Code: "log_mismatch",
+		writeJSON(w, http.StatusConflict, agentproto.ErrorResponse{
+			Error: agentproto.ErrorDetail{Code: "log_mismatch",
 				Message: "the stored log's SHA-256 differs from the one given: it was dropped; send the whole log again from byte 0, then finish again"},
-			"length": 0,
+			Length: new(int64(0)),
 		})
 		return
 	case lse != nil:
-		writeJSON(w, http.StatusConflict, map[string]any{
-			"error": errorDetail{Code: "log_incomplete",
+		writeJSON(w, http.StatusConflict, agentproto.ErrorResponse{
+			Error: agentproto.ErrorDetail{Code: "log_incomplete",
 				Message: fmt.Sprintf("the stored log holds %d bytes, not %d: send from byte %d, then finish again", lse.Length, in.LogLength, lse.Length)},
-			"length": lse.Length,
+			Length: &lse.Length,
 		})
 		return
 	case errors.Is(err, store.ErrFenced):
 		if fresh, ok := s.reread(r, a); ok && fresh.State == run.AttemptFinished {
-			writeJSON(w, http.StatusOK, struct{}{}) // a repeated finish raced the first
+			writeJSON(w, http.StatusOK, agentproto.FinishResponse{}) // a repeated finish raced the first
 			return
 		}
 		s.attemptGone(w, r, a)
@@ -362,5 +347,5 @@ func (s *Server) agentFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logNotify(a.RunID)
 	s.workDone()
-	writeJSON(w, http.StatusOK, struct{}{})
+	writeJSON(w, http.StatusOK, agentproto.FinishResponse{})
 }
