@@ -3,7 +3,7 @@
 'use strict';
 (function () {
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
-  const CSRF = csrfMeta ? csrfMeta.content : '';
+  let CSRF = csrfMeta ? csrfMeta.content : '';
   const TERMINAL = { success: 1, failed: 1, canceled: 1, skipped: 1 };
   const ICON = { success: '✓', failed: '✗', running: '▶', canceling: '⊘', queued: '…', canceled: '⊘', skipped: '↷' };
 
@@ -47,13 +47,36 @@
     } catch (e) {
       return { status: 0, data: { error: { code: 'network', message: 'flowd cannot be reached; check your connection and try again' } } };
     }
-    if (res.status === 401 && !opts.noRedirect) {
+    // A page with unsaved text stays (its editor keeps the text and offers to sign in again).
+    if (res.status === 401 && !opts.noRedirect && !hasUnsaved()) {
       location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
     }
     let data = null;
     const text = await res.text();
     if (text) { try { data = JSON.parse(text); } catch (e) { data = { text }; } }
+    if (res.status === 403 && data && data.error && data.error.code === 'csrf' && headers['X-CSRF-Token'] && !opts.csrfRetried && await freshCSRF()) {
+      return api(method, path, body, Object.assign({}, opts, { csrfRetried: true }));
+    }
     return { status: res.status, data, ok: res.ok };
+  }
+  // freshCSRF reads the CSRF token of the current session off this page served anew: after
+  // signing in again in another tab, this page's token belongs to a session that has ended.
+  // It reports whether the token changed.
+  async function freshCSRF() {
+    let doc;
+    try {
+      const res = await fetch(location.pathname + location.search, { credentials: 'same-origin' });
+      if (!res.ok) return false;
+      doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    } catch (e) {
+      return false;
+    }
+    const m = doc.querySelector('meta[name="csrf-token"]');
+    if (!m || !m.content || m.content === CSRF) return false;
+    CSRF = m.content;
+    if (csrfMeta) csrfMeta.content = CSRF;
+    for (const el of $$('form input[name="csrf"]')) el.value = CSRF;
+    return true;
   }
   function errText(r) {
     if (r.data && r.data.error) return r.data.error.message || r.data.error.code;
@@ -166,36 +189,115 @@
     return h('span', { class: 'image', title: 'runs in a container of this image' }, ' in ', h('code', {}, String(job.container.image)));
   }
 
+  // ---- unsaved changes --------------------------------------------------------------------
+  // Each editor registers a function that says whether it holds unsaved text. Leaving the page
+  // then asks first: links on the page with a confirm() that names what would be lost, every
+  // other way (reload, close, a form, a script's navigation) with the browser's own
+  // beforeunload question.
+  const unsaved = new Set();
+  let leaving = false;
+  const hasUnsaved = () => !leaving && Array.from(unsaved).some(f => f());
+  window.addEventListener('beforeunload', (e) => {
+    if (!hasUnsaved()) return;
+    e.preventDefault();
+    e.returnValue = '';
+  });
+  document.addEventListener('click', (e) => {
+    const a = e.target instanceof Element ? e.target.closest('a[href]') : null;
+    if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+    if (a.target === '_blank' || a.hasAttribute('download')) return;
+    const to = new URL(a.href, location.href);
+    if (to.origin === location.origin && to.pathname === location.pathname && to.search === location.search) return; // #part of this page
+    if (a.dataset.keepsDraft === 'true') { leaving = true; return; }
+    if (!hasUnsaved()) return;
+    if (confirm('The definition has unsaved changes. Leave this page and lose them?')) leaving = true;
+    else e.preventDefault();
+  });
+
+  // Drafts: an edit the server could not take because the session ended is kept in this tab's
+  // sessionStorage under the pipeline's name (with the revision it was made on) until it is
+  // saved or discarded, and put back in the editor when the page loads again.
+  const NEW_PIPELINE = '(new pipeline)'; // the draft name of the editor that creates one
+  const draftKey = (name) => 'flowd:draft:' + name;
+  function draftGet(name) {
+    try { return JSON.parse(sessionStorage.getItem(draftKey(name)) || 'null'); } catch (e) { return null; }
+  }
+  function draftPut(name, yaml, revision) {
+    try { sessionStorage.setItem(draftKey(name), JSON.stringify({ yaml, revision, at: new Date().toISOString() })); return true; } catch (e) { return false; }
+  }
+  function draftDrop(name) {
+    try { sessionStorage.removeItem(draftKey(name)); } catch (e) { /* nothing kept, nothing to drop */ }
+  }
+
   // ---- the YAML editor ---------------------------------------------------------------------
   // A textarea with line numbers; problems (line:column) come from the API's validator as you
-  // type, and from the save itself.
+  // type, and from the save itself. Tab indents by two spaces and Shift+Tab outdents (the
+  // selected lines, or the caret's); Esc then Tab leaves the editor, as GitHub's does.
   function editor(root, opts) {
+    opts = opts || {};
     const mode = root.dataset.mode;
-    const ta = h('textarea', { spellcheck: 'false', autocapitalize: 'off', 'aria-label': 'Pipeline definition (YAML)', id: 'yaml' });
+    const draftName = mode === 'create' ? NEW_PIPELINE : root.dataset.name;
+    const ta = h('textarea', { spellcheck: 'false', autocapitalize: 'off', 'aria-label': 'Pipeline definition (YAML)', id: 'yaml',
+      'aria-describedby': mode === 'view' ? null : 'yaml-keys' });
     const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
     const state = h('span', { class: 'muted', id: 'yaml-state', 'aria-live': 'polite' });
     const problems = h('ul', { class: 'problems', id: 'yaml-problems' });
+    const notice = h('div', { id: 'yaml-notice', role: 'status' });
+    const keys = mode === 'view' ? null : h('span', { class: 'hint', id: 'yaml-keys' }, 'Tab indents · Esc then Tab leaves the editor');
     const save = mode === 'view' ? null : h('button', { type: 'button', class: 'btn primary', id: 'yaml-save' }, mode === 'create' ? 'Create pipeline' : 'Save');
     if (mode === 'view') ta.readOnly = true;
-    root.append(h('div', { class: 'edwrap' }, gutter, ta), h('div', { class: 'edbar' }, state, save), problems);
+    root.append(notice, h('div', { class: 'edwrap' }, gutter, ta), h('div', { class: 'edbar' }, state, h('span', { class: 'edact' }, keys, save)), problems);
     let bad = new Set();
+    let clean = '', revision = 0; // the text as the server has it, and its revision
+    unsaved.add(() => !ta.readOnly && ta.value !== clean);
     function lines() {
       const n = ta.value.split('\n').length;
-      let s = '';
       empty(gutter);
       for (let i = 1; i <= n; i++) {
         gutter.append(bad.has(i) ? h('span', { class: 'bad' }, String(i)) : String(i), i < n ? '\n' : '');
       }
       gutter.scrollTop = ta.scrollTop;
-      return s;
     }
-    ta.addEventListener('scroll', () => { gutter.scrollTop = ta.scrollTop; });
-    ta.addEventListener('keydown', (e) => {
-      if (e.key === 'Tab' && !e.shiftKey && !e.ctrlKey && !e.altKey && !ta.readOnly && ta.dataset.tabs === 'on') {
-        e.preventDefault(); ta.setRangeText('  ', ta.selectionStart, ta.selectionEnd, 'end');
+    // replace puts text over from..to as typing would (the browser's undo keeps it), then selects
+    // selStart..selEnd.
+    function replace(from, to, text, selStart, selEnd) {
+      ta.setSelectionRange(from, to);
+      if (!document.execCommand('insertText', false, text)) {
+        ta.setRangeText(text, from, to, 'end');
+        ta.dispatchEvent(new Event('input', { bubbles: true }));
       }
+      ta.setSelectionRange(selStart, selEnd);
+    }
+    function indent(out) {
+      const v = ta.value, s = ta.selectionStart, e = ta.selectionEnd;
+      if (!out && s === e) { replace(s, s, '  ', s + 2, s + 2); return; }
+      const from = v.lastIndexOf('\n', s - 1) + 1;
+      let end = e > s && v[e - 1] === '\n' ? e - 1 : e; // a selection ending at a line's start leaves that line alone
+      end = v.indexOf('\n', end);
+      if (end < 0) end = v.length;
+      let firstShift = 0;
+      const block = v.slice(from, end).split('\n').map((l, i) => {
+        let n = 2;
+        if (out) n = -(l.startsWith('  ') ? 2 : l.startsWith(' ') ? 1 : 0);
+        else if (!l && s !== e) n = 0; // no trailing blanks on empty lines
+        if (i === 0) firstShift = n;
+        return n >= 0 ? ' '.repeat(n) + l : l.slice(-n);
+      }).join('\n');
+      if (block === v.slice(from, end)) return;
+      if (s === e) { const c = Math.max(from, s + firstShift); replace(from, end, block, c, c); return; }
+      replace(from, end, block, from, from + block.length);
+    }
+    let escaped = false; // Esc was the last key: the next Tab leaves the editor
+    ta.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { escaped = true; return; }
+      if (e.key === 'Tab' && !e.ctrlKey && !e.altKey && !e.metaKey && !ta.readOnly && !escaped) {
+        e.preventDefault(); indent(e.shiftKey); return;
+      }
+      if (!['Shift', 'Control', 'Alt', 'Meta'].includes(e.key)) escaped = false;
       if ((e.ctrlKey || e.metaKey) && e.key === 's' && save) { e.preventDefault(); save.click(); }
     });
+    ta.addEventListener('blur', () => { escaped = false; });
+    ta.addEventListener('scroll', () => { gutter.scrollTop = ta.scrollTop; });
     function goTo(line, col) {
       const ls = ta.value.split('\n');
       let pos = 0;
@@ -227,35 +329,76 @@
       if (my !== seq) return;
       if (r.status === 404 || r.status === 405) { validateMissing = true; state.textContent = ''; return; }
       if (r.ok) { show([]); state.textContent = '✓ Valid'; state.className = 'valid'; return; }
+      if (r.status === 401) { state.textContent = ''; return; } // the save says what to do
       const probs = (r.data && r.data.error && r.data.error.problems) || [];
       show(probs, errText(r));
       state.textContent = '✗ ' + (probs.length === 1 ? '1 problem' : probs.length + ' problems'); state.className = 'pos';
     }
     ta.addEventListener('input', () => { lines(); clearTimeout(timer); timer = setTimeout(validate, 350); });
+    // signedOut keeps the text the server refused with 401 and offers to sign in again: in this
+    // tab (the draft comes back when the page loads after signing in) or in a new tab (then
+    // Save here again).
+    function signedOut() {
+      const kept = draftPut(draftName, ta.value, revision);
+      const here = location.pathname + location.search;
+      const login = '/login?next=' + encodeURIComponent(here);
+      empty(notice).append(h('div', { class: 'alert warn', id: 'yaml-reauth', role: 'alert' },
+        h('p', {}, h('strong', {}, 'Not saved: your session has ended. '),
+          kept ? 'Your edit is kept in this tab and comes back after you sign in.' : 'Your edit is still in the editor; do not close this page.'),
+        h('p', { class: 'actions' },
+          kept ? h('a', { class: 'btn primary', href: login, id: 'yaml-signin', 'data-keeps-draft': 'true' }, 'Sign in again') : null,
+          h('a', { class: 'btn', href: login, target: '_blank', rel: 'noopener', id: 'yaml-signin-tab' }, 'Sign in in a new tab'),
+          h('button', { type: 'button', class: 'btn', id: 'yaml-retry', onclick: () => save.click() }, 'Save again'))));
+      state.textContent = '✗ Not saved: sign in again'; state.className = 'pos';
+      $('#yaml-signin, #yaml-signin-tab', notice).focus();
+    }
     if (save) save.addEventListener('click', async () => {
       busy(save, true);
       const r = mode === 'create'
-        ? await api('POST', '/api/v1/pipelines', ta.value)
-        : await api('PUT', '/api/v1/pipelines/' + encodeURIComponent(root.dataset.name), ta.value);
+        ? await api('POST', '/api/v1/pipelines', ta.value, { noRedirect: true })
+        : await api('PUT', '/api/v1/pipelines/' + encodeURIComponent(root.dataset.name), ta.value, { noRedirect: true });
       busy(save, false);
+      if (r.status === 401) { signedOut(); return; }
+      empty(notice);
       if (r.ok) {
         show([]);
+        clean = ta.value;
+        draftDrop(draftName);
         if (mode === 'create') { location.href = '/pipelines/' + encodeURIComponent(r.data.name); return; }
         toast('Saved revision ' + r.data.revision);
-        if (opts && opts.saved) opts.saved(r.data);
+        if (opts.saved) opts.saved(r.data);
         return;
       }
       const probs = (r.data && r.data.error && r.data.error.problems) || [];
       show(probs, errText(r));
       state.textContent = '✗ Not saved: ' + errText(r); state.className = 'pos';
     });
+    // restore puts a kept draft back over the saved text, with a notice.
+    function restore() {
+      const d = draftGet(draftName);
+      if (!d || typeof d.yaml !== 'string' || ta.readOnly) return false;
+      if (d.yaml === clean) { draftDrop(draftName); return false; }
+      ta.value = d.yaml;
+      const moved = mode === 'edit' && d.revision && revision && d.revision !== revision;
+      empty(notice).append(h('div', { class: 'alert warn', id: 'yaml-restored' },
+        h('p', {}, h('strong', {}, 'Your unsaved edit was restored; review and save. '),
+          moved ? 'It was made on revision ' + d.revision + '; the pipeline has been saved since (now revision ' + revision + '), and saving replaces that.' : ''),
+        h('p', { class: 'actions' }, h('button', { type: 'button', class: 'btn small', id: 'yaml-discard', onclick: () => {
+          if (!confirm('Discard your restored edit and show the saved definition?')) return;
+          draftDrop(draftName); ta.value = clean; empty(notice); show([]); validate();
+        } }, 'Discard my edit'))));
+      return true;
+    }
     return {
-      set(text) { ta.value = text; show([]); lines(); },
+      set(text, rev) {
+        clean = text; revision = rev || 0; ta.value = text;
+        show([]);
+        if (restore()) { show([]); validate(); }
+      },
       get() { return ta.value; },
       validate,
     };
   }
-
   // ---- pages -------------------------------------------------------------------------------
   const pages = {};
 
@@ -277,6 +420,7 @@
         $('#yaml').focus();
       }
     });
+    if (draftGet(NEW_PIPELINE)) toggle.click(); // an edit kept when the session ended
     const r = await api('GET', '/api/v1/pipelines');
     if (!r.ok) { empty(tbody).append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, errText(r)))); return; }
     const list = r.data.pipelines || [];
@@ -321,7 +465,7 @@
       $('#description').textContent = def.description || '';
       $('#revision').textContent = 'revision ' + def.revision + ' · updated ' + ago(def.updated_at);
       drawTrust();
-      ed.set(def.yaml);
+      ed.set(def.yaml, def.revision);
       const vt = empty($('#var-list tbody'));
       if (!def.variables.length) vt.append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No variables.')));
       for (const v of def.variables) {
