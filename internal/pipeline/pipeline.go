@@ -44,6 +44,13 @@
 //     (so `gpu: true` is the text "true"), at most 32 labels; at the top it is every job's, a
 //     job's own runs-on adds to it and wins key by key. A job without labels runs anywhere;
 //     `runs-on: {}` asks for nothing (it cannot remove the pipeline's labels).
+//   - A YAML syntax error is placed at the character a person must fix (yamlerr.go), not at the
+//     line the YAML library names (often the one before, counted from 0): a tab at the tab; a
+//     quoted string or flow collection that runs on past its line and makes YAML fail later, when
+//     closing it on its line mends that, at its opening quote or bracket; a key indented under a
+//     plain value (`description: a` then `  b: c`) at the key; a first line indented more than the
+//     top level after it at that line; anything else at the token YAML could not accept. The
+//     message keeps the library's words and says where YAML failed when that is elsewhere.
 //   - Job.Pos records where each job, its image and its container's cpus and memory are, so that
 //     a server's Policy, checked when a definition is saved, can point at them.
 package pipeline
