@@ -122,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/tokens/{id}", s.tokenDelete)
 
 	mux.HandleFunc("GET /api/v1/user", s.userMe)
+	mux.HandleFunc("PUT /api/v1/user/password", s.userPassword)
 	mux.HandleFunc("GET /api/v1/users", s.userList)
 	mux.HandleFunc("POST /api/v1/users", s.userCreate)
 	mux.HandleFunc("PATCH /api/v1/users/{name}", s.userUpdate)

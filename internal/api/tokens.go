@@ -24,46 +24,39 @@ type tokenJSON struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
+// PageHeader marks a request sent by the web UI's own script (any value; the UI sends
+// "flowd-web"). A 401 to such a request carries no HTTP Basic challenge, so a wrong password
+// typed into a page is shown in the page and never opens the browser's sign-in dialog.
+const PageHeader = "X-Requested-With"
+
+// basicChallenge asks for HTTP Basic credentials on the 401 that follows, unless the request
+// came from the web UI's script (PageHeader): a browser answers a Basic challenge with its own
+// sign-in dialog.
+func basicChallenge(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(PageHeader) == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+	}
+}
+
 // tokenCreate: POST /api/v1/tokens with HTTP Basic, optional {"name"} → 201
 // {"id","name","token","username"}.
 func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 	username, password, ok := r.BasicAuth()
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		basicChallenge(w, r)
 		unauthorized(w, "sign in with HTTP Basic (your username and password) to get an API token")
 		return
 	}
-	var u store.User
-	verdict, wait, err := s.SignIn.Verify(r.Context(), auth.ThrottleKey(username, r.RemoteAddr), password,
-		func(ctx context.Context) (string, error) {
-			var err error
-			u, err = s.Store.UserGet(ctx, username)
-			if errors.Is(err, store.ErrNotFound) {
-				return "", nil
-			}
-			return u.PasswordHash, err
-		})
-	secs := strconv.Itoa(int((wait + time.Second - 1) / time.Second))
+	u, right, ok := s.verifyPassword(w, r, username, password)
 	switch {
-	case err != nil:
-		s.storeError(w, r, err, "", "")
+	case !ok:
 		return
-	case verdict == auth.Throttled:
-		w.Header().Set("Retry-After", secs)
-		writeError(w, http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many wrong passwords for %s from this address: try again in %s seconds", username, secs))
-		return
-	case verdict == auth.Busy:
-		w.Header().Set("Retry-After", secs)
-		writeError(w, http.StatusServiceUnavailable, "unavailable",
-			"too many sign-ins are being checked at once; nothing was checked — try again in "+secs+" second(s)")
-		return
-	case verdict == auth.Rejected:
-		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+	case !right:
+		basicChallenge(w, r)
 		unauthorized(w, "wrong username or password")
 		return
 	case u.Disabled:
-		w.Header().Set("WWW-Authenticate", `Basic realm="flowd", charset="UTF-8"`)
+		basicChallenge(w, r)
 		unauthorized(w, "the account "+u.Username+" is disabled; ask an administrator to enable it")
 		return
 	}
@@ -95,6 +88,39 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"id": t.ID, "name": t.Name, "token": token, "username": u.Username,
 	})
+}
+
+// verifyPassword checks username's password through s.SignIn (throttled per user and address,
+// as the web sign-in). It answers a throttled or busy check (429, 503) and a store error
+// itself and returns ok false then; otherwise right says whether the password is the user's
+// (an unknown user is never right, and costs a check like a known one).
+func (s *Server) verifyPassword(w http.ResponseWriter, r *http.Request, username, password string) (u store.User, right, ok bool) {
+	verdict, wait, err := s.SignIn.Verify(r.Context(), auth.ThrottleKey(username, r.RemoteAddr), password,
+		func(ctx context.Context) (string, error) {
+			var err error
+			u, err = s.Store.UserGet(ctx, username)
+			if errors.Is(err, store.ErrNotFound) {
+				return "", nil
+			}
+			return u.PasswordHash, err
+		})
+	secs := strconv.Itoa(int((wait + time.Second - 1) / time.Second))
+	switch {
+	case err != nil:
+		s.storeError(w, r, err, "", "")
+		return store.User{}, false, false
+	case verdict == auth.Throttled:
+		w.Header().Set("Retry-After", secs)
+		writeError(w, http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many wrong passwords for %s from this address: try again in %s seconds", username, secs))
+		return store.User{}, false, false
+	case verdict == auth.Busy:
+		w.Header().Set("Retry-After", secs)
+		writeError(w, http.StatusServiceUnavailable, "unavailable",
+			"too many sign-ins are being checked at once; nothing was checked — try again in "+secs+" second(s)")
+		return store.User{}, false, false
+	}
+	return u, verdict == auth.Accepted, true
 }
 
 // tokenList: GET /api/v1/tokens → the caller's own tokens.

@@ -160,3 +160,48 @@ func (s *Server) userDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// userPassword: PUT /api/v1/user/password {"current_password","new_password"} → 204: the
+// caller changes their own password. A wrong current password is 403 wrong_password (checked
+// and throttled as a sign-in is); a new password outside the rules of user creation, or the
+// same as the current one, is 400. A new password ends every web session of the caller, the
+// one that sent it included (store.UserUpdate), so a stolen session does not outlive it; API
+// tokens stay valid and are revoked one by one.
+func (s *Server) userPassword(w http.ResponseWriter, r *http.Request) {
+	me, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	var in struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	if !decodeJSON(w, r, &in, false) {
+		return
+	}
+	if in.Current == "" {
+		badRequest(w, "send your current password in current_password")
+		return
+	}
+	_, right, ok := s.verifyPassword(w, r, me.Username, in.Current)
+	if !ok {
+		return
+	}
+	if !right {
+		writeError(w, http.StatusForbidden, "wrong_password", "the current password is wrong; nothing was changed")
+		return
+	}
+	if in.New == in.Current {
+		badRequest(w, "the new password is the same as the current one; choose another")
+		return
+	}
+	hash, ok := s.hashPassword(w, r, in.New)
+	if !ok {
+		return
+	}
+	if _, err := s.Store.UserUpdate(r.Context(), me.ID, store.UserUpdate{PasswordHash: &hash}); err != nil {
+		s.storeError(w, r, err, "your account no longer exists", "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

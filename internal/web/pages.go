@@ -175,6 +175,11 @@ func (h *handler) nodesPage(w http.ResponseWriter, r *http.Request, rq request) 
 	h.render(w, r, http.StatusOK, "nodes", h.page(rq, "Nodes", "nodes", nil))
 }
 
+// accountPage: GET /account, where the caller changes their password.
+func (h *handler) accountPage(w http.ResponseWriter, r *http.Request, rq request) {
+	h.render(w, r, http.StatusOK, "account", h.page(rq, "Account", "account", nil))
+}
+
 // tokensPage: GET /account/tokens, the caller's API tokens.
 func (h *handler) tokensPage(w http.ResponseWriter, r *http.Request, rq request) {
 	h.render(w, r, http.StatusOK, "tokens", h.page(rq, "API tokens", "tokens", nil))

@@ -56,7 +56,7 @@ type handler struct {
 }
 
 // New returns the UI's routes: /, /login, /logout, /pipelines/{name},
-// /pipelines/{name}/deliveries, /runs/{id}, /admin/users, /admin/nodes, /account/tokens, /static/… and
+// /pipelines/{name}/deliveries, /runs/{id}, /admin/users, /admin/nodes, /account, /account/tokens, /static/… and
 // /favicon.svg. Every other path is an HTML 404. Combine puts it beside the API.
 func New(cfg Config) http.Handler {
 	if cfg.SessionTTL <= 0 {
@@ -76,6 +76,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /runs/{id}", h.signedIn(h.runPage))
 	mux.HandleFunc("GET /admin/users", h.signedIn(h.usersPage))
 	mux.HandleFunc("GET /admin/nodes", h.signedIn(h.nodesPage))
+	mux.HandleFunc("GET /account", h.signedIn(h.accountPage))
 	mux.HandleFunc("GET /account/tokens", h.signedIn(h.tokensPage))
 	mux.HandleFunc("GET /favicon.svg", h.favicon)
 	mux.HandleFunc("GET /favicon.ico", h.favicon)

@@ -243,6 +243,7 @@ func TestWebPagesFollowRoles(t *testing.T) {
 			{"vera", "/admin/nodes", 403, []string{"Only global administrators see the nodes"}, []string{`id="node-list"`, `href="/admin/nodes"`}},
 			{"root", "/admin/nodes", 200, []string{`id="node-list"`}, nil},
 			{"vera", "/account/tokens", 200, []string{`id="token-add"`}, nil},
+			{"vera", "/account", 200, []string{`id="password-change"`, `autocomplete="current-password"`}, nil},
 			{"vera", "/runs/999", 404, nil, nil},
 			{"vera", "/no/such/page", 404, []string{"Page not found"}, nil},
 		}

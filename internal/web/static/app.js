@@ -29,7 +29,9 @@
 
   async function api(method, path, body, opts) {
     opts = opts || {};
-    const headers = Object.assign({ Accept: 'application/json' }, opts.headers || {});
+    // X-Requested-With tells the API this is the page's own request: a 401 then carries no
+    // HTTP Basic challenge, which would open the browser's sign-in dialog.
+    const headers = Object.assign({ Accept: 'application/json', 'X-Requested-With': 'flowd-web' }, opts.headers || {});
     if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = CSRF;
     let payload;
     if (body !== undefined && body !== null) {
@@ -1212,7 +1214,9 @@
       // Creating a token takes the password again (HTTP Basic), as the API asks.
       const basic = 'Basic ' + btoa(unescape(encodeURIComponent(me.data.username + ':' + f.password.value)));
       const r = await api('POST', '/api/v1/tokens', f.name.value.trim() ? { name: f.name.value.trim() } : null, { headers: { Authorization: basic }, noRedirect: true });
-      if (!r.ok) { toast(r.status === 401 ? 'Wrong password' : errText(r), true); return; }
+      const bad = $('#token-error');
+      bad.hidden = r.ok;
+      if (!r.ok) { bad.textContent = r.status === 401 ? 'Wrong password. No token was created.' : errText(r); f.password.focus(); return; }
       f.reset();
       const out = $('#token-new');
       out.hidden = false;
@@ -1221,6 +1225,30 @@
       load();
     });
     load();
+  };
+
+  // The caller's own password: the current one, the new one twice. A change signs every
+  // session out, this one too, so the page then offers to sign in again.
+  pages.account = async function () {
+    const f = $('#password-change');
+    const bad = $('#password-error');
+    function fail(msg, field) { bad.textContent = msg; bad.hidden = false; if (field) field.focus(); }
+    f.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      bad.hidden = true;
+      if (f.new.value !== f.again.value) { fail('The new passwords differ; type the same one twice.', f.again); return; }
+      const btn = f.querySelector('button[type=submit]');
+      btn.disabled = true;
+      const r = await api('PUT', '/api/v1/user/password', { current_password: f.current.value, new_password: f.new.value }, { noRedirect: true });
+      btn.disabled = false;
+      if (r.status === 403 && r.data && r.data.error && r.data.error.code === 'wrong_password') { fail('Wrong current password. Nothing was changed.', f.current); return; }
+      if (r.status === 401) { location.href = '/login?next=/account'; return; }
+      if (!r.ok) { fail(errText(r), r.status === 400 ? f.new : null); return; }
+      f.reset();
+      f.hidden = true;
+      $('#password-done').hidden = false;
+      $('#password-done a').focus();
+    });
   };
 
   const page = document.body.dataset.page;
