@@ -125,6 +125,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return request{method: "DELETE", path: fmt.Sprintf("/api/v1/tokens/%d", id)}
 			}, [numCallers]int{unauth, noContent, noContent, noContent, noContent, noContent}},
 			{"GET /api/v1/user", get("/api/v1/user"), [numCallers]int{unauth, ok, ok, ok, ok, ok}},
+			{"PUT /api/v1/user/password", func(f *matrixFixture, c int) request {
+				// The caller's own password changes; the fixture keeps the new one.
+				pw := "new-password-" + f.next()
+				ct, body := jsonBody(`{"current_password":"` + f.users[c].Password + `","new_password":"` + pw + `"}`)
+				if c != anonymous {
+					f.users[c].Password = pw
+				}
+				return request{method: "PUT", path: "/api/v1/user/password", contentType: ct, body: body}
+			}, [numCallers]int{unauth, noContent, noContent, noContent, noContent, noContent}},
 			{"GET /api/v1/users", get("/api/v1/users"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
 			{"POST /api/v1/users", func(f *matrixFixture, c int) request {
 				ct, body := jsonBody(`{"username":"new` + f.next() + `","password":"long-enough-pw"}`)
