@@ -186,6 +186,13 @@ func (b *browser) fill(sel, value string) {
 func (b *browser) signIn(user, password string) {
 	b.t.Helper()
 	b.open("/login")
+	b.submitSignIn(user, password)
+}
+
+// submitSignIn fills in and sends the sign-in form of the page open now.
+func (b *browser) submitSignIn(user, password string) {
+	b.t.Helper()
+	b.waitJS("the sign-in page", `location.pathname === "/login" && document.readyState === "complete"`)
 	b.do("sign in as "+user,
 		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), user),

@@ -137,12 +137,7 @@ func TestUIEditorKeepsEdits(t *testing.T) {
 	b.click("#yaml-save")
 	b.waitJS("the offer to sign in again", `document.querySelector("#yaml-signin") !== null`)
 	b.click("#yaml-signin")
-	b.waitJS("the sign-in page", `location.pathname === "/login" && document.readyState === "complete"`)
-	b.do("sign in again",
-		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), "admin"),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), adminPassword),
-		chromedp.Click(chromedp.CSS(`button[type=submit]`)))
+	b.submitSignIn("admin", adminPassword)
 	b.waitJS("the pipeline page with the edit restored", `location.pathname === "/pipelines/ui-hello" &&
 		document.querySelector("#yaml-restored") !== null`)
 	if notice := b.str(`document.querySelector("#yaml-restored").textContent`); !strings.Contains(notice, "Your unsaved edit was restored; review and save") {
@@ -163,6 +158,27 @@ func TestUIEditorKeepsEdits(t *testing.T) {
 	b.waitJS("the definition", `document.querySelector("#yaml").value.includes("second edit after expiry")`)
 	if b.truthy(`document.querySelector("#yaml-restored") !== null || sessionStorage.getItem("flowd:draft:ui-hello") !== null`) {
 		t.Error("a saved edit is restored again")
+	}
+
+	// A new pipeline's text is kept the same way: the list page opens the editor with it.
+	b.open("/")
+	b.click("#new-toggle")
+	b.waitJS("the new pipeline's editor", `document.querySelector("#yaml") !== null`)
+	if b.beforeUnloadStops() {
+		t.Error("the untouched new pipeline's example counts as unsaved")
+	}
+	fresh := strings.Replace(saved, "name: ui-hello", "name: ui-kept", 1)
+	b.fill("#yaml", fresh)
+	s.endSession(b)
+	b.click("#yaml-save")
+	b.click("#yaml-signin")
+	b.submitSignIn("admin", adminPassword)
+	b.waitJS("the list with the new pipeline's text restored", `location.pathname === "/" && document.querySelector("#yaml-restored") !== null &&
+		document.querySelector("#yaml").value === `+jsString(fresh))
+	b.click("#yaml-save")
+	b.waitJS("the new pipeline's page", `location.pathname === "/pipelines/ui-kept"`)
+	if b.truthy(`sessionStorage.getItem("flowd:draft:(new pipeline)") !== null`) {
+		t.Error("the created pipeline's draft is kept after the save")
 	}
 }
 
