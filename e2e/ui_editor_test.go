@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -136,6 +137,7 @@ func TestUIEditorKeepsEdits(t *testing.T) {
 	s.endSession(b)
 	b.click("#yaml-save")
 	b.waitJS("the offer to sign in again", `document.querySelector("#yaml-signin") !== null`)
+	editorScreenshot(b, "editor-signin-again")
 	b.click("#yaml-signin")
 	b.submitSignIn("admin", adminPassword)
 	b.waitJS("the pipeline page with the edit restored", `location.pathname === "/pipelines/ui-hello" &&
@@ -149,6 +151,7 @@ func TestUIEditorKeepsEdits(t *testing.T) {
 	if !b.beforeUnloadStops() {
 		t.Error("the restored edit does not count as unsaved")
 	}
+	editorScreenshot(b, "editor-restored")
 	b.click("#yaml-save")
 	b.waitJS("revision 4", `document.querySelector("#revision").textContent.includes("revision 4")`)
 	if !strings.Contains(s.pipelineYAML(t, admin), "second edit after expiry") {
@@ -315,4 +318,20 @@ func (s *server) signInElsewhere(b *browser) {
 	if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: "flowd_session", Value: session, URL: s.URL, Path: "/", HTTPOnly: &httpOnly}); err != nil {
 		b.fail("give the browser the new session: %v", err)
 	}
+}
+
+// editorScreenshot saves the Definition card at laptop and phone widths into
+// $FLOWD_UI_SCREENSHOTS, when set.
+func editorScreenshot(b *browser, name string) {
+	b.t.Helper()
+	dir := os.Getenv("FLOWD_UI_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	b.eval(`(document.querySelector("#definition").scrollIntoView(), true)`, nil)
+	b.t.Logf("screenshot: %s", b.screenshot(dir, name+"-phone", 390, 844))
+	b.t.Logf("screenshot: %s", b.screenshot(dir, name+"-laptop", 1280, 800))
 }

@@ -346,7 +346,7 @@
       const login = '/login?next=' + encodeURIComponent(here);
       empty(notice).append(h('div', { class: 'alert warn', id: 'yaml-reauth', role: 'alert' },
         h('p', {}, h('strong', {}, 'Not saved: your session has ended. '),
-          kept ? 'Your edit is kept in this tab and comes back after you sign in.' : 'Your edit is still in the editor; do not close this page.'),
+          kept ? 'Your edit is kept in this tab and comes back after you sign in here; or sign in in a new tab, then Save again.' : 'Your edit is still in the editor; do not close this page: sign in in a new tab, then Save again.'),
         h('p', { class: 'actions' },
           kept ? h('a', { class: 'btn primary', href: login, id: 'yaml-signin', 'data-keeps-draft': 'true' }, 'Sign in again') : null,
           h('a', { class: 'btn', href: login, target: '_blank', rel: 'noopener', id: 'yaml-signin-tab' }, 'Sign in in a new tab'),
