@@ -65,17 +65,16 @@
   // signing in again in another tab, this page's token belongs to a session that has ended.
   // It reports whether the token changed.
   async function freshCSRF() {
-    let doc;
+    let m;
     try {
       const res = await fetch(location.pathname + location.search, { credentials: 'same-origin' });
       if (!res.ok) return false;
-      doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+      m = /<meta name="csrf-token" content="([A-Za-z0-9_-]+)">/.exec(await res.text()); // read as text, never parsed
     } catch (e) {
       return false;
     }
-    const m = doc.querySelector('meta[name="csrf-token"]');
-    if (!m || !m.content || m.content === CSRF) return false;
-    CSRF = m.content;
+    if (!m || m[1] === CSRF) return false;
+    CSRF = m[1];
     if (csrfMeta) csrfMeta.content = CSRF;
     for (const el of $$('form input[name="csrf"]')) el.value = CSRF;
     return true;
@@ -191,11 +190,11 @@
     return h('span', { class: 'image', title: 'runs in a container of this image' }, ' in ', h('code', {}, String(job.container.image)));
   }
 
-  // ---- unsaved changes --------------------------------------------------------------------
-  // Each editor registers a function that says whether it holds unsaved text. Leaving the page
-  // then asks first: links on the page with a confirm() that names what would be lost, every
-  // other way (reload, close, a form, a script's navigation) with the browser's own
-  // beforeunload question.
+  // ---- the YAML editor ---------------------------------------------------------------------
+  // Unsaved changes: each editor registers a function that says whether it holds unsaved
+  // text. Leaving the page then asks first: links on the page with a confirm() that names what
+  // would be lost, every other way (reload, close, a form, a script's navigation) with the
+  // browser's own beforeunload question.
   const unsaved = new Set();
   let leaving = false;
   const hasUnsaved = () => !leaving && Array.from(unsaved).some(f => f());
@@ -231,7 +230,6 @@
     try { sessionStorage.removeItem(draftKey(name)); } catch (e) { /* nothing kept, nothing to drop */ }
   }
 
-  // ---- the YAML editor ---------------------------------------------------------------------
   // A textarea with line numbers; problems (line:column) come from the API's validator as you
   // type, and from the save itself. Tab indents by two spaces and Shift+Tab outdents (the
   // selected lines, or the caret's); Esc then Tab leaves the editor, as GitHub's does.
