@@ -219,3 +219,53 @@ func TestUIChangePassword(t *testing.T) {
 	}
 	s.token("vera", newPW)
 }
+
+// TestCLIPasswd: `flowd passwd` changes the caller's own password: a wrong current password and
+// a short new one fail with the server's words and change nothing; a right change makes the
+// new password sign in and the old one not, and the token the command used keeps working.
+func TestCLIPasswd(t *testing.T) {
+	t.Parallel()
+	data, dsn := newDatabase(t, "sqlite")
+	s := startServer(t, data, dsn)
+	admin := s.token("admin", adminPassword)
+	vera := s.user(admin, "vera")
+	signIn := func(pw string) int {
+		req, _ := http.NewRequest("POST", s.URL+"/api/v1/tokens", nil)
+		req.SetBasicAuth("vera", pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct{ stdin, want string }{
+		{"wrong-password\nbrand-new-password\n", "the current password is wrong"},
+		{"vera-password\nshort\n", "8 to 72 bytes"},
+		{"vera-password\n", "two lines"},
+	} {
+		if _, stderr, code := s.cliIn(vera, tc.stdin, "passwd", "--password-stdin"); code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("flowd passwd with stdin %q: exit %d, stderr %q; want 1 and %q", tc.stdin, code, stderr, tc.want)
+		}
+	}
+	if got := signIn("vera-password"); got != 201 {
+		t.Fatalf("after the refused changes, the old password → %d, want 201", got)
+	}
+	// Prompts read from a pipe: current, new, new again.
+	if _, stderr, code := s.cliIn(vera, "vera-password\nbrand-new-password\nbrand-new-passw0rd\n", "passwd"); code != 1 || !strings.Contains(stderr, "differ") {
+		t.Errorf("two different new passwords: exit %d, stderr %q", code, stderr)
+	}
+	stdout, stderr, code := s.cliIn(vera, "vera-password\nbrand-new-password\nbrand-new-password\n", "passwd")
+	if code != 0 || !strings.Contains(stdout, "password of vera changed") {
+		t.Fatalf("flowd passwd: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := signIn("vera-password"); got != 401 {
+		t.Errorf("the old password after flowd passwd → %d, want 401", got)
+	}
+	if got := signIn("brand-new-password"); got != 201 {
+		t.Errorf("the new password after flowd passwd → %d, want 201", got)
+	}
+	if stdout, _, code := s.cli(vera, "whoami"); code != 0 || !strings.Contains(stdout, "vera") {
+		t.Errorf("the token flowd passwd used, after the change: whoami exit %d %q", code, stdout)
+	}
+}

@@ -31,6 +31,7 @@ func commands() []command {
 		{"login", "Session", "sign in to a server and save an API token", (*cli).cmdLogin},
 		{"logout", "Session", "forget the saved server and token", (*cli).cmdLogout},
 		{"whoami", "Session", "show the signed-in user", (*cli).cmdWhoami},
+		{"passwd", "Session", "change your own password", (*cli).cmdPasswd},
 
 		{"pipeline", "Pipelines", "create, update, list, show and delete pipelines", nounRunner("pipeline", pipelineCommands)},
 		{"member", "Pipelines", "set, list and remove the members of a pipeline", nounRunner("member", memberCommands)},

@@ -35,3 +35,11 @@ func (c *Client) UserUpdate(ctx context.Context, name string, ch UserChanges) (*
 func (c *Client) UserDelete(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, p("users", name), nil, nil)
 }
+
+// PasswordChange changes the signed-in user's own password: a wrong current password is a 403
+// *Error (code wrong_password), a new one outside the server's rules a 400. The server then
+// ends the user's web sessions; API tokens, this client's included, stay valid.
+func (c *Client) PasswordChange(ctx context.Context, current, newPW string) error {
+	body := map[string]string{"current_password": current, "new_password": newPW}
+	return c.doJSON(ctx, http.MethodPut, p("user", "password"), body, nil)
+}
