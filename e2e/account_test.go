@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,9 @@ func TestUITokensWrongPassword(t *testing.T) {
 	b.fill(`#token-add input[name=password]`, "not-my-password")
 	b.click(`#token-add button[type=submit]`)
 	b.waitJS("the page's wrong-password message", `!document.querySelector('#token-error').hidden`)
+	if dir := os.Getenv("FLOWD_UI_SCREENSHOTS"); dir != "" {
+		t.Logf("screenshots: %s %s", b.screenshot(dir, "tokens-wrong-password-phone", 390, 844), b.screenshot(dir, "tokens-wrong-password-laptop", 1280, 800))
+	}
 	if msg := b.str(`document.querySelector('#token-error').innerText`); !strings.Contains(msg, "Wrong password") {
 		t.Errorf("the tokens page says %q after a wrong password; want Wrong password", msg)
 	}
@@ -183,6 +187,9 @@ func TestUIChangePassword(t *testing.T) {
 		}
 	}
 	try("wrong-password", "brand-new-password", "brand-new-password", "Wrong current password")
+	if dir := os.Getenv("FLOWD_UI_SCREENSHOTS"); dir != "" {
+		t.Logf("screenshots: %s %s", b.screenshot(dir, "account-phone", 390, 844), b.screenshot(dir, "account-laptop", 1280, 800))
+	}
 	try("vera-password", "brand-new-password", "brand-new-passw0rd", "differ")
 	try("vera-password", "short", "short", "8 to 72 bytes")
 	if b.str(`location.pathname`) != "/account" {
