@@ -231,7 +231,8 @@ func TestWebPagesFollowRoles(t *testing.T) {
 			status     int
 			has, lacks []string
 		}{
-			{"padmin", "/pipelines/hello", 200, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, `data-mode="edit"`}, nil},
+			{"padmin", "/pipelines/hello", 200, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, `data-mode="edit"`, `<a href="/" aria-current="page">Pipelines</a>`},
+				[]string{"<option>cron</option>", `href="/account" aria-current`}}, // no cron filter until cron triggers exist
 			{"vera", "/pipelines/hello", 200, []string{`data-mode="view"`}, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, "/deliveries"}},
 			{"nemo", "/pipelines/hello", 404, []string{"Not found"}, []string{`data-name="hello"`}},
 			{"root", "/pipelines/hello", 200, []string{`id="hook-enabled"`}, nil},
@@ -241,9 +242,10 @@ func TestWebPagesFollowRoles(t *testing.T) {
 			{"vera", "/admin/users", 403, nil, []string{`id="user-add"`}},
 			{"root", "/admin/users", 200, []string{`id="user-add"`, `href="/admin/nodes"`}, nil},
 			{"vera", "/admin/nodes", 403, []string{"Only global administrators see the nodes"}, []string{`id="node-list"`, `href="/admin/nodes"`}},
-			{"root", "/admin/nodes", 200, []string{`id="node-list"`}, nil},
+			{"root", "/admin/nodes", 200, []string{`id="node-list"`, `<a href="/admin/nodes" aria-current="page">Nodes</a>`}, []string{`href="/" aria-current`, `href="/admin/users" aria-current`}},
 			{"vera", "/account/tokens", 200, []string{`id="token-add"`}, nil},
-			{"vera", "/account", 200, []string{`id="password-change"`, `autocomplete="current-password"`}, nil},
+			{"vera", "/account", 200, []string{`id="password-change"`, `autocomplete="current-password"`, `<a href="/account" aria-current="page">Account</a>`},
+				[]string{`href="/account/tokens" aria-current`}},
 			{"vera", "/runs/999", 404, nil, nil},
 			{"vera", "/no/such/page", 404, []string{"Page not found"}, nil},
 		}
