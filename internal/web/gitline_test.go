@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
+	"github.com/flowd/flowd/internal/web"
 )
 
 // hostileGit is a commit whose message and author are markup, as a Git host's payload may carry.
@@ -218,6 +219,31 @@ process.stdout.write(JSON.stringify({
 // printed; it skips t when Node is not installed (fails under FLOWD_TEST_REQUIRE_ALL=1).
 func runHelpers(t *testing.T, script string) []byte {
 	t.Helper()
+	node := nodeOrSkip(t)
+	b, err := os.ReadFile(filepath.Join("static", "js", "core.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	start := strings.Index(src, "// ---- small helpers")
+	if start < 0 {
+		t.Fatal("core.js: cannot find its small helpers section")
+	}
+	f := filepath.Join(t.TempDir(), "helpers.js")
+	if err := os.WriteFile(f, []byte(fakeDOM+src[start:]+script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err = exec.Command(node, f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, b)
+	}
+	return b
+}
+
+// nodeOrSkip returns Node's path; it skips t when Node is not installed (fails under
+// FLOWD_TEST_REQUIRE_ALL=1).
+func nodeOrSkip(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		if os.Getenv("FLOWD_TEST_REQUIRE_ALL") == "1" {
@@ -225,30 +251,12 @@ func runHelpers(t *testing.T, script string) []byte {
 		}
 		t.Skip("node is not installed; app.js's helpers are checked in the browser tests")
 	}
-	src := readAppJS(t)
-	start := strings.Index(src, "  // ---- small helpers")
-	end := strings.Index(src, "  // ---- the YAML editor")
-	if start < 0 || end < start {
-		t.Fatal("app.js: cannot find its small helpers section")
-	}
-	f := filepath.Join(t.TempDir(), "helpers.js")
-	if err := os.WriteFile(f, []byte(fakeDOM+src[start:end]+script), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := exec.Command(node, f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, b)
-	}
-	return b
+	return node
 }
 
 func readAppJS(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("static", "app.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return string(web.AppJS())
 }
 
 // fakeDOM is just enough of a DOM for app.js's h(): elements with attributes, classes and text
@@ -270,3 +278,17 @@ class Element extends Node {
 const document = { createElement(tag) { created.push(tag); return new Element(tag); } };
 function dump(el) { return { tag: el.tagName, attrs: el.attrs, class: el.className, text: el.textContent }; }
 `
+
+// TestAppJSParses: the scripts of static/js, joined as /static/app.js, are one valid script
+// (a part that leaves a brace open breaks every page).
+func TestAppJSParses(t *testing.T) {
+	t.Parallel()
+	node := nodeOrSkip(t)
+	f := filepath.Join(t.TempDir(), "app.js")
+	if err := os.WriteFile(f, web.AppJS(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(node, "--check", f).CombinedOutput(); err != nil {
+		t.Fatalf("node --check app.js: %v\n%s", err, b)
+	}
+}

@@ -1,5 +1,5 @@
 // Package web serves flowd's browser UI: server-rendered pages from embedded templates, one
-// small hand-written script and one style sheet, all embedded, so the UI works offline and
+// hand-written script (static/js, joined into /static/app.js) and one style sheet, all embedded, so the UI works offline and
 // needs no build step.
 //
 // The pages hold no rules of their own. A page handler checks who is signed in and what their
@@ -14,16 +14,20 @@
 package web
 
 import (
+	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
-	"github.com/flowd/flowd/internal/auth"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/store"
 )
 
@@ -80,6 +84,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /account/tokens", h.signedIn(h.tokensPage))
 	mux.HandleFunc("GET /favicon.svg", h.favicon)
 	mux.HandleFunc("GET /favicon.ico", h.favicon)
+	mux.Handle("GET /static/app.js", cacheStatic(http.HandlerFunc(serveAppJS)))
 	static, _ := fs.Sub(staticFiles, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
 	return h.recoverPanics(securityHeaders(h.unmatched(mux)))
@@ -211,6 +216,48 @@ func cacheStatic(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// appJS is /static/app.js: the scripts of static/js joined in one strict function scope,
+// core.js first (the shared helpers), main.js last (it starts the page), the rest by name in
+// between. Those only define, so their order does not matter.
+var appJS = func() []byte {
+	names, err := fs.Glob(staticFiles, "static/js/*.js")
+	if err != nil {
+		panic(err)
+	}
+	rank := func(n string) int {
+		switch path.Base(n) {
+		case "core.js":
+			return 0
+		case "main.js":
+			return 2
+		}
+		return 1
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a, b)) })
+	var b bytes.Buffer
+	b.WriteString("'use strict';\n(function () {\n")
+	for _, n := range names {
+		src, err := staticFiles.ReadFile(n)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(&b, "// ==== %s\n", path.Base(n))
+		b.Write(src)
+	}
+	b.WriteString("})();\n")
+	return b.Bytes()
+}()
+
+// AppJS returns /static/app.js (for tests that run or read the UI's script).
+func AppJS() []byte { return appJS }
+
+func serveAppJS(w http.ResponseWriter, r *http.Request) {
+	http.ServeContent(w, r, "app.js", startTime, bytes.NewReader(appJS))
+}
+
+// startTime is when the server started: the Last-Modified of what it builds at start.
+var startTime = time.Now()
 
 // recoverPanics logs a handler's panic and answers 500.
 func (h *handler) recoverPanics(next http.Handler) http.Handler {

@@ -1,0 +1,108 @@
+// A pipeline's webhook deliveries (/pipelines/NAME/deliveries): the trace, Redeliver, Dry run.
+pages.deliveries = async function () {
+  const root = $('#deliveries');
+  const name = root.dataset.name;
+  const tb = $('#dl-list tbody');
+  const detail = $('#dl-detail');
+  let before = null, selected = null;
+  async function load(more) {
+    const q = new URLSearchParams({ limit: '30' });
+    if (more && before) q.set('before', before);
+    const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(name) + '/deliveries?' + q);
+    if (!more) empty(tb);
+    if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 4 }, errText(r)))); return; }
+    before = r.data.next_before;
+    $('#dl-older').disabled = !before;
+    if (!more && !r.data.deliveries.length) tb.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No deliveries yet. Requests to the webhook URL show here.')));
+    for (const d of r.data.deliveries) {
+      const okish = d.status_code < 300;
+      const row = h('tr', { 'data-id': d.id, class: d.id === selected ? 'selected' : null },
+        h('td', {}, when(d.received_at), h('span', { class: 'sub' }, '#' + d.id + (d.remote_addr ? ' · ' + d.remote_addr : ''))),
+        h('td', {}, h('span', { class: 'badge ' + (okish ? 's-success' : d.status_code === 429 ? 's-queued' : 's-failed') }, h('span', { 'aria-hidden': 'true' }, okish ? '✓' : '✗'), ' ' + d.status_code),
+          d.error_code ? h('span', { class: 'sub' }, d.error_code) : null,
+          d.dry_run ? h('span', { class: 'sub' }, 'dry run') : null,
+          d.redelivery_of ? h('span', { class: 'sub' }, 'redelivery of #' + d.redelivery_of) : null,
+          d.replay_of ? h('span', { class: 'sub' }, 'replay of #' + d.replay_of) : null),
+        h('td', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : h('span', { class: 'muted' }, '—')),
+        h('td', {}, h('button', { type: 'button', class: 'btn small', onclick: () => show(d.id) }, 'Details')));
+      tb.append(row);
+    }
+  }
+  // show opens a delivery's details. Opening the one already open (or being fetched) does
+  // nothing, and only the newest request renders: a slow answer can never replace the panel
+  // (and its buttons) under the user's hand.
+  let shownSeq = 0;
+  async function show(id) {
+    if (id === selected) return;
+    selected = id;
+    const seq = ++shownSeq;
+    $$('#dl-list tr').forEach(tr => tr.classList.toggle('selected', tr.dataset.id === String(id)));
+    const r = await api('GET', '/api/v1/deliveries/' + id);
+    if (seq !== shownSeq) return;
+    empty(detail);
+    if (!r.ok) { selected = null; detail.append(h('p', { class: 'alert error' }, errText(r))); return; }
+    const d = r.data;
+    const redeliver = h('button', { type: 'button', class: 'btn', id: 'dl-redeliver' }, '↻ Redeliver');
+    const dry = h('button', { type: 'button', class: 'btn ghost', id: 'dl-dryrun' }, 'Dry run');
+    const result = h('div', { id: 'dl-result', 'aria-live': 'polite' });
+    redeliver.addEventListener('click', async () => {
+      if (!confirm('Deliver #' + d.id + ' again? It runs through today\'s trigger and may start a run.')) return;
+      busy(redeliver, true);
+      const rr = await api('POST', '/api/v1/deliveries/' + d.id + '/redeliver');
+      busy(redeliver, false);
+      outcome(result, rr, 'Redelivered');
+      await load(false);
+    });
+    dry.addEventListener('click', async () => {
+      busy(dry, true);
+      const ct = headerValue(d.headers, 'Content-Type') || 'application/json';
+      const rr = await api('POST', '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook/dry-run', d.body, { headers: { 'Content-Type': ct } });
+      busy(dry, false);
+      outcome(result, rr, 'Dry run');
+      await load(false);
+    });
+    const trace = Array.isArray(d.trace) ? d.trace : [];
+    detail.append(
+      h('div', { class: 'cardhead' }, h('h2', {}, 'Delivery #' + d.id), h('div', { class: 'actions' }, redeliver, dry)),
+      result,
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Received'), h('dd', {}, new Date(d.received_at).toLocaleString(), d.remote_addr ? ' from ' + d.remote_addr : ''),
+        h('dt', {}, 'Answer'), h('dd', {}, String(d.status_code), d.error_code ? ' ' + d.error_code : ''),
+        h('dt', {}, 'Run'), h('dd', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : '—')),
+      h('h3', {}, 'Decision trace'),
+      traceList(trace),
+      h('h3', {}, 'Answer'),
+      h('pre', { class: 'box' }, JSON.stringify(d.response, null, 2)),
+      h('h3', {}, 'Headers'),
+      h('pre', { class: 'box' }, Object.entries(d.headers || {}).map(([k, v]) => k + ': ' + [].concat(v).join(', ')).join('\n')),
+      h('h3', {}, 'Body' + (d.body_truncated ? ' (cut at the size limit)' : '')),
+      h('pre', { class: 'box', id: 'dl-body' }, pretty(d.body)));
+  }
+  function headerValue(hs, name) {
+    for (const [k, v] of Object.entries(hs || {})) if (k.toLowerCase() === name.toLowerCase()) return [].concat(v)[0];
+    return '';
+  }
+  function pretty(body) {
+    try { return JSON.stringify(JSON.parse(body), null, 2); } catch (e) { return body || ''; }
+  }
+  function traceList(trace) {
+    if (!trace.length) return h('p', { class: 'muted' }, 'No trace was kept.');
+    return h('ol', { class: 'trace' }, trace.map(s => h('li', {}, icon(s.ok ? 'success' : 'failed'), h('span', { class: 'step-name' }, s.step), h('span', {}, s.detail || ''))));
+  }
+  function outcome(box, rr, what) {
+    empty(box);
+    const d = rr.data || {};
+    const ok = rr.status >= 200 && rr.status < 300;
+    box.append(h('div', { class: 'alert ' + (ok ? 'ok' : 'error') },
+      h('strong', {}, what + ': ' + rr.status), ' ',
+      d.run ? ['started ', h('a', { href: '/runs/' + d.run.id }, 'run #' + d.run.number)] : '',
+      d.dry_run ? (d.would_start ? 'would start a run' : 'would start nothing') : '',
+      d.error ? d.error.message : '',
+      d.trace ? traceList(d.trace) : null));
+  }
+  $('#dl-refresh').addEventListener('click', () => load(false));
+  $('#dl-older').addEventListener('click', () => load(true));
+  await load(false);
+  const first = $('#dl-list tr[data-id]');
+  if (first && matchMedia('(min-width: 861px)').matches) show(Number(first.dataset.id));
+};
