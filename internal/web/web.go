@@ -1,6 +1,6 @@
 // Package web serves flowd's browser UI: server-rendered pages from embedded templates, one
-// hand-written script (static/js, joined into /static/app.js) and one style sheet, all embedded, so the UI works offline and
-// needs no build step.
+// hand-written script (static/js, joined into /static/app.js) and one style sheet (static/css,
+// joined into /static/app.css), all embedded, so the UI works offline and needs no build step.
 //
 // The pages hold no rules of their own. A page handler checks who is signed in and what their
 // role on the pipeline is, exactly as the API does (not a member: 404; too low: the controls
@@ -84,7 +84,8 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /account/tokens", h.signedIn(h.tokensPage))
 	mux.HandleFunc("GET /favicon.svg", h.favicon)
 	mux.HandleFunc("GET /favicon.ico", h.favicon)
-	mux.Handle("GET /static/app.js", cacheStatic(http.HandlerFunc(serveAppJS)))
+	mux.Handle("GET /static/app.js", serveJoined("app.js", appJS))
+	mux.Handle("GET /static/app.css", serveJoined("app.css", appCSS))
 	static, _ := fs.Sub(staticFiles, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(http.FileServerFS(static))))
 	return h.recoverPanics(securityHeaders(h.unmatched(mux)))
@@ -220,40 +221,51 @@ func cacheStatic(next http.Handler) http.Handler {
 // appJS is /static/app.js: the scripts of static/js joined in one strict function scope,
 // core.js first (the shared helpers), main.js last (it starts the page), the rest by name in
 // between. Those only define, so their order does not matter.
-var appJS = func() []byte {
-	names, err := fs.Glob(staticFiles, "static/js/*.js")
-	if err != nil {
-		panic(err)
+var appJS = join("static/js/*.js", "core.js", "main.js",
+	"'use strict';\n(function () {\n", "})();\n", "// ==== %s\n")
+
+// appCSS is /static/app.css: the sheets of static/css, base.css first, the rest by name.
+var appCSS = join("static/css/*.css", "base.css", "", "", "", "/* ==== %s */\n")
+
+// AppJS returns /static/app.js (for tests that run or read the UI's script).
+func AppJS() []byte { return appJS }
+
+// join returns the embedded files that match pattern, first first, last last and the rest by
+// name, between head and tail, each after a line that names it (banner).
+func join(pattern, first, last, head, tail, banner string) []byte {
+	names, err := fs.Glob(staticFiles, pattern)
+	if err != nil || len(names) == 0 {
+		panic(fmt.Sprintf("web: no embedded files match %s (%v)", pattern, err))
 	}
 	rank := func(n string) int {
 		switch path.Base(n) {
-		case "core.js":
+		case first:
 			return 0
-		case "main.js":
+		case last:
 			return 2
 		}
 		return 1
 	}
 	slices.SortStableFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a, b)) })
 	var b bytes.Buffer
-	b.WriteString("'use strict';\n(function () {\n")
+	b.WriteString(head)
 	for _, n := range names {
 		src, err := staticFiles.ReadFile(n)
 		if err != nil {
 			panic(err)
 		}
-		fmt.Fprintf(&b, "// ==== %s\n", path.Base(n))
+		fmt.Fprintf(&b, banner, path.Base(n))
 		b.Write(src)
 	}
-	b.WriteString("})();\n")
+	b.WriteString(tail)
 	return b.Bytes()
-}()
+}
 
-// AppJS returns /static/app.js (for tests that run or read the UI's script).
-func AppJS() []byte { return appJS }
-
-func serveAppJS(w http.ResponseWriter, r *http.Request) {
-	http.ServeContent(w, r, "app.js", startTime, bytes.NewReader(appJS))
+// serveJoined serves a joined file (appJS, appCSS) as name.
+func serveJoined(name string, content []byte) http.Handler {
+	return cacheStatic(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, name, startTime, bytes.NewReader(content))
+	}))
 }
 
 // startTime is when the server started: the Last-Modified of what it builds at start.
