@@ -17,6 +17,8 @@ func pipelineCommands() []command {
 		{name: "apply", summary: "create a pipeline from a YAML file, or update it", run: (*cli).cmdPipelineApply},
 		{name: "ls", summary: "list the pipelines you can see", run: (*cli).cmdPipelineList},
 		{name: "show", summary: "show a pipeline: queue, variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
+		{name: "history", summary: "list the revisions of a pipeline: who saved each, when", run: (*cli).cmdPipelineHistory},
+		{name: "restore", summary: "save an old revision's definition as the newest one", run: (*cli).cmdPipelineRestore},
 		{name: "rm", summary: "delete a pipeline and its runs", run: (*cli).cmdPipelineRemove},
 		{name: "trust", summary: "let a pipeline run where steps run as the server's own user (global admins)", run: (*cli).cmdPipelineTrust},
 		{name: "untrust", summary: "take a pipeline's trusted mark away (global admins)", run: (*cli).cmdPipelineUntrust},
@@ -99,15 +101,20 @@ func (c *cli) cmdPipelineList(ctx context.Context, args []string) int {
 }
 
 func (c *cli) cmdPipelineShow(ctx context.Context, args []string) int {
-	f := newFlags("pipeline show", "flowd pipeline show NAME [--yaml]", `
+	f := newFlags("pipeline show", "flowd pipeline show NAME [--yaml | --revision N]", `
 Show a pipeline: its revision, its queue (runs waiting to start) and queue bound, variables,
 stages, members and YAML definition. Secret defaults are masked as ***; applying the YAML back
 keeps their stored values. Over the queue bound (queue: in the YAML), webhooks that would start
-a run are answered 429 with Retry-After and nothing is stored.`, 1, 1)
+a run are answered 429 with Retry-After and nothing is stored. --revision N prints the YAML of
+revision N alone (flowd pipeline history lists them).`, 1, 1)
 	onlyYAML := f.Bool("yaml", false, "print only the YAML definition")
+	revision := f.Int64("revision", 0, "print only the YAML of revision `N`")
 	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
+	}
+	if *revision > 0 {
+		return c.printRevision(ctx, cl, pos[0], *revision)
 	}
 	pl, err := cl.PipelineGet(ctx, pos[0])
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/pipeline"
+	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 	"github.com/flowd/flowd/internal/trigger"
 )
@@ -251,16 +252,29 @@ func (s *Server) pipelineUpdate(w http.ResponseWriter, r *http.Request) {
 	s.writePipeline(w, r, http.StatusOK, p, u)
 }
 
-// pipelineDelete: DELETE /api/v1/pipelines/{name} (admin) → 204, with its runs and logs.
+// pipelineDelete: DELETE /api/v1/pipelines/{name} (admin) → 204, with its revisions, runs,
+// logs, deliveries, webhook trigger and members. The processes of its running jobs on this
+// server stop at once (on other servers and agents: when their next heartbeat finds the job
+// gone).
 func (s *Server) pipelineDelete(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	p, _, ok := s.pipelineAccess(w, r, name, auth.Admin)
 	if !ok {
 		return
 	}
+	running, err := s.Store.RunList(r.Context(), p.ID, store.RunListParams{Status: run.Running, Limit: 200})
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
 	if err := s.Store.PipelineDelete(r.Context(), p.ID); err != nil {
 		s.storeError(w, r, err, fmt.Sprintf("pipeline %q not found", name), "")
 		return
+	}
+	if s.Canceler != nil {
+		for _, rn := range running {
+			s.Canceler.Cancel(rn.ID)
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

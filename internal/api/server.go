@@ -138,6 +138,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/pipelines/{name}", s.pipelineDelete)
 	mux.HandleFunc("POST /api/v1/pipelines/{name}/trust", s.pipelineTrust(true))
 	mux.HandleFunc("POST /api/v1/pipelines/{name}/untrust", s.pipelineTrust(false))
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/revisions", s.revisionList)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/revisions/{rev}", s.revisionGet)
+	mux.HandleFunc("POST /api/v1/pipelines/{name}/revisions/{rev}/restore", s.revisionRestore)
 
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/members", s.memberList)
 	mux.HandleFunc("PUT /api/v1/pipelines/{name}/members/{user}", s.memberSet)

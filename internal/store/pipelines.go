@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"time"
 )
 
 // pipelineSelect reads a pipeline joined with one of its revisions (pr); UpdatedAt is when that
@@ -203,4 +204,29 @@ func (s *Store) PipelineTrust(ctx context.Context, id, userID int64, trusted boo
 		return Pipeline{}, wrap("trust pipeline", err)
 	}
 	return p, nil
+}
+
+// PipelineRevisionInfo is one revision of a pipeline without its text, for lists.
+type PipelineRevisionInfo struct {
+	Revision  int64
+	CreatedBy string // who saved it
+	CreatedAt time.Time
+}
+
+// PipelineRevisionList lists a pipeline's revisions newest first: at most limit (1 to 200)
+// of them, older than revision before (0 = from the newest).
+func (s *Store) PipelineRevisionList(ctx context.Context, pipelineID int64, limit int, before int64) ([]PipelineRevisionInfo, error) {
+	limit = min(max(limit, 1), 200)
+	q, args := "SELECT revision, created_by, created_at FROM pipeline_revisions WHERE pipeline_id = ?", []any{pipelineID}
+	if before > 0 {
+		q, args = q+" AND revision < ?", append(args, before)
+	}
+	q, args = q+" ORDER BY revision DESC LIMIT ?", append(args, limit)
+	out, err := queryAll(ctx, s.reader(), func(row scanner, r *PipelineRevisionInfo) error {
+		return row.Scan(&r.Revision, &r.CreatedBy, timeScan{&r.CreatedAt})
+	}, q, args...)
+	if err != nil {
+		return nil, wrap("list pipeline revisions", err)
+	}
+	return out, nil
 }
