@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/logs"
@@ -20,6 +22,8 @@ type logQuery struct {
 	ndjson bool
 	read   logs.Read
 	job    *run.Job // the job of job=, nil for the whole run
+	// The text format's options: ansi=0, timestamps=1, download=1.
+	stripANSI, timestamps, download bool
 }
 
 // runLog: GET /api/v1/runs/{id}/log (viewer) → the log as text/plain, or with format=ndjson one
@@ -57,10 +61,12 @@ func (s *Server) runLog(w http.ResponseWriter, r *http.Request) {
 		err = s.streamNDJSON(r, rn.ID, q.read, tw, flush)
 	} else {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		_, err = logs.Chunks(r.Context(), s.Store, s.LogChanged, rn.ID, q.read, func(c run.LogChunk) error {
-			_, err := tw.Write(c.Data)
-			return err
-		}, flush)
+		if q.download {
+			h.Set("Content-Disposition", attachment(logFileName(rn, q.job)))
+		}
+		out := logs.NewText(tw)
+		out.StripANSI, out.Timestamps = q.stripANSI, q.timestamps
+		_, err = logs.Chunks(r.Context(), s.Store, s.LogChanged, rn.ID, q.read, out.Chunk, flush)
 	}
 	switch {
 	case err == nil:
@@ -105,16 +111,37 @@ func parseLogQuery(v url.Values, rn run.Run) (q logQuery, status int, code, msg 
 	default:
 		return q, http.StatusBadRequest, "bad_request", fmt.Sprintf("format=%q: use text (the default, the log as plain text) or ndjson (one JSON object per log chunk)", f)
 	}
-	var ok bool
-	if q.read.Follow, ok = boolParam(v, "follow"); !ok {
-		return q, http.StatusBadRequest, "bad_request", fmt.Sprintf("follow=%q: use 1 (stream until the run ends) or 0", v.Get("follow"))
+	ansi := true
+	for _, b := range []struct {
+		name, use string
+		to        *bool
+	}{
+		{"follow", "use 1 (stream until the run ends) or 0", &q.read.Follow},
+		{"ansi", "use 0 (without colours and other escape sequences) or 1 (as written, the default)", &ansi},
+		{"timestamps", "use 1 (each line starts with the time it was written) or 0", &q.timestamps},
+		{"download", "use 1 (answer as a file to save) or 0", &q.download},
+	} {
+		if s := v.Get(b.name); s != "" {
+			var err error
+			if *b.to, err = strconv.ParseBool(s); err != nil {
+				return q, http.StatusBadRequest, "bad_request", fmt.Sprintf("%s=%q: %s", b.name, s, b.use)
+			}
+		}
 	}
+	q.stripANSI = !ansi
 	if a := v.Get("after"); a != "" {
 		n, err := strconv.ParseInt(a, 10, 64)
 		if err != nil || n < 0 {
 			return q, http.StatusBadRequest, "bad_request", fmt.Sprintf("after=%q: use the seq of the last chunk you got (a whole number, 0 or more)", a)
 		}
 		q.read.After = n
+	}
+	if q.ndjson {
+		for _, name := range []string{"ansi", "timestamps", "download"} {
+			if v.Has(name) {
+				return q, http.StatusBadRequest, "bad_request", fmt.Sprintf("%s= is for the text log (format=text); format=ndjson sends each chunk's bytes as written, with its time in \"at\"", name)
+			}
+		}
 	}
 	if j := v.Get("job"); j != "" {
 		id, err := strconv.ParseInt(j, 10, 64)
@@ -134,14 +161,35 @@ func parseLogQuery(v url.Values, rn run.Run) (q logQuery, status int, code, msg 
 	return q, 0, "", ""
 }
 
-// boolParam reads an optional 1/0 (true/false) parameter; ok is false for another value.
-func boolParam(v url.Values, name string) (b, ok bool) {
-	s := v.Get(name)
-	if s == "" {
-		return false, true
+// logFileName is the name a downloaded log is saved as: PIPELINE-NUMBER.log, or
+// PIPELINE-NUMBER-JOB.log for one job's.
+func logFileName(rn run.Run, job *run.Job) string {
+	name := fmt.Sprintf("%s-%d", rn.Pipeline, rn.Number)
+	if job != nil {
+		name += "-" + job.Name
 	}
-	b, err := strconv.ParseBool(s)
-	return b, err == nil
+	return name + ".log"
+}
+
+// attachment is a Content-Disposition that saves the answer as name: filename with name's
+// characters other than A-Z a-z 0-9 . _ - replaced by _, and filename* (RFC 5987) keeping
+// letters and digits of every script.
+func attachment(name string) string {
+	var ascii, ext strings.Builder
+	for _, c := range name {
+		switch {
+		case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-':
+			ascii.WriteRune(c)
+			ext.WriteRune(c)
+		case unicode.IsLetter(c) || unicode.IsDigit(c):
+			ascii.WriteByte('_')
+			ext.WriteString(url.PathEscape(string(c)))
+		default:
+			ascii.WriteByte('_')
+			ext.WriteByte('_')
+		}
+	}
+	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii.String(), ext.String())
 }
 
 // LogExpiredMessage says that run's log expired, when, and why.

@@ -281,6 +281,13 @@ func TestRunLogErrors(t *testing.T) {
 			{"?format=ndjson&after=-1", "bad_request", "seq", 400},
 			{"?job=x", "bad_request", "id of one of the run's jobs", 400},
 			{"?follow=maybe", "bad_request", "use 1", 400},
+			{"?ansi=maybe", "bad_request", "use 0 (without colours", 400},
+			{"?timestamps=yes", "bad_request", "use 1", 400},
+			{"?download=2", "bad_request", "use 1", 400},
+			{"?format=ndjson&ansi=0", "bad_request", "for the text log", 400},
+			{"?format=ndjson&timestamps=1", "bad_request", "for the text log", 400},
+			{"?job=0", "bad_request", "id of one of the run's jobs", 400},
+			{fmt.Sprintf("?job=%d", otherRun.Jobs[0].ID), "job_not_found", "lists its jobs", 404},
 			{fmt.Sprintf("?format=ndjson&job=%d", otherRun.Jobs[0].ID), "job_not_found", "lists its jobs", 404},
 		} {
 			r := e.call("GET", p.path(c.query), p.user.Token, nil)
@@ -311,4 +318,81 @@ func TestRunLogErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRunLogText: the text log's options: one job's lines out of interleaved chunks, without
+// escape sequences, with each line's time, as a download; and together with follow.
+func TestRunLogText(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect)
+		p := newPairRun(t, e)
+		p.append(t, p.chunks(), 0)
+		get := func(query string) response {
+			t.Helper()
+			r := e.call("GET", p.path(query), p.user.Token, nil)
+			if r.Status != http.StatusOK || r.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+				t.Fatalf("%s: %s %v", query, r, r.Header)
+			}
+			return r
+		}
+		a, b := fmt.Sprintf("&job=%d", p.jobA), fmt.Sprintf("&job=%d", p.jobB)
+		ts := func(i int) string {
+			return p.at.Add(time.Duration(i)*1500*time.Millisecond).Format("2006-01-02T15:04:05.000Z") + " "
+		}
+		for query, want := range map[string]string{
+			"":                    "run queued\n▶ one\n\x1b[32mgreen a\x1b[0m\nhalf ▶ two\nb says hi\nline of a\n✔ one (0s)\n✔ two (0s)\n",
+			"?format=text&ansi=1": "run queued\n▶ one\n\x1b[32mgreen a\x1b[0m\nhalf ▶ two\nb says hi\nline of a\n✔ one (0s)\n✔ two (0s)\n",
+			"?x" + a:              "▶ one\n\x1b[32mgreen a\x1b[0m\nhalf line of a\n✔ one (0s)\n",
+			"?x" + b:              "▶ two\nb says hi\n✔ two (0s)\n",
+			"?ansi=0" + a:         "▶ one\ngreen a\nhalf line of a\n✔ one (0s)\n",
+			"?timestamps=1&ansi=false" + a: ts(1) + "▶ one\n" + ts(1) + "green a\n" + ts(1) + "half line of a\n" +
+				ts(3) + "✔ one (0s)\n",
+			"?timestamps=1": ts(0) + "run queued\n" + ts(1) + "▶ one\n" + ts(1) + "\x1b[32mgreen a\x1b[0m\n" + ts(1) +
+				"half ▶ two\n" + ts(2) + "b says hi\n" + ts(3) + "line of a\n" + ts(3) + "✔ one (0s)\n" + ts(4) + "✔ two (0s)\n",
+		} {
+			r := get(query)
+			if string(r.Body) != want {
+				t.Errorf("%s:\n%q\nwant\n%q", query, r.Body, want)
+			}
+			if cd := r.Header.Get("Content-Disposition"); cd != "" {
+				t.Errorf("%s: Content-Disposition %q without download=1", query, cd)
+			}
+		}
+
+		// download=1 names the file after the run, and the job; with follow it ends with the run.
+		if cd := get("?download=1").Header.Get("Content-Disposition"); cd != `attachment; filename="pair-1.log"; filename*=UTF-8''pair-1.log` {
+			t.Errorf("Content-Disposition = %q", cd)
+		}
+		finishAll(t, e, p.id, run.Success)
+		r := get("?download=1&follow=1&ansi=0" + b)
+		if cd := r.Header.Get("Content-Disposition"); cd != `attachment; filename="pair-1-b.log"; filename*=UTF-8''pair-1-b.log` {
+			t.Errorf("Content-Disposition of job b = %q", cd)
+		}
+		if string(r.Body) != "▶ two\nb says hi\n✔ two (0s)\n" {
+			t.Errorf("download of job b: %q", r.Body)
+		}
+	})
+}
+
+// TestRunLogDownloadName: a job name with characters no file name should have is sanitised in
+// filename and kept, percent-encoded, in filename* where it is a letter.
+func TestRunLogDownloadName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "sqlite")
+	u := e.user("alice", false)
+	def := strings.Replace(twoJobsDefinition, "- name: a\n", "- name: \"Über \\\"x\\\"/..\\\\y\"\n", 1)
+	if r := e.yaml("POST", "/api/v1/pipelines", u.Token, def); r.Status != http.StatusCreated {
+		t.Fatalf("create pipeline: %s", r)
+	}
+	id := e.startRun("pair", u.Token)
+	rn, err := e.st.RunGet(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.call("GET", fmt.Sprintf("/api/v1/runs/%d/log?download=1&job=%d", id, rn.Jobs[0].ID), u.Token, nil)
+	want := `attachment; filename="pair-1-_ber__x__.._y.log"; filename*=UTF-8''pair-1-%C3%9Cber__x__.._y.log`
+	if cd := r.Header.Get("Content-Disposition"); r.Status != http.StatusOK || cd != want {
+		t.Errorf("%s: Content-Disposition %q, want %q", r, cd, want)
+	}
 }
