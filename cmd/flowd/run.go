@@ -79,15 +79,16 @@ default branch (the first plain name in source.branches, else main).`, 1, 1)
 	if !*follow {
 		return 0
 	}
-	return c.follow(ctx, cl, r.ID)
+	return c.follow(ctx, cl, r.ID, client.LogOptions{})
 }
 
-// follow streams the log of run id to stdout until the run ends, prints its final status on
+// follow streams the log of run id (as opts ask) to stdout until the run ends, prints its final status on
 // stderr, and returns 0 if it succeeded, 1 if not.
-func (c *cli) follow(ctx context.Context, cl *client.Client, id int64) int {
+func (c *cli) follow(ctx context.Context, cl *client.Client, id int64, opts client.LogOptions) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	if err := cl.Log(ctx, id, true, c.stdout); err != nil {
+	opts.Follow = true
+	if err := cl.LogText(ctx, id, opts, c.stdout); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(c.stderr, "flowd: stopped following; run %d goes on (stop it with 'flowd cancel %d')\n", id, id)
 			return 130

@@ -115,12 +115,38 @@ func (c *Client) RunCancel(ctx context.Context, id int64) (*Run, error) {
 // CancelWait bounds how long RunCancel waits for a canceled run to stop.
 const CancelWait = 30 * time.Second
 
+// LogOptions say which log LogText reads and how (the log endpoint's parameters).
+type LogOptions struct {
+	Follow     bool  // keep reading until the run ends
+	Job        int64 // only this job's lines; 0 = the whole run
+	StripANSI  bool  // without colours and other escape sequences (ansi=0)
+	Timestamps bool  // each line prefixed with its time (timestamps=1)
+}
+
 // Log copies the log of a run to w as it arrives. With follow it keeps reading until the run
 // ends (or ctx is done); without, it copies what has been written so far.
 func (c *Client) Log(ctx context.Context, runID int64, follow bool, w io.Writer) error {
+	return c.LogText(ctx, runID, LogOptions{Follow: follow}, w)
+}
+
+// LogText copies the text log of a run, as opts ask, to w as it arrives.
+func (c *Client) LogText(ctx context.Context, runID int64, opts LogOptions, w io.Writer) error {
 	r := request{method: http.MethodGet, path: p("runs", strconv.FormatInt(runID, 10), "log")}
-	if follow {
-		r.query = url.Values{"follow": {"1"}}
+	q := url.Values{}
+	if opts.Follow {
+		q.Set("follow", "1")
+	}
+	if opts.Job != 0 {
+		q.Set("job", strconv.FormatInt(opts.Job, 10))
+	}
+	if opts.StripANSI {
+		q.Set("ansi", "0")
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "1")
+	}
+	if len(q) > 0 {
+		r.query = q
 	}
 	resp, err := c.send(ctx, r)
 	if err != nil {
