@@ -22,6 +22,7 @@ type deliverySummary struct {
 	StatusCode   int       `json:"status_code"`
 	ErrorCode    *string   `json:"error_code"` // null when the delivery was accepted
 	RunID        *int64    `json:"run_id"`
+	RunNumber    *int64    `json:"run_number"` // the run's number in its pipeline (#N); null without a run
 	DryRun       bool      `json:"dry_run"`
 	RedeliveryOf *int64    `json:"redelivery_of"`
 	ReplayOf     *int64    `json:"replay_of"`
@@ -85,7 +86,38 @@ func (s *Server) deliveryList(w http.ResponseWriter, r *http.Request) {
 	for i, d := range ds {
 		out[i] = toDeliverySummary(d)
 	}
+	if !s.runNumbers(w, r, out) {
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"deliveries": out, "next_before": next})
+}
+
+// runNumbers fills the RunNumber of each of ds that started a run, in one query; false when
+// it failed and was answered.
+func (s *Server) runNumbers(w http.ResponseWriter, r *http.Request, ds []deliverySummary) bool {
+	var ids []int64
+	for _, d := range ds {
+		if d.RunID != nil {
+			ids = append(ids, *d.RunID)
+		}
+	}
+	if len(ids) == 0 {
+		return true
+	}
+	refs, err := s.Store.RunRefs(r.Context(), ids)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return false
+	}
+	for i, d := range ds {
+		if d.RunID == nil {
+			continue
+		}
+		if ref, ok := refs[*d.RunID]; ok {
+			ds[i].RunNumber = &ref.Number
+		}
+	}
+	return true
 }
 
 // deliveryAccess authenticates the caller, loads the delivery {id} and checks the caller is a
@@ -122,8 +154,12 @@ func (s *Server) deliveryGet(w http.ResponseWriter, r *http.Request) {
 	if headers == nil {
 		headers = map[string][]string{}
 	}
+	sum := []deliverySummary{toDeliverySummary(d)}
+	if !s.runNumbers(w, r, sum) {
+		return
+	}
 	writeJSON(w, http.StatusOK, deliveryDetail{
-		deliverySummary: toDeliverySummary(d),
+		deliverySummary: sum[0],
 		Pipeline:        d.Pipeline,
 		Headers:         headers,
 		Body:            string(d.Body),

@@ -73,6 +73,11 @@ type pipelineSummaryJSON struct {
 	Trusted     bool        `json:"trusted"`
 	UpdatedAt   time.Time   `json:"updated_at"`
 	LastRun     *runSummary `json:"last_run"`
+	// Running are its running runs, newest first (at most store.MaxListedRunning); the counts
+	// are of all its running and queued runs.
+	Running      []runSummary `json:"running"`
+	RunningCount int          `json:"running_count"`
+	QueuedCount  int          `json:"queued_count"`
 }
 
 // toPipelineJSON shows p, whose Source is already masked, to a caller with role.
@@ -155,6 +160,11 @@ func (s *Server) pipelineList(w http.ResponseWriter, r *http.Request) {
 			rs := s.toRunSummary(*p.LastRun)
 			pj.LastRun = &rs
 		}
+		pj.Running = make([]runSummary, len(p.Running))
+		for i, rn := range p.Running {
+			pj.Running[i] = s.toRunSummary(rn)
+		}
+		pj.RunningCount, pj.QueuedCount = p.RunningCount, p.QueuedCount
 		out = append(out, pj)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pipelines": out})

@@ -233,7 +233,25 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
 	for i, rn := range runs {
 		out[i] = s.toRunSummary(rn)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": out, "next_before": next})
+	// total: the runs matching the filters; newer: those of them above this page.
+	before := params.Before
+	params.Before = 0
+	total, err := s.Store.RunCount(r.Context(), p.ID, params)
+	if err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	newer := int64(0)
+	if before > 0 {
+		params.Before = before
+		below, err := s.Store.RunCount(r.Context(), p.ID, params)
+		if err != nil {
+			s.storeError(w, r, err, "", "")
+			return
+		}
+		newer = max(total-below, 0)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": out, "next_before": next, "total": total, "newer": newer})
 }
 
 // maxRunPage is the largest page of runs.

@@ -110,6 +110,9 @@ type Server struct {
 	webhooksSvc  *trigger.Webhooks // see webhooks()
 	admission    *admission        // webhook slots, built with webhooksSvc
 	admitted     func()            // tests: called once a webhook has its slot
+
+	liveOnce sync.Once
+	liveHub  *liveHub // see live()
 }
 
 // Handler returns the API's routes, each with the request metrics, body limit and panic
@@ -129,6 +132,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/users/{name}", s.userDelete)
 
 	mux.HandleFunc("GET /api/v1/nodes", s.nodeList)
+	mux.HandleFunc("GET /api/v1/events", s.events)
 
 	mux.HandleFunc("GET /api/v1/pipelines", s.pipelineList)
 	mux.HandleFunc("POST /api/v1/pipelines", s.pipelineCreate)

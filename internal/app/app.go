@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	appender := logs.NewAppender(st, logger.With("component", "logs"))
 	appender.JobLimit = int64(cfg.MaxJobLog)
 	cl := newCluster(st, cfg, logger) // what is shared with other servers on the database
+	cl.announce()
 	// Agents' claims wait on agentWork; whatever wakes the scheduler wakes them too.
 	agentWork := &api.Signal{}
 	var sched *scheduler.Scheduler

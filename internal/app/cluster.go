@@ -71,6 +71,17 @@ func (c *cluster) share(signIn *auth.Throttle, appender *logs.Appender, secretKe
 	appender.OnChange = func(runID int64) { c.send(store.TopicLog, strconv.FormatInt(runID, 10)) }
 }
 
+// announce makes the store's changes (runs, deliveries, nodes: store.Changed) reach the pages
+// open on every server: sent as notifications, batched like the others. This server's start
+// is one of them.
+func (c *cluster) announce() {
+	if !c.shared {
+		return
+	}
+	c.st.SetAnnouncer(c.send)
+	c.send(store.TopicNodes, "")
+}
+
 // webhookLimiter is the per-trigger webhook rate shared by the servers; nil (buckets in this
 // process) on SQLite or without a rate.
 func (c *cluster) webhookLimiter() trigger.RateLimiter {

@@ -68,6 +68,7 @@ func (s *Store) AgentTokenCreate(ctx context.Context, name string, labels map[st
 	if err != nil {
 		return AgentToken{}, wrap("create agent token", err)
 	}
+	s.Changed(TopicNodes, "")
 	return t, nil
 }
 
@@ -133,6 +134,7 @@ func (s *Store) AgentTokenRevoke(ctx context.Context, name string) (AgentToken, 
 	if err != nil {
 		return AgentToken{}, nil, wrap("revoke agent token", err)
 	}
+	s.Changed(TopicNodes, "")
 	var out []Rescued
 	for {
 		done, err := s.rescue(ctx, "a.node IN (SELECT name FROM agents WHERE token_id = ?)", []any{t.ID}, "stopped: its agent token was revoked")
@@ -209,6 +211,7 @@ func (s *Store) AgentRegister(ctx context.Context, p AgentRegister) (Agent, erro
 	if err != nil {
 		return Agent{}, wrap("register agent", err)
 	}
+	s.Changed(TopicNodes, "")
 	return a, nil
 }
 
@@ -249,6 +252,9 @@ func (s *Store) AgentPause(ctx context.Context, name string, paused bool) error 
 		}
 		return err
 	})
+	if err == nil {
+		s.Changed(TopicNodes, "")
+	}
 	return wrap("pause agent", err)
 }
 

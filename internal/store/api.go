@@ -76,6 +76,11 @@ type Pipeline struct {
 type PipelineSummary struct {
 	Pipeline
 	LastRun *run.Run // without Jobs
+	// Running are the pipeline's running runs, newest first, at most MaxListedRunning of
+	// them (without Jobs); RunningCount and QueuedCount count all of its running and queued
+	// runs. The newest run may have ended while an older one still runs: Running shows it.
+	Running                   []run.Run
+	RunningCount, QueuedCount int
 }
 
 // Member is a user's role on a pipeline: "viewer", "developer" or "admin".

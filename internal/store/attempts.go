@@ -296,6 +296,7 @@ func (s *Store) rescue(ctx context.Context, cond string, args []any, why string)
 		}
 		if ok {
 			out = append(out, r)
+			s.runsChanged(r.RunID)
 		}
 	}
 	return out, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,6 +109,17 @@ func retryable(err error) bool {
 // delivery's. When a racing request took the key first the transaction runs again, so Answer
 // may be called more than once; only the last call's run and answer are stored.
 func (s *Store) DeliveryRecord(ctx context.Context, rec DeliveryRecord) (d Delivery, replayed bool, err error) {
+	d, replayed, err = s.deliveryRecord(ctx, rec)
+	if err == nil {
+		s.Changed(TopicDeliveries, strconv.FormatInt(d.PipelineID, 10))
+		if d.RunID != nil && !replayed {
+			s.runsChanged(*d.RunID)
+		}
+	}
+	return d, replayed, err
+}
+
+func (s *Store) deliveryRecord(ctx context.Context, rec DeliveryRecord) (d Delivery, replayed bool, err error) {
 	in := rec.Delivery
 	if in.PipelineID == 0 {
 		return Delivery{}, false, errors.New("store: record delivery: no pipeline id")

@@ -156,6 +156,9 @@ func (s *Store) JobsClaim(ctx context.Context, p JobsClaim) ([]Claim, error) {
 	if err != nil {
 		return nil, wrap("claim job", err)
 	}
+	for _, c := range out {
+		s.runsChanged(c.Run.ID) // it may have started
+	}
 	return out, nil
 }
 
@@ -410,6 +413,9 @@ func (s *Store) JobFinish(ctx context.Context, attempt, jobID int64, status run.
 	if err != nil {
 		return run.Run{}, wrap("finish job", err)
 	}
+	if out.Status.Terminal() {
+		s.runsChanged(out.ID)
+	}
 	return out, nil
 }
 
@@ -551,10 +557,13 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 		}
 	}
 	logs := slices.Clone(e.Logs)
-	var out run.Status
+	var (
+		out   run.Status
+		runID int64
+	)
 	err := s.writeRelaxed(ctx, func(tx db) error {
 		var err error
-		_, out, err = finishJob(ctx, tx, e.JobID, e.RunID, e.Status, e.Message, func(runID int64, at time.Time) error {
+		runID, out, err = finishJob(ctx, tx, e.JobID, e.RunID, e.Status, e.Message, func(runID int64, at time.Time) error {
 			if e.Log != nil {
 				if err := checkLogSum(ctx, tx, e.Attempt, *e.Log); err != nil {
 					return err
@@ -585,6 +594,9 @@ func (s *Store) JobComplete(ctx context.Context, e JobEnd) (run.Status, error) {
 	})
 	if err != nil {
 		return "", wrap("complete job", err)
+	}
+	if out.Terminal() {
+		s.runsChanged(runID)
 	}
 	return out, nil
 }

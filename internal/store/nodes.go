@@ -110,6 +110,7 @@ func (s *Store) NodeRegister(ctx context.Context, n Node, replaces string) (prev
 		}
 		return Node{}, wrap("register node", err)
 	}
+	s.Changed(TopicNodes, "")
 	return prev, nil
 }
 

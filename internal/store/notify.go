@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,10 +24,42 @@ const (
 	// TopicCancel: a run's cancel was requested; the server running its jobs stops them.
 	// Payload: the run id.
 	TopicCancel = "cancel"
+	// TopicRuns: a run was created, started or ended; pages that list runs read again.
+	// Payload: the run id. Sent through Changed (batched, see SetAnnouncer).
+	TopicRuns = "runs"
+	// TopicDeliveries: a webhook delivery was recorded. Payload: the pipeline id.
+	TopicDeliveries = "deliveries"
+	// TopicNodes: a server or an agent registered, an agent was paused, resumed, given or
+	// revoked a token. No payload.
+	TopicNodes = "nodes"
 )
 
 // topics are every topic Listen listens to.
-var topics = []string{TopicWork, TopicLog, TopicCancel}
+var topics = []string{TopicWork, TopicLog, TopicCancel, TopicRuns, TopicDeliveries, TopicNodes}
+
+// SetAnnouncer makes Changed hand its notifications to announce (which must not block), e.g.
+// a sender that batches them and Notifies the other servers, whose Listen (this one's too)
+// gives them to the subscribers. Without one, Changed gives them to this store's subscribers
+// at once: all there is on SQLite. Call it before the store is used.
+func (s *Store) SetAnnouncer(announce func(topic, payload string)) { s.announce = announce }
+
+// Changed tells the subscribers of topic (on every server, once an announcer is set) that
+// something changed, without waiting: the store calls it after a write that pages showing
+// runs, deliveries or nodes care about has committed.
+func (s *Store) Changed(topic, payload string) {
+	if s.announce != nil {
+		s.announce(topic, payload)
+		return
+	}
+	s.hub.publish(topic, payload)
+}
+
+// runsChanged is Changed(TopicRuns) for each run id.
+func (s *Store) runsChanged(ids ...int64) {
+	for _, id := range ids {
+		s.Changed(TopicRuns, strconv.FormatInt(id, 10))
+	}
+}
 
 // subscriberBuffer is how many notifications a subscriber may have unread before new ones to it
 // are dropped: a wake-up that finds the subscriber's queue full is not needed to wake it.

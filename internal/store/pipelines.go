@@ -163,6 +163,9 @@ func (s *Store) PipelineList(ctx context.Context, userID int64, all bool) ([]Pip
 	if err := rows.Err(); err != nil {
 		return nil, wrap("list pipelines", err)
 	}
+	if err := s.activeRuns(ctx, out); err != nil {
+		return nil, wrap("list pipelines", err)
+	}
 	return out, nil
 }
 

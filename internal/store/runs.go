@@ -316,6 +316,7 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 	if err != nil {
 		return run.Run{}, wrap("create run", err)
 	}
+	s.runsChanged(out.ID)
 	return out, nil
 }
 
@@ -804,18 +805,8 @@ func (s *Store) RunList(ctx context.Context, pipelineID int64, p RunListParams) 
 	case limit > 200:
 		limit = 200
 	}
-	q := runSelect + " WHERE r.pipeline_id = ?"
-	args := []any{pipelineID}
-	if p.Before > 0 {
-		q, args = q+" AND r.number < ?", append(args, p.Before)
-	}
-	if p.Status != "" {
-		q, args = q+" AND r.status = ?", append(args, p.Status)
-	}
-	if p.Trigger != "" {
-		q, args = q+" AND r.trigger_kind = ?", append(args, p.Trigger)
-	}
-	q, args = q+" ORDER BY r.number DESC LIMIT ?", append(args, limit)
+	cond, args := runFilter(pipelineID, p)
+	q, args := runSelect+cond+" ORDER BY r.number DESC LIMIT ?", append(args, limit)
 	out, err := queryAll(ctx, s.reader(), func(row scanner, r *run.Run) (err error) {
 		*r, err = scanRun(row)
 		return err
@@ -863,6 +854,7 @@ func (s *Store) RunCancel(ctx context.Context, id int64, message string) (run.Ru
 	if err != nil {
 		return run.Run{}, wrap("cancel run", err)
 	}
+	s.runsChanged(id)
 	if !out.Status.Terminal() {
 		s.notifyCancel(ctx, id)
 	}
@@ -999,6 +991,7 @@ func (s *Store) RunSupersede(ctx context.Context, runID int64) (running []int64,
 	if err != nil {
 		return nil, wrap("supersede runs", err)
 	}
+	s.runsChanged(runID) // the runs it canceled are of runID's pipeline
 	for _, id := range running {
 		s.notifyCancel(ctx, id)
 	}

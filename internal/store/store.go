@@ -107,6 +107,8 @@ type Store struct {
 	dsn    string // PostgreSQL: what Listen connects to
 	schema string // PostgreSQL: the current schema, part of every notification channel's name
 	hub    hub    // Subscribe's subscribers, fed by Notify (SQLite) or Listen (PostgreSQL)
+	// announce, when set, sends what Changed is told (see SetAnnouncer).
+	announce func(topic, payload string)
 
 	stats writeStats
 
