@@ -52,7 +52,7 @@ pages.nodes = async function () {
     if (s < 172800) return Math.round(s / 3600) + ' h ago';
     return Math.round(s / 86400) + ' d ago';
   }
-  async function load() {
+  const load = liveReload(async () => {
     const r = await api('GET', '/api/v1/nodes');
     empty(tb);
     if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 7 }, errText(r)))); return; }
@@ -73,7 +73,7 @@ pages.nodes = async function () {
           : h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' gone'),
           n.agent ? pauseButton(n) : null)));
     }
-  }
+  });
   // An agent's Pause (no new jobs; the running ones go on) or Resume.
   function pauseButton(n) {
     const what = n.agent.paused ? 'resume' : 'pause';
@@ -127,7 +127,12 @@ pages.nodes = async function () {
     loadTokens();
   });
   await Promise.all([load(), loadTokens()]);
-  setInterval(() => { if (!document.hidden) load(); }, 10000);
+  // Live: servers and agents registering, pausing, tokens changing, and runs starting and
+  // ending (the jobs held) come as events; a heartbeat's age and a node going quiet are the
+  // clock's, so the list is also read again every 30 s while the page is seen.
+  const both = () => { load(); loadTokens(); };
+  liveStream({}, { nodes: both, runs: load, reconnect: both });
+  setInterval(() => { if (!document.hidden) load(); }, 30000);
 };
 
 pages.tokens = async function () {

@@ -4,8 +4,16 @@ pages.deliveries = async function () {
   const name = root.dataset.name;
   const tb = $('#dl-list tbody');
   const detail = $('#dl-detail');
-  let before = null, selected = null;
+  let before = null, selected = null, shown = 0; // shown: pages of the list shown
+  // refresh reads the list again, as many pages as shown (the button, and the event stream
+  // when a delivery was recorded, on this server or another).
+  const refresh = liveReload(async () => {
+    const keep = shown;
+    await load(false);
+    while (shown < keep && before) await load(true);
+  });
   async function load(more) {
+    shown = more ? shown + 1 : 1;
     const q = new URLSearchParams({ limit: '30' });
     if (more && before) q.set('before', before);
     const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(name) + '/deliveries?' + q);
@@ -23,7 +31,7 @@ pages.deliveries = async function () {
           d.dry_run ? h('span', { class: 'sub' }, 'dry run') : null,
           d.redelivery_of ? h('span', { class: 'sub' }, 'redelivery of #' + d.redelivery_of) : null,
           d.replay_of ? h('span', { class: 'sub' }, 'replay of #' + d.replay_of) : null),
-        h('td', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : h('span', { class: 'muted' }, '—')),
+        h('td', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, d.run_number ? '#' + d.run_number : 'run ' + d.run_id) : h('span', { class: 'muted' }, '—')),
         h('td', {}, h('button', { type: 'button', class: 'btn small', onclick: () => show(d.id) }, 'Details')));
       tb.append(row);
     }
@@ -100,9 +108,10 @@ pages.deliveries = async function () {
       d.error ? d.error.message : '',
       d.trace ? traceList(d.trace) : null));
   }
-  $('#dl-refresh').addEventListener('click', () => load(false));
+  $('#dl-refresh').addEventListener('click', () => refresh());
   $('#dl-older').addEventListener('click', () => load(true));
-  await load(false);
+  await refresh();
+  liveStream({ pipeline: name }, { deliveries: refresh, reconnect: refresh });
   const first = $('#dl-list tr[data-id]');
   if (first && matchMedia('(min-width: 861px)').matches) show(Number(first.dataset.id));
 };

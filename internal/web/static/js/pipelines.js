@@ -18,15 +18,26 @@ pages.pipelines = async function () {
     }
   });
   if (draftGet(NEW_PIPELINE)) toggle.click(); // an edit kept when the session ended
-  const r = await api('GET', '/api/v1/pipelines');
-  if (!r.ok) { empty(tbody).append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, errText(r)))); return; }
-  const list = r.data.pipelines || [];
-  let newest = null;
-  for (const p of list) {
-    if (p.last_run && (!newest || p.last_run.created_at > newest.created_at)) newest = p.last_run;
-  }
-  if (newest) setFavicon(newest.status);
+  let list = null;
+  // load reads the list again (at the start, and whenever the event stream says runs changed).
+  const load = liveReload(async () => {
+    const r = await api('GET', '/api/v1/pipelines');
+    if (!r.ok) {
+      if (!list) empty(tbody).append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, errText(r))));
+      return;
+    }
+    list = r.data.pipelines || [];
+    let newest = null;
+    for (const p of list) {
+      for (const run of [p.last_run].concat(p.running || [])) {
+        if (run && (!newest || run.created_at > newest.created_at)) newest = run;
+      }
+    }
+    if (newest) setFavicon(newest.status);
+    draw();
+  });
   function draw() {
+    if (!list) return;
     const q = search.value.trim().toLowerCase();
     empty(tbody);
     const shown = list.filter(p => !q || p.name.includes(q) || (p.description || '').toLowerCase().includes(q));
@@ -40,11 +51,24 @@ pages.pipelines = async function () {
       tbody.append(h('tr', { 'data-name': p.name },
         h('td', {}, badge(lr ? lr.status : 'none')),
         h('td', {}, h('a', { href: '/pipelines/' + encodeURIComponent(p.name) }, h('strong', {}, p.name)), p.description ? h('span', { class: 'sub' }, p.description) : null),
-        h('td', {}, lr ? h('a', { href: '/runs/' + lr.id }, '#' + lr.number) : h('span', { class: 'muted' }, '—')),
+        h('td', { class: 'lastrun' }, lr ? h('a', { href: '/runs/' + lr.id }, '#' + lr.number) : h('span', { class: 'muted' }, '—'), activeRuns(p)),
         h('td', { class: 'hide-sm' }, lr ? triggerText(lr) : ''),
         h('td', {}, lr ? when(lr.created_at) : '')));
     }
   }
+  // activeRuns shows what runs now beside the newest run, which may have ended before them:
+  // "▶ #12 running" for each running run (up to the API's few), and how many more run or wait.
+  function activeRuns(p) {
+    const all = p.running || [];
+    const running = all.filter(run => !p.last_run || run.id !== p.last_run.id); // the newest shows already
+    const more = (p.running_count || 0) - all.length;
+    if (!running.length && !more && !p.queued_count) return null;
+    return h('span', { class: 'sub active-runs' },
+      running.map(run => h('a', { href: '/runs/' + run.id, class: 'running-run' }, h('span', { 'aria-hidden': 'true' }, '▶ '), '#' + run.number + ' running')),
+      more > 0 ? h('span', { class: 'muted' }, '+' + more + ' running') : null,
+      p.queued_count ? h('span', { class: 'muted queued-count' }, p.queued_count + ' queued') : null);
+  }
   search.addEventListener('input', draw);
-  draw();
+  await load();
+  liveStream({}, { runs: load, reconnect: load });
 };
