@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,5 +214,43 @@ func TestUILiveCluster(t *testing.T) {
 	b.stillSame("a run of another server")
 	if strings.Contains(b.str(listRow("far")), "running") {
 		t.Errorf("A's list still says running: %q", b.str(listRow("far")))
+	}
+}
+
+// TestEventsShutdown: open event streams, one of a client that never reads, do not hold up a
+// server's stop: the streams end at once (the reading client sees the end), and the server
+// does not have to cut connections when its grace runs out.
+func TestEventsShutdown(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			data, dsn := newDatabase(t, dialect)
+			s := startServer(t, data, dsn)
+			admin := s.token("admin", adminPassword)
+			stuck, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stuck.Close()
+			fmt.Fprintf(stuck, "GET /api/v1/events HTTP/1.1\r\nHost: flowd\r\nAuthorization: Bearer %s\r\n\r\n", admin)
+			req, _ := http.NewRequest("GET", s.URL+"/api/v1/events", nil)
+			req.Header.Set("Authorization", "Bearer "+admin)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("events: %d", resp.StatusCode)
+			}
+			ended := make(chan error, 1)
+			go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+			s.stop()
+			if err := <-ended; err != nil {
+				t.Errorf("the stream broke off instead of ending: %v", err)
+			}
+			if out := s.out.String(); strings.Contains(out, "closing open connections") {
+				t.Errorf("the server had to cut connections at its stop:\n%s", out)
+			}
+		})
 	}
 }

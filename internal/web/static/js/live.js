@@ -3,7 +3,7 @@
 // were created, started or ended. The events only say what changed; the page reads it again
 // through the API. The browser reconnects by itself; a reconnect calls on.reconnect(), since
 // events may have been missed meanwhile (so does a page shown again from the back/forward
-// cache). query: {pipeline: NAME} or {}. While the stream is open, body[data-live] is "open"
+// cache, or a tab shown again: a hidden tab closes its stream). query: {pipeline: NAME} or {}. While the stream is open, body[data-live] is "open"
 // and the page's #live-mark, if any, shows.
 function liveStream(query, on) {
   if (!window.EventSource) return;
@@ -35,8 +35,14 @@ function liveStream(query, on) {
       });
     }
   }
-  window.addEventListener('pagehide', () => { if (es) es.close(); es = null; });
+  function close() { if (es) es.close(); es = null; }
+  window.addEventListener('pagehide', close);
   window.addEventListener('pageshow', (e) => { if (e.persisted && !es) connect(false); });
+  // A hidden tab lets go of its stream (browsers allow few connections to one server over
+  // HTTP/1.1, and every open tab would hold one) and reads again when shown.
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) { close(); state(false); } else if (!es) connect(false);
+  });
   connect(true);
 }
 
