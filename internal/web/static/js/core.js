@@ -119,14 +119,22 @@ function when(iso) {
   if (!iso) return h('span', { class: 'muted' }, '—');
   return h('time', { datetime: iso, title: new Date(iso).toLocaleString() }, ago(iso));
 }
+// duration says how long from start to end (now while end is empty): "120 ms", "2.4 s",
+// "3 m 05 s", "1 h 02 m"; nothing without a start.
 function duration(start, end) {
   if (!start) return '';
-  const ms = (end ? new Date(end) : new Date()) - new Date(start);
-  let s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return s + 's';
+  return durationText((end ? new Date(end) : new Date()) - new Date(start));
+}
+function durationText(ms) {
+  ms = Math.max(0, Math.round(ms));
+  if (ms < 1000) return ms + ' ms';
+  const tenths = Math.round(ms / 100);
+  if (tenths < 600) return (tenths / 10).toFixed(1) + ' s';
+  const pad = n => (n < 10 ? '0' : '') + n;
+  let s = Math.round(ms / 1000);
   const m = Math.floor(s / 60); s %= 60;
-  if (m < 60) return m + 'm ' + s + 's';
-  return Math.floor(m / 60) + 'h ' + (m % 60) + 'm';
+  if (m < 60) return m + ' m ' + pad(s) + ' s';
+  return Math.floor(m / 60) + ' h ' + pad(m % 60) + ' m';
 }
 async function copy(text, what) {
   try {

@@ -1,55 +1,5 @@
 // ---- run page ----------------------------------------------------------------------------
-// parseANSI turns one line with SGR escape sequences into spans; other escapes are dropped.
-function ansiLine(text, st) {
-  const out = [];
-  const re = /\x1b\[([0-9;]*)([A-Za-z])/g;
-  let last = 0, m;
-  function push(s) {
-    if (!s) return;
-    const cls = [];
-    if (st.b) cls.push('a-b'); if (st.d) cls.push('a-d'); if (st.i) cls.push('a-i'); if (st.u) cls.push('a-u');
-    if (typeof st.fg === 'number') cls.push('f' + st.fg);
-    if (typeof st.bg === 'number') cls.push('b' + st.bg);
-    if (!cls.length && !st.fgc && !st.bgc) { out.push(s); return; }
-    const span = h('span', { class: cls.join(' ') || null }, s);
-    if (st.fgc) span.style.color = st.fgc;
-    if (st.bgc) span.style.backgroundColor = st.bgc;
-    out.push(span);
-  }
-  while ((m = re.exec(text))) {
-    push(text.slice(last, m.index));
-    last = re.lastIndex;
-    if (m[2] !== 'm') continue;
-    const codes = m[1] === '' ? [0] : m[1].split(';').map(Number);
-    for (let i = 0; i < codes.length; i++) {
-      const c = codes[i];
-      if (c === 0) { for (const k of Object.keys(st)) delete st[k]; }
-      else if (c === 1) st.b = 1; else if (c === 2) st.d = 1; else if (c === 3) st.i = 1; else if (c === 4) st.u = 1;
-      else if (c === 22) { delete st.b; delete st.d; } else if (c === 23) delete st.i; else if (c === 24) delete st.u;
-      else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) { st.fg = c; delete st.fgc; }
-      else if (c === 39) { delete st.fg; delete st.fgc; }
-      else if ((c >= 40 && c <= 47)) { st.bg = c; delete st.bgc; }
-      else if (c >= 100 && c <= 107) { st.bg = c - 60; delete st.bgc; }
-      else if (c === 49) { delete st.bg; delete st.bgc; }
-      else if (c === 38 || c === 48) {
-        let color = null;
-        if (codes[i + 1] === 5) { color = xterm(codes[i + 2]); i += 2; }
-        else if (codes[i + 1] === 2) { color = 'rgb(' + codes[i + 2] + ',' + codes[i + 3] + ',' + codes[i + 4] + ')'; i += 4; }
-        if (color) { if (c === 38) { st.fgc = color; delete st.fg; } else { st.bgc = color; delete st.bg; } }
-      }
-    }
-  }
-  push(text.slice(last).replace(/\x1b[^a-zA-Z]*[a-zA-Z]?/g, ''));
-  return out;
-}
-function xterm(n) {
-  const base = ['#000', '#cd3131', '#0dbc79', '#e5e510', '#2472c8', '#bc3fbc', '#11a8cd', '#e5e5e5',
-    '#666', '#f14c4c', '#23d18b', '#f5f543', '#3b8eea', '#d670d6', '#29b8db', '#fff'];
-  if (n < 16) return base[n];
-  if (n < 232) { n -= 16; const v = x => (x ? x * 40 + 55 : 0); return 'rgb(' + v(Math.floor(n / 36)) + ',' + v(Math.floor(n / 6) % 6) + ',' + v(n % 6) + ')'; }
-  const g = (n - 232) * 10 + 8; return 'rgb(' + g + ',' + g + ',' + g + ')';
-}
-
+// The log viewer is logview.js.
 pages.run = async function () {
   const root = $('#run');
   const id = root.dataset.id;
@@ -86,10 +36,10 @@ pages.run = async function () {
     const ol = empty($('#stages'));
     for (const sg of run.stages) {
       const jobs = sg.jobs.map((j) => {
-        const steps = j.steps.map((s) => {
+        const steps = j.steps.map((s, i) => {
           const exit = s.exit_code !== null && s.exit_code !== undefined ? ' · exit ' + s.exit_code : '';
-          return h('li', { class: 'step', title: s.status + exit },
-            h('span', { class: 'name' }, icon(s.status), ' ', s.name),
+          return h('li', { class: 'step', title: s.name + ' · ' + s.status + exit },
+            h('a', { class: 'name', href: '#J' + j.id + '-S' + (i + 1), onclick: stepLink }, icon(s.status), ' ', h('span', { class: 'sname' }, s.name)),
             h('span', { class: 'dur' }, s.status === 'failed' && s.exit_code ? 'exit ' + s.exit_code + ' · ' : '', duration(s.started_at, s.finished_at)));
         });
         // Who ran it: one line per attempt (a job whose runner was lost may have several).
@@ -97,7 +47,7 @@ pages.run = async function () {
         const badge = (j.attempts || []).length > 1 ? h('span', { class: 'attempt', title: attempts.join('\n') }, ' · attempt ' + j.attempt) : '';
         const image = jobImage(j);
         return h('li', { class: 'job', title: attempts.join('\n') + (j.message ? '\n' + j.message : '') },
-          h('div', { class: 'job-name' }, h('span', {}, icon(j.status), ' ', j.name, image, jobLabels(j), badge), h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
+          h('div', { class: 'job-name' }, h('a', { href: '#J' + j.id, onclick: stepLink }, icon(j.status), ' ', j.name), image, jobLabels(j), badge, h('span', { class: 'dur' }, duration(j.started_at, j.finished_at))),
           j.waiting ? h('div', { class: 'waiting muted' }, j.waiting) : null,
           h('ol', {}, steps));
       });
@@ -112,9 +62,22 @@ pages.run = async function () {
     if (secretNames.length) for (const k of secretNames) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', { class: 'muted', title: 'secret values are never shown' }, '•••• secret')));
   }
   let secretNames = [];
+  // queuedWhy says why a queued run waits when the server does not say: the run of its pipeline
+  // that holds its concurrency group, or that no runner took it yet.
+  async function queuedWhy(rn) {
+    if (rn.stages.some(sg => sg.jobs.some(j => j.waiting))) return '';
+    if (!rn.concurrency_group) return 'Queued: waiting for a free runner.';
+    const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(pipeline) + '/runs?status=running&limit=50');
+    const holder = r.ok ? r.data.runs.find(x => x.concurrency_group === rn.concurrency_group && x.id !== rn.id) : null;
+    return 'waiting for concurrency group "' + rn.concurrency_group + '": ' + (holder ? 'run #' + holder.number + ' holds it' : 'another run holds it');
+  }
   async function refresh() {
     const r = await api('GET', '/api/v1/runs/' + id);
-    if (r.ok) { run = r.data; drawRun(); }
+    if (r.ok) {
+      run = r.data;
+      if (run.status === 'queued' && !run.waiting) run.waiting = await queuedWhy(run);
+      drawRun(); drawLog();
+    }
     clearTimeout(pollTimer);
     if (!run || !TERMINAL[run.status]) pollTimer = setTimeout(refresh, 1500);
   }
@@ -142,80 +105,150 @@ pages.run = async function () {
     });
   }
 
-  // the live log
-  const log = $('#log');
+  // the log (logview.js): sections per job, groups per step, only the lines near the screen drawn
+  const box = $('#log');
   const state = $('#log-state');
   const followBtn = $('#log-follow');
-  let follow = !/^#L\d+$/.test(location.hash), n = 0, ansi = {}, pending = [], frame = 0;
-  log.addEventListener('scroll', () => {
-    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
-    if (atBottom !== follow) { follow = atBottom; followBtn.hidden = follow; }
+  const tsBtn = $('#log-ts');
+  const model = logModel();
+  let tsOn = false;
+  try { tsOn = localStorage.getItem('flowd.log.timestamps') === '1'; } catch (e) { /* storage off */ }
+  tsBtn.setAttribute('aria-pressed', String(tsOn));
+  const view = logView(box, model, {
+    timestamps: tsOn,
+    onFollow: (on) => { followBtn.hidden = on || !run || !!TERMINAL[run.status]; },
   });
-  followBtn.addEventListener('click', () => { follow = true; followBtn.hidden = true; log.scrollTop = log.scrollHeight; });
-  function flush() {
-    frame = 0;
-    if (!pending.length) return;
-    const frag = document.createDocumentFragment();
-    for (const text of pending) {
-      n++;
-      const cr = text.lastIndexOf('\r');
-      const t = cr >= 0 ? text.slice(cr + 1) : text;
-      frag.append(h('div', { class: 'line', id: 'L' + n }, h('a', { class: 'ln', href: '#L' + n, 'aria-label': 'line ' + n }, String(n)), h('span', { class: 'tx' }, ansiLine(t, ansi))));
+  tsBtn.addEventListener('click', () => {
+    tsOn = !tsOn;
+    tsBtn.setAttribute('aria-pressed', String(tsOn));
+    try { localStorage.setItem('flowd.log.timestamps', tsOn ? '1' : '0'); } catch (e) { /* storage off */ }
+    view.timestamps(tsOn);
+  });
+  followBtn.addEventListener('click', () => view.setFollow(true));
+  function stepLink(e) {
+    const hash = e.currentTarget.getAttribute('href');
+    if (!/^#J\d+-S\d+$/.test(hash) && !/^#J\d+$/.test(hash)) return;
+    e.preventDefault();
+    history.replaceState(null, '', hash);
+    if (/-S/.test(hash)) view.jump(hash);
+    else { view.setFollow(false); const sec = document.getElementById(hash.slice(1)); if (sec) sec.scrollIntoView({ block: 'start' }); }
+  }
+  window.addEventListener('hashchange', () => view.jump(location.hash));
+
+  // search: a count, Enter/↓ for the next match, Shift+Enter/↑ for the one before
+  const search = $('#log-search'), count = $('#log-count');
+  let searchTimer = 0;
+  function runSearch() {
+    clearTimeout(searchTimer);
+    const q = search.value;
+    const n = view.search(q);
+    showCount(q, n);
+  }
+  function showCount(q, n) {
+    count.textContent = !q ? '' : n ? (view.cur + 1) + ' of ' + n : 'no match';
+  }
+  search.addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(runSearch, 200); });
+  search.addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter') return;
+    e.preventDefault();
+    if (searchTimer || view.query !== search.value) { runSearch(); return; }
+    view.step(e.shiftKey ? -1 : 1); showCount(view.query, view.matches.length);
+  });
+  $('#log-next').addEventListener('click', () => { if (view.query !== search.value) runSearch(); else view.step(1); showCount(view.query, view.matches.length); });
+  $('#log-prev').addEventListener('click', () => { if (view.query !== search.value) runSearch(); else view.step(-1); showCount(view.query, view.matches.length); });
+
+  // downloads: the whole run and each job, plain or with the colour codes
+  function drawDownloads() {
+    const base = '/api/v1/runs/' + id + '/log?download=1';
+    const links = (q, what) => [
+      h('a', { href: base + q + '&ansi=0', download: '', class: 'dl-plain' }, 'plain text'),
+      h('a', { href: base + q, download: '', class: 'dl-ansi' }, 'with colour codes')].map(a => { a.setAttribute('aria-label', what + ', ' + a.textContent); return a; });
+    const list = empty($('#log-dl-list'));
+    list.append(h('li', {}, h('span', {}, 'Whole run'), ...links('', 'Whole run')));
+    for (const sg of run.stages) for (const j of sg.jobs) {
+      list.append(h('li', {}, h('span', { class: 'jname', title: j.name }, j.name), ...links('&job=' + j.id, 'Job ' + j.name)));
     }
-    pending = [];
-    const ph = $('.empty', log); if (ph) ph.remove();
-    log.append(frag);
-    if (follow) log.scrollTop = log.scrollHeight;
-    highlight(false);
   }
-  function addLine(text) { pending.push(text); if (!frame) frame = requestAnimationFrame(flush); }
-  let jumped = false;
-  function highlight(force) {
-    const m = /^#L(\d+)$/.exec(location.hash);
-    if (!m || (jumped && !force)) return;
-    const el = document.getElementById('L' + m[1]);
-    if (!el) return;
-    $$('.line.hl', log).forEach(x => x.classList.remove('hl'));
-    el.classList.add('hl');
-    log.scrollTop = el.offsetTop - log.clientHeight / 3;
-    jumped = true;
+
+  // the run's status, said once when it changes (the lines themselves are not announced)
+  let said = '';
+  function announce() {
+    if (said && said !== run.status) $('#run-announce').textContent = 'Run #' + run.number + ' ' + run.status;
+    said = run.status;
   }
-  window.addEventListener('hashchange', () => { follow = false; followBtn.hidden = false; highlight(true); });
+  function drawLog() {
+    view.setRun(run);
+    if (TERMINAL[run.status]) { view.setFollow(false); followBtn.hidden = true; }
+    else followBtn.hidden = view.follow;
+    if (!$('#log-dl-list').firstChild) drawDownloads();
+    if (run.status === 'queued') state.textContent = 'queued';
+    else if (!TERMINAL[run.status] && state.textContent === 'queued') state.textContent = '● live';
+    announce();
+  }
+
+  // The log as ndjson chunks: a stream cut short resumes after the last chunk it had.
+  let after = 0, retry = 0;
   async function stream() {
-    state.textContent = 'connecting…';
     let res;
     try {
-      res = await fetch('/api/v1/runs/' + id + '/log?follow=1', { credentials: 'same-origin' });
-    } catch (e) { state.textContent = 'disconnected; retrying…'; setTimeout(restart, 3000); return; }
+      res = await fetch('/api/v1/runs/' + id + '/log?format=ndjson&follow=1' + (after ? '&after=' + after : ''), { credentials: 'same-origin' });
+    } catch (e) { return again(); }
     if (!res.ok) {
       // 410: the retention sweep deleted the log; the answer says when and why.
       let msg = '';
       try { msg = (await res.json()).error.message; } catch (e) { /* not JSON */ }
-      empty(log);
-      log.append(h('div', { class: 'empty' }, msg || 'The log cannot be read (' + res.status + ').'));
+      view.fail(msg || 'The log cannot be read (' + res.status + ').');
       state.textContent = res.status === 410 ? 'log expired' : 'the log cannot be read (' + res.status + ')';
       return;
     }
-    state.textContent = '● live';
+    const ndjson = (res.headers.get('Content-Type') || '').indexOf('ndjson') >= 0;
+    if (run && run.status !== 'queued') state.textContent = TERMINAL[run.status] ? 'loading…' : '● live';
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
+    let buf = '', ended = false;
+    // A server without ndjson sends the text: it all goes to the run's one job, or to the run.
+    const jobs = run ? run.stages.flatMap(sg => sg.jobs) : [];
+    const textJob = jobs.length === 1 ? jobs[0].id : 0;
+    function take(line) {
+      if (!ndjson) { logFeed(model, { job_id: textJob, at: '', data: line + '\n' }); return; }
+      if (!line) return;
+      let c;
+      try { c = JSON.parse(line); } catch (e) { return; }
+      if (c.ping) return;
+      if ('end' in c) { ended = !!c.end; return; }
+      if (c.seq <= after) return;
+      after = c.seq;
+      logFeed(model, c);
+    }
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
         buf += value;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) { addLine(buf.slice(0, i)); buf = buf.slice(i + 1); }
+        // A long backlog is read in slices of a few milliseconds: the page stays responsive.
+        let i, start = 0, k = 0, t0 = performance.now();
+        while ((i = buf.indexOf('\n', start)) >= 0) {
+          take(buf.slice(start, i)); start = i + 1;
+          if (++k % 256 === 0 && performance.now() - t0 > 10) { view.changed(); await new Promise(r => setTimeout(r, 0)); t0 = performance.now(); }
+        }
+        buf = buf.slice(start);
+        retry = 0;
+        view.changed();
       }
-    } catch (e) { state.textContent = 'disconnected; retrying…'; setTimeout(restart, 3000); return; }
-    if (buf) addLine(buf);
-    flush();
-    if (!n) log.append(h('div', { class: 'empty' }, 'This run wrote no log.'));
+    } catch (e) { return again(); }
+    if (buf) take(buf);
+    if (ndjson && !ended) return again();
+    logFinish(model);
+    view.ended = true;
+    view.flush();
     state.textContent = 'finished';
     refresh();
   }
-  function restart() { n = 0; ansi = {}; pending = []; empty(log); stream(); }
-  log.append(h('div', { class: 'empty' }, 'Waiting for the first line…'));
+  function again() {
+    state.textContent = 'disconnected; retrying…';
+    setTimeout(stream, Math.min(10000, 1000 * 2 ** retry++));
+  }
   await refresh();
+  if (location.hash) view.jump(location.hash);
+  else if (!TERMINAL[run.status]) view.setFollow(true);
   stream();
 };
