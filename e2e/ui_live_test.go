@@ -194,7 +194,8 @@ func TestUILive(t *testing.T) {
 }
 
 // TestUILiveCluster: on two servers sharing PostgreSQL, the pipelines list open on server A
-// follows a run started through server B, from its start to its end.
+// follows a run started through server B, from its start to its end, and A's nodes page shows
+// an agent token made through B.
 func TestUILiveCluster(t *testing.T) {
 	c := startCluster(t, nodeSpec{Name: "live-a"}, nodeSpec{Name: "live-b"})
 	a, srvB := c.Nodes[0], c.Nodes[1]
@@ -215,6 +216,17 @@ func TestUILiveCluster(t *testing.T) {
 	if strings.Contains(b.str(listRow("far")), "running") {
 		t.Errorf("A's list still says running: %q", b.str(listRow("far")))
 	}
+
+	// A's nodes page shows both servers, and an agent token made through B.
+	b.open("/admin/nodes")
+	b.waitJS("A's nodes page", `document.body.dataset.live === 'open' && !!document.querySelector('#node-list tr[data-node="live-a"]') &&
+		!!document.querySelector('#node-list tr[data-node="live-b"]') && document.querySelector('#agent-token-list').innerText.includes('No agent token yet')`)
+	b.notReloaded()
+	if code := srvB.api(c.Admin, "POST", "/api/v1/agent-tokens", map[string]any{"name": "made-on-b"}, nil); code != 201 {
+		t.Fatalf("create an agent token on B: %d", code)
+	}
+	b.waitJS("B's agent token on A's page", `!!document.querySelector('#agent-token-list tr[data-agent-token="made-on-b"]')`)
+	b.stillSame("an agent token made on another server")
 }
 
 // TestEventsShutdown: open event streams, one of a client that never reads, do not hold up a
