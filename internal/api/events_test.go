@@ -71,6 +71,23 @@ func (es *eventStream) until(t *testing.T, want string) string {
 	}
 }
 
+// end reads until the stream ends; it fails the test when it goes on for 20 seconds.
+func (es *eventStream) end(t *testing.T) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-es.lines:
+			if !ok {
+				return
+			}
+			es.seen.WriteString(l + "\n")
+		case <-timeout:
+			t.Fatalf("the stream did not end in 20 s; read:\n%s", es.seen.String())
+		}
+	}
+}
+
 // TestEvents: the stream tells each caller of the changes it may see, and only those: a
 // member of one pipeline never learns of another's runs, nor of nodes; a pipeline's stream
 // needs viewer on it.
@@ -158,14 +175,7 @@ func TestEventsEnd(t *testing.T) {
 		streams(1)
 		close(stopping)
 		streams(0)
-		select {
-		case _, ok := <-es.lines:
-			for ok {
-				_, ok = <-es.lines
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("the stream did not end when the server stopped")
-		}
+		es.end(t) // the stream ends when the server stops
 	})
 }
 
@@ -265,6 +275,26 @@ func TestEventsDeliveries(t *testing.T) {
 		viewStream.until(t, `data: {"pipeline":"alpha"}`)
 		if strings.Contains(viewStream.seen.String(), "deliveries") {
 			t.Errorf("a viewer's stream told of deliveries:\n%s", viewStream.seen.String())
+		}
+
+		// Removed from the pipeline, the viewer's stream ends at its next change, unnamed;
+		// a new one is refused.
+		p, err := e.st.PipelineGet(context.Background(), "alpha")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.MemberDelete(context.Background(), p.ID, viewer.ID); err != nil {
+			t.Fatal(err)
+		}
+		before := viewStream.seen.Len()
+		e.startRun("alpha", admin.Token)
+		devStream.until(t, `data: {"pipeline":"alpha"}`)
+		viewStream.end(t)
+		if after := viewStream.seen.String()[before:]; strings.Contains(after, "alpha") {
+			t.Errorf("the stream of a removed member went on:\n%s", after)
+		}
+		if es := e.events(t, "?pipeline=alpha", viewer.Token); es.resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a removed member's new stream: %d, want 404", es.resp.StatusCode)
 		}
 	})
 }
