@@ -17,9 +17,10 @@ import (
 	"github.com/flowd/flowd/internal/trigger"
 )
 
-// TestLogsCommand drives flowd logs against a real API server on each database: --job picks a
-// job by name out of interleaved chunks, --no-color strips escape sequences, --timestamps
-// prefixes each line with its chunk's time, and --follow with them ends with the run.
+// TestLogsCommand drives flowd logs (and show) against a real API server on each database:
+// --job picks a job by name out of interleaved chunks, --no-color strips escape sequences,
+// --timestamps prefixes each line with its chunk's time, and --follow with them ends with the
+// run; show says why a queued run waits.
 func TestLogsCommand(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range []string{"sqlite", "postgres"} {
@@ -111,6 +112,11 @@ stages:
 				t.Errorf("logs --job deploy: %+v", r)
 			}
 
+			// flowd show says why the queued run waits (this server has no runner).
+			if r := runCLI(t, env, "", "show", "pair#1"); r.code != 0 || !strings.Contains(r.stdout, "Waiting:   waiting for an agent; 0 connected\n") {
+				t.Errorf("show of a queued run: %+v", r)
+			}
+
 			// Once the run has ended, a follow of one job prints its lines and the run's status.
 			for range 2 {
 				c, err := st.JobClaim(ctx)
@@ -124,6 +130,9 @@ stages:
 			r := runCLI(t, env, "", "logs", "pair#1", "-f", "--job", "lint", "--no-color")
 			if r.code != 0 || r.stdout != "▶ two\n✔ two (0s)\n" || !strings.Contains(r.stderr, "run pair#1 (id 1) success") {
 				t.Errorf("logs -f --job lint: %+v", r)
+			}
+			if r := runCLI(t, env, "", "show", "pair#1"); r.code != 0 || strings.Contains(r.stdout, "Waiting:") {
+				t.Errorf("show of an ended run: %+v", r)
 			}
 		})
 	}

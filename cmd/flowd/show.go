@@ -36,6 +36,9 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 	if r.Message != "" {
 		fmt.Fprintf(w, "Message:   %s\n", r.Message)
 	}
+	if r.Waiting != "" {
+		fmt.Fprintf(w, "Waiting:   %s\n", r.Waiting)
+	}
 	fmt.Fprintf(w, "Trigger:   %s by %s\n", r.Trigger, dash(r.TriggeredBy))
 	fmt.Fprintf(w, "Revision:  %d\n", r.Revision)
 	fmt.Fprintf(w, "Created:   %s\n", fmtTime(r.CreatedAt))

@@ -142,6 +142,20 @@ func (s *Server) pipelineList(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	}
+	var last []run.Run
+	for _, p := range ps {
+		if p.LastRun != nil {
+			last = append(last, *p.LastRun)
+		}
+	}
+	if err := s.Store.RunsWaiting(r.Context(), last); err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
+	waiting := make(map[int64]string, len(last))
+	for _, rn := range last {
+		waiting[rn.ID] = rn.Waiting
+	}
 	out := make([]pipelineSummaryJSON, 0, len(ps))
 	for _, p := range ps {
 		role, err := s.role(r, p.Pipeline, u)
@@ -157,6 +171,7 @@ func (s *Server) pipelineList(w http.ResponseWriter, r *http.Request) {
 			pj.Description = def.Description
 		}
 		if p.LastRun != nil {
+			p.LastRun.Waiting = waiting[p.LastRun.ID]
 			rs := s.toRunSummary(*p.LastRun)
 			pj.LastRun = &rs
 		}

@@ -38,6 +38,8 @@ type runSummary struct {
 	ConcurrencyGroup string `json:"concurrency_group"`
 	// LogExpiredAt is when the log retention sweep deleted the run's log; null while it is kept.
 	LogExpiredAt *time.Time `json:"log_expired_at"`
+	// Waiting says why a queued run has not started (store.RunsWaiting); absent otherwise.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // runDetail is a run with its stages, jobs and steps.
@@ -61,7 +63,7 @@ func (s *Server) toRunSummary(r run.Run) runSummary {
 		CancelRequested: r.CancelRequested, Message: r.Message,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, LogExpiredAt: r.LogExpiredAt,
 		URL: s.runPageURL(r.ID), APIURL: s.runAPIURL(r.ID),
-		Git: r.Git, ConcurrencyGroup: r.ConcurrencyGroup,
+		Git: r.Git, ConcurrencyGroup: r.ConcurrencyGroup, Waiting: r.Waiting,
 	}
 }
 
@@ -131,6 +133,9 @@ func (s *Server) runCreate(w http.ResponseWriter, r *http.Request) {
 	ignored := resolved.Ignored
 	if ignored == nil {
 		ignored = []string{}
+	}
+	if err := s.Store.RunWaiting(r.Context(), &rn); err != nil {
+		s.logger().Warn("api: why the new run waits", "run", rn.ID, "err", err) // the run is stored: answer 201 anyway
 	}
 	w.Header().Set("Location", "/api/v1/runs/"+strconv.FormatInt(rn.ID, 10))
 	writeJSON(w, http.StatusCreated, map[string]any{"run": s.toRunDetail(rn), "ignored": ignored})
@@ -229,6 +234,10 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	runs, next := nextPage(runs, limit, maxRunPage, func(rn run.Run) int64 { return rn.Number })
+	if err := s.Store.RunsWaiting(r.Context(), runs); err != nil {
+		s.storeError(w, r, err, "", "")
+		return
+	}
 	out := make([]runSummary, len(runs))
 	for i, rn := range runs {
 		out[i] = s.toRunSummary(rn)

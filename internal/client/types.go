@@ -193,12 +193,15 @@ type Run struct {
 	Variables       map[string]string `json:"variables"` // secret values are absent
 	Message         string            `json:"message,omitempty"`
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
-	CreatedAt       *time.Time        `json:"created_at"`
-	StartedAt       *time.Time        `json:"started_at"`
-	FinishedAt      *time.Time        `json:"finished_at"`
-	URL             string            `json:"url,omitempty"`     // the run's web page
-	APIURL          string            `json:"api_url,omitempty"` // the run in the API
-	Stages          []Stage           `json:"stages,omitempty"`
+	// Waiting says why a queued run has not started ("waiting for concurrency group …: run
+	// #7 holds it"); "" otherwise.
+	Waiting    string     `json:"waiting,omitempty"`
+	CreatedAt  *time.Time `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	URL        string     `json:"url,omitempty"`     // the run's web page
+	APIURL     string     `json:"api_url,omitempty"` // the run in the API
+	Stages     []Stage    `json:"stages,omitempty"`
 }
 
 // Duration is how long the run has run: until FinishedAt, or until now while it runs; 0 before

@@ -123,6 +123,9 @@ type Run struct {
 	ConcurrencyGroup string `json:"concurrency_group,omitempty"`
 	MaxRunning       int    `json:"-"`
 	Jobs             []Job  `json:"-"`
+	// Waiting says, for a queued run that has not started as a whole, why ("waiting for
+	// concurrency group "deploy": run #7 holds it"); the API fills it, the store never stores it.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Git is the commit a run of a pipeline with a source checks out, and where it came from.

@@ -1,8 +1,11 @@
 package store_test
 
 import (
+	"errors"
+	"maps"
 	"testing"
 
+	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/store"
 )
 
@@ -49,4 +52,53 @@ func TestWaiting(t *testing.T) {
 			t.Errorf("%s: Waiting = %q, want %q", tt.name, got, tt.want)
 		}
 	}
+}
+
+// TestRunsWaitingForGroup: queued runs of a group bounded to 2 whose two slots are held say
+// which runs hold them and which queued runs go first; the claim agrees (none of them starts),
+// and once a slot is free the next run in line says nothing about the group.
+func TestRunsWaitingForGroup(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		_, p := fixture(t, s)
+		for range 4 {
+			groupRun(t, s, p.ID, "deploy-main", 2, "ship")
+		}
+		c1 := mustClaim(t, s)
+		mustClaim(t, s)
+		if _, err := s.JobClaim(t.Context()); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a third claim: %v, want ErrNotFound (the group is full)", err)
+		}
+		waiting := func() map[int64]string {
+			t.Helper()
+			runs, err := s.RunList(t.Context(), p.ID, store.RunListParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RunsWaiting(t.Context(), runs); err != nil {
+				t.Fatal(err)
+			}
+			out := map[int64]string{}
+			for _, r := range runs {
+				out[r.Number] = r.Waiting
+			}
+			return out
+		}
+		const g = `waiting for concurrency group "deploy-main": `
+		want := map[int64]string{1: "", 2: "",
+			3: g + "runs #1, #2 hold its 2 slots",
+			4: g + "runs #1, #2 hold its 2 slots; run #3, queued before this one, starts first"}
+		if got := waiting(); !maps.Equal(got, want) {
+			t.Errorf("waiting = %v\nwant %v", got, want)
+		}
+		if _, err := s.JobFinish(t.Context(), c1.Attempt.ID, c1.Job.ID, run.Success, ""); err != nil {
+			t.Fatal(err)
+		}
+		// #3 may start now: it waits only for a runner (the store has no node), #4 for #2 and #3.
+		want = map[int64]string{1: "", 2: "", 3: "waiting for an agent; 0 connected",
+			4: g + "run #2 holds 1 of its 2 slots; run #3, queued before this one, starts first"}
+		if got := waiting(); !maps.Equal(got, want) {
+			t.Errorf("after #1 ended: waiting = %v\nwant %v", got, want)
+		}
+	})
 }
