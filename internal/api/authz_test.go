@@ -149,6 +149,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return request{method: "DELETE", path: "/api/v1/users/" + u.Username}
 			}, [numCallers]int{unauth, forbid, forbid, forbid, noContent, forbid}},
 			{"GET /api/v1/nodes", get("/api/v1/nodes"), [numCallers]int{unauth, forbid, forbid, forbid, ok, forbid}},
+			// A stream: only its status is read. Without ?pipeline= it is every user's (200).
+			{"GET /api/v1/events", func(f *matrixFixture, c int) request {
+				return request{method: "GET", path: "/api/v1/events?pipeline=" + shared, headOnly: true}
+			}, [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"POST /api/v1/agent-tokens", func(f *matrixFixture, c int) request {
 				ct, body := jsonBody(`{"name":"agent` + f.next() + `"}`)
 				return request{method: "POST", path: "/api/v1/agent-tokens", contentType: ct, body: body}

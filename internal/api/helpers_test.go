@@ -178,6 +178,7 @@ type request struct {
 	basic        *[2]string
 	contentType  string
 	body         io.Reader
+	headOnly     bool // read the status and headers, not the body (a stream that stays open)
 }
 
 func (e *env) do(rq request) response {
@@ -200,6 +201,9 @@ func (e *env) do(rq request) response {
 		e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if rq.headOnly {
+		return response{Status: resp.StatusCode, Header: resp.Header}
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		e.t.Fatal(err)
