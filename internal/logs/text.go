@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/flowd/flowd/internal/run"
@@ -46,7 +47,16 @@ func (t *Text) Chunk(c run.LogChunk) error {
 	}
 	t.buf = t.buf[:0]
 	var stamp []byte
-	for _, b := range c.Data {
+	data := c.Data
+	for len(data) > 0 {
+		if n := t.plain(data); n > 0 {
+			t.buf = append(t.buf, data[:n]...)
+			t.midLine = data[n-1] != '\n'
+			data = data[n:]
+			continue
+		}
+		b := data[0]
+		data = data[1:]
 		if t.StripANSI && !t.keep(b) {
 			continue
 		}
@@ -64,6 +74,27 @@ func (t *Text) Chunk(c run.LogChunk) error {
 	}
 	_, err := t.w.Write(t.buf)
 	return err
+}
+
+// plain returns how many bytes at the start of data can be written as they are: none inside an
+// escape sequence or at a line's start that needs its time; else up to the next ESC (when
+// stripping) or newline (with timestamps), so Chunk copies text in runs, not byte by byte.
+func (t *Text) plain(data []byte) int {
+	if t.esc != escNone || t.Timestamps && !t.midLine {
+		return 0
+	}
+	n := len(data)
+	if t.Timestamps {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			n = i
+		}
+	}
+	if t.StripANSI {
+		if i := bytes.IndexByte(data[:n], 0x1b); i >= 0 {
+			n = i
+		}
+	}
+	return n
 }
 
 // keep moves the escape-sequence state by b and says whether b is text to write. A control

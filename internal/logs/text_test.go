@@ -71,3 +71,30 @@ func TestTextTimestamps(t *testing.T) {
 		t.Errorf("stripped with timestamps: %q, want %q", got, want)
 	}
 }
+
+// However a log is cut into chunks (here down to single bytes, all written at one time), the
+// text comes out the same: state carries over, and copying runs of plain text changes nothing.
+func TestTextSameForAnyCut(t *testing.T) {
+	t.Parallel()
+	const log = "\x1b]0;title\x07▶ build\n\x1b[1;32mok\x1b[0m done\r\x1b[2K50%\n\x1b]8;;u\x1b\\link\x1b]8;;\x1b\\\nhalf \x1b[31" +
+		"\nline\x1b(B end\n\x1b]unended\nlast"
+	for _, opts := range [][2]bool{{true, false}, {false, true}, {true, true}} {
+		whole := textOf(t, opts[0], opts[1], log)
+		var b strings.Builder
+		w := NewText(&b)
+		w.StripANSI, w.Timestamps = opts[0], opts[1]
+		for i := range len(log) {
+			if err := w.Chunk(run.LogChunk{Data: []byte{log[i]}, At: t0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b.String() != whole {
+			t.Errorf("strip %v, timestamps %v: byte by byte\n%q\nwhole\n%q", opts[0], opts[1], b.String(), whole)
+		}
+	}
+	want := "2026-12-07T15:03:55.123Z ▶ build\n2026-12-07T15:03:55.123Z ok done\r50%\n2026-12-07T15:03:55.123Z link\n" +
+		"2026-12-07T15:03:55.123Z half \n2026-12-07T15:03:55.123Z line end\n2026-12-07T15:03:55.123Z \n2026-12-07T15:03:55.123Z last"
+	if got := textOf(t, true, true, log); got != want {
+		t.Errorf("stripped with timestamps:\n%q\nwant\n%q", got, want)
+	}
+}
