@@ -3,6 +3,7 @@
 // at the line's start and is left at its end. Other escapes are dropped.
 function ansiLine(text, st) {
   const out = [];
+  if (text.indexOf('\x1b]') >= 0) text = text.replace(ANSI_OSC, '');
   const re = /\x1b\[([0-9;]*)([A-Za-z])/g;
   let last = 0, m;
   function push(s) {
@@ -34,7 +35,9 @@ function ansiAdvance(text, st) {
   for (const k in st) return true;
   return false;
 }
-function ansiStrip(text) { return text.indexOf('\x1b') < 0 ? text : text.replace(/\x1b(\[[0-9;?]*[A-Za-z]|[^[])?/g, ''); }
+// ansiStrip is the text without escape sequences (colours, OSC titles and links, others).
+function ansiStrip(text) { return text.indexOf('\x1b') < 0 ? text : text.replace(ANSI_OSC, '').replace(/\x1b(\[[0-9;?]*[A-Za-z]|[^[])?/g, ''); }
+const ANSI_OSC = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?/g;
 // ansiSGR applies one "ESC [ params m" to st.
 function ansiSGR(st, params) {
   const codes = params === '' ? [0] : params.split(';').map(Number);
@@ -227,7 +230,8 @@ function logView(box, m, opts) {
         prev = jv.sec;
         logSteps(jv.m, j.steps.map(s => s.name));
         empty(jv.head).append(icon(j.status), ' ', h('span', { class: 'jname', title: j.name }, j.name),
-          h('span', { class: 'sr' }, ' ' + j.status), ' ', h('span', { class: 'dur' }, duration(j.started_at, j.finished_at)));
+          h('span', { class: 'sr' }, ' ' + j.status), ' ', h('span', { class: 'dur' }, duration(j.started_at, j.finished_at)),
+          h('a', { class: 'jraw', href: '/api/v1/runs/' + run.id + '/log?job=' + j.id, target: '_blank', rel: 'noopener', 'aria-label': 'Raw log of ' + j.name }, 'raw'));
         const anyFailed = j.steps.some(s => s.status === 'failed');
         const setup = groupView(jv, 0);
         const setupStatus = j.status === 'failed' && !anyFailed ? 'failed' : jv.m.next > 0 || TERMINAL[j.status] ? 'success' : j.status;
