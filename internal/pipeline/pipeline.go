@@ -91,6 +91,7 @@ type Pipeline struct {
 	Webhook     *Webhook     // nil when absent
 	Concurrency *Concurrency // nil when absent
 	Queue       *Queue       // nil when absent
+	Schedules   []Schedule   // cron triggers; nil when absent
 	Stages      []Stage
 }
 
@@ -255,6 +256,10 @@ func (p *Pipeline) clone() *Pipeline {
 		w := *p.Webhook
 		w.Variables = slices.Clone(w.Variables)
 		c.Webhook = &w
+	}
+	c.Schedules = slices.Clone(p.Schedules)
+	for i := range c.Schedules {
+		c.Schedules[i].Variables = maps.Clone(c.Schedules[i].Variables)
 	}
 	if p.Concurrency != nil {
 		cc := *p.Concurrency
