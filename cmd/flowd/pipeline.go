@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/flowd/flowd/internal/client"
 )
@@ -17,6 +20,7 @@ func pipelineCommands() []command {
 		{name: "apply", summary: "create a pipeline from a YAML file, or update it", run: (*cli).cmdPipelineApply},
 		{name: "ls", summary: "list the pipelines you can see", run: (*cli).cmdPipelineList},
 		{name: "show", summary: "show a pipeline: queue, variables, stages, members and YAML", run: (*cli).cmdPipelineShow},
+		{name: "schedules", summary: "list a pipeline's schedules, their next fire times and what each fire started", run: (*cli).cmdPipelineSchedules},
 		{name: "history", summary: "list the revisions of a pipeline: who saved each, when", run: (*cli).cmdPipelineHistory},
 		{name: "restore", summary: "save an old revision's definition as the newest one", run: (*cli).cmdPipelineRestore},
 		{name: "rm", summary: "delete a pipeline and its runs", run: (*cli).cmdPipelineRemove},
@@ -149,6 +153,7 @@ revision N alone (flowd pipeline history lists them).`, 1, 1)
 		fmt.Fprintf(w, "Queue:       %s\n", now)
 	}
 	fmt.Fprintf(w, "Queue bound: %s\n", queueBound(pl.Queue))
+	printSchedules(w, pl.Schedules)
 
 	fmt.Fprintln(w, "\nVariables:")
 	if len(pl.Variables) == 0 {
@@ -274,4 +279,40 @@ func (c *cli) pipelineTrust(ctx context.Context, args []string, trusted bool, na
 		fmt.Fprintf(c.stdout, "pipeline %s is no longer trusted\n", pl.Name)
 	}
 	return 0
+}
+
+// printSchedules lists a pipeline's schedules with their next fire times (nothing when it has
+// none).
+func printSchedules(w io.Writer, list []client.Schedule) {
+	if len(list) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nSchedules (runs as the user who saved the current revision):")
+	for _, sc := range list {
+		line := "  " + sc.Cron + " " + sc.Timezone
+		if sc.Name != "" {
+			line = "  " + sc.Name + ": " + sc.Cron + " " + sc.Timezone
+		}
+		if sc.Branch != "" {
+			line += ", branch " + sc.Branch
+		}
+		if len(sc.Variables) > 0 {
+			keys := slices.Sorted(maps.Keys(sc.Variables))
+			var kv []string
+			for _, k := range keys {
+				kv = append(kv, k+"="+sc.Variables[k])
+			}
+			line += ", " + strings.Join(kv, " ")
+		}
+		fmt.Fprintln(w, line)
+		loc, err := time.LoadLocation(sc.Timezone)
+		if err != nil {
+			loc = time.UTC
+		}
+		var next []string
+		for _, t := range sc.Next {
+			next = append(next, t.In(loc).Format("2006-01-02 15:04 MST"))
+		}
+		fmt.Fprintf(w, "    next: %s\n", dash(strings.Join(next, ", ")))
+	}
 }

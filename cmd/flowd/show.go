@@ -40,6 +40,9 @@ func printRun(c *cli, r *client.Run, now time.Time) {
 		fmt.Fprintf(w, "Waiting:   %s\n", r.Waiting)
 	}
 	fmt.Fprintf(w, "Trigger:   %s by %s\n", r.Trigger, dash(r.TriggeredBy))
+	if f := r.Schedule; f != nil {
+		fmt.Fprintf(w, "Schedule:  %s, fired for %s\n", f.Schedule, fmtTime(&f.FireAt))
+	}
 	fmt.Fprintf(w, "Revision:  %d\n", r.Revision)
 	fmt.Fprintf(w, "Created:   %s\n", fmtTime(r.CreatedAt))
 	fmt.Fprintf(w, "Started:   %s\n", fmtTime(r.StartedAt))

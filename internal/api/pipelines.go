@@ -33,6 +33,7 @@ type pipelineJSON struct {
 	UpdatedAt   time.Time      `json:"updated_at"`
 	Role        auth.Role      `json:"role"` // the caller's effective role
 	Queue       queueJSON      `json:"queue"`
+	Schedules   []scheduleJSON `json:"schedules"` // cron triggers with their next fire times
 }
 
 // queueJSON is a pipeline's queue bounds (queue: in its YAML; 0 = none) and, when one pipeline
@@ -103,6 +104,7 @@ func toPipelineJSON(p store.Pipeline, role auth.Role) (pipelineJSON, error) {
 	if def.Queue != nil {
 		out.Queue.MaxRuns, out.Queue.MaxSeconds = def.Queue.MaxRuns, def.Queue.MaxSeconds
 	}
+	out.Schedules = schedulesJSON(def, time.Now())
 	for _, v := range def.Variables {
 		vj := variableJSON{Name: v.Name, Secret: v.Secret, Options: v.Options, Description: v.Description}
 		if vj.Options == nil {

@@ -45,7 +45,8 @@ type runSummary struct {
 // runDetail is a run with its stages, jobs and steps.
 type runDetail struct {
 	runSummary
-	Stages []run.StageView `json:"stages"`
+	Stages   []run.StageView `json:"stages"`
+	Schedule *fireJSON       `json:"schedule,omitempty"` // the fire time that started a cron run
 }
 
 func (s *Server) toRunSummary(r run.Run) runSummary {
@@ -217,10 +218,10 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("trigger"); v != "" {
 		switch tr := run.Trigger(v); tr {
-		case run.TriggerManual, run.TriggerWebhook, run.TriggerPush:
+		case run.TriggerManual, run.TriggerWebhook, run.TriggerPush, run.TriggerCron:
 			params.Trigger = tr
 		default:
-			badRequest(w, fmt.Sprintf("trigger=%q: use manual, webhook or push", v))
+			badRequest(w, fmt.Sprintf("trigger=%q: use manual, webhook, push or cron", v))
 			return
 		}
 	}
@@ -276,7 +277,16 @@ func (s *Server) runGet(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "", "")
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toRunDetail(rn))
+	d := s.toRunDetail(rn)
+	if rn.Trigger == run.TriggerCron {
+		f, err := s.runFire(r, rn.ID)
+		if err != nil {
+			s.storeError(w, r, err, "", "")
+			return
+		}
+		d.Schedule = f
+	}
+	writeJSON(w, http.StatusOK, d)
 }
 
 // runCancel: POST /api/v1/runs/{id}/cancel (developer) → 200 with the run canceled when nothing

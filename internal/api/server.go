@@ -152,6 +152,7 @@ func (s *Server) Handler() http.Handler {
 
 	mux.HandleFunc("POST /api/v1/pipelines/{name}/runs", s.runCreate)
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/runs", s.runList)
+	mux.HandleFunc("GET /api/v1/pipelines/{name}/schedules", s.scheduleList)
 	mux.HandleFunc("GET /api/v1/runs/{id}", s.runGet)
 	mux.HandleFunc("GET /api/v1/runs/{id}/log", s.runLog)
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", s.runCancel)

@@ -235,6 +235,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	}()
 	expireDone := make(chan struct{})
 	go func() { defer close(expireDone); expireLogs(runCtx, st, time.Duration(cfg.LogRetention), logger) }()
+	schedulesDone := make(chan struct{})
+	go func() {
+		defer close(schedulesDone)
+		runSchedules(runCtx, st, triggers, logger.With("component", "schedules"))
+	}()
 
 	var serveErr error
 	select {
@@ -257,6 +262,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	<-pruneDone
 	<-clusterDone
 	<-expireDone
+	<-schedulesDone
 	<-containersDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -108,4 +109,16 @@ func PipelineName(yaml []byte) string {
 		v = ""
 	}
 	return strings.TrimSpace(v)
+}
+
+// Schedules is a pipeline's schedules with their next fire times, and the newest fire times
+// acted on.
+type Schedules struct {
+	Schedules []Schedule `json:"schedules"`
+	Fires     []Fire     `json:"fires"`
+}
+
+// ScheduleList reads a pipeline's schedules and its newest fire times (limit 1..200).
+func (c *Client) ScheduleList(ctx context.Context, name string, limit int) (*Schedules, error) {
+	return call[Schedules](ctx, c, http.MethodGet, p("pipelines", name, "schedules")+"?limit="+strconv.Itoa(limit), nil)
 }

@@ -115,6 +115,29 @@ type Pipeline struct {
 	Role        string          `json:"role"`               // the caller's role on it
 	LastRun     *Run            `json:"last_run,omitempty"` // list only; a run summary
 	Queue       PipelineQueue   `json:"queue"`
+	Schedules   []Schedule      `json:"schedules"`
+}
+
+// Schedule is one of a pipeline's cron schedules, with its next three fire times.
+type Schedule struct {
+	Name      string            `json:"name,omitempty"`
+	Title     string            `json:"title"`
+	Cron      string            `json:"cron"`
+	Timezone  string            `json:"timezone"`
+	Branch    string            `json:"branch,omitempty"`
+	Variables map[string]string `json:"variables"`
+	Next      []time.Time       `json:"next"`
+}
+
+// Fire is a schedule's fire time some server acted on: a run started, or why none did.
+type Fire struct {
+	Schedule   string    `json:"schedule"`
+	FireAt     time.Time `json:"fire_at"`
+	Outcome    string    `json:"outcome"` // started, refused or failed
+	Message    string    `json:"message,omitempty"`
+	RunID      int64     `json:"run_id,omitempty"`
+	RunNumber  int64     `json:"run_number,omitempty"`
+	RecordedAt time.Time `json:"recorded_at"`
 }
 
 // PipelineQueue is a pipeline's queue bound (queue: in its YAML) and, from PipelineGet, its queue
@@ -202,6 +225,7 @@ type Run struct {
 	URL        string     `json:"url,omitempty"`     // the run's web page
 	APIURL     string     `json:"api_url,omitempty"` // the run in the API
 	Stages     []Stage    `json:"stages,omitempty"`
+	Schedule   *Fire      `json:"schedule,omitempty"` // the fire time that started a cron run
 }
 
 // Duration is how long the run has run: until FinishedAt, or until now while it runs; 0 before

@@ -92,6 +92,7 @@ const (
 	TriggerManual  Trigger = "manual"
 	TriggerWebhook Trigger = "webhook"
 	TriggerPush    Trigger = "push"
+	TriggerCron    Trigger = "cron" // a pipeline's schedule fired (store.ScheduleFire says which, when)
 )
 
 // Run is one execution of a pipeline.

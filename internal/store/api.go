@@ -109,6 +109,9 @@ type RunCreate struct {
 	ConcurrencyGroup string
 	MaxRunning       int
 	Jobs             []run.Job
+	// Fire is the schedule's fire time that starts the run; nil for other triggers. It is
+	// recorded with the run, once: a second RunCreate with the same fire is ErrFireTaken.
+	Fire *Fire
 }
 
 // RunListParams selects a page of a pipeline's runs, newest first.

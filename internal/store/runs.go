@@ -310,9 +310,16 @@ func (s *Store) RunCreate(ctx context.Context, p RunCreate) (run.Run, error) {
 	var out run.Run
 	err := s.write(ctx, func(tx db) error {
 		var err error
-		out, err = createRun(ctx, tx, s.numbers(tx), p)
+		if p.Fire != nil {
+			out, err = createScheduledRun(ctx, tx, s.numbers(tx), p)
+		} else {
+			out, err = createRun(ctx, tx, s.numbers(tx), p)
+		}
 		return err
 	})
+	if errors.Is(err, ErrFireTaken) {
+		return run.Run{}, err
+	}
 	if err != nil {
 		return run.Run{}, wrap("create run", err)
 	}

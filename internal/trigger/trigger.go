@@ -74,6 +74,12 @@ func (s *Service) Start(ctx context.Context, p store.Pipeline, trig run.Trigger,
 // With concurrency.cancel_previous, the older queued or running runs of the new run's group
 // are canceled once it is stored (the running ones through Cancel).
 func (s *Service) StartAt(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage, ref GitRef) (run.Run, *pipeline.Resolved, error) {
+	return s.start(ctx, p, trig, triggeredBy, overrides, ref, nil)
+}
+
+// start is StartAt for a run that may be a schedule's fire (fire non-nil: the run is stored
+// with it, once; store.ErrFireTaken when it already was).
+func (s *Service) start(ctx context.Context, p store.Pipeline, trig run.Trigger, triggeredBy string, overrides map[string]json.RawMessage, ref GitRef, fire *store.Fire) (run.Run, *pipeline.Resolved, error) {
 	b, err := s.Build(p, trig, triggeredBy, overrides)
 	if err != nil {
 		return run.Run{}, nil, err
@@ -97,6 +103,7 @@ func (s *Service) StartAt(ctx context.Context, p store.Pipeline, trig run.Trigge
 	if _, err := s.applyConcurrency(ctx, b, rules.Input{Body: body, Event: gitMap(b.Create.Git)}); err != nil {
 		return run.Run{}, nil, err
 	}
+	b.Create.Fire = fire
 	r, err := s.Store.RunCreate(ctx, b.Create)
 	if err != nil {
 		return run.Run{}, nil, fmt.Errorf("trigger: create run: %w", err)
