@@ -213,6 +213,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return request{method: "POST", path: "/api/v1/pipelines/" + shared + "/runs", contentType: ct, body: body}
 			}, [numCallers]int{unauth, forbid, created, created, created, notFound}},
 			{"GET /api/v1/pipelines/{name}/runs", get("/api/v1/pipelines/" + shared + "/runs"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/schedules", get("/api/v1/pipelines/" + shared + "/schedules"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/revisions", get("/api/v1/pipelines/" + shared + "/revisions"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/revisions/{rev}", get("/api/v1/pipelines/" + shared + "/revisions/1"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/revisions/{rev}/restore", func(f *matrixFixture, c int) request {
+				// A new revision each time, so revision 1 is never the current one.
+				ctx := context.Background()
+				p, err := f.e.st.PipelineGet(ctx, shared)
+				if err != nil {
+					f.e.t.Fatal(err)
+				}
+				if _, err := f.e.st.PipelineUpdate(ctx, p.ID, p.Source, p.Secrets, f.users[pipelineAdmin].ID); err != nil {
+					f.e.t.Fatal(err)
+				}
+				return request{method: "POST", path: "/api/v1/pipelines/" + shared + "/revisions/1/restore"}
+			}, [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
 			{"GET /api/v1/runs/{id}", runPath(""), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"GET /api/v1/runs/{id}/log", runPath("/log"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"POST /api/v1/runs/{id}/cancel", func(f *matrixFixture, c int) request {
