@@ -60,7 +60,7 @@ function runHistory(name, canRun) {
     if (!state.before && !filtered && runs.length) setFavicon(runs[0].status);
     for (const run of runs) {
       tb.append(h('tr', { 'data-number': run.number, class: run.number === mark ? 'hit' : null },
-        h('td', {}, badge(run.status)),
+        h('td', {}, badge(run.status), run.waiting ? h('span', { class: 'sub' }, run.waiting) : null),
         h('td', {}, h('a', { href: '/runs/' + run.id }, '#' + run.number)),
         h('td', {}, triggerText(run), run.git && run.git.commit_sha ? h('span', { class: 'sub gitline' }, gitParts(run.git, true)) : null),
         h('td', { class: 'hide-sm' }, when(run.started_at || run.created_at)),

@@ -49,7 +49,7 @@ pages.pipelines = async function () {
     for (const p of shown) {
       const lr = p.last_run;
       tbody.append(h('tr', { 'data-name': p.name },
-        h('td', {}, badge(lr ? lr.status : 'none')),
+        h('td', {}, badge(lr ? lr.status : 'none'), lr && lr.waiting ? h('span', { class: 'sub' }, lr.waiting) : null),
         h('td', {}, h('a', { href: '/pipelines/' + encodeURIComponent(p.name) }, h('strong', {}, p.name)), p.description ? h('span', { class: 'sub' }, p.description) : null),
         h('td', { class: 'lastrun' }, lr ? h('a', { href: '/runs/' + lr.id }, '#' + lr.number) : h('span', { class: 'muted' }, '—'), activeRuns(p)),
         h('td', { class: 'hide-sm' }, lr ? triggerText(lr) : ''),
