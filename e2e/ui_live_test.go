@@ -170,6 +170,9 @@ func TestUILive(t *testing.T) {
 			b.waitJS("the delivery, live", `(() => { const a = document.querySelector('#dl-list tr[data-id] a[href^="/runs/"]');
 				return a && a.textContent === '#25' && a.getAttribute('href') === '/runs/`+fmt.Sprint(id)+`' })()`)
 			b.stillSame("a delivery")
+			if dir := os.Getenv("FLOWD_UI_SCREENSHOTS"); dir != "" {
+				t.Logf("screenshots: %s %s", b.screenshot(dir, "live-deliveries-phone", 390, 844), b.screenshot(dir, "live-deliveries-laptop", 1280, 800))
+			}
 			s.waitStatus(admin, id, "success")
 
 			// Nodes: an agent token made elsewhere, and the job a node holds, show live.
