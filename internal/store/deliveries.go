@@ -308,6 +308,10 @@ func (s *Store) recordOne(ctx context.Context, nr *runRow, in Delivery, headers 
 	row, name := in, ""
 	if nr != nil {
 		if err := nr.reserve(ctx, s.numbers(db{})); err != nil {
+			if basis != nil && (errors.Is(err, ErrNotFound) || errors.Is(classify(err), ErrNotFound)) {
+				// The pipeline was deleted since the basis was read: it no longer holds.
+				return Delivery{}, ErrStale
+			}
 			return Delivery{}, err
 		}
 		row.StatusCode, row.Response = answer(nr.r)
