@@ -231,8 +231,8 @@ func TestWebPagesFollowRoles(t *testing.T) {
 			status     int
 			has, lacks []string
 		}{
-			{"padmin", "/pipelines/hello", 200, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, `data-mode="edit"`, `<a href="/" aria-current="page">Pipelines</a>`},
-				[]string{"<option>cron</option>", `href="/account" aria-current`}}, // no cron filter until cron triggers exist
+			{"padmin", "/pipelines/hello", 200, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, `data-mode="edit"`, `<a href="/" aria-current="page">Pipelines</a>`, `<option value="cron">schedule</option>`},
+				[]string{`href="/account" aria-current`}},
 			{"vera", "/pipelines/hello", 200, []string{`data-mode="view"`}, []string{`id="hook-enabled"`, `id="member-add"`, `id="run-form"`, "/deliveries"}},
 			{"nemo", "/pipelines/hello", 404, []string{"Not found"}, []string{`data-name="hello"`}},
 			{"root", "/pipelines/hello", 200, []string{`id="hook-enabled"`}, nil},

@@ -151,8 +151,11 @@ function copyButton(get, what) {
   return h('button', { type: 'button', class: 'btn small', onclick: () => copy(typeof get === 'function' ? get() : get, what) }, 'Copy');
 }
 function empty(el) { while (el.firstChild) el.firstChild.remove(); return el; }
+// triggerText says what started run r and as whom; a scheduled run's detail (run.schedule)
+// also names its schedule and fire time.
 function triggerText(r) {
-  const how = { manual: 'started by hand', webhook: 'webhook', push: 'Git push', cron: 'schedule' }[r.trigger] || r.trigger;
+  let how = { manual: 'started by hand', webhook: 'webhook', push: 'Git push', cron: 'scheduled' }[r.trigger] || r.trigger;
+  if (r.schedule) how += ' (' + r.schedule.schedule + ', for ' + new Date(r.schedule.fire_at).toLocaleString() + ')';
   return how + (r.triggered_by ? ' · ' + r.triggered_by : '');
 }
 function busy(btn, on) { if (btn) btn.disabled = on; }
