@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -281,37 +279,7 @@ func (s *server) pipelineYAML(t *testing.T, token string) string {
 // browser the new session's cookie, as signing in in another tab of it would.
 func (s *server) signInElsewhere(b *browser) {
 	b.t.Helper()
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(s.URL + "/login")
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
-	if m == nil {
-		b.t.Fatalf("no CSRF field in the sign-in form:\n%s", page)
-	}
-	form := url.Values{"csrf": {string(m[1])}, "username": {"admin"}, "password": {adminPassword}, "next": {"/"}}
-	req, _ := http.NewRequest("POST", s.URL+"/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for _, c := range resp.Cookies() {
-		req.AddCookie(c)
-	}
-	resp, err = client.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	resp.Body.Close()
-	var session string
-	for _, c := range resp.Cookies() {
-		if c.Name == "flowd_session" {
-			session = c.Value
-		}
-	}
-	if resp.StatusCode != http.StatusSeeOther || session == "" {
-		b.t.Fatalf("sign in elsewhere = %d, session cookie %q", resp.StatusCode, session)
-	}
+	session := s.webSession(b.t, "admin", adminPassword)
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	httpOnly := true

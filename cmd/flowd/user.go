@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/flowd/flowd/internal/auth"
 	"github.com/flowd/flowd/internal/client"
 )
 
@@ -13,7 +15,7 @@ func userCommands() []command {
 		{name: "ls", summary: "list users", run: (*cli).cmdUserList},
 		{name: "disable", summary: "stop a user from signing in (keeps their data)", run: (*cli).cmdUserDisable},
 		{name: "enable", summary: "let a disabled user sign in again", run: (*cli).cmdUserEnable},
-		{name: "passwd", summary: "set a user's password", run: (*cli).cmdUserPasswd},
+		{name: "passwd", summary: "set (reset) a user's password; --generate makes one", run: (*cli).cmdUserPasswd},
 		{name: "rm", summary: "delete a user", run: (*cli).cmdUserRemove},
 	}
 }
@@ -90,24 +92,69 @@ runs and memberships stay; webhook triggers they own stop starting runs until re
 }
 
 func (c *cli) cmdUserPasswd(ctx context.Context, args []string) int {
-	f := newFlags("user passwd", "flowd user passwd NAME [--password-stdin]", `
-Set the password of the user NAME (global admins only).
-`+newPasswordHelp, 1, 1)
+	f := newFlags("user passwd", "flowd user passwd NAME [--password-stdin | --generate]", `
+Set the password of the user NAME (global admins only): reset a password someone forgot.
+The password (8 characters or more) comes from stdin with --password-stdin, else from
+FLOWD_NEW_PASSWORD, else from a prompt, asked twice (not echoed at a terminal). --generate
+makes a random one and prints it once. NAME's web sessions end at once, as when they change
+it themselves; their API tokens keep working (they revoke them with 'flowd token revoke').
+For your own password use 'flowd passwd', which asks for the current one.`, 1, 1)
 	fromStdin := f.Bool("password-stdin", false, "read the password from stdin")
+	generate := f.Bool("generate", false, "make a random password and print it once")
 	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code
 	}
-	pw, err := c.password(*fromStdin, "FLOWD_NEW_PASSWORD", "New password for "+pos[0]+": ")
+	pw, err := c.newUserPassword(pos[0], *fromStdin, *generate)
 	if err != nil {
-		return c.fail(fmt.Errorf("read password: %w", err))
+		return c.fail(err)
 	}
-	_, err = cl.UserUpdate(ctx, pos[0], client.UserChanges{Password: &pw})
-	return c.done(err, "password of %s changed", pos[0])
+	if _, err := cl.UserUpdate(ctx, pos[0], client.UserChanges{Password: &pw}); err != nil {
+		return c.fail(err)
+	}
+	if *generate {
+		fmt.Fprintf(c.stdout, "new password of %s (shown once): %s\n", pos[0], pw)
+	}
+	fmt.Fprintf(c.stdout, "password of %s changed; their web sessions are signed out\n", pos[0])
+	return 0
+}
+
+// newUserPassword is the password cmdUserPasswd sets: generated, from stdin or the
+// environment, or typed twice at a prompt.
+func (c *cli) newUserPassword(name string, fromStdin, generate bool) (string, error) {
+	switch {
+	case generate && fromStdin:
+		return "", errors.New("--generate and --password-stdin exclude each other; use one")
+	case generate:
+		return auth.RandomPassword()
+	case fromStdin || c.getenv("FLOWD_NEW_PASSWORD") != "":
+		pw, err := c.password(fromStdin, "FLOWD_NEW_PASSWORD", "")
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return pw, nil
+	}
+	pw, err := c.password(false, "", "New password for "+name+": ")
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	again, err := c.readSecret("The same again: ")
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if again != pw {
+		return "", errors.New("the two passwords differ; nothing was changed")
+	}
+	return pw, nil
 }
 
 func (c *cli) cmdUserRemove(ctx context.Context, args []string) int {
-	f := newFlags("user rm", "flowd user rm NAME", "Delete the user NAME (global admins only). 'flowd user disable' keeps their records instead.", 1, 1)
+	f := newFlags("user rm", "flowd user rm NAME", `
+Delete the user NAME (global admins only; not yourself). Their web sessions and API tokens stop
+working and they leave every pipeline's members; pipelines, runs and logs stay. Webhook triggers
+NAME enabled stop starting runs: deliveries are answered 403 insufficient_permissions naming
+NAME until a pipeline admin runs 'flowd webhook disable' and 'flowd webhook enable'.
+'flowd user disable' keeps their records instead.`, 1, 1)
 	cl, pos, code := c.connect(f, args)
 	if code >= 0 {
 		return code

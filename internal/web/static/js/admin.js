@@ -1,6 +1,7 @@
 // The pages of the signed-in user and of admins: users, nodes, API tokens, account.
 pages.users = async function () {
   const tb = $('#user-list tbody');
+  const dlg = $('#user-dialog');
   let me = null;
   async function load() {
     const [r, m] = await Promise.all([api('GET', '/api/v1/users'), me ? null : api('GET', '/api/v1/user')]);
@@ -16,20 +17,111 @@ pages.users = async function () {
         if (!rr.ok) toast(errText(rr), true); else toast(msg);
         load();
       };
-      const adminBtn = h('button', { type: 'button', class: 'btn small', disabled: self }, u.admin ? 'Remove admin' : 'Make admin');
+      const adminBtn = h('button', { type: 'button', class: 'btn small', disabled: self, 'data-action': 'admin' }, u.admin ? 'Remove admin' : 'Make admin');
       adminBtn.addEventListener('click', () => patch({ admin: !u.admin }, u.username + (u.admin ? ' is no longer an admin' : ' is now an admin'), adminBtn));
-      const disBtn = h('button', { type: 'button', class: 'btn small' + (u.disabled ? '' : ' danger'), disabled: self }, u.disabled ? 'Enable' : 'Disable');
+      const disBtn = h('button', { type: 'button', class: 'btn small' + (u.disabled ? '' : ' danger'), disabled: self, 'data-action': 'disable' }, u.disabled ? 'Enable' : 'Disable');
       disBtn.addEventListener('click', () => {
         if (!u.disabled && !confirm('Disable ' + u.username + '? Their sessions and tokens stop working.')) return;
         patch({ disabled: !u.disabled }, u.username + (u.disabled ? ' enabled' : ' disabled'), disBtn);
       });
+      // Your own password is changed on the Account page (it asks for the current one), and
+      // nobody deletes themselves: the server always keeps the admin who is signed in.
+      const own = self ? [h('a', { class: 'btn small', href: '/account' }, 'Change password')]
+        : [h('button', { type: 'button', class: 'btn small', 'data-action': 'reset', onclick: () => resetPassword(u.username) }, 'Reset password'),
+          h('button', { type: 'button', class: 'btn small danger', 'data-action': 'delete', onclick: () => removeUser(u.username) }, 'Delete')];
       tb.append(h('tr', { 'data-user': u.username },
         h('td', {}, h('strong', {}, u.username), self ? h('span', { class: 'sub' }, 'you') : null),
         h('td', {}, u.admin ? h('span', { class: 'tag' }, 'admin') : 'user'),
         h('td', {}, u.disabled ? h('span', { class: 'badge s-canceled' }, h('span', { 'aria-hidden': 'true' }, '⊘'), ' disabled') : h('span', { class: 'badge s-success' }, h('span', { 'aria-hidden': 'true' }, '✓'), ' active')),
         h('td', { class: 'hide-sm' }, when(u.created_at)),
-        h('td', {}, h('div', { class: 'actions' }, adminBtn, disBtn))));
+        h('td', {}, h('div', { class: 'actions' }, adminBtn, disBtn, ...own))));
     }
+  }
+  // ask opens the dialog with a heading and parts; its Cancel closes it.
+  function ask(title, ...parts) {
+    empty(dlg).append(h('h2', { id: 'user-dialog-title' }, title), ...parts,
+      h('p', { class: 'alert error', id: 'user-dialog-error', role: 'alert', hidden: true }));
+    dlg.showModal();
+    const first = $('input, button.primary, button.danger', dlg);
+    if (first) first.focus();
+  }
+  function dialogError(r) { const e = $('#user-dialog-error'); e.textContent = errText(r); e.hidden = false; }
+  const cancel = (label) => h('button', { type: 'button', class: 'btn', onclick: () => dlg.close() }, label || 'Cancel');
+
+  // Deleting a user takes their name typed again, and says first what goes with them.
+  function removeUser(name) {
+    const typed = h('input', { id: 'user-delete-name', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false' });
+    const go = h('button', { type: 'submit', class: 'btn danger', id: 'user-delete-go', disabled: true }, 'Delete ' + name);
+    typed.addEventListener('input', () => { go.disabled = typed.value !== name; });
+    const form = h('form', { class: 'stack' },
+      h('label', {}, h('span', {}, 'Type ', h('strong', {}, name), ' to confirm'), typed),
+      h('p', { class: 'actions' }, go, cancel()));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (typed.value !== name) return;
+      busy(go, true);
+      const r = await api('DELETE', '/api/v1/users/' + encodeURIComponent(name));
+      busy(go, false);
+      if (!r.ok) { dialogError(r); return; }
+      dlg.close();
+      toast('Deleted ' + name);
+      load();
+    });
+    ask('Delete ' + name + '?',
+      h('p', {}, 'This cannot be undone. ', h('strong', {}, name), '’s web sessions and API tokens stop working at once, and ', name,
+        ' is taken off the members of every pipeline. Pipelines, runs and logs stay; runs keep the name.'),
+      h('p', {}, 'Webhook triggers that ', name, ' enabled stop starting runs: each delivery is answered ',
+        h('code', {}, '403 insufficient_permissions'), ' naming ', name, ', until an admin of the pipeline disables and enables the trigger again.'),
+      h('p', { class: 'hint' }, 'To keep all of this, Disable the user instead.'),
+      form);
+  }
+
+  // Resetting a password: the admin types a new one twice, or has one generated, which is
+  // shown once to copy. Either way the user's web sessions end (as when they change it
+  // themselves); their API tokens stay.
+  function resetPassword(name) {
+    const pw = h('input', { type: 'password', id: 'user-pw-new', autocomplete: 'new-password', minlength: 8, required: true });
+    const again = h('input', { type: 'password', id: 'user-pw-again', autocomplete: 'new-password', minlength: 8, required: true });
+    const set = h('button', { type: 'submit', class: 'btn primary', id: 'user-pw-set' }, 'Set password');
+    const gen = h('button', { type: 'button', class: 'btn', id: 'user-pw-generate' }, 'Generate one instead');
+    async function send(password, btn) {
+      busy(btn, true);
+      const r = await api('PATCH', '/api/v1/users/' + encodeURIComponent(name), { password });
+      busy(btn, false);
+      if (!r.ok) { dialogError(r); return false; }
+      toast('Password of ' + name + ' changed');
+      return true;
+    }
+    const form = h('form', { class: 'stack', id: 'user-pw-form' },
+      h('label', {}, 'New password', pw), h('label', {}, 'The new password again', again),
+      h('p', { class: 'actions' }, set, gen, cancel()));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (pw.value !== again.value) { dialogError({ data: { error: { message: 'The two passwords differ; type the same one twice.' } } }); again.focus(); return; }
+      if (await send(pw.value, set)) dlg.close();
+    });
+    gen.addEventListener('click', async () => {
+      const made = newPassword();
+      if (!await send(made, gen)) return;
+      const value = h('input', { readonly: true, value: made, class: 'mono', id: 'user-pw-value', 'aria-label': 'New password of ' + name });
+      form.replaceWith(h('div', { class: 'stack' },
+        h('p', { class: 'alert ok' }, 'The new password of ', h('strong', {}, name), ' is below. Copy it now; it is not shown again. Give it to ', name, ' over a channel you trust.'),
+        h('div', { class: 'copyrow' }, value, copyButton(made, 'Password')),
+        h('p', { class: 'actions' }, cancel('Done'))));
+      value.select();
+    });
+    ask('Reset the password of ' + name,
+      h('p', {}, name, '’s web sessions end at once, as when they change it themselves; their API tokens keep working (they revoke them on their API tokens page).'),
+      form);
+  }
+  // newPassword is 20 random letters and digits (about 116 bits), without ones easily mixed up.
+  function newPassword() {
+    const abc = 'abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+    let out = '';
+    while (out.length < 20) {
+      for (const b of crypto.getRandomValues(new Uint8Array(32))) if (b < 224 && out.length < 20) out += abc[b % 56];
+    }
+    return out;
   }
   $('#user-add').addEventListener('submit', async (e) => {
     e.preventDefault();
