@@ -25,7 +25,7 @@ func (r contrastReading) String() string {
 	return fmt.Sprintf("%s %q: %s on %s = %.2f:1", r.Path, r.Text, r.Fg, r.Bg, r.Ratio)
 }
 
-// contrastJS measures every shown element matching the selector (the function's argument)
+// contrastScript measures every shown element matching the selector (the function's argument)
 // that has text. The text colour comes from getComputedStyle, its alpha times the opacity of
 // the element and its ancestors; the background is found by walking up the ancestors to the
 // first opaque background-color, composing the semi-transparent ones above it in order
@@ -33,7 +33,7 @@ func (r contrastReading) String() string {
 // CSS colour syntax the browser returns works. Elements drawn over something that is not
 // their ancestor (an absolutely positioned badge over an image) are measured against their
 // ancestors all the same.
-const contrastJS = `(sel) => {
+const contrastScript = `(sel) => {
 	const cv = document.createElement("canvas"); cv.width = cv.height = 1;
 	const cx = cv.getContext("2d", { willReadFrequently: true });
 	const rgba = (c) => { cx.clearRect(0, 0, 1, 1); cx.fillStyle = "#000"; cx.fillStyle = c; cx.fillRect(0, 0, 1, 1);
@@ -70,13 +70,13 @@ const contrastJS = `(sel) => {
 
 // contrastOf measures the WCAG 2 contrast ratio of the text of every shown element that
 // matches selector in the page of the chromedp context ctx (a browser's b.ctx): its text
-// colour over its effective background (see contrastJS). Other tests call it to check their
+// colour over its effective background (see contrastScript). Other tests call it to check their
 // own elements, for example requireContrast(t, b.ctx, "the run page", 4.5, ".badge").
 func contrastOf(t *testing.T, ctx context.Context, selector string) []contrastReading {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := chromedp.Run(ctx, chromedp.Evaluate[[]contrastReading]("("+contrastJS+")("+jsString(selector)+")"))
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[[]contrastReading]("("+contrastScript+")("+jsString(selector)+")"))
 	if err != nil {
 		t.Fatalf("measure the contrast of %s: %v", selector, err)
 	}
