@@ -208,7 +208,10 @@ pages.run = async function () {
     // A server without ndjson sends the text: it all goes to the run's one job, or to the run.
     const jobs = run ? run.stages.flatMap(sg => sg.jobs) : [];
     const textJob = jobs.length === 1 ? jobs[0].id : 0;
-    function take(line) {
+    // take reads one line of the answer; a long backlog is read in slices of a few
+    // milliseconds (a chunk may hold thousands of lines), so the page stays responsive.
+    let t0 = performance.now();
+    async function take(line) {
       if (!ndjson) { logFeed(model, { job_id: textJob, at: '', data: line + '\n' }); return; }
       if (!line) return;
       let c;
@@ -217,25 +220,30 @@ pages.run = async function () {
       if ('end' in c) { ended = !!c.end; return; }
       if (c.seq <= after) return;
       after = c.seq;
-      logFeed(model, c);
+      const data = String(c.data || '');
+      for (let i = 0; i < data.length; i += 16384) {
+        logFeed(model, { job_id: c.job_id, at: c.at, data: data.slice(i, i + 16384) });
+        if (performance.now() - t0 > 8) {
+          view.changed();
+          await (window.scheduler && scheduler.yield ? scheduler.yield() : new Promise(r => setTimeout(r, 0)));
+          t0 = performance.now();
+        }
+      }
     }
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        t0 = performance.now();
         buf += value;
-        // A long backlog is read in slices of a few milliseconds: the page stays responsive.
-        let i, start = 0, k = 0, t0 = performance.now();
-        while ((i = buf.indexOf('\n', start)) >= 0) {
-          take(buf.slice(start, i)); start = i + 1;
-          if (++k % 256 === 0 && performance.now() - t0 > 10) { view.changed(); await new Promise(r => setTimeout(r, 0)); t0 = performance.now(); }
-        }
+        let i, start = 0;
+        while ((i = buf.indexOf('\n', start)) >= 0) { await take(buf.slice(start, i)); start = i + 1; }
         buf = buf.slice(start);
         retry = 0;
         view.changed();
       }
     } catch (e) { return again(); }
-    if (buf) take(buf);
+    if (buf) await take(buf);
     if (ndjson && !ended) return again();
     logFinish(model);
     view.ended = true;
