@@ -379,6 +379,7 @@ stages:
         steps:
           - name: wait
             run: |
+              seq 1 300 | sed 's/^/line /'
               echo waiting for the gate
               while [ ! -f %s ]; do sleep 0.1; done
               echo shipped
@@ -394,9 +395,19 @@ stages:
 			b.signIn("admin", adminPassword)
 			b.open(fmt.Sprintf("/runs/%d", first))
 			b.waitJS("the first run's live log", `Array.from(document.querySelectorAll("#log .tx")).some(e => e.textContent === "waiting for the gate")`)
+			// The last line drawn is the log's last ("waiting for the gate") and in view.
+			atEnd := `(() => { const l = Array.from(document.querySelectorAll("#log .line")).pop(), box = document.querySelector("#log");
+				if (!l || l.textContent.indexOf("waiting for the gate") < 0) return false;
+				const r = l.getBoundingClientRect(), b = box.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1 })()`
+			b.waitJS("the end of the log in view", atEnd)
 			if !b.truthy(`document.querySelector("#log-follow").hidden`) {
 				t.Error("↓ Follow is offered while the log already follows")
 			}
+			// Scrolled up, the log stops following and offers ↓ Follow, which goes back to the end.
+			b.eval(`document.querySelector("#log").scrollTop = 0, true`, nil)
+			b.waitJS("↓ Follow offered", `!document.querySelector("#log-follow").hidden`)
+			b.click("#log-follow")
+			b.waitJS("the end in view again", `document.querySelector("#log-follow").hidden && `+atEnd)
 			b.open(fmt.Sprintf("/runs/%d", second))
 			wait := s.runJobs(tok, second).Waiting
 			t.Logf("the second run waits: %q", wait)
