@@ -305,6 +305,17 @@ func TestUILogViewer(t *testing.T) {
 				t.Errorf("after the search the page has %d elements", f.Elements)
 			}
 
+			// On a phone, five-digit line numbers fit their column on one line; nothing overflows sideways.
+			b.do("phone", chromedpViewport(390, 844))
+			b.open(fmt.Sprintf("/runs/%d#L19999", flood))
+			b.waitJS("line 19999 on a phone", visibleInLog(fmt.Sprintf("#J%d-L19999.hl", fid)))
+			if !b.truthy(`Array.from(document.querySelectorAll("#log .ln")).every(e => e.getClientRects().length === 1 && e.scrollWidth <= e.clientWidth &&
+				e.offsetHeight < 1.6 * parseFloat(getComputedStyle(e).lineHeight))`) ||
+				!b.truthy(`document.documentElement.scrollWidth <= window.innerWidth + 1`) {
+				t.Error("on a phone, line numbers wrap or the page overflows sideways")
+			}
+			b.do("laptop", chromedpViewport(1280, 800))
+
 			if os.Getenv("FLOWD_UI_SCREENSHOTS") != "" {
 				uiLogScreenshots(t, b, steps, flood)
 			}
