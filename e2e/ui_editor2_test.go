@@ -61,6 +61,8 @@ func TestUIEditorHighlightAndIndent(t *testing.T) {
 					out.push("area " + ta.clientWidth + "x" + ta.clientHeight + " vs " + hl.clientWidth + "x" + hl.clientHeight);
 				if (a.color !== "rgba(0, 0, 0, 0)") out.push("the textarea's text is " + a.color + ", not transparent");
 				if (a.caretColor === "rgba(0, 0, 0, 0)" || a.caretColor === "transparent") out.push("the caret is invisible");
+				const sel = getComputedStyle(ta, "::selection").backgroundColor;
+				if (!/^rgba?\(/.test(sel) || sel === "rgba(0, 0, 0, 0)") out.push("the selection has no background: " + sel);
 				const lh = parseFloat(l.lineHeight), lines = hl.querySelectorAll(".ln"), top = hl.getBoundingClientRect().top + parseFloat(l.paddingTop) - hl.scrollTop;
 				for (const i of [1, 5, 10]) { const r = lines[i].getClientRects()[0]; if (Math.abs(r.top + (r.height - lh) / 2 - (top + i * lh)) > 1) out.push("line " + (i + 1) + " at " + r.top + ", want " + (top + i * lh)); }
 				return out })()`, &mismatch)
