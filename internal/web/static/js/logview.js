@@ -167,7 +167,7 @@ const LOG_PAGE = 200; // lines per page; a page's lines are in the DOM only whil
 // logView shows model m in box (the scrolling #log): one section per job, one disclosure per step,
 // and in each only the pages of lines near the screen.
 function logView(box, m, opts) {
-  const v = { jobs: new Map(), order: [], run: null, follow: false, lastAuto: -1, rowH: 18,
+  const v = { jobs: new Map(), run: null, follow: false, lastAuto: -1, rowH: 18,
     showTs: opts.timestamps, hl: null, matches: [], matchSet: new Map(), cur: -1, query: '', frame: 0, want: null };
   const notice = h('div', { class: 'log-notice' });
   box.append(notice);
@@ -347,14 +347,14 @@ function logView(box, m, opts) {
       jm.changed = false;
       const jv = jobView(jm.id);
       if (!jv.sec.parentNode) box.append(jv.sec);
-      if (jm.id === 0 && !jv.head.firstChild) jv.head.append(icon('running'), ' Run');
+      if (jm.id === 0 && !jv.head.firstChild) jv.head.append(h('span', { class: 'jname' }, 'The run'), h('span', { class: 'from' }, ' · from the server'));
       const digits = String(jm.raw.length).length;
       if (digits !== jv.digits) { jv.digits = digits; jv.sec.style.setProperty('--lnw', Math.max(3, digits) + 'ch'); }
       jm.groups.forEach((g, k) => {
         if (!g.n) return;
         const gv = groupView(jv, k);
         if (!gv.el.parentNode) jv.sec.append(gv.el);
-        if (!gv.btn.firstChild) { groupHead(gv, k ? (jm.steps[k - 1] || 'Step ' + k) : jm.id ? 'Set up job' : 'Server', 'running', ''); if (!jm.id) groupOpen(gv, true); }
+        if (!gv.btn.firstChild) { groupHead(gv, k ? (jm.steps[k - 1] || 'Step ' + k) : jm.id ? 'Set up job' : 'Messages', jm.id ? 'running' : 'none', ''); if (!jm.id) groupOpen(gv, true); }
         if (gv.watched && !gv.user) { gv.watched = false; groupOpen(gv, true); }
         pagesOf(gv);
       });
