@@ -126,7 +126,9 @@ func TestUIContrast(t *testing.T) {
 			if code := s.api(admin, "PATCH", "/api/v1/users/vera", map[string]any{"disabled": true}, nil); code != 200 {
 				t.Fatalf("disable vera: %d", code)
 			}
-			if code := s.api(admin, "POST", "/api/v1/pipelines", strings.Replace(uiHello, "sleep 3", "true", 1), nil); code != 201 {
+			// Its definition has every colour of the editor: a comment and an anchor too.
+			hello := "# every colour of the editor\n" + strings.Replace(strings.Replace(uiHello, "sleep 3", "true", 1), `abc: "123"`, `abc: &abc "123"`, 1)
+			if code := s.api(admin, "POST", "/api/v1/pipelines", hello, nil); code != 201 {
 				t.Fatalf("create ui-hello: %d", code)
 			}
 			// A run whose first stage fails: its later stage is skipped.
@@ -173,6 +175,13 @@ func TestUIContrast(t *testing.T) {
 					}
 					n := requireContrast(t, b.ctx, scheme+" "+p.path, 4.5, quiet...)
 					measured += n
+				}
+				b.open("/pipelines/ui-hello")
+				b.waitJS("the definition", `document.querySelector(".editor .hl .y-key") !== null`)
+				for _, c := range []string{"y-key", "y-str", "y-num", "y-comment", "y-dash", "y-var", "y-anchor", "y-punct"} {
+					if got := contrastOf(t, b.ctx, ".editor .hl ."+c); len(got) == 0 {
+						t.Errorf("%s: the editor shows no .%s to measure", scheme, c)
+					}
 				}
 				if got := contrastOf(t, b.ctx, ".top .tag"); len(got) != 1 || got[0].Text != "admin" {
 					t.Errorf("%s: the header's ADMIN tag was not measured: %v", scheme, got)
