@@ -377,7 +377,7 @@ func (ps *parser) globs(n *yaml.Node, at string) []string {
 	return list
 }
 
-var topKeys = []string{"name", "description", "image", "runs-on", "variables", "source", "webhook", "concurrency", "queue", "schedules", "stages"}
+var topKeys = []string{"name", "description", "image", "runs-on", "variables", "source", "webhook", "concurrency", "queue", "schedules", "notify", "stages"}
 
 // pipeline walks the root mapping of a definition.
 func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
@@ -415,6 +415,9 @@ func (ps *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	if f, ok := byName["schedules"]; ok {
 		p.Schedules = ps.schedules(f, p)
+	}
+	if f, ok := byName["notify"]; ok {
+		p.Notify = ps.notify(f, p)
 	}
 	if f, ok := byName["concurrency"]; ok {
 		p.Concurrency = ps.concurrency(f)

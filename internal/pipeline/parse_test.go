@@ -233,7 +233,7 @@ func TestParseInvalid(t *testing.T) {
 		{"invalid name", "name: Hello_World\n" + minimal[8:], []string{`1:7: name: "Hello_World" is not a valid pipeline name: use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit`}},
 		{"name of wrong type", "name: [a]\n" + minimal[8:], []string{"1:7: name: must be a string, not a sequence"}},
 		{"unknown top-level key with suggestion", "nmae: x\n" + minimal, []string{`1:1: nmae: unknown key (did you mean "name"?)`}},
-		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, image, runs-on, variables, source, webhook, concurrency, queue, schedules, stages)"}},
+		{"unknown key without suggestion", minimal + "foo: 1\n", []string{"8:1: foo: unknown key (known keys: name, description, image, runs-on, variables, source, webhook, concurrency, queue, schedules, notify, stages)"}},
 		{"duplicate key", minimal + "name: y\n", []string{"8:1: name: duplicate key (first at line 1)"}},
 		{"unknown job key", job("        step: []\n        steps: [{run: a}]\n"), []string{`6:9: stages[0].jobs[0].step: unknown key (did you mean "steps"?)`}},
 		{"variables not a mapping", "variables: [a]\n" + minimal, []string{"1:12: variables: must be a mapping, not a sequence"}},

@@ -92,6 +92,7 @@ type Pipeline struct {
 	Concurrency *Concurrency // nil when absent
 	Queue       *Queue       // nil when absent
 	Schedules   []Schedule   // cron triggers; nil when absent
+	Notify      []Notify     // where to POST when a run ends; nil when absent
 	Stages      []Stage
 }
 
@@ -256,6 +257,10 @@ func (p *Pipeline) clone() *Pipeline {
 		w := *p.Webhook
 		w.Variables = slices.Clone(w.Variables)
 		c.Webhook = &w
+	}
+	c.Notify = slices.Clone(p.Notify)
+	for i := range c.Notify {
+		c.Notify[i].On = slices.Clone(c.Notify[i].On)
 	}
 	c.Schedules = slices.Clone(p.Schedules)
 	for i := range c.Schedules {
