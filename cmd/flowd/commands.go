@@ -41,6 +41,7 @@ func commands() []command {
 		{"show", "Runs", "show a run with its stages, jobs and steps", (*cli).cmdShow},
 		{"logs", "Runs", "print or follow the log of a run", (*cli).cmdLogs},
 		{"cancel", "Runs", "cancel a queued or running run", (*cli).cmdCancel},
+		{"notifications", "Runs", "list the notifications of a run and their attempts", (*cli).cmdNotifications},
 
 		{"webhook", "Webhooks", "enable, disable, rotate, show and dry-run the webhook of a pipeline", nounRunner("webhook", webhookCommands)},
 		{"deliveries", "Webhooks", "list the requests received on the webhook of a pipeline", (*cli).cmdDeliveries},

@@ -240,6 +240,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 		defer close(schedulesDone)
 		runSchedules(runCtx, st, triggers, logger.With("component", "schedules"))
 	}()
+	notifyDone := make(chan struct{})
+	go func() {
+		defer close(notifyDone)
+		runNotifications(runCtx, st, box, srv.ExternalURL, cfg.Version, logger.With("component", "notify"))
+	}()
 
 	var serveErr error
 	select {
@@ -263,6 +268,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	<-clusterDone
 	<-expireDone
 	<-schedulesDone
+	<-notifyDone
 	<-containersDone
 	stopLogs()
 	logsErr := <-logsDone // every log line committed

@@ -175,3 +175,15 @@ func (f flushWriter) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// RunNotifications lists a run's notifications (its pipeline's notify targets) with their
+// attempts.
+func (c *Client) RunNotifications(ctx context.Context, id int64) ([]Notification, error) {
+	out, err := call[struct {
+		Notifications []Notification `json:"notifications"`
+	}](ctx, c, http.MethodGet, p("runs", strconv.FormatInt(id, 10), "notifications"), nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Notifications, nil
+}

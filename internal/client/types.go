@@ -302,3 +302,31 @@ type RunPage struct {
 	Runs       []Run  `json:"runs"`
 	NextBefore *int64 `json:"next_before"` // nil on the last page
 }
+
+// Notification is a run's notification to one notify target (GET /api/v1/runs/{id}/notifications).
+type Notification struct {
+	ID             int64                 `json:"id"`
+	Target         int                   `json:"target"`
+	URL            string                `json:"url"`
+	Signed         bool                  `json:"signed"`
+	Secret         string                `json:"secret,omitempty"`
+	DeliveryID     string                `json:"delivery_id"`
+	Status         string                `json:"status"` // pending, delivered, failed
+	Attempts       int                   `json:"attempts"`
+	NextAttemptAt  *time.Time            `json:"next_attempt_at,omitempty"`
+	GiveUpAt       time.Time             `json:"give_up_at"`
+	LastStatusCode int                   `json:"last_status_code,omitempty"`
+	LastError      string                `json:"last_error,omitempty"`
+	CreatedAt      time.Time             `json:"created_at"`
+	FinishedAt     *time.Time            `json:"finished_at"`
+	History        []NotificationAttempt `json:"history"`
+}
+
+// NotificationAttempt is one POST of a notification.
+type NotificationAttempt struct {
+	Number     int       `json:"number"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+	StatusCode int       `json:"status_code,omitempty"` // 0 = no HTTP answer
+	Error      string    `json:"error,omitempty"`
+}
