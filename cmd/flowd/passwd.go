@@ -9,12 +9,12 @@ import (
 func (c *cli) cmdPasswd(ctx context.Context, args []string) int {
 	f := newFlags("passwd", "flowd passwd [--password-stdin]", `
 Change your own password. The current password comes from FLOWD_PASSWORD, else from a prompt;
-the newPW one (8 characters or more) from FLOWD_NEW_PASSWORD, else from a prompt, asked twice.
-With --password-stdin, stdin holds two lines: the current password, then the newPW one.
+the new one (8 characters or more) from FLOWD_NEW_PASSWORD, else from a prompt, asked twice.
+With --password-stdin, stdin holds two lines: the current password, then the new one.
 The change signs you out of the web UI everywhere; API tokens, the one 'flowd login' saved
 included, keep working ('flowd token ls' and 'flowd token revoke' manage them).
 `, 0, 0)
-	fromStdin := f.Bool("password-stdin", false, "read the current and the newPW password from stdin, one a line")
+	fromStdin := f.Bool("password-stdin", false, "read the current and the new password from stdin, one a line")
 	cl, _, code := c.connect(f, args)
 	if code >= 0 {
 		return code
@@ -30,7 +30,7 @@ included, keep working ('flowd token ls' and 'flowd token revoke' manage them).
 	return c.done(cl.PasswordChange(ctx, cur, pw), "password of %s changed; sign in to the web UI again with it", me.Username)
 }
 
-// passwords reads the current and the newPW password for cmdPasswd.
+// passwords reads the current and the new password for cmdPasswd.
 func (c *cli) passwords(fromStdin bool) (current, newPW string, err error) {
 	if fromStdin {
 		current, err1 := c.readLine("")
@@ -54,7 +54,7 @@ func (c *cli) passwords(fromStdin bool) (current, newPW string, err error) {
 		return "", "", err
 	}
 	if newPW != again {
-		return "", "", errors.New("the two newPW passwords differ; nothing was changed")
+		return "", "", errors.New("the two new passwords differ; nothing was changed")
 	}
 	if newPW == "" {
 		return "", "", errors.New("empty password")
