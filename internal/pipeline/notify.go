@@ -37,12 +37,8 @@ const maxNotify = 10
 
 // notify walks the notify sequence. Secrets must name declared secret variables.
 func (ps *parser) notify(f field, p *Pipeline) []Notify {
-	items, ok := ps.sequence(f.val, f.path)
+	items, ok := ps.boundedSequence(f, maxNotify, "targets")
 	if !ok {
-		return nil
-	}
-	if len(items) > maxNotify {
-		ps.addf(ps.node(f.val), f.path, "has %d targets: at most %d are allowed", len(items), maxNotify)
 		return nil
 	}
 	var out []Notify

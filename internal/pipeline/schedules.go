@@ -48,12 +48,8 @@ const maxSchedules = 20
 // schedules walks the schedules sequence. Variables must be declared (before or after) and
 // not secret; branch needs a source.
 func (ps *parser) schedules(f field, p *Pipeline) []Schedule {
-	items, ok := ps.sequence(f.val, f.path)
+	items, ok := ps.boundedSequence(f, maxSchedules, "schedules")
 	if !ok {
-		return nil
-	}
-	if len(items) > maxSchedules {
-		ps.addf(ps.node(f.val), f.path, "has %d schedules: at most %d are allowed", len(items), maxSchedules)
 		return nil
 	}
 	var out []Schedule
@@ -124,6 +120,17 @@ func (ps *parser) schedules(f field, p *Pipeline) []Schedule {
 		out = append(out, s)
 	}
 	return out
+}
+
+// boundedSequence returns the items of f's sequence, of which there may be at most max (what
+// names them in the problem).
+func (ps *parser) boundedSequence(f field, max int, what string) ([]*yaml.Node, bool) {
+	items, ok := ps.sequence(f.val, f.path)
+	if ok && len(items) > max {
+		ps.addf(ps.node(f.val), f.path, "has %d %s: at most %d are allowed", len(items), what, max)
+		return nil, false
+	}
+	return items, ok
 }
 
 // scheduleVariables reads a schedule's variables: declared, not secret, one of the options.
