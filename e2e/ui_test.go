@@ -93,7 +93,8 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 				t.Error("the pipeline page shows the secret default")
 			}
 
-			// Enable the webhook in the panel and read its URL off the page.
+			// Enable the webhook in the panel (the Webhook tab) and read its URL off the page.
+			b.click("#tab-webhook")
 			b.waitJS("the webhook panel", `document.querySelector("#hook-state") !== null`)
 			b.click("#hook-enabled")
 			b.waitJS("the webhook URL", `document.querySelector("#hook-url") && document.querySelector("#hook-url").value.includes("/pipeline/webhook/")`)
@@ -153,11 +154,14 @@ func TestUIPipelineWebhookRun(t *testing.T) {
 			b.waitJS("the queue card", `document.querySelector("#queue-now").textContent.includes("waiting to start") &&
 				document.querySelector("#queue-bound").textContent.includes("No bound of its own")`)
 			// A global admin sees whether the pipeline is trusted and can change it.
+			// (the mark on the Definition tab, the switch in Settings).
 			b.waitJS("the trusted mark", `document.querySelector("#trust").textContent.includes("trusted by admin")`)
+			b.click("#tab-settings")
 			b.click("#trust-toggle")
 			b.waitJS("the pipeline no longer trusted", `document.querySelector("#trust").textContent.includes("not trusted")`)
 			b.click("#trust-toggle")
 			b.waitJS("the pipeline trusted again", `document.querySelector("#trust").textContent.includes("trusted by admin")`)
+			b.click("#tab-runs")
 			b.fill("#var-abc", "789")
 			b.click(`#run-form button[type=submit]`)
 			b.waitJS("the new run's page", `location.pathname.startsWith("/runs/")`)
@@ -389,7 +393,9 @@ func TestUIAdminPagesAndViewer(t *testing.T) {
 	b.waitJS("the definition", `document.querySelector("#yaml").value.includes("name: ui-hello")`)
 	b.waitJS("the webhook panel", `document.querySelector("#hook-state") !== null`)
 	b.waitJS("the members", `document.querySelector("#member-list tbody").textContent.includes("vera")`)
-	for _, sel := range []string{"#hook-enabled", "#hook-url", "#hook-rotate", "#yaml-save", "#run-form", "#trust-toggle", "#member-add", "#member-list select", `a[href="/admin/users"]`, `a[href$="/deliveries"]`} {
+	b.waitJS("the revision history", `document.querySelector("#rev-list tr[data-rev]") !== null`)
+	for _, sel := range []string{"#hook-enabled", "#hook-url", "#hook-rotate", "#yaml-save", "#run-form", "#trust-toggle", "#member-add", "#member-list select", `a[href="/admin/users"]`, `a[href$="/deliveries"]`,
+		"#tab-settings", "#delete-form", "#hook-try-form", "#audit-list", `[id^="rev-restore-"]`} {
 		if b.truthy(fmt.Sprintf(`document.querySelector(%s)`, jsString(sel))) {
 			t.Errorf("a viewer sees %s on the pipeline page", sel)
 		}

@@ -194,6 +194,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST /api/v1/pipelines/{name}/untrust", func(f *matrixFixture, c int) request {
 				return request{method: "POST", path: "/api/v1/pipelines/" + f.pipeline() + "/untrust"}
 			}, [numCallers]int{unauth, forbid, forbid, forbid, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/revisions", get("/api/v1/pipelines/" + shared + "/revisions"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"GET /api/v1/pipelines/{name}/revisions/{rev}", get("/api/v1/pipelines/" + shared + "/revisions/1"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"POST /api/v1/pipelines/{name}/revisions/{rev}/restore", func(f *matrixFixture, c int) request {
+				name := f.pipeline()
+				src := strings.Replace(testDefinition(name), "Say hello", "Say hello again", 1)
+				if r := f.e.yaml("PUT", "/api/v1/pipelines/"+name, f.users[pipelineAdmin].Token, src); r.Status != http.StatusOK {
+					f.e.t.Fatalf("revision 2 of %s: %s", name, r)
+				}
+				return request{method: "POST", path: "/api/v1/pipelines/" + name + "/revisions/1/restore"}
+			}, [numCallers]int{unauth, forbid, forbid, ok, ok, notFound}},
 			{"GET /api/v1/pipelines/{name}/members", get("/api/v1/pipelines/" + shared + "/members"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"PUT /api/v1/pipelines/{name}/members/{user}", func(f *matrixFixture, c int) request {
 				u := f.e.user("member"+f.next(), false)

@@ -31,8 +31,8 @@ pages.deliveries = async function () {
           d.dry_run ? h('span', { class: 'sub' }, 'dry run') : null,
           d.redelivery_of ? h('span', { class: 'sub' }, 'redelivery of #' + d.redelivery_of) : null,
           d.replay_of ? h('span', { class: 'sub' }, 'replay of #' + d.replay_of) : null),
-        h('td', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, d.run_number ? '#' + d.run_number : 'run ' + d.run_id) : h('span', { class: 'muted' }, '—')),
-        h('td', {}, h('button', { type: 'button', class: 'btn small', onclick: () => show(d.id) }, 'Details')));
+        h('td', {}, d.run_id ? runLink(d.run_id, d.run_number) : h('span', { class: 'muted' }, '—')),
+        h('td', {}, h('button', { type: 'button', class: 'btn small', onclick: () => show(d.id, true) }, 'Details')));
       tb.append(row);
     }
   }
@@ -40,8 +40,8 @@ pages.deliveries = async function () {
   // nothing, and only the newest request renders: a slow answer can never replace the panel
   // (and its buttons) under the user's hand.
   let shownSeq = 0;
-  async function show(id) {
-    if (id === selected) return;
+  async function show(id, fromClick) {
+    if (id === selected) { if (fromClick) reveal(); return; }
     selected = id;
     const seq = ++shownSeq;
     $$('#dl-list tr').forEach(tr => tr.classList.toggle('selected', tr.dataset.id === String(id)));
@@ -58,7 +58,7 @@ pages.deliveries = async function () {
       busy(redeliver, true);
       const rr = await api('POST', '/api/v1/deliveries/' + d.id + '/redeliver');
       busy(redeliver, false);
-      outcome(result, rr, 'Redelivered');
+      hookOutcome(result, rr, 'Redelivered');
       await load(false);
     });
     dry.addEventListener('click', async () => {
@@ -66,25 +66,33 @@ pages.deliveries = async function () {
       const ct = headerValue(d.headers, 'Content-Type') || 'application/json';
       const rr = await api('POST', '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook/dry-run', d.body, { headers: { 'Content-Type': ct } });
       busy(dry, false);
-      outcome(result, rr, 'Dry run');
+      hookOutcome(result, rr, 'Dry run');
       await load(false);
     });
     const trace = Array.isArray(d.trace) ? d.trace : [];
     detail.append(
-      h('div', { class: 'cardhead' }, h('h2', {}, 'Delivery #' + d.id), h('div', { class: 'actions' }, redeliver, dry)),
+      h('div', { class: 'cardhead' }, h('h2', { tabindex: '-1', id: 'dl-heading' }, 'Delivery #' + d.id), h('div', { class: 'actions' }, redeliver, dry)),
       result,
       h('dl', { class: 'facts' },
         h('dt', {}, 'Received'), h('dd', {}, new Date(d.received_at).toLocaleString(), d.remote_addr ? ' from ' + d.remote_addr : ''),
         h('dt', {}, 'Answer'), h('dd', {}, String(d.status_code), d.error_code ? ' ' + d.error_code : ''),
-        h('dt', {}, 'Run'), h('dd', {}, d.run_id ? h('a', { href: '/runs/' + d.run_id }, 'run ' + d.run_id) : '—')),
+        h('dt', {}, 'Run'), h('dd', {}, d.run_id ? runLink(d.run_id, d.run_number) : '—')),
       h('h3', {}, 'Decision trace'),
-      traceList(trace),
+      traceSteps(trace),
       h('h3', {}, 'Answer'),
       h('pre', { class: 'box' }, JSON.stringify(d.response, null, 2)),
       h('h3', {}, 'Headers'),
       h('pre', { class: 'box' }, Object.entries(d.headers || {}).map(([k, v]) => k + ': ' + [].concat(v).join(', ')).join('\n')),
       h('h3', {}, 'Body' + (d.body_truncated ? ' (cut at the size limit)' : '')),
       h('pre', { class: 'box', id: 'dl-body' }, pretty(d.body)));
+    // In one column (a phone) the details are under the list: bring them into view. The
+    // heading takes the focus, so a screen reader and the keyboard go on from there.
+    if (fromClick) reveal();
+  }
+  function reveal() {
+    const heading = $('#dl-heading');
+    if (heading) heading.focus({ preventScroll: true });
+    if (matchMedia('(max-width: 860px)').matches) detail.scrollIntoView({ block: 'start' });
   }
   function headerValue(hs, name) {
     for (const [k, v] of Object.entries(hs || {})) if (k.toLowerCase() === name.toLowerCase()) return [].concat(v)[0];
@@ -92,21 +100,6 @@ pages.deliveries = async function () {
   }
   function pretty(body) {
     try { return JSON.stringify(JSON.parse(body), null, 2); } catch (e) { return body || ''; }
-  }
-  function traceList(trace) {
-    if (!trace.length) return h('p', { class: 'muted' }, 'No trace was kept.');
-    return h('ol', { class: 'trace' }, trace.map(s => h('li', {}, icon(s.ok ? 'success' : 'failed'), h('span', { class: 'step-name' }, s.step), h('span', {}, s.detail || ''))));
-  }
-  function outcome(box, rr, what) {
-    empty(box);
-    const d = rr.data || {};
-    const ok = rr.status >= 200 && rr.status < 300;
-    box.append(h('div', { class: 'alert ' + (ok ? 'ok' : 'error') },
-      h('strong', {}, what + ': ' + rr.status), ' ',
-      d.run ? ['started ', h('a', { href: '/runs/' + d.run.id }, 'run #' + d.run.number)] : '',
-      d.dry_run ? (d.would_start ? 'would start a run' : 'would start nothing') : '',
-      d.error ? d.error.message : '',
-      d.trace ? traceList(d.trace) : null));
   }
   $('#dl-refresh').addEventListener('click', () => refresh());
   $('#dl-older').addEventListener('click', () => load(true));

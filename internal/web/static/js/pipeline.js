@@ -1,12 +1,14 @@
-// A pipeline's page (/pipelines/NAME) and its webhook trigger panel.
+// A pipeline's page (/pipelines/NAME): tabs Runs, Definition (with its revision history),
+// Webhook (panel, dry run, audit log), Members and Settings (trust, delete).
 pages.pipeline = async function () {
   const root = $('#pipeline');
   const name = root.dataset.name;
   const canRun = root.dataset.canRun === 'true';
   const canAdmin = root.dataset.canAdmin === 'true';
   const base = '/api/v1/pipelines/' + encodeURIComponent(name);
-  let def;
-  const ed = editor($('#definition .editor'), { saved: (p) => { def = p; drawDef(); } });
+  let def, revs = null;
+  const ed = editor($('#definition .editor'), { saved: (p) => { def = p; drawDef(); if (revs) revs.reload(); } });
+  const showTab = tabStrip($('#pipeline [role=tablist]'));
 
   function drawDef() {
     $('#description').textContent = def.description || '';
@@ -40,13 +42,18 @@ pages.pipeline = async function () {
       : 'No bound of its own (add queue: {max_runs: N} to the definition); the server\'s bound (--max-queued-runs) still applies to its webhooks, answered 503 with Retry-After.'));
   }
   // Trusted: may run where steps run as the server's own OS user (docs/DESIGN.md "Isolation").
-  // Global admins mark and unmark it here.
+  // The Definition tab says whether it is; global admins mark and unmark it in Settings.
   function drawTrust() {
-    const box = empty($('#trust'));
-    box.append(h('span', { title: 'A trusted pipeline may run on a server whose steps run as its own OS user' },
-      def.trusted ? '· trusted by ' + def.trusted_by : '· not trusted'));
-    if (root.dataset.globalAdmin !== 'true') return;
-    const btn = h('button', { type: 'button', class: 'btn small', id: 'trust-toggle' }, def.trusted ? 'Untrust' : 'Trust');
+    const text = def.trusted ? 'trusted by ' + def.trusted_by : 'not trusted';
+    empty($('#trust')).append(h('span', { title: 'A trusted pipeline may run on a server whose steps run as its own OS user' }, '· ' + text));
+    const box = $('#trust-settings');
+    if (!box) return;
+    empty(box).append(h('p', { id: 'trust-state' }, def.trusted ? ['This pipeline is ', h('strong', {}, 'trusted'), ' by ' + def.trusted_by + '.'] : ['This pipeline is ', h('strong', {}, 'not trusted'), '.']));
+    if (root.dataset.globalAdmin !== 'true') {
+      box.append(h('p', { class: 'muted' }, 'Only global admins mark pipelines trusted.'));
+      return;
+    }
+    const btn = h('button', { type: 'button', class: 'btn', id: 'trust-toggle' }, def.trusted ? 'Untrust' : 'Trust');
     btn.addEventListener('click', async () => {
       busy(btn, true);
       const r = await api('POST', base + (def.trusted ? '/untrust' : '/trust'));
@@ -54,9 +61,10 @@ pages.pipeline = async function () {
       if (!r.ok) { toast(errText(r), true); return; }
       def = r.data;
       drawTrust();
+      $('#trust-toggle').focus();
       toast(def.trusted ? 'Trusted: it may run where steps run as the server\'s user' : 'No longer trusted');
     });
-    box.append(' ', btn);
+    box.append(btn);
   }
   function drawRunForm() {
     const box = empty($('#run-vars'));
@@ -123,17 +131,38 @@ pages.pipeline = async function () {
     f.reset(); loadMembers(); toast('Member saved');
   });
 
+  if (canAdmin) deleteForm(name);
+
   const r = await api('GET', base);
   if (!r.ok) { toast(errText(r), true); return; }
   def = r.data;
   drawDef();
+  // An unsaved edit the editor brought back (after signing in again) is shown at once.
+  if ($('#yaml-restored')) showTab('definition', false);
   runHistory(name, canRun);
   loadMembers();
+  revs = revisionHistory(name, canAdmin, (p) => { def = p; drawDef(); });
   webhookPanel(name, def, canAdmin, canRun);
 };
 
-// The webhook trigger panel of a pipeline page.
-async function webhookPanel(name, def, canAdmin) {
+// deleteForm wires Settings' "Delete this pipeline": the button works once the pipeline's name
+// is typed; after the delete the pipelines list says so.
+function deleteForm(name) {
+  const input = $('#delete-name'), btn = $('#delete-pipeline');
+  input.addEventListener('input', () => { btn.disabled = input.value.trim() !== name; });
+  $('#delete-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (input.value.trim() !== name) { input.focus(); return; }
+    busy(btn, true);
+    const r = await api('DELETE', '/api/v1/pipelines/' + encodeURIComponent(name));
+    if (!r.ok) { busy(btn, false); toast('Not deleted: ' + errText(r), true); return; }
+    flash('Pipeline ' + name + ' deleted with its runs');
+    location.href = '/';
+  });
+}
+
+// The webhook trigger panel of a pipeline page, its dry run and its audit log.
+async function webhookPanel(name, def, canAdmin, canRun) {
   const base = '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook';
   const box = $('#hook');
   const sw = $('#hook-enabled');
@@ -142,19 +171,34 @@ async function webhookPanel(name, def, canAdmin) {
     if (!r.ok) { empty(box).append(h('p', { class: 'alert error' }, errText(r))); return; }
     draw(r.data);
   }
+  // act changes the trigger. The control that asked keeps the keyboard focus: the panel is
+  // drawn anew, so a button of it is found again by its id.
   async function act(path, body, btn) {
     busy(btn, true);
     const r = await api('POST', base + '/' + path, body);
     busy(btn, false);
+    if (canAdmin) hookAudit(name);
     if (!r.ok) { toast(errText(r), true); load(); return null; }
     draw(r.data);
+    const again = btn.id && document.getElementById(btn.id);
+    if (again) again.focus();
     return r.data;
   }
+  // The switch is never disabled while its change is sent (a disabled control loses the
+  // focus): a change made meanwhile is undone, and the answer sets its state.
+  let switching = false;
   if (sw) sw.addEventListener('change', async () => {
+    if (switching) { sw.checked = !sw.checked; return; }
+    switching = true;
+    sw.setAttribute('aria-busy', 'true');
     const on = sw.checked;
-    const t = await act(on ? 'enable' : 'disable', null, sw);
+    const t = await act(on ? 'enable' : 'disable', null, {});
+    switching = false;
+    sw.removeAttribute('aria-busy');
     if (t) toast(on ? 'Webhook enabled; you are its owner' : 'Webhook disabled; its URL answers 404');
   });
+  if (canRun) hookDryRun(name, def);
+  if (canAdmin) hookAudit(name);
   function draw(t) {
     empty(box);
     if (sw) { sw.checked = !!t.enabled; }
@@ -208,12 +252,12 @@ async function webhookPanel(name, def, canAdmin) {
       if (!confirm('Rotate the webhook URL of ' + name + '?\n\nThe current URL stops working at once; every system that calls it needs the new one.')) return;
       if (await act('rotate', null, rotate)) toast('New URL made; the old one answers 404');
     });
-    const setSecret = h('button', { type: 'button', class: 'btn' }, t.has_secret ? 'Change secret' : 'Require a secret');
+    const setSecret = h('button', { type: 'button', class: 'btn', id: 'hook-secret-set' }, t.has_secret ? 'Change secret' : 'Require a secret');
     setSecret.addEventListener('click', async () => {
       if (!secretIn.value) { secretIn.focus(); toast('Type the secret first', true); return; }
       if (await act('enable', { secret: secretIn.value }, setSecret)) toast('Secret saved; requests must be signed');
     });
-    const removeSecret = t.has_secret ? h('button', { type: 'button', class: 'btn small ghost' }, 'Remove secret') : null;
+    const removeSecret = t.has_secret ? h('button', { type: 'button', class: 'btn small ghost', id: 'hook-secret-remove' }, 'Remove secret') : null;
     if (removeSecret) removeSecret.addEventListener('click', async () => {
       if (!confirm('Remove the signature secret? The URL alone will start runs.')) return;
       if (await act('enable', { secret: '' }, removeSecret)) toast('Secret removed');
@@ -227,6 +271,32 @@ async function webhookPanel(name, def, canAdmin) {
       h('div', { class: 'actions' }, rotate, h('a', { class: 'btn ghost', href: '/pipelines/' + encodeURIComponent(name) + '/deliveries' }, 'Deliveries →')));
   }
   load();
+}
+
+// hookAudit lists who enabled, disabled or rotated the webhook trigger, and when (admins).
+async function hookAudit(name) {
+  const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook/audit?limit=50');
+  const tb = empty($('#audit-list tbody'));
+  if (!r.ok) { tb.append(h('tr', {}, h('td', { colspan: 4 }, errText(r)))); return; }
+  if (!r.data.audit.length) tb.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'Nothing yet: the trigger was never changed.')));
+  for (const a of r.data.audit) {
+    tb.append(h('tr', {}, h('td', {}, when(a.at)), h('td', {}, a.actor), h('td', {}, h('strong', {}, a.action)), h('td', { class: 'muted' }, a.detail || '')));
+  }
+}
+
+// hookDryRun wires the Webhook tab's dry run: a body as a caller would send it, through the
+// trigger, starting nothing. The body starts as an override of the first variable.
+function hookDryRun(name, def) {
+  const form = $('#hook-try-form'), result = $('#hook-try-result'), btn = $('#hook-try-run');
+  const first = def.variables.find((v) => !v.secret);
+  if (first) form.body.value = JSON.stringify({ [first.name]: first.options.find((o) => o !== first.default) || 'from-dry-run' }, null, 2);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    busy(btn, true);
+    const rr = await api('POST', '/api/v1/pipelines/' + encodeURIComponent(name) + '/triggers/webhook/dry-run', form.body.value, { headers: { 'Content-Type': 'application/json' } });
+    busy(btn, false);
+    hookOutcome(result, rr, 'Dry run');
+  });
 }
 
 function hostHelp(url, hasSecret) {
