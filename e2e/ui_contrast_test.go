@@ -153,7 +153,12 @@ func TestUIContrast(t *testing.T) {
 				".btn:not(:disabled)"} // a disabled control is exempt (WCAG 1.4.3)
 			pages := []struct{ path, ready string }{
 				{"/", `document.querySelector("table") && !document.body.textContent.includes("Loading")`},
-				{"/pipelines/ui-hello", `document.querySelector(".editor .hl .y-key") !== null && document.querySelector("#hook-state") !== null`},
+				// the pipeline page's tabs, each shown alone
+				{"/pipelines/ui-hello#runs", `!document.querySelector("#run-list").textContent.includes("Loading") && document.querySelector("#queue-now") !== null`},
+				{"/pipelines/ui-hello#definition", `document.querySelector(".editor .hl .y-key") !== null && document.querySelector("#rev-list tr[data-rev]") !== null`},
+				{"/pipelines/ui-hello#webhook", `document.querySelector("#hook-state") !== null && document.querySelector("#audit-list tbody strong") !== null`},
+				{"/pipelines/ui-hello#members", `document.querySelector("#member-list tbody select") !== null`},
+				{"/pipelines/ui-hello#settings", `document.querySelector("#trust-toggle") !== null`},
 				{fmt.Sprintf("/runs/%d", started.Run.ID), `document.querySelector("#stages .i-skipped") !== null`},
 				{"/pipelines/ui-hello/deliveries", `document.readyState === "complete"`},
 				{"/admin/users", `document.querySelector('#user-list tr[data-user="vera"] .badge') !== null`},
@@ -176,7 +181,7 @@ func TestUIContrast(t *testing.T) {
 					n := requireContrast(t, b.ctx, scheme+" "+p.path, 4.5, quiet...)
 					measured += n
 				}
-				b.open("/pipelines/ui-hello")
+				b.open("/pipelines/ui-hello#definition")
 				b.waitJS("the definition", `document.querySelector(".editor .hl .y-key") !== null`)
 				for _, c := range []string{"y-key", "y-str", "y-num", "y-comment", "y-dash", "y-var", "y-anchor", "y-punct"} {
 					if got := contrastOf(t, b.ctx, ".editor .hl ."+c); len(got) == 0 {

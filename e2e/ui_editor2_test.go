@@ -30,7 +30,7 @@ func TestUIEditorHighlightAndIndent(t *testing.T) {
 			}
 			b := newBrowser(t, s.URL)
 			b.signIn("admin", adminPassword)
-			b.open("/pipelines/ui-hello")
+			b.open("/pipelines/ui-hello#definition")
 			b.waitJS("the definition", `document.querySelector("#yaml").value.includes("name: ui-hello")`)
 			b.fill("#yaml", yaml)
 
