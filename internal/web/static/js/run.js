@@ -256,6 +256,7 @@ pages.run = async function () {
     setTimeout(stream, Math.min(10000, 1000 * 2 ** retry++));
   }
   await refresh();
+  runNotificationsPanel(id);
   if (location.hash) view.jump(location.hash);
   else if (!TERMINAL[run.status]) view.setFollow(true);
   stream();
