@@ -181,3 +181,46 @@ func TestSchedulesMissedAfterRestart(t *testing.T) {
 		t.Errorf("fires = %+v", v.Fires)
 	}
 }
+
+// TestUISchedules: the pipeline page's Runs tab lists the schedules with their next fire times
+// and what each fire started (a link to the run as #N); the run page says the run was scheduled,
+// by which schedule, for when; the run history filters by schedule. SQLite and PostgreSQL.
+func TestUISchedules(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			clock := newScheduleClock(t)
+			data, dsn := newDatabase(t, dialect)
+			s := startServerEnv(t, data, dsn, []string{clock.env()})
+			tok := s.token("admin", adminPassword)
+			s.createPipeline(tok, strings.Replace(minutely, "  - cron:", "  - name: nightly\n    timezone: Europe/Berlin\n    cron:", 1))
+			saved := s.pipelineSaved(tok, "minutely")
+			clock.set(saved.Truncate(time.Minute).Add(time.Minute + 10*time.Second))
+			waitFor(t, "the fire", func() bool { return len(s.schedules(tok, "minutely").Fires) == 1 })
+			fire := s.schedules(tok, "minutely").Fires[0]
+
+			b := newBrowser(t, s.URL)
+			b.signIn("admin", adminPassword)
+			b.open("/pipelines/minutely")
+			b.waitJS("the schedule and its fire", `document.querySelector('#fire-list a[href="/runs/`+strconv.FormatInt(fire.RunID, 10)+`"]')?.textContent === '#`+strconv.FormatInt(fire.RunNumber, 10)+`'`)
+			list := b.str(`document.querySelector('#schedule-list').textContent`)
+			if !strings.Contains(list, "nightly") || !strings.Contains(list, "* * * * *") || !strings.Contains(list, "Europe/Berlin") || strings.Count(list, " · ") != 2 {
+				t.Errorf("#schedule-list = %q: want the schedule's name, cron, zone and three next fire times", list)
+			}
+			if got := b.str(`document.querySelector('#fire-list tbody tr').textContent`); !strings.Contains(got, "nightly") || !strings.Contains(got, "started") {
+				t.Errorf("fire row = %q", got)
+			}
+			if dir := os.Getenv("FLOWD_UI_SCREENSHOTS"); dir != "" {
+				b.screenshot(dir, "schedules-"+dialect+"-laptop", 1280, 800)
+				b.screenshot(dir, "schedules-"+dialect+"-phone", 390, 844)
+			}
+
+			b.open("/runs/" + strconv.FormatInt(fire.RunID, 10))
+			b.waitJS("the run's trigger", `(document.querySelector('#run-trigger')?.textContent || '').includes('scheduled (nightly, for ')`)
+
+			b.open("/pipelines/minutely?trigger=cron")
+			b.waitJS("the cron filter", `document.querySelector('#run-filters [name=trigger]').value === 'cron' && document.querySelectorAll('#run-list tbody a[href^="/runs/"]').length >= 1`)
+		})
+	}
+}

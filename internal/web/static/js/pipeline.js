@@ -140,6 +140,7 @@ pages.pipeline = async function () {
   // An unsaved edit the editor brought back (after signing in again) is shown at once.
   if ($('#yaml-restored')) showTab('definition', false);
   runHistory(name, canRun);
+  schedulesPanel(name);
   loadMembers();
   revs = revisionHistory(name, canAdmin, (p) => { def = p; drawDef(); });
   webhookPanel(name, def, canAdmin, canRun);

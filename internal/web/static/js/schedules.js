@@ -1,7 +1,7 @@
 // The Schedules panel of a pipeline page (<section id="schedules">): the current revision's
 // schedules with their next fire times, and the newest fire times some server acted on — the
 // run each started, or why none did. pipeline.js calls schedulesPanel(name) once the page is
-// drawn; it refreshes when the event stream says the pipeline's runs changed.
+// drawn; it reads again every minute while the page is shown (fire times are whole minutes).
 function schedulesPanel(name) {
   const root = $('#schedules');
   if (!root) return;
@@ -11,7 +11,7 @@ function schedulesPanel(name) {
   // zoned shows an instant in the schedule's zone, with the zone's abbreviation.
   function zoned(iso, zone) {
     try {
-      return new Date(iso).toLocaleString(undefined, { timeZone: zone, dateStyle: 'medium', timeStyle: 'short', timeZoneName: 'short' });
+      return new Date(iso).toLocaleString(undefined, { timeZone: zone, month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
     } catch (e) {
       return new Date(iso).toLocaleString();
     }
@@ -37,12 +37,12 @@ function schedulesPanel(name) {
     if (!r.data.fires.length) fires.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'Nothing fired yet.')));
     for (const f of r.data.fires) {
       fires.append(h('tr', {},
-        h('td', {}, h('time', { datetime: f.fire_at, title: new Date(f.fire_at).toLocaleString() }, new Date(f.fire_at).toLocaleString())),
+        h('td', {}, h('time', { datetime: f.fire_at, title: new Date(f.fire_at).toLocaleString() }, new Date(f.fire_at).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }))),
         h('td', {}, f.schedule),
         h('td', {}, h('span', { class: 'badge s-' + (OUTCOME[f.outcome] || 'queued') }, f.outcome)),
         h('td', {}, f.run_id ? h('a', { href: '/runs/' + f.run_id }, '#' + f.run_number) : h('span', { class: 'why' }, f.message || ''))));
     }
   }
   load();
-  return load;
+  setInterval(() => { if (!document.hidden) load(); }, 60000);
 }
