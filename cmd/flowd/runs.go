@@ -13,7 +13,7 @@ func (c *cli) cmdRuns(ctx context.Context, args []string) int {
 List the runs of PIPELINE, newest first. When there are more, the last line tells the
 --before value that shows the next page.`, 1, 1)
 	status := f.String("status", "", "only runs with this `status`: queued, running, success, failed, canceled")
-	trigger := f.String("trigger", "", "only runs started by this `trigger`: manual, webhook, push")
+	trigger := f.String("trigger", "", "only runs started by this `trigger`: manual, webhook, push or cron")
 	pg := f.pagingFlags("runs", "only runs numbered below `NUMBER`")
 	cl, pos, code := c.connectWith(f, args, pg.check)
 	if code >= 0 {
