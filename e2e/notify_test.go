@@ -76,6 +76,18 @@ stages:
           - run: sleep $NAP; exit $EXIT
 `
 
+// closedAddr is a local address nothing listens on: connections to it are refused (a receiver
+// that is down) until a test listens there.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 type notificationView struct {
 	Status     string `json:"status"`
 	Attempts   int    `json:"attempts"`
@@ -107,12 +119,7 @@ func TestNotifyReceiverDownThenUp(t *testing.T) {
 	for _, dialect := range dialects {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close() // down: connections are refused
+			addr := closedAddr(t)
 			env := []string{"FLOWD_TEST_NOTIFY_BACKOFF=200ms"}
 			data, dsn := newDatabase(t, dialect)
 			s := startServerEnv(t, data, dsn, env)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,12 +26,7 @@ func TestUIRunNotifications(t *testing.T) {
 				w.WriteHeader(http.StatusNoContent)
 			}))
 			t.Cleanup(up.Close)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			down := ln.Addr().String()
-			ln.Close()
+			down := closedAddr(t)
 			data, dsn := newDatabase(t, dialect)
 			s := startServerEnv(t, data, dsn, []string{"FLOWD_TEST_NOTIFY_BACKOFF=200ms"})
 			requireUI(t, s)
