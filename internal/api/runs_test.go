@@ -214,7 +214,7 @@ func TestRunListPagination(t *testing.T) {
 		if len(p.Runs) != 1 || p.Runs[0].Number != 6 || p.NextBefore != nil {
 			t.Errorf("status filter: %+v", p)
 		}
-		for _, q := range []string{"limit=0", "limit=x", "limit=201", "before=-1", "status=bogus", "trigger=cron"} {
+		for _, q := range []string{"limit=0", "limit=x", "limit=201", "before=-1", "status=bogus", "trigger=nightly"} {
 			if r := e.call("GET", "/api/v1/pipelines/hello/runs?"+q, alice.Token, nil); r.Status != http.StatusBadRequest || r.errorCode() != "bad_request" {
 				t.Errorf("?%s: %s, want 400 bad_request", q, r)
 			}

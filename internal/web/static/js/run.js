@@ -57,7 +57,7 @@ pages.run = async function () {
     }
     const vt = empty($('#run-vars tbody'));
     const keys = Object.keys(run.variables || {}).sort();
-    if (!keys.length) vt.append(h('tr', {}, h('td', { class: 'muted' }, 'No variables.')));
+    if (!keys.length && !secretNames.length) vt.append(h('tr', {}, h('td', { class: 'muted' }, 'No variables.')));
     for (const k of keys) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', {}, h('code', {}, run.variables[k]))));
     if (secretNames.length) for (const k of secretNames) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', { class: 'muted', title: 'secret values are never shown' }, '•••• secret')));
   }
