@@ -84,7 +84,13 @@ func TestReadmeTourAsWritten(t *testing.T) {
 				if !strings.Contains(out, "hi abc=456 target=staging") || !strings.Contains(out, "the key is ***") {
 					t.Errorf("%s: the log is not there:\n%s", line, out)
 				}
-			case strings.HasPrefix(line, "./flowd logs hello#1"):
+			case strings.HasPrefix(line, "./flowd logs hello#1 --job unit"):
+				// One job's lines, each with its time, and no other job's.
+				if !strings.Contains(out, "unit tests of run 1 pass") || strings.Contains(out, "hi abc=456") ||
+					!regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ▶ `).MatchString(out) {
+					t.Errorf("%s: printed %q", line, out)
+				}
+			case regexp.MustCompile(`^\./flowd logs hello#1\s*(#|$)`).MatchString(line):
 				// The same log by the id the tour names as the other way.
 				byID, err := tourShell(dir, env, "./flowd logs "+printed["hello"])
 				if err != nil || byID != out || !strings.Contains(out, "hi abc=456") {
