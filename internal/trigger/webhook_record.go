@@ -56,10 +56,7 @@ func (w *Webhooks) record(ctx context.Context, d *delivery, rec store.DeliveryRe
 	}
 	stored, replayed, err := w.Store.DeliveryRecord(ctx, rec)
 	switch {
-	case errors.Is(err, store.ErrStale),
-		// On a kept basis, a row the delivery needs is gone: the pipeline was deleted since
-		// (PostgreSQL's run counter refuses it before the basis check can say stale).
-		d.basis != nil && errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrStale):
 		d.stale = true
 	case err == nil:
 		w.keepBasis(d)
