@@ -62,20 +62,10 @@ pages.run = async function () {
     if (secretNames.length) for (const k of secretNames) vt.append(h('tr', {}, h('td', {}, h('code', {}, k)), h('td', { class: 'muted', title: 'secret values are never shown' }, '•••• secret')));
   }
   let secretNames = [];
-  // queuedWhy says why a queued run waits when the server does not say: the run of its pipeline
-  // that holds its concurrency group, or that no runner took it yet.
-  async function queuedWhy(rn) {
-    if (rn.stages.some(sg => sg.jobs.some(j => j.waiting))) return '';
-    if (!rn.concurrency_group) return 'Queued: waiting for a free runner.';
-    const r = await api('GET', '/api/v1/pipelines/' + encodeURIComponent(pipeline) + '/runs?status=running&limit=50');
-    const holder = r.ok ? r.data.runs.find(x => x.concurrency_group === rn.concurrency_group && x.id !== rn.id) : null;
-    return 'waiting for concurrency group "' + rn.concurrency_group + '": ' + (holder ? 'run #' + holder.number + ' holds it' : 'another run holds it');
-  }
   async function refresh() {
     const r = await api('GET', '/api/v1/runs/' + id);
     if (r.ok) {
       run = r.data;
-      if (run.status === 'queued' && !run.waiting) run.waiting = await queuedWhy(run);
       drawRun(); drawLog();
     }
     clearTimeout(pollTimer);
