@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -211,8 +212,8 @@ func TestCheckDocumentedErrors(t *testing.T) {
 			if e.Code != c.Code || e.Message != c.Message || e.Retry != c.Retry {
 				t.Errorf("%s %d: got code %d message %q retry %v, want %q retry %v", kind, c.Code, e.Code, e.Message, e.Retry, c.Message, c.Retry)
 			}
-			if want := kind + " answered " + strings.TrimSpace(http.StatusText(c.Code)); want != "" && !strings.HasPrefix(e.Error(), kind+" answered ") {
-				t.Errorf("Error() = %q", e.Error())
+			if want := fmt.Sprintf("%s answered %d: %s", kind, c.Code, c.Message); e.Error() != want {
+				t.Errorf("Error() = %q, want %q", e.Error(), want)
 			}
 		}
 	}

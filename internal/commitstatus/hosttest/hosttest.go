@@ -437,5 +437,6 @@ func basicOrBearer(r *http.Request, token string) bool {
 		dec, err := base64.StdEncoding.DecodeString(rest)
 		return err == nil && strings.Contains(string(dec), ":") && (token == "" || string(dec) == token)
 	}
-	return headerToken(v, []string{"Bearer "}, token)
+	// a user:password token is only ever sent as Basic
+	return !strings.Contains(token, ":") && headerToken(v, []string{"Bearer "}, token)
 }
