@@ -89,8 +89,9 @@ var formats = map[string]*format{
 		},
 		auth: bitbucketAuth,
 		body: func(s Status, state string) any {
-			return bitbucketBody{Key: shortKey(s.Context, 40), State: state, Name: shorten(s.Context, 255),
-				Description: shorten(s.Description, 255), URL: s.TargetURL, Refname: shortRef(s.Ref)}
+			b := bitbucketBuild(s, state, 40)
+			b.Refname = shortRef(s.Ref)
+			return b
 		},
 	},
 	// https://developer.atlassian.com/server/bitbucket/how-tos/updating-build-status-for-commits/:
@@ -107,8 +108,9 @@ var formats = map[string]*format{
 		},
 		auth: bitbucketAuth,
 		body: func(s Status, state string) any {
-			return bitbucketServerBody{Key: shortKey(s.Context, 255), State: state, Name: shorten(s.Context, 255),
-				Description: shorten(s.Description, 255), URL: s.TargetURL, Ref: fullRef(s.Ref)}
+			b := bitbucketBuild(s, state, 255)
+			b.Ref = fullRef(s.Ref)
+			return b
 		},
 	},
 	// https://help.aliyun.com/zh/yunxiao/developer-reference/createcommitstatus-create-commit-status
@@ -145,6 +147,7 @@ type gitlabBody struct {
 	Description string `json:"description,omitempty"`
 }
 
+// bitbucketBody is both Bitbucket's: Cloud names the branch in refname, Server the full ref in ref.
 type bitbucketBody struct {
 	Key         string `json:"key"`
 	State       string `json:"state"`
@@ -152,14 +155,6 @@ type bitbucketBody struct {
 	Description string `json:"description,omitempty"`
 	URL         string `json:"url"`
 	Refname     string `json:"refname,omitempty"`
-}
-
-type bitbucketServerBody struct {
-	Key         string `json:"key"`
-	State       string `json:"state"`
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	URL         string `json:"url"`
 	Ref         string `json:"ref,omitempty"`
 }
 
@@ -168,6 +163,12 @@ type codeupBody struct {
 	Context     string `json:"context"`
 	Description string `json:"description,omitempty"`
 	TargetURL   string `json:"targetUrl,omitempty"`
+}
+
+// bitbucketBuild is a Bitbucket build status without its ref, the key at most maxKey characters.
+func bitbucketBuild(s Status, state string, maxKey int) *bitbucketBody {
+	return &bitbucketBody{Key: shortKey(s.Context, maxKey), State: state, Name: shorten(s.Context, 255),
+		Description: shorten(s.Description, 255), URL: s.TargetURL}
 }
 
 // States are flowd's run statuses a report can carry.
