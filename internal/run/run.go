@@ -143,6 +143,9 @@ type Git struct {
 	// CredentialsVar names the secret variable whose value is the token or password for HTTP
 	// clones (the pipeline's source.credentials); "" = none.
 	CredentialsVar string `json:"-"`
+	// StatusTokenVar names the secret variable whose value is the token that reports the run's
+	// states to the code host (the pipeline's source.status_token); "" = no commit statuses.
+	StatusTokenVar string `json:"-"`
 }
 
 // Job is one job of a run; the jobs of a stage run in parallel.

@@ -71,7 +71,9 @@ func (s *runScan) run() run.Run {
 
 // gitRecord is how a run's run.Git is stored: a JSON object in runs.git. It has JSON names of
 // its own, so that the stored form does not change with the API's, and it keeps
-// CredentialsVar, which the API never shows (a variable name, not a secret).
+// CredentialsVar and StatusTokenVar, which the API never shows (variable names, not secrets).
+// A run whose record has status_token_var reports its states to the code host: migration
+// 0024's triggers look for it.
 type gitRecord struct {
 	RepoURL        string `json:"repo_url"`
 	SHA            string `json:"sha"`
@@ -83,6 +85,7 @@ type gitRecord struct {
 	Message        string `json:"message,omitempty"`
 	Author         string `json:"author,omitempty"`
 	CredentialsVar string `json:"credentials_var,omitempty"`
+	StatusTokenVar string `json:"status_token_var,omitempty"`
 }
 
 // gitJSON is the value runs.git holds for g: NULL when g is nil, else gitRecord's JSON text.
