@@ -42,6 +42,7 @@ func commands() []command {
 		{"logs", "Runs", "print or follow the log of a run", (*cli).cmdLogs},
 		{"cancel", "Runs", "cancel a queued or running run", (*cli).cmdCancel},
 		{"notifications", "Runs", "list the notifications of a run and their attempts", (*cli).cmdNotifications},
+		{"commit-status", "Runs", "show the commit status a run reports to its code host", (*cli).cmdCommitStatus},
 
 		{"webhook", "Webhooks", "enable, disable, rotate, show and dry-run the webhook of a pipeline", nounRunner("webhook", webhookCommands)},
 		{"deliveries", "Webhooks", "list the requests received on the webhook of a pipeline", (*cli).cmdDeliveries},

@@ -241,6 +241,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET /api/v1/runs/{id}", runPath(""), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"GET /api/v1/runs/{id}/log", runPath("/log"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"GET /api/v1/runs/{id}/notifications", runPath("/notifications"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
+			{"GET /api/v1/runs/{id}/commit-status", runPath("/commit-status"), [numCallers]int{unauth, ok, ok, ok, ok, notFound}},
 			{"POST /api/v1/runs/{id}/cancel", func(f *matrixFixture, c int) request {
 				id := f.e.startRun(shared, f.users[pipelineAdmin].Token)
 				return request{method: "POST", path: fmt.Sprintf("/api/v1/runs/%d/cancel", id)}

@@ -156,6 +156,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/runs/{id}", s.runGet)
 	mux.HandleFunc("GET /api/v1/runs/{id}/log", s.runLog)
 	mux.HandleFunc("GET /api/v1/runs/{id}/notifications", s.runNotifications)
+	mux.HandleFunc("GET /api/v1/runs/{id}/commit-status", s.runCommitStatus)
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", s.runCancel)
 
 	mux.HandleFunc("GET /api/v1/pipelines/{name}/triggers/webhook", s.webhookGet)

@@ -243,7 +243,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Wri
 	notifyDone := make(chan struct{})
 	go func() {
 		defer close(notifyDone)
-		runNotifications(runCtx, st, box, srv.ExternalURL, cfg.Version, logger.With("component", "notify"))
+		runNotifications(runCtx, st, box, m, srv.ExternalURL, cfg.Version, logger.With("component", "notify"))
 	}()
 
 	var serveErr error

@@ -187,3 +187,15 @@ func (c *Client) RunNotifications(ctx context.Context, id int64) ([]Notification
 	}
 	return out.Notifications, nil
 }
+
+// RunCommitStatus is what a run reports to the code host of its commit; nil when it reports
+// nothing (no commit, or its pipeline source has no status_token).
+func (c *Client) RunCommitStatus(ctx context.Context, id int64) (*CommitStatus, error) {
+	out, err := call[struct {
+		CommitStatus *CommitStatus `json:"commit_status"`
+	}](ctx, c, http.MethodGet, p("runs", strconv.FormatInt(id, 10), "commit-status"), nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.CommitStatus, nil
+}

@@ -330,3 +330,36 @@ type NotificationAttempt struct {
 	StatusCode int       `json:"status_code,omitempty"` // 0 = no HTTP answer
 	Error      string    `json:"error,omitempty"`
 }
+
+// CommitStatus is what a run reports to the code host of its commit (GET
+// /api/v1/runs/{id}/commit-status).
+type CommitStatus struct {
+	Host           string                `json:"host"`
+	APIURL         string                `json:"api_url"`
+	Repo           string                `json:"repo"`
+	SHA            string                `json:"sha"`
+	Context        string                `json:"context"`
+	TargetURL      string                `json:"target_url"`
+	TokenVariable  string                `json:"token_variable"`
+	State          string                `json:"state"` // the run's newest state, the one to report
+	Description    string                `json:"description"`
+	Status         string                `json:"status"` // pending, sent, failed
+	SentState      string                `json:"sent_state,omitempty"`
+	Attempts       int                   `json:"attempts"`
+	NextAttemptAt  *time.Time            `json:"next_attempt_at,omitempty"`
+	GiveUpAt       *time.Time            `json:"give_up_at,omitempty"`
+	LastStatusCode int                   `json:"last_status_code,omitempty"`
+	LastError      string                `json:"last_error,omitempty"`
+	ChangedAt      time.Time             `json:"changed_at"`
+	History        []CommitStatusAttempt `json:"history"`
+}
+
+// CommitStatusAttempt is one request that reported State.
+type CommitStatusAttempt struct {
+	Number     int       `json:"number"`
+	State      string    `json:"state"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+	StatusCode int       `json:"status_code,omitempty"` // 0 = no HTTP answer
+	Error      string    `json:"error,omitempty"`
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flowd/flowd/internal/commitstatus"
 	"github.com/flowd/flowd/internal/run"
 )
 
@@ -41,7 +42,15 @@ type Metrics struct {
 	leasesExpired prometheus.Counter
 	rescues       prometheus.Counter
 	attemptsLost  prometheus.Counter
+	// commitStatuses counts attempts to report a run's state to its code host, by host kind
+	// and result (sent, retry, failed).
+	commitStatuses *prometheus.CounterVec
 }
+
+// CommitStatusResults are the results CommitStatusReport counts: sent (the host accepted
+// it), retry (no answer, or one that may change: tried again later), failed (the host refused
+// it for good, or it was given up).
+var CommitStatusResults = []string{"sent", "retry", "failed"}
 
 // New returns the metrics with the Go and process collectors registered.
 func New() *Metrics {
@@ -90,15 +99,24 @@ func New() *Metrics {
 			Name: "flowd_attempts_lost_total",
 			Help: "Job attempts this server marked lost (the job then failed with runner_lost, was retried, or ended canceled).",
 		}),
+		commitStatuses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowd_commit_status_reports_total",
+			Help: "Attempts to report a run's state to the code host of its commit, by host kind and result: sent, retry (tried again later) or failed (refused for good, or given up after 24 hours).",
+		}, []string{"host", "result"}),
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.steps, m.deliveries, m.runLatency, m.queueRefusals,
-		m.leasesRenewed, m.leasesExpired, m.rescues, m.attemptsLost,
+		m.leasesRenewed, m.leasesExpired, m.rescues, m.attemptsLost, m.commitStatuses,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	for _, scope := range []string{"server", "pipeline"} { // each series exists, at 0, from the start
 		m.queueRefusals.WithLabelValues(scope)
+	}
+	for _, host := range commitstatus.Hosts {
+		for _, result := range CommitStatusResults {
+			m.commitStatuses.WithLabelValues(host, result)
+		}
 	}
 	return m
 }
@@ -157,6 +175,14 @@ func (m *Metrics) WebhookDelivery(pipeline, code string) {
 		return
 	}
 	m.deliveries.WithLabelValues(pipeline, code).Inc()
+}
+
+// CommitStatusReport counts an attempt to report a commit status to a host of kind host
+// (commitstatus.GitHub, …) with result, one of CommitStatusResults.
+func (m *Metrics) CommitStatusReport(host, result string) {
+	if m != nil {
+		m.commitStatuses.WithLabelValues(host, result).Inc()
+	}
 }
 
 // QueueRefused counts a webhook delivery refused by a queue bound of scope ("server" or

@@ -1,6 +1,9 @@
-// Package notify delivers run notifications: when a run ends, each notify target of its
-// definition gets a signed JSON POST, at least once, from the database (store's outbox of
-// ended runs and its notifications table), retried with backoff for 24 hours.
+// Package notify tells other systems about runs, at least once, from the database, retrying
+// with backoff for 24 hours:
+//   - run notifications: when a run ends, each notify target of its definition gets a signed
+//     JSON POST (store's outbox of ended runs and its notifications table);
+//   - commit statuses: a run at a commit whose pipeline source has a status_token reports each
+//     of its states to the code host (store's commit_statuses, package commitstatus).
 package notify
 
 import (
@@ -19,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowd/flowd/internal/metrics"
 	"github.com/flowd/flowd/internal/pipeline"
 	"github.com/flowd/flowd/internal/run"
 	"github.com/flowd/flowd/internal/secret"
@@ -53,6 +57,7 @@ type Notifier struct {
 	MaxBackoff  time.Duration    // 0 = DefaultMaxBackoff
 	Window      time.Duration    // 0 = DefaultWindow
 	Timeout     time.Duration    // of one POST; 0 = DefaultTimeout
+	Metrics     *metrics.Metrics // counts commit status reports; nil = none
 }
 
 func (n *Notifier) now() time.Time {
@@ -86,12 +91,15 @@ func (n *Notifier) Run(ctx context.Context, every time.Duration) {
 }
 
 // Tick plans the notifications of the runs that ended since the last tick, then sends those
-// that are due.
+// that are due, then the commit statuses that are due.
 func (n *Notifier) Tick(ctx context.Context) error {
 	if err := n.plan(ctx); err != nil {
 		return err
 	}
-	return n.send(ctx)
+	if err := n.send(ctx); err != nil {
+		return err
+	}
+	return n.report(ctx)
 }
 
 // plan turns ended runs into notifications: one per notify target of the run's definition
@@ -222,17 +230,13 @@ func (n *Notifier) post(ctx context.Context, c store.Notification) (int, error) 
 	req.Header.Set("X-Flowd-Delivery", c.Delivery)
 	req.Header.Set("X-Flowd-Timestamp", ts)
 	if name := c.NotifyTarget.Secret; name != "" {
-		key, err := n.key(ctx, r, name)
+		key, err := n.secretValue(ctx, r, name, "signs this notification")
 		if err != nil {
 			return 0, err
 		}
 		req.Header.Set("X-Flowd-Signature", Sign(key, ts, body))
 	}
-	client := n.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := n.client().Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -244,9 +248,16 @@ func (n *Notifier) post(ctx context.Context, c store.Notification) (int, error) 
 	return resp.StatusCode, nil
 }
 
-// key is the value of the secret variable name: the run's, else the pipeline's current one.
-// It is never logged or returned.
-func (n *Notifier) key(ctx context.Context, r run.Run, name string) ([]byte, error) {
+func (n *Notifier) client() *http.Client {
+	if n.Client != nil {
+		return n.Client
+	}
+	return http.DefaultClient
+}
+
+// secretValue is the value of the secret variable name (which does what purpose says): the
+// run's, else the pipeline's current one. It is never logged or returned in an error.
+func (n *Notifier) secretValue(ctx context.Context, r run.Run, name, purpose string) ([]byte, error) {
 	vals, err := trigger.OpenSecrets(n.Box, r.SecretVariables)
 	if err != nil {
 		return nil, fmt.Errorf("open the run's secrets: %w", err)
@@ -259,7 +270,7 @@ func (n *Notifier) key(ctx context.Context, r run.Run, name string) ([]byte, err
 			return []byte(vals[name]), nil
 		}
 	}
-	return nil, fmt.Errorf("the secret variable %s that signs this notification has no value: set it on the pipeline", name)
+	return nil, fmt.Errorf("the secret variable %s that %s has no value: set it on the pipeline", name, purpose)
 }
 
 // Sign is the X-Flowd-Signature of body sent at timestamp ts (unix seconds): "sha256=" and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/flowd/flowd/internal/commitstatus"
 	"io"
 	"iter"
 	"maps"
@@ -550,7 +551,8 @@ func (ps *parser) boolean(n *yaml.Node, at string) bool {
 	return false
 }
 
-var sourceKeys = []string{"url", "branches", "tags", "paths", "events", "credentials"}
+var sourceKeys = []string{"url", "branches", "tags", "paths", "events", "credentials",
+	"status_token", "status_host", "status_api", "status_repo"}
 
 // events are the Git events a source may list.
 var events = []string{"push", "tag", "pull_request"}
@@ -562,6 +564,7 @@ func (ps *parser) source(f field, p *Pipeline) *Source {
 		return nil
 	}
 	s := &Source{}
+	status, statusText := map[string]field{}, map[string]string{}
 	fields := ps.mapping(val, f.path, sourceKeys)
 	hasURL, hasEvents := false, false
 	for _, g := range fields {
@@ -596,20 +599,16 @@ func (ps *parser) source(f field, p *Pipeline) *Source {
 				}
 			}
 		case "credentials":
-			name, ok := ps.str(g.val, g.path)
-			if !ok || name == "" {
-				continue
-			}
-			s.Credentials = name
-			v, declared := p.Variable(name)
-			switch {
-			case !declared:
-				ps.addf(ps.node(g.val), g.path, "%q is not a declared variable", name)
-			case !v.Secret:
-				ps.addf(ps.node(g.val), g.path, "variable %q must be secret (secret: true)", name)
-			}
+			s.Credentials = ps.secretVariable(g, p)
+		case "status_token":
+			s.StatusToken = ps.secretVariable(g, p)
+			status[g.name] = g
+		case "status_host", "status_api", "status_repo":
+			v, _ := ps.str(g.val, g.path)
+			status[g.name], statusText[g.name] = g, strings.TrimSpace(v)
 		}
 	}
+	ps.commitStatus(s, status, statusText)
 	if !hasURL && val.Kind == yaml.MappingNode {
 		ps.addf(val, join(f.path, "url"), "is required")
 	}
@@ -617,6 +616,56 @@ func (ps *parser) source(f field, p *Pipeline) *Source {
 		s.Events = []string{"push", "tag"}
 	}
 	return s
+}
+
+// secretVariable reads g's value, the name of a declared secret variable ("" when empty).
+func (ps *parser) secretVariable(g field, p *Pipeline) string {
+	name, ok := ps.str(g.val, g.path)
+	if !ok || name == "" {
+		return ""
+	}
+	v, declared := p.Variable(name)
+	switch {
+	case !declared:
+		ps.addf(ps.node(g.val), g.path, "%q is not a declared variable", name)
+	case !v.Secret:
+		ps.addf(ps.node(g.val), g.path, "variable %q must be secret (secret: true)", name)
+	}
+	return name
+}
+
+// commitStatus resolves where the source's commit statuses go (s.Status) when it has a
+// status_token; the other status_ keys (given: the status keys present; text: their values)
+// need one.
+func (ps *parser) commitStatus(s *Source, given map[string]field, text map[string]string) {
+	keys := []string{"status_host", "status_api", "status_repo"}
+	if s.StatusToken == "" {
+		for _, key := range keys {
+			if text[key] != "" {
+				ps.addf(ps.valueOrKey(given[key]), given[key].path,
+					"has no effect without status_token: name the secret variable whose token reports commit statuses")
+			}
+		}
+		return
+	}
+	if s.URL == "" {
+		return // url is required, and said so
+	}
+	t, err := commitstatus.Resolve(s.URL, text["status_host"], text["status_api"], text["status_repo"])
+	if err == nil {
+		s.Status = &t
+		return
+	}
+	// At the key the message starts with (which the path names, so the message drops it),
+	// else at status_token.
+	at, msg := given["status_token"], err.Error()
+	for _, key := range keys {
+		if rest, ok := strings.CutPrefix(msg, "source."+key); ok && text[key] != "" {
+			at, msg = given[key], strings.TrimLeft(rest, ": ")
+			break
+		}
+	}
+	ps.addf(ps.valueOrKey(at), at.path, "%s", msg)
 }
 
 var webhookKeys = []string{"filter", "variables"}

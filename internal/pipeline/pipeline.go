@@ -57,6 +57,7 @@ package pipeline
 
 import (
 	"fmt"
+	"github.com/flowd/flowd/internal/commitstatus"
 	"maps"
 	"slices"
 	"strings"
@@ -113,6 +114,12 @@ type Source struct {
 	Paths       []string // optional path globs: only when a changed file matches
 	Events      []string // "push", "tag", "pull_request"; [push, tag] when omitted
 	Credentials string   // optional: name of a declared secret variable
+	// StatusToken names the declared secret variable whose value reports each run's states to
+	// the code host as a commit status; "" = no commit statuses. Status is where they go,
+	// resolved at parse time from URL and the optional keys status_host, status_api and
+	// status_repo; set only with StatusToken.
+	StatusToken string
+	Status      *commitstatus.Target
 }
 
 // Webhook holds the optional rules applied to payloads of other systems.
@@ -251,6 +258,10 @@ func (p *Pipeline) clone() *Pipeline {
 		s.Tags = slices.Clone(s.Tags)
 		s.Paths = slices.Clone(s.Paths)
 		s.Events = slices.Clone(s.Events)
+		if s.Status != nil {
+			t := *s.Status
+			s.Status = &t
+		}
 		c.Source = &s
 	}
 	if p.Webhook != nil {

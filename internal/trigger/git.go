@@ -75,7 +75,7 @@ func resolveGit(ctx context.Context, src *pipeline.Source, ref GitRef, secrets m
 				Message: fmt.Sprintf("%s %q is not a valid Git %s name", what, name, what)}
 		}
 	}
-	g := &run.Git{RepoURL: src.URL, Event: event, CredentialsVar: src.Credentials}
+	g := &run.Git{RepoURL: src.URL, Event: event, CredentialsVar: src.Credentials, StatusTokenVar: src.StatusToken}
 	commit := strings.ToLower(strings.TrimSpace(ref.Commit))
 	if commit != "" && !validSHA(commit) {
 		return nil, &GitError{Code: CodeBadRequest,
@@ -291,6 +291,7 @@ func eventGit(src *pipeline.Source, e *githost.Event) *run.Git {
 		Event:          string(e.Kind),
 		Provider:       string(e.Provider),
 		CredentialsVar: src.Credentials,
+		StatusTokenVar: src.StatusToken,
 	}
 	if h := e.HeadCommit; h != nil {
 		g.Message, g.Author = h.Message, h.Author
