@@ -247,6 +247,7 @@ pages.run = async function () {
   }
   await refresh();
   runNotificationsPanel(id);
+  runCommitStatusPanel(id);
   if (location.hash) view.jump(location.hash);
   else if (!TERMINAL[run.status]) view.setFollow(true);
   stream();
