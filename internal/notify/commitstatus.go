@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/flowd/flowd/internal/commitstatus"
@@ -18,21 +17,10 @@ import (
 // report claims the due commit statuses (the database makes a run's newest state due when it
 // changes) and sends them, a batch at a time, in parallel.
 func (n *Notifier) report(ctx context.Context) error {
-	timeout := or(n.Timeout, DefaultTimeout)
-	for {
-		claimed, err := n.Store.CommitStatusesClaim(ctx, n.now(), 3*timeout, or(n.Window, DefaultWindow), batch)
-		if err != nil || len(claimed) == 0 {
-			return err
-		}
-		var wg sync.WaitGroup
-		for _, c := range claimed {
-			wg.Go(func() { n.reportOne(ctx, c) })
-		}
-		wg.Wait()
-		if len(claimed) < batch || ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
+	lease, window := 3*or(n.Timeout, DefaultTimeout), or(n.Window, DefaultWindow)
+	return inBatches(ctx, func() ([]store.CommitStatus, error) {
+		return n.Store.CommitStatusesClaim(ctx, n.now(), lease, window, batch)
+	}, n.reportOne)
 }
 
 // reportOne sends one claimed state and records what came of it: sent; failed when the host

@@ -155,15 +155,23 @@ func (n *Notifier) targets(ctx context.Context, runID int64) ([]store.NotifyTarg
 
 // send claims the due notifications and POSTs them, a batch at a time, in parallel.
 func (n *Notifier) send(ctx context.Context) error {
-	timeout := or(n.Timeout, DefaultTimeout)
+	lease := 3 * or(n.Timeout, DefaultTimeout)
+	return inBatches(ctx, func() ([]store.Notification, error) {
+		return n.Store.NotificationsClaim(ctx, n.now(), lease, batch)
+	}, n.attempt)
+}
+
+// inBatches claims what is due, a batch at a time, and hands each claimed item to do, the
+// items of a batch in parallel, until a claim takes less than a full batch.
+func inBatches[T any](ctx context.Context, claim func() ([]T, error), do func(context.Context, T)) error {
 	for {
-		claimed, err := n.Store.NotificationsClaim(ctx, n.now(), 3*timeout, batch)
+		claimed, err := claim()
 		if err != nil || len(claimed) == 0 {
 			return err
 		}
 		var wg sync.WaitGroup
 		for _, c := range claimed {
-			wg.Go(func() { n.attempt(ctx, c) })
+			wg.Go(func() { do(ctx, c) })
 		}
 		wg.Wait()
 		if len(claimed) < batch || ctx.Err() != nil {
