@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,6 +165,14 @@ func TestCommitStatusesPerHost(t *testing.T) {
 				}
 			}
 			if dialect == "sqlite" {
+				// Each host took at least the running and the final state: counted as sent.
+				code, metrics := metricsStatus(t, s.URL+"/metrics", tok)
+				for _, h := range hosts {
+					m := regexp.MustCompile(`flowd_commit_status_reports_total\{host="` + h.kind + `",result="sent"\} (\d+)`).FindStringSubmatch(metrics)
+					if n, _ := strconv.Atoi(firstGroup(m)); code != 200 || n < 2 {
+						t.Errorf("metrics: %d, %s sent %q, want at least 2", code, h.kind, firstGroup(m))
+					}
+				}
 				return
 			}
 
@@ -198,4 +207,12 @@ func TestCommitStatusesPerHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstGroup is a regexp match's first group, "" when it did not match.
+func firstGroup(m []string) string {
+	if len(m) < 2 {
+		return ""
+	}
+	return m[1]
 }
