@@ -28,16 +28,17 @@ func TestNotifyOutbox(t *testing.T) {
 		if ended, err := s.NotifyEndedRuns(ctx, 10); err != nil || len(ended) != 0 {
 			t.Fatalf("ended runs before any end = %+v, %v", ended, err)
 		}
+		jobless := mustRun(t, s, p.ID, nil) // stored already ended (success at once): an INSERT
 		mustFinish(t, s, c.Job.ID, run.Failed, "boom")
 		if _, err := s.RunCancel(ctx, canceled.ID, "no"); err != nil {
 			t.Fatal(err)
 		}
 		ended, err := s.NotifyEndedRuns(ctx, 10)
-		if err != nil || len(ended) != 2 || ended[0].RunID != done.ID || ended[1].RunID != canceled.ID {
-			t.Fatalf("ended runs = %+v, %v; want runs %d and %d", ended, err, done.ID, canceled.ID)
+		if err != nil || len(ended) != 3 || ended[0].RunID != jobless.ID || ended[1].RunID != done.ID || ended[2].RunID != canceled.ID {
+			t.Fatalf("ended runs = %+v, %v; want runs %d, %d and %d", ended, err, jobless.ID, done.ID, canceled.ID)
 		}
-		if r := mustGet(t, s, done.ID); !ended[0].EndedAt.Equal(*r.FinishedAt) {
-			t.Errorf("ended at %v, run finished at %v", ended[0].EndedAt, r.FinishedAt)
+		if r := mustGet(t, s, done.ID); !ended[1].EndedAt.Equal(*r.FinishedAt) {
+			t.Errorf("ended at %v, run finished at %v", ended[1].EndedAt, r.FinishedAt)
 		}
 		now := time.Now().UTC().Truncate(time.Second)
 		targets := []store.NotifyTarget{{Index: 0, URL: "https://a.example/x", Secret: "K"}, {Index: 1, URL: "http://b.example/y"}}
@@ -47,8 +48,10 @@ func TestNotifyOutbox(t *testing.T) {
 				t.Fatalf("NotifyPlan #%d = %v, %v", i+1, ok, err)
 			}
 		}
-		if ok, err := s.NotifyPlan(ctx, canceled.ID, nil, now, now.Add(24*time.Hour)); err != nil || !ok {
-			t.Fatalf("NotifyPlan without targets = %v, %v", ok, err)
+		for _, id := range []int64{canceled.ID, jobless.ID} {
+			if ok, err := s.NotifyPlan(ctx, id, nil, now, now.Add(24*time.Hour)); err != nil || !ok {
+				t.Fatalf("NotifyPlan without targets = %v, %v", ok, err)
+			}
 		}
 		if ended, err := s.NotifyEndedRuns(ctx, 10); err != nil || len(ended) != 0 {
 			t.Fatalf("ended runs after planning = %+v, %v", ended, err)
