@@ -33,8 +33,10 @@ func TestFake(t *testing.T) {
 			"checkout 0123456789abcdef0123456789abcdef01234567\necho a\n", []string{"1:running", "1:success:0"}, ""},
 		{"false fails", Job{Steps: steps("false", "echo b")}, false, run.Failed,
 			"false\n", []string{"1:running", "1:failed:1", "2:skipped"}, `step "false" failed: exit code 1`},
-		{"timeout", Job{Steps: steps("sleep 600", "echo b"), Timeout: 10 * time.Millisecond}, false, run.Failed,
-			"sleep 600\n", []string{"1:running", "1:failed", "2:skipped"}, "job timed out after 10ms"},
+		// The timeout leaves the first step time to start on a loaded machine (with 10 ms it
+		// sometimes ran out before, and both steps were skipped).
+		{"timeout", Job{Steps: steps("sleep 600", "echo b"), Timeout: 500 * time.Millisecond}, false, run.Failed,
+			"sleep 600\n", []string{"1:running", "1:failed", "2:skipped"}, "job timed out after 500ms"},
 		{"cancel", Job{Steps: steps("sleep 10m", "echo b")}, true, run.Canceled,
 			"sleep 10m\n", []string{"1:running", "1:canceled", "2:skipped"}, "job canceled"},
 	}
