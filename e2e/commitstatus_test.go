@@ -216,3 +216,57 @@ func firstGroup(m []string) string {
 	}
 	return m[1]
 }
+
+// TestCommitStatusesTwoServers: two servers on one PostgreSQL both report commit statuses; each
+// run's final state reaches the host exactly once, and no run gets more reports than it has
+// states (queued, running, success), whichever server runs its job or claims its report.
+func TestCommitStatusesTwoServers(t *testing.T) {
+	t.Parallel()
+	rp := newGitRepo(t)
+	hs := hosttest.New(t)
+	hs.SetToken("github", "tok-github")
+	env := []string{"FLOWD_TEST_NOTIFY_BACKOFF=200ms"}
+	c := startCluster(t, nodeSpec{Name: "a", Env: env}, nodeSpec{Name: "b", Env: env})
+	a, b := c.Nodes[0], c.Nodes[1]
+	dir, err := os.MkdirTemp("", "flowd-gate-")
+	if err != nil || os.Chmod(dir, 0o755) != nil || os.WriteFile(filepath.Join(dir, "github"), nil, 0o644) != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a.createPipeline(c.Admin, statusPipeline(statusHosts[0], hs, rp.Bare, filepath.Join(dir, "github")))
+	var ids []int64
+	for i := range 8 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		ids = append(ids, s.startRun(c.Admin, "st-github"))
+	}
+	for _, id := range ids {
+		waitFor(t, "run "+strconv.FormatInt(id, 10)+" reported", func() bool {
+			v := b.commitStatus(c.Admin, id)
+			return v != nil && v.Status == "sent" && v.SentState == "success"
+		})
+	}
+	for _, id := range ids {
+		rs := reportsOf(hs, "github", id)
+		finals := 0
+		for _, r := range rs {
+			if said(r, "succeeded") && r.Code == 201 {
+				finals++
+			}
+		}
+		if finals != 1 || len(rs) > 3 {
+			t.Errorf("run %d: %d reports, %d of its success; want at most 3, one success: %s", id, len(rs), finals, describeReports(rs))
+		}
+	}
+}
+
+// describeReports is each report's description and answer, for failure messages.
+func describeReports(rs []hosttest.Request) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "\n  %v → %d", r.Body["description"], r.Code)
+	}
+	return b.String()
+}
