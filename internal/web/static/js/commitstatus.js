@@ -35,8 +35,7 @@ function runCommitStatusPanel(id) {
     if (!r.ok) return;
     const c = r.data.commit_status;
     draw(c);
-    const st = $('#run-status');
-    const ended = st && Object.keys(TERMINAL).some(s => st.classList.contains('s-' + s));
+    const ended = runShownEnded();
     if (c && (!ended || c.status === 'pending' || !TERMINAL[c.state])) setTimeout(load, 3000);
   }
   load();

@@ -36,11 +36,17 @@ function runNotificationsPanel(id) {
     if (!r.ok) return;
     const ns = r.data.notifications || [];
     draw(ns);
-    const st = $('#run-status');
-    const ended = st && Object.keys(TERMINAL).some(s => st.classList.contains('s-' + s));
+    const ended = runShownEnded();
     // An ended run's notifications are planned within seconds; pending ones change until delivered.
     if (!ended || ns.some(n => n.status === 'pending') || (!ns.length && ++emptyPolls < 5)) setTimeout(load, 3000);
   }
   let emptyPolls = 0;
   load();
+}
+
+// runShownEnded reports whether the run page's status badge (kept current by run.js) shows an
+// end: the run page's panels stop polling then.
+function runShownEnded() {
+  const st = $('#run-status');
+  return !!st && Object.keys(TERMINAL).some(s => st.classList.contains('s-' + s));
 }
